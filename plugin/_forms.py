@@ -1,0 +1,124 @@
+"""Form pieces shared by every iou-audit operator (imported as ``from ._forms import ...``).
+
+Each helper adds one input to a ``types.Object`` so that all operators look and behave alike:
+a label-field dropdown built from the dataset schema, an audit-key text box, a "delegate" switch,
+and the system view-target radio (``ctx.target_view()``). The module name starts with ``_`` so
+``plugin/__init__.py`` does not look for ``OPERATORS`` in it.
+"""
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.operators.types as types
+
+# Label types an audit can read (iou_audit.table reads Detections and Polylines fields).
+LABEL_LIST_TYPES = (fo.Detections, fo.Polylines)
+
+
+def label_fields(ctx, label_types=LABEL_LIST_TYPES) -> list[str]:
+    """Sorted names of the dataset's top-level fields whose label type is one of ``label_types``."""
+    if ctx.dataset is None:
+        return []
+    names: set[str] = set()
+    for label_type in label_types:
+        names.update(ctx.dataset.get_field_schema(embedded_doc_type=label_type))
+    return sorted(names)
+
+
+def label_field_input(
+    inputs: types.Object,
+    ctx,
+    name: str = "label_field",
+    label: str = "Label field",
+    description: str = "Detections or Polylines field to audit",
+    label_types=LABEL_LIST_TYPES,
+    default: str | None = None,
+    required: bool = True,
+) -> list[str]:
+    """Add a dropdown of the label fields found in the schema; return the choices.
+
+    When the dataset has no such field, a warning is shown and the form is marked invalid, so
+    the operator cannot be run with a field that does not exist.
+    """
+    fields = label_fields(ctx, label_types)
+    if not fields:
+        kinds = " or ".join(t.__name__ for t in label_types)
+        warning = inputs.view(f"{name}_missing", types.Warning(label=f"This dataset has no {kinds} field"))
+        warning.invalid = True
+        return []
+    dropdown = types.DropdownView()
+    for field in fields:
+        dropdown.add_choice(field, label=field)
+    if default not in fields:
+        default = fields[0] if required else None
+    inputs.enum(name, dropdown.values(), default=default, required=required, label=label,
+                description=description, view=dropdown)
+    return fields
+
+
+def audit_key_input(inputs: types.Object, default: str, description: str | None = None) -> None:
+    """Add the audit-key text box (tags ``<key>:<kind>``, attributes ``<key>_<attr>``, one run)."""
+    inputs.str(
+        "audit_key",
+        default=default,
+        required=True,
+        label="Audit key",
+        description=description
+        or "Name of this audit run; re-running with the same key replaces its previous results",
+    )
+
+
+def threshold_input(
+    inputs: types.Object, name: str, default: float, label: str, description: str,
+    min: float = 0.0, max: float = 1.0,
+) -> None:
+    """Add a float in [min, max] (an IoU-like threshold)."""
+    inputs.float(name, default=default, min=min, max=max, label=label, description=description)
+
+
+def delegate_input(inputs: types.Object, default: bool = False) -> None:
+    """Add the "run in background" switch read by :func:`resolve_delegation`."""
+    inputs.bool(
+        "delegate",
+        default=default,
+        label="Delegate",
+        description="Run as a delegated (background) operation; needs `fiftyone delegated launch`",
+        view=types.CheckboxView(),
+    )
+
+
+def resolve_delegation(ctx) -> bool | None:
+    """True forces delegation when the user asked for it; None defers to the App's choice.
+
+    Never False: returning False forbids delegation even when requested programmatically.
+    """
+    return True if ctx.params.get("delegate", False) else None
+
+
+def target_view(ctx):
+    """The collection to audit (Dataset / Current view / Selection, from the system radio).
+
+    Calling it in ``resolve_input`` is what makes FiftyOne show the view-target radio.
+    """
+    return ctx.target_view()
+
+
+def param(ctx, name: str, default=None):
+    """``ctx.params[name]`` with a default when the form omitted it or sent None."""
+    value = ctx.params.get(name, default)
+    return default if value is None else value
+
+
+def finish_in_app(ctx, view_name: str | None = None) -> None:
+    """After an immediate run: reload the dataset in the App and show the most useful saved view."""
+    if ctx.delegated:
+        return
+    ctx.ops.reload_dataset()
+    if view_name and ctx.dataset.has_saved_view(view_name):
+        ctx.ops.set_view(name=view_name)
+
+
+def counts_output(outputs: types.Object, counts: dict[str, int], title: str = "Findings") -> None:
+    """Show one integer per finding kind in resolve_output."""
+    outputs.str("audit_key", label="Audit key")
+    for kind in counts:
+        outputs.int(f"n_{kind}", label=f"{title}: {kind}")
