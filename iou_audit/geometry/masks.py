@@ -11,7 +11,7 @@ is clamped to [0, 1], its corners are scaled by the frame size and truncated to 
 (``x0 = int(W * x1)``, ``x1_px = int(W * x2)``); a mask whose shape differs from that window is resized
 into it with OpenCV's default bilinear interpolation on ``uint8`` values and then made boolean
 (``!= 0``), as ``eta.core.image.render_instance_mask`` does. One deliberate difference: corners within
-1e-6 px *below* an integer are snapped up to it. ``int(640 * (7 / 640 + 3 / 640))`` is 9, not 10: about
+1e-6 px *below* an integer are snapped up to it. ``int(640 * (1 / 640 + 7 / 640))`` is 7, not 8: about
 8% of pixel-aligned boxes hit this float artifact in FiftyOne and get their mask stretched by one pixel;
 here they are placed where they belong. ``rounding="round"`` rounds corners to the nearest integer
 instead, which is how FiftyOne's COCO importer crops masks (``mask[round(y):round(y + h), ...]``) and
@@ -51,8 +51,8 @@ def mask_pixel_rects(
     Example:
         >>> mask_pixel_rects(np.array([[0.1, 0.25, 0.5, 0.75]]), np.array([10, 4]))
         array([[1, 1, 5, 3]])
-        >>> mask_pixel_rects(np.array([[7 / 640, 0, 7 / 640 + 3 / 640, 1]]), np.array([640, 1]))
-        array([[ 7,  0, 10,  1]])
+        >>> mask_pixel_rects(np.array([[1 / 640, 0, 1 / 640 + 7 / 640, 1]]), np.array([640, 1]))
+        array([[1, 0, 8, 1]])
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
