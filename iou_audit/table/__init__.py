@@ -11,6 +11,7 @@ from iou_audit.table.read import check_label_field, iter_label_tables, read_labe
 from iou_audit.table.write import (
     tag_labels_by_id,
     untag_labels,
+    update_labels,
     write_label_attributes,
     write_sample_values,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "split_by_attribute",
     "tag_labels_by_id",
     "untag_labels",
+    "update_labels",
     "validate_table",
     "write_label_attributes",
     "write_sample_values",

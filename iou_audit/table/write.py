@@ -41,14 +41,34 @@ def write_label_attributes(samples, field: str, values: Mapping[str, Mapping[str
         >>> write_label_attributes(ds, "gt", {"dup_iou": {"6b07...": 0.93}})  # doctest: +SKIP
         {'labels': 1, 'samples': 1, 'missing': []}
     """
-    for attr in values:
+    return update_labels(samples, field, attributes=values)
+
+
+def update_labels(
+    samples,
+    field: str,
+    attributes: Mapping[str, Mapping[str, Any]] | None = None,
+    tags: Mapping[str, Iterable[str]] | None = None,
+) -> dict:
+    """Set attributes ``{attr: {label_id: value}}`` and add tags ``{label_id: [tag, ...]}`` in one pass.
+
+    Example:
+        >>> update_labels(ds, "gt", {"dup_iou": {lid: 0.9}}, {lid: ["dup:duplicate"]})  # doctest: +SKIP
+        {'labels': 1, 'samples': 1, 'missing': []}
+    """
+    attributes = attributes or {}
+    for attr in attributes:
         _check_attr_name(field, attr)
+    for label_tags in (tags or {}).values():
+        for tag in label_tags:
+            _check_tag(tag)
     per_label: dict[str, dict[str, Any]] = defaultdict(dict)
-    for attr, by_id in values.items():
+    for attr, by_id in attributes.items():
         for label_id, value in by_id.items():
-            per_label[label_id][attr] = _to_bson(value)
-    stats = _update_labels(samples, field, sets=per_label)
-    _declare_label_attrs(samples, field, values)
+            per_label[str(label_id)][attr] = _to_bson(value)
+    add_tags = {str(k): list(v) for k, v in (tags or {}).items()}
+    stats = _update_labels(samples, field, sets=per_label, add_tags=add_tags)
+    _declare_label_attrs(samples, field, attributes)
     samples._root_dataset.reload()
     return stats
 
@@ -56,9 +76,7 @@ def write_label_attributes(samples, field: str, values: Mapping[str, Mapping[str
 def tag_labels_by_id(samples, field: str, label_ids: Iterable[str], tag: str) -> dict:
     """Add ``tag`` to the labels with these ids (no duplicate tags; other labels untouched)."""
     _check_tag(tag)
-    stats = _update_labels(samples, field, add_tags={str(i): [tag] for i in label_ids})
-    samples._root_dataset.reload()
-    return stats
+    return update_labels(samples, field, tags={str(i): [tag] for i in label_ids})
 
 
 def untag_labels(samples, field: str, tag: str) -> dict:

@@ -1,0 +1,257 @@
+"""Store audits in the dataset: label attributes, tags, per-sample counts, saved views, a custom run.
+
+Under a user-chosen ``audit_key`` an audit writes
+- label attributes ``<key>_<attr>`` and label tags ``<key>:<kind>`` (bulk, by label id),
+- per-sample counts ``<key>_<kind>`` and ``<key>_findings`` on samples that have findings,
+  plus any extra sample fields as ``<key>_<name>``,
+- one saved view per kind, ``<key>-<kind>``,
+- a FiftyOne custom run (``register_run``) whose results hold the config, the findings and the
+  manifest of everything written, so :func:`delete_audit` removes exactly that.
+Original labels are never modified: only new attributes and our own tags are touched.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, Mapping
+
+import pandas as pd
+
+from iou_audit.results.findings import FINDING_COLUMNS, make_findings
+from iou_audit.results.result import AuditResult, jsonify
+from iou_audit.table.read import check_label_field
+from iou_audit.table.write import untag_labels, update_labels, write_sample_values
+
+logger = logging.getLogger(__name__)
+
+#: Marker in the run config identifying runs written by iou-audit.
+RUN_MARKER = "iou_audit"
+
+
+def save_audit(
+    samples,
+    result: AuditResult,
+    label_attributes: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    sample_fields: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict:
+    """Write an audit's results into the dataset under ``result.audit_key``; returns the manifest.
+
+    Args:
+        samples: the dataset or view the audit ran on.
+        result: the :class:`AuditResult`.
+        label_attributes: ``{field: {attr: {label_id: value}}}``, stored as ``<key>_<attr>``.
+        sample_fields: ``{name: {sample_id: value}}``, stored as ``<key>_<name>``.
+
+    Re-running with the same key first deletes the previous run's results.
+
+    Example:
+        >>> save_audit(ds, result, {"gt": {"iou": {lid: 0.93}}})            # doctest: +SKIP
+        {'label_attributes': {'gt': ['dup_iou']}, 'tags': {'gt': ['dup:duplicate']}, ...}
+    """
+    from iou_audit.table.write import _check_writable
+
+    dataset = _check_writable(samples)
+    key = result.audit_key
+    _check_key(key)
+    if key in dataset.list_runs():
+        if not is_audit(dataset, key):
+            raise ValueError(f"run key {key!r} is used by another (non iou-audit) run of {dataset.name!r}")
+        delete_audit(dataset, key)
+
+    findings = make_findings(result.findings)
+    plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})
+    _check_collisions(dataset, plan["manifest"])
+
+    # Register first, with the full manifest, so a failure half-way can still be cleaned up.
+    config = samples.init_run(
+        method=f"iou_audit.{result.audit}", **{RUN_MARKER: _version()},
+        audit=result.audit, audit_key=key, params=jsonify(result.config),
+    )
+    samples.register_run(key, config)
+    _save_results(samples, key, result, findings, plan["manifest"])
+
+    for field in sorted(set(plan["attributes"]) | set(plan["tags"])):
+        update_labels(samples, field, attributes=plan["attributes"].get(field), tags=plan["tags"].get(field))
+    if plan["sample_values"]:
+        write_sample_values(samples, plan["sample_values"])
+    for name, (view, description) in plan["views"].items():
+        dataset.save_view(name, view, description=description)
+    dataset.reload()
+    return plan["manifest"]
+
+
+def list_audits(dataset) -> list[str]:
+    """Keys of the iou-audit runs stored on the dataset."""
+    return [k for k in dataset.list_runs() if is_audit(dataset, k)]
+
+
+def audit_info(dataset, key: str) -> dict:
+    """``{audit, audit_key, timestamp, config, counts}`` of a stored audit (counts per kind)."""
+    info = _info(dataset, key)
+    res = dataset.load_run_results(key, cache=False, load_view=False)
+    kinds = pd.Series((getattr(res, "findings", None) or {}).get("kind", []), dtype=object)
+    return {
+        "audit": info.config.audit,
+        "audit_key": key,
+        "timestamp": info.timestamp,
+        "config": info.config.params,
+        "counts": {k: int(v) for k, v in kinds.value_counts().items()},
+    }
+
+
+def load_audit(dataset, key: str) -> AuditResult:
+    """Reload a stored audit as an :class:`AuditResult`."""
+    info = _info(dataset, key)
+    res = dataset.load_run_results(key, cache=False, load_view=False)
+    return AuditResult(
+        audit=info.config.audit,
+        audit_key=key,
+        config=info.config.params or {},
+        findings=make_findings(pd.DataFrame(getattr(res, "findings", None) or {}, columns=FINDING_COLUMNS)),
+        tables={k: pd.DataFrame(**v) for k, v in (getattr(res, "tables", None) or {}).items()},
+        metrics=getattr(res, "metrics", None) or {},
+    )
+
+
+def delete_audit(dataset, key: str) -> dict:
+    """Remove exactly what the audit wrote (attributes, tags, sample fields, saved views, run)."""
+    dataset = dataset._root_dataset
+    _info(dataset, key)
+    res = dataset.load_run_results(key, cache=False, load_view=False)
+    manifest = getattr(res, "written", None) or {}
+    for field, attrs in manifest.get("label_attributes", {}).items():
+        if dataset.get_field(field) is None:
+            continue
+        _, list_path = check_label_field(dataset, field)
+        for attr in attrs:
+            _unset_label_attr(dataset, list_path, attr)
+    for field, tags in manifest.get("tags", {}).items():
+        if dataset.get_field(field) is None:
+            continue
+        for tag in tags:
+            untag_labels(dataset, field, tag)
+    names = [n for n in manifest.get("sample_fields", []) if dataset.get_field(n) is not None]
+    if names:
+        dataset.delete_sample_fields(names)
+    for name in manifest.get("saved_views", []):
+        if dataset.has_saved_view(name):
+            dataset.delete_saved_view(name)
+    dataset.delete_run(key)
+    dataset.reload()
+    return manifest
+
+
+def is_audit(dataset, key: str) -> bool:
+    try:
+        return hasattr(dataset.get_run_info(key).config, RUN_MARKER)
+    except Exception:  # an unreadable foreign run is not ours
+        return False
+
+
+def _info(dataset, key: str):
+    if key not in dataset.list_runs() or not is_audit(dataset, key):
+        raise ValueError(f"no iou-audit run with key {key!r} on {dataset.name!r}; audits: {list_audits(dataset)}")
+    return dataset.get_run_info(key)
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key.isidentifier():
+        raise ValueError(f"audit_key must be a valid Python identifier (FiftyOne run key), got {key!r}")
+
+
+def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
+    """Everything to write, computed and validated before anything is written."""
+    attributes: dict[str, dict[str, dict]] = {}
+    for field, attrs in label_attributes.items():
+        check_label_field(samples, field)
+        attributes[field] = {f"{key}_{attr}": dict(values) for attr, values in attrs.items()}
+
+    tags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for field_col, id_col in (("field", "label_id"), ("other_field", "other_label_id")):
+        rows = findings[(findings[field_col] != "") & (findings[id_col] != "")]
+        for field, lid, kind in zip(rows[field_col], rows[id_col], rows["kind"]):
+            tag = f"{key}:{kind}"
+            if tag not in tags[field][lid]:
+                tags[field][lid].append(tag)
+    for field in tags:
+        check_label_field(samples, field)
+
+    sample_values: dict[str, dict[str, Any]] = {}
+    with_sample = findings[findings["sample_id"] != ""]
+    for kind, group in with_sample.groupby("kind", sort=True):
+        sample_values[f"{key}_{kind}"] = {s: int(n) for s, n in group["sample_id"].value_counts().items()}
+    if len(with_sample):
+        sample_values[f"{key}_findings"] = {s: int(n) for s, n in with_sample["sample_id"].value_counts().items()}
+    for name, values in sample_fields.items():
+        sample_values[f"{key}_{name}"] = dict(values)
+
+    views = {}
+    for kind, group in findings.groupby("kind", sort=True):
+        name = f"{key}-{kind}"
+        labelled = group[(group["field"] != "") & (group["label_id"] != "")]
+        if len(labelled) == len(group):
+            fields = sorted(set(labelled["field"]) | set(group.loc[group["other_field"] != "", "other_field"]))
+            view = samples.match_labels(tags=f"{key}:{kind}", fields=fields)
+        else:
+            ids = sorted((set(group["sample_id"]) | set(group["other_sample_id"])) - {""})
+            view = samples.select(ids)
+        views[name] = (view, f"iou-audit {key}: {kind} ({len(group)} findings)")
+
+    manifest = {
+        "label_attributes": {f: sorted(a) for f, a in attributes.items()},
+        "tags": {f: sorted({t for ts in by_id.values() for t in ts}) for f, by_id in tags.items()},
+        "sample_fields": sorted(sample_values),
+        "saved_views": sorted(views),
+    }
+    return {
+        "attributes": attributes,
+        "tags": {f: dict(v) for f, v in tags.items()},
+        "sample_values": sample_values,
+        "views": views,
+        "manifest": manifest,
+    }
+
+
+def _check_collisions(dataset, manifest: dict) -> None:
+    """Refuse to overwrite fields or views that this audit did not create."""
+    for field, attrs in manifest["label_attributes"].items():
+        _, list_path = check_label_field(dataset, field)
+        for attr in attrs:
+            if dataset.get_field(f"{list_path}.{attr}") is not None:
+                raise ValueError(f"label attribute {list_path}.{attr} already exists and was not written by this audit")
+    for name in manifest["sample_fields"]:
+        if dataset.get_field(name) is not None:
+            raise ValueError(f"sample field {name!r} already exists and was not written by this audit")
+    for name in manifest["saved_views"]:
+        if dataset.has_saved_view(name):
+            raise ValueError(f"saved view {name!r} already exists and was not written by this audit")
+
+
+def _save_results(samples, key, result, findings, manifest) -> None:
+    results = samples.init_run_results(
+        key,
+        findings={c: findings[c].tolist() for c in FINDING_COLUMNS},
+        tables={k: jsonify(v.to_dict(orient="split")) for k, v in result.tables.items()},
+        metrics=jsonify(result.metrics),
+        written=manifest,
+    )
+    samples.save_run_results(key, results, cache=False)
+
+
+def _unset_label_attr(dataset, list_path: str, attr: str) -> None:
+    """Remove a label attribute from the data (touched samples only) and from the schema."""
+    from iou_audit.table.write import _now
+
+    path = f"{list_path}.{attr}"
+    dataset._sample_collection.update_many(
+        {path: {"$exists": True}},
+        {"$unset": {f"{list_path}.$[].{attr}": ""}, "$set": {"last_modified_at": _now()}},
+    )
+    if dataset.get_field(path) is not None:
+        dataset.delete_sample_field(path)
+
+
+def _version() -> str:
+    import iou_audit
+
+    return getattr(iou_audit, "__version__", "0")
