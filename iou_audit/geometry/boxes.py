@@ -15,7 +15,16 @@ values as pixels; DIoU and CIoU use distances and aspect ratios, so pass pixel c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from iou_audit.geometry._box_kernels import (
+    _METRIC_CODES,
+    _columns_kernel,
+    _extent_kernel,
+    _iou_kernel,
+    _ios_kernel,
+    _self_pair_counts,
+    _self_pair_kernel,
+)
 
 METRICS = ("iou", "giou", "diou", "ciou", "ios")
 
@@ -123,163 +132,9 @@ def box_iou(
     return np.where(ok, out, -1.0)
 
 
-# ----------------------------------------------------------------------------------------------
 # Batched layout: boxes of many images flattened with per-image offsets (docs/ARCHITECTURE.md).
-# One compiled pass over all same-image pairs replaces a Python loop of per-image box_iou calls.
-# The kernels run with error_model="numpy" (Python's ZeroDivisionError checks block SIMD) and
-# guard every division explicitly; outputs are allocated by numpy, which was measured to be
-# cheaper than allocating inside the compiled function.
-# ----------------------------------------------------------------------------------------------
-_METRIC_CODES = {"iou": 0, "ios": 1, "giou": 2, "diou": 3, "ciou": 4}
-_FOUR_OVER_PI2 = 4.0 / np.pi**2
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _pair_metric(mode, bx1, by1, bx2, by2, ba, bt, u1, v1, u2, v2, a2, t2, crowd, ok):
-    """One pair's value; ``ba``/``a2`` areas, ``bt``/``t2`` arctan(w/h), ``ok`` both valid."""
-    iw = max(min(bx2, u2) - max(bx1, u1), 0.0)
-    ih = max(min(by2, v2) - max(by1, v1), 0.0)
-    inter = iw * ih
-    if mode == 1:  # intersection over the smaller box
-        small = min(ba, a2)
-        return inter / small if ok and small > 0.0 else 0.0
-    union = ba + a2 - inter
-    if mode == 0:
-        denom = ba if crowd else union  # COCO crowd: intersection over the first box's area
-        # degenerate boxes are empty (area 0, no overlap), so ``ok`` only restates the convention
-        return inter / denom if ok and denom > 0.0 else 0.0
-    iou = inter / union if union > 0.0 else 0.0
-    cw = max(bx2, u2) - min(bx1, u1)
-    ch = max(by2, v2) - min(by1, v1)
-    if mode == 2:
-        hull = cw * ch
-        val = iou - (hull - union) / hull if hull > 0.0 else iou
-    else:
-        diag2 = cw * cw + ch * ch
-        dx = bx1 + bx2 - u1 - u2
-        dy = by1 + by2 - v1 - v2
-        dist2 = (dx * dx + dy * dy) / 4.0
-        val = iou - dist2 / diag2 if diag2 > 0.0 else iou
-        if mode == 4:
-            dt = t2 - bt
-            v = _FOUR_OVER_PI2 * dt * dt
-            denom = 1.0 - iou + v
-            alpha = v / denom if denom > 0.0 else 0.0
-            val = val - alpha * v
-    return val if ok else -1.0
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _load_box(b, r):
-    """Row ``r`` as (x1, y1, x2, y2, area); a degenerate box (same test as valid_boxes) becomes
-    the empty box at the origin, which intersects nothing, so its IoU/IOS come out exactly 0."""
-    x1, y1, x2, y2 = b[r, 0], b[r, 1], b[r, 2], b[r, 3]
-    ok = (
-        np.isfinite(x1) and np.isfinite(y1) and np.isfinite(x2) and np.isfinite(y2)
-        and x2 > x1 and y2 > y1
-    )
-    if not ok:
-        return 0.0, 0.0, 0.0, 0.0, 0.0
-    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
-
-
-# IoU and IOS, the hot paths: per image, the boxes2 block is sanitized once into small scratch
-# columns and every box1 runs over them with slice-local indices. Measured here: global indices
-# defeated LLVM's vectorizer (9 vs 1 ns per pair), and building full-size columns with numpy
-# first cost more than the pair loop itself.
-@njit(cache=True, error_model="numpy", inline="always")
-def _load_block(b, j0, m, su1, sv1, su2, sv2, sa):
-    for k in range(m):
-        su1[k], sv1[k], su2[k], sv2[k], sa[k] = _load_box(b, j0 + k)
-    return su1[:m], sv1[:m], su2[:m], sv2[:m], sa[:m]
-
-
-# Two kernels, not one with an ``if ios`` inside: that branch alone doubled the time per pair.
-@njit(cache=True, error_model="numpy")
-def _iou_kernel(b1, b2, crowd2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa, out):
-    for s in range(len(off1) - 1):
-        j0, m = off2[s], off2[s + 1] - off2[s]
-        uu1, vv1, uu2, vv2, aa = _load_block(b2, j0, m, su1, sv1, su2, sv2, sa)
-        cc = crowd2[j0 : j0 + m]
-        p = pair_offsets[s]
-        for i in range(off1[s], off1[s + 1]):
-            bx1, by1, bx2, by2, ba = _load_box(b1, i)
-            o = out[p : p + m]
-            for k in range(m):
-                iw = min(bx2, uu2[k]) - max(bx1, uu1[k])
-                ih = min(by2, vv2[k]) - max(by1, vv1[k])
-                inter = (iw if iw > 0.0 else 0.0) * (ih if ih > 0.0 else 0.0)
-                # COCO crowd: intersection over the first box's area
-                denom = ba if cc[k] else ba + aa[k] - inter
-                o[k] = inter / denom if denom > 0.0 else 0.0
-            p += m
-
-
-@njit(cache=True, error_model="numpy")
-def _ios_kernel(b1, b2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa, out):
-    for s in range(len(off1) - 1):
-        j0, m = off2[s], off2[s + 1] - off2[s]
-        uu1, vv1, uu2, vv2, aa = _load_block(b2, j0, m, su1, sv1, su2, sv2, sa)
-        p = pair_offsets[s]
-        for i in range(off1[s], off1[s + 1]):
-            bx1, by1, bx2, by2, ba = _load_box(b1, i)
-            o = out[p : p + m]
-            for k in range(m):
-                iw = min(bx2, uu2[k]) - max(bx1, uu1[k])
-                ih = min(by2, vv2[k]) - max(by1, vv1[k])
-                inter = (iw if iw > 0.0 else 0.0) * (ih if ih > 0.0 else 0.0)
-                small = min(ba, aa[k])
-                o[k] = inter / small if small > 0.0 else 0.0
-            p += m
-
-
-@njit(cache=True, error_model="numpy")
-def _extent_kernel(mode, c1, c2, off1, off2, pair_offsets, out):
-    # GIoU / DIoU / CIoU: c1, c2 are the 7-column tuples of _box_columns
-    x1, y1, x2, y2, a1, t1, ok1 = c1
-    u1, v1, u2, v2, a2, t2, ok2 = c2
-    for s in range(len(off1) - 1):
-        p = pair_offsets[s]
-        for i in range(off1[s], off1[s + 1]):
-            for j in range(off2[s], off2[s + 1]):
-                out[p] = _pair_metric(
-                    mode, x1[i], y1[i], x2[i], y2[i], a1[i], t1[i], u1[j], v1[j], u2[j], v2[j],
-                    a2[j], t2[j], False, ok1[i] * ok2[j] > 0.0,
-                )
-                p += 1
-
-
-@njit(cache=True)
-def _self_pair_counts(offsets, codes):
-    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
-    for s in range(len(offsets) - 1):
-        c = 0
-        for i in range(offsets[s], offsets[s + 1]):
-            for j in range(i + 1, offsets[s + 1]):
-                if codes[i] == codes[j]:
-                    c += 1
-        counts[s] = c
-    return counts
-
-
-@njit(cache=True, error_model="numpy")
-def _self_pair_kernel(mode, c, codes, offsets, starts, rows_i, rows_j, out):
-    x1, y1, x2, y2, a, t, ok = c
-    for s in range(len(offsets) - 1):
-        p = starts[s]
-        for i in range(offsets[s], offsets[s + 1]):
-            for j in range(i + 1, offsets[s + 1]):
-                if codes[i] != codes[j]:
-                    continue
-                rows_i[p] = i
-                rows_j[p] = j
-                out[p] = _pair_metric(
-                    mode, x1[i], y1[i], x2[i], y2[i], a[i], t[i], x1[j], y1[j], x2[j], y2[j],
-                    a[j], t[j], False, ok[i] * ok[j] > 0.0,
-                )
-                p += 1
-
-
+# One compiled pass over all same-image pairs (geometry/_box_kernels.py) replaces a Python loop
+# of per-image box_iou calls.
 def _check_offsets(offsets: np.ndarray, n_rows: int, name: str) -> np.ndarray:
     off = np.asarray(offsets, dtype=np.int64).reshape(-1)
     if len(off) == 0 or off[0] != 0 or off[-1] != n_rows or np.any(np.diff(off) < 0):
@@ -288,27 +143,6 @@ def _check_offsets(offsets: np.ndarray, n_rows: int, name: str) -> np.ndarray:
             f"got {len(off)} values starting {off[:3].tolist()} ending {off[-3:].tolist()}"
         )
     return off
-
-
-@njit(cache=True, error_model="numpy")
-def _columns_kernel(b, offsets, sizes, scale, want_atan, cols):
-    for s in range(len(offsets) - 1):
-        sw = sizes[s, 0] if scale else 1.0
-        sh = sizes[s, 1] if scale else 1.0
-        for r in range(offsets[s], offsets[s + 1]):
-            x1, y1, x2, y2 = b[r, 0] * sw, b[r, 1] * sh, b[r, 2] * sw, b[r, 3] * sh
-            # same test as valid_boxes: finite coordinates, positive width and height
-            ok = (
-                np.isfinite(x1) and np.isfinite(y1) and np.isfinite(x2) and np.isfinite(y2)
-                and x2 > x1 and y2 > y1
-            )
-            if not ok:
-                x1 = y1 = x2 = y2 = 0.0
-            w, h = x2 - x1, y2 - y1
-            cols[0, r], cols[1, r], cols[2, r], cols[3, r] = x1, y1, x2, y2
-            cols[4, r] = w * h
-            cols[5, r] = np.arctan(w / h) if ok and want_atan else 0.0
-            cols[6, r] = 1.0 if ok else 0.0
 
 
 def _box_columns(
