@@ -1,0 +1,125 @@
+"""Objects across annotators: clusters holding at most one label per annotator.
+
+Rule (deterministic, independent of the order of the annotator fields): take every accepted pairwise
+match as an edge weighted by its IoU; visit the edges of each sample by decreasing IoU (ties broken by
+the two label ids, compared as strings, which do not depend on field order); join the two clusters of
+an edge only if they share no annotator (a union-find that tracks each cluster's annotator set).
+This is Kruskal's algorithm with a "one label per source" constraint: CVAT consensus and Datumaro's
+intersect merge build clusters with the same constraint but in flood-fill order, which depends on the
+order of the sources. Labels that no edge joins are singleton clusters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+
+@dataclass
+class Clusters:
+    """``members[c, k]`` is annotator ``k``'s row (global in its table) in cluster ``c``, or -1.
+
+    Clusters are ordered by sample, then by the smallest label id among their members.
+    ``cluster_of[k]`` maps each row of annotator ``k`` to its cluster.
+    """
+
+    sample_index: np.ndarray  # (C,)
+    members: np.ndarray  # (C, K) int64
+    cluster_of: list  # K arrays
+
+    @property
+    def n_present(self) -> np.ndarray:
+        return (self.members >= 0).sum(axis=1)
+
+
+@njit(cache=True)
+def _find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(cache=True)
+def _constrained_union(n_nodes, node_annotator, edge_u, edge_v):
+    parent = np.arange(n_nodes)
+    owners = np.zeros(n_nodes, dtype=np.int64)  # bit set of annotators in each root's cluster
+    for i in range(n_nodes):
+        owners[i] = np.int64(1) << node_annotator[i]
+    for e in range(len(edge_u)):
+        ru = _find(parent, edge_u[e])
+        rv = _find(parent, edge_v[e])
+        if ru == rv or (owners[ru] & owners[rv]) != 0:
+            continue
+        if rv < ru:
+            ru, rv = rv, ru
+        parent[rv] = ru
+        owners[ru] |= owners[rv]
+    roots = np.empty(n_nodes, dtype=np.int64)
+    for i in range(n_nodes):
+        roots[i] = _find(parent, i)
+    return roots
+
+
+def label_rank(tables) -> list[np.ndarray]:
+    """Rank of every label id among all annotators' ids (string order), one array per annotator."""
+    ids = np.concatenate([np.asarray(t.label_id, dtype=str) for t in tables]) if tables else np.zeros(0, str)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+    sizes = np.cumsum([0] + [len(t.label_id) for t in tables])
+    return [rank[sizes[k]:sizes[k + 1]] for k in range(len(tables))]
+
+
+def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=None) -> Clusters:
+    """Cluster labels of K annotators from their pairwise matches.
+
+    Args:
+        tables: K annotator tables (``offsets``, ``label_id``, same sample order).
+        pair_matches: :class:`~iou_audit.audits.agreement.pairs.PairMatch` list.
+        min_iou: if given, only matches with IoU >= ``min_iou`` are edges (threshold sweeps).
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> from iou_audit.audits.agreement.pairs import match_all_pairs
+        >>> b = np.array([[0, 0, .5, .5]])
+        >>> ts = [T(offsets=np.array([0, 1]), box=b, label_id=np.array([i])) for i in "xyz"]
+        >>> build_clusters(ts, match_all_pairs(ts)).members
+        array([[0, 0, 0]])
+    """
+    k = len(tables)
+    if k > 62:
+        raise ValueError(f"at most 62 annotators are supported, got {k}")
+    sizes = np.array([len(t.label_id) for t in tables], dtype=np.int64)
+    node_start = np.concatenate([[0], np.cumsum(sizes)])
+    node_annotator = np.repeat(np.arange(k), sizes)
+    node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, np.int64)
+    ranks = label_rank(tables) if ranks is None else ranks
+    node_rank = np.concatenate(ranks) if k else np.zeros(0, np.int64)
+    us, vs, ious = [], [], []
+    for pm in pair_matches:
+        rows = np.flatnonzero(pm.match_a >= 0)
+        if min_iou is not None:
+            rows = rows[pm.iou_a[rows] >= min_iou]
+        us.append(rows + node_start[pm.a])
+        vs.append(pm.match_a[rows] + node_start[pm.b])
+        ious.append(pm.iou_a[rows])
+    u = np.concatenate(us).astype(np.int64) if us else np.zeros(0, np.int64)
+    v = np.concatenate(vs).astype(np.int64) if vs else np.zeros(0, np.int64)
+    w = np.concatenate(ious) if ious else np.zeros(0)
+    lo, hi = np.minimum(node_rank[u], node_rank[v]), np.maximum(node_rank[u], node_rank[v])
+    order = np.lexsort((hi, lo, -w, node_sample[u]))
+    roots = _constrained_union(int(node_start[-1]), node_annotator.astype(np.int64), u[order], v[order])
+    # Number clusters by (sample, smallest member label id) so ids do not depend on field order.
+    uniq, inverse = np.unique(roots, return_inverse=True)
+    min_rank = np.full(len(uniq), np.iinfo(np.int64).max)
+    np.minimum.at(min_rank, inverse, node_rank)
+    c_sample = node_sample[uniq]
+    c_order = np.lexsort((min_rank, c_sample))
+    new_id = np.empty(len(uniq), dtype=np.int64)
+    new_id[c_order] = np.arange(len(uniq))
+    node_cluster = new_id[inverse]
+    members = np.full((len(uniq), k), -1, dtype=np.int64)
+    members[node_cluster, node_annotator] = np.arange(len(node_annotator)) - node_start[node_annotator]
+    cluster_of = [node_cluster[node_start[a]:node_start[a + 1]] for a in range(k)]
+    return Clusters(c_sample[c_order], members, cluster_of)

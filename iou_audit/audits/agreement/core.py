@@ -1,0 +1,183 @@
+"""The agreement audit on arrays: K annotator tables in, findings + tables + per-label values out.
+
+No database access here (see ``audit.py`` for the FiftyOne wiring). An annotator table is any
+object with ``offsets`` (S+1), ``label_id``, ``label``, ``box`` (relative xyxy) and, for masks or
+polygons, ``masks``/``polygons`` and ``width``/``height`` -- i.e. an ``iou_audit.table.LabelTable``.
+All tables must list the same samples in the same order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.agreement import kalpha
+from iou_audit.audits.agreement.clusters import Clusters, build_clusters, label_rank
+from iou_audit.audits.agreement.findings import agreement_findings
+from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, pick_geometry
+from iou_audit.audits.agreement.stats import (annotator_reliability, cluster_table, matrix, pair_table,
+                                              per_image_and_class)
+
+DEFAULT_CURVE = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+
+
+@dataclass
+class Agreement:
+    """Everything the audit computed; ``tables`` and ``metrics`` go into the AuditResult."""
+
+    findings: pd.DataFrame
+    tables: dict
+    metrics: dict
+    clusters: Clusters
+    cluster_table: pd.DataFrame
+    members: pd.DataFrame
+    pair_matches: list = field(repr=False)
+    label_values: list = field(repr=False)  # per annotator: {attr: (L_k,) array}
+    geometry: str = "box"
+
+
+def coverage_matrix(tables, coverage: np.ndarray | None) -> np.ndarray:
+    """(S, K) bool: annotator k labelled sample s. A sample where an annotator has labels is covered."""
+    S = len(tables[0].offsets) - 1
+    has = np.stack([np.diff(np.asarray(t.offsets)) > 0 for t in tables], axis=1)
+    if coverage is None:
+        return np.ones((S, len(tables)), dtype=bool)
+    cov = np.asarray(coverage, dtype=bool)
+    if cov.shape != (S, len(tables)):
+        raise ValueError(f"coverage must have shape (samples, annotators) = {(S, len(tables))}, got {cov.shape}")
+    return cov | has
+
+
+def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray):
+    """(unit, value, sample) per covering annotator of each cluster; value -1 codes "empty"."""
+    labels = np.concatenate([np.asarray(t.label, dtype=object) for t in tables])
+    _, codes = np.unique(labels.astype(str), return_inverse=True) if len(labels) else (None, np.zeros(0, np.int64))
+    start = np.cumsum([0] + [len(t.label) for t in tables])
+    units, values = [], []
+    cov = covered[clusters.sample_index]
+    for k in range(len(tables)):
+        rows = np.flatnonzero(cov[:, k])
+        member = clusters.members[rows, k]
+        v = np.where(member >= 0, codes[np.maximum(member, 0) + start[k]] if len(codes) else -1, -1)
+        units.append(rows), values.append(v)
+    u = np.concatenate(units)
+    return u, np.concatenate(values), clusters.sample_index[u]
+
+
+def compute_agreement(
+    tables,
+    names=None,
+    fields=None,
+    sample_ids=None,
+    iou_thresh: float = 0.5,
+    method: str = "hungarian",
+    quorum: float | int | None = None,
+    coverage: np.ndarray | None = None,
+    geometry: str = "auto",
+    low_iou: float = 0.75,
+    curve_thresholds=DEFAULT_CURVE,
+    compute_map: bool = True,
+) -> Agreement:
+    """Match, cluster and score K annotators (see the package docstring for every definition).
+
+    Example: two annotators, one shared box (IoU 1) and one box only annotator b drew:
+        >>> from types import SimpleNamespace as T
+        >>> a = T(offsets=np.array([0, 1]), label_id=np.array(["a1"]), label=np.array(["cat"]),
+        ...       box=np.array([[0, 0, .5, .5]]))
+        >>> b = T(offsets=np.array([0, 2]), label_id=np.array(["b1", "b2"]), label=np.array(["cat", "dog"]),
+        ...       box=np.array([[0, 0, .5, .5], [.6, .6, .9, .9]]))
+        >>> r = compute_agreement([a, b], names=["a", "b"], compute_map=False)
+        >>> r.tables["pairs"][["f1", "mean_iou"]].round(3).values.tolist()
+        [[0.667, 1.0]]
+        >>> r.findings.kind.tolist()
+        ['extra_in_annotator']
+    """
+    K = len(tables)
+    if K < 2:
+        raise ValueError(f"agreement needs at least 2 annotators, got {K}")
+    names = list(names) if names is not None else [f"annotator_{k}" for k in range(K)]
+    fields = list(fields) if fields is not None else names
+    S = len(tables[0].offsets) - 1
+    sample_ids = np.asarray(sample_ids if sample_ids is not None else getattr(tables[0], "sample_ids", np.arange(S)), dtype=object)
+    geometry = pick_geometry(tables, geometry)
+    covered = coverage_matrix(tables, coverage)
+    ranks = label_rank(tables)
+    pms: list[PairMatch] = match_all_pairs(tables, iou_thresh, method, geometry)
+    clusters = build_clusters(tables, pms, ranks=ranks)
+    ctab, mem = cluster_table(tables, clusters, pms, covered, quorum)
+    pairs = pair_table(tables, names, pms, covered)
+    per_image, per_class = per_image_and_class(tables, pms, covered)
+    per_image.insert(0, "sample_id", sample_ids)
+    reliability = annotator_reliability(names, clusters, ctab, mem, covered, quorum)
+
+    unit, value, smp = _alpha_observations(tables, clusters, covered)
+    alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
+    groups, alpha_img = kalpha.nominal_alpha_counts(unit, value, group=smp)
+    per_image["alpha"] = pd.Series(alpha_img, index=groups).reindex(range(S)).to_numpy()
+    alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
+
+    curve = threshold_curve(tables, pms, covered, ranks, iou_thresh, curve_thresholds)
+    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
+    findings["field"] = findings["field"].astype(object)
+
+    tables_out = {
+        "pairs": pairs,
+        "matrix_f1": matrix(pairs, names, "f1"),
+        "matrix_f1_class": matrix(pairs, names, "f1_class"),
+        "matrix_mean_iou": matrix(pairs, names, "mean_iou"),
+        "per_image": per_image,
+        "per_class": per_class,
+        "annotators": reliability,
+        "clusters": ctab.drop(columns=["iou_pair_sum"]).assign(sample_id=sample_ids[ctab.sample_index.to_numpy()]),
+        "threshold_curve": curve,
+    }
+    tot_labels = pairs.n_a.sum() + pairs.n_b.sum()
+    metrics = {
+        "n_annotators": K, "n_samples": S, "n_objects": len(ctab), "geometry": geometry,
+        "alpha_nominal": alpha_nominal, "alpha_interval": alpha_interval,
+        "f1": float(2 * pairs.matched.sum() / tot_labels) if tot_labels else float("nan"),
+        "f1_class": float(2 * pairs.matched_same_class.sum() / tot_labels) if tot_labels else float("nan"),
+        "mean_iou": float(np.average(pairs.mean_iou.fillna(0), weights=pairs.matched)) if pairs.matched.sum() else float("nan"),
+    }
+    if compute_map:
+        from iou_audit.audits.agreement.coco_map import inter_annotator_map
+
+        m = inter_annotator_map(tables, pms, covered, names)
+        tables_out["map_pairs"] = m
+        metrics["map"] = float(m["map"].mean()) if len(m) else float("nan")
+        metrics["map50"] = float(m["map50"].mean()) if len(m) else float("nan")
+    label_values = []
+    for k in range(K):
+        mk = mem[mem.annotator == k].sort_values("row")
+        c = mk.cluster.to_numpy()
+        label_values.append({
+            "cluster": c, "n_annotators": ctab.n_present.to_numpy()[c], "iou": mk.member_iou.to_numpy(),
+            "support": ctab.n_present.to_numpy()[c] / np.maximum(ctab.n_covering.to_numpy()[c], 1),
+        })
+    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry)
+
+
+def threshold_curve(tables, pms, covered, ranks, iou_thresh, thresholds) -> pd.DataFrame:
+    """Nominal alpha and matching F1 when only matches with IoU >= t count, for each t >= iou_thresh.
+
+    The matching itself is the one made at ``iou_thresh``; a stricter t drops its weaker pairs
+    (which then become an "empty" against a lone label), so the curve is monotone in spirit and
+    costs no re-matching. Thresholds below ``iou_thresh`` are skipped.
+    """
+    rows = []
+    for t in thresholds:
+        if t < iou_thresh - 1e-9:
+            continue
+        cl = build_clusters(tables, pms, min_iou=t, ranks=ranks)
+        u, v, _ = _alpha_observations(tables, cl, covered)
+        m = den = 0
+        for pm in pms:
+            both = covered[:, pm.a] & covered[:, pm.b]
+            sa = np.repeat(both, np.diff(tables[pm.a].offsets))
+            sb = np.repeat(both, np.diff(tables[pm.b].offsets))
+            m += int(((pm.match_a >= 0) & (pm.iou_a >= t) & sa).sum())
+            den += int(sa.sum() + sb.sum())
+        rows.append({"iou_thresh": float(t), "alpha_nominal": kalpha.nominal_alpha_counts(u, v),
+                     "f1": 2 * m / den if den else np.nan})
+    return pd.DataFrame(rows)

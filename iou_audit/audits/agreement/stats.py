@@ -1,0 +1,227 @@
+"""Agreement statistics on clusters and pairwise matches (pure numpy/pandas, no database).
+
+Terms: a *cluster* is one object across annotators (see ``clusters.py``); an annotator *covers* a
+sample if it labelled it (its labels there, empty or not, are its answer); ``n_covering`` counts the
+covering annotators of a cluster's sample.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.agreement.pairs import lookup_iou
+
+
+def quorum_count(n_covering: np.ndarray, quorum: float | int | None) -> np.ndarray:
+    """Annotators needed for an object to count as found.
+
+    ``None``: a strict majority (n // 2 + 1); a float in (0, 1]: ``ceil(q * n)`` (CVAT's rule); an
+    int >= 1: that many, capped at ``n``. Never below 1.
+
+    Example:
+        >>> quorum_count(np.array([2, 3, 4]), None), quorum_count(np.array([2, 3, 4]), 0.5)
+        (array([2, 2, 3]), array([1, 2, 2]))
+    """
+    n = np.asarray(n_covering, dtype=np.int64)
+    if quorum is None:
+        q = n // 2 + 1
+    elif isinstance(quorum, (int, np.integer)) and not isinstance(quorum, bool):
+        if quorum < 1:
+            raise ValueError(f"integer quorum must be >= 1, got {quorum}")
+        q = np.minimum(quorum, n)
+    else:
+        if not 0 < float(quorum) <= 1:
+            raise ValueError(f"fractional quorum must be in (0, 1], got {quorum}")
+        q = np.ceil(float(quorum) * n - 1e-9).astype(np.int64)
+    return np.maximum(q, 1)
+
+
+def member_long(tables, clusters) -> pd.DataFrame:
+    """One row per (cluster, annotator) membership: cluster, annotator, row, label, box."""
+    parts = []
+    for k, t in enumerate(tables):
+        rows = np.arange(len(t.label_id))
+        box = np.asarray(t.box, dtype=np.float64).reshape(-1, 4)
+        parts.append(pd.DataFrame({
+            "cluster": clusters.cluster_of[k], "annotator": k, "row": rows,
+            "label": np.asarray(t.label, dtype=object), "label_id": np.asarray(t.label_id, dtype=object),
+            "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3],
+        }))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def cluster_pair_ious(tables, clusters, pair_matches):
+    """IoU of every present member pair of every cluster.
+
+    Returns ``(cluster, annotator_a, annotator_b, iou)`` arrays (one entry per pair), read from the
+    stored IoU blocks, so members joined through a third annotator still get their own IoU.
+    """
+    cs, aa, bb, vv = [], [], [], []
+    m = clusters.members
+    for pm in pair_matches:
+        both = np.flatnonzero((m[:, pm.a] >= 0) & (m[:, pm.b] >= 0))
+        v = lookup_iou(pm, np.asarray(tables[pm.a].offsets), np.asarray(tables[pm.b].offsets),
+                       clusters.sample_index[both], m[both, pm.a], m[both, pm.b])
+        cs.append(both), aa.append(np.full(len(both), pm.a)), bb.append(np.full(len(both), pm.b)), vv.append(v)
+    cat = lambda x, d: np.concatenate(x) if x else np.zeros(0, d)  # noqa: E731
+    return cat(cs, np.int64), cat(aa, np.int64), cat(bb, np.int64), cat(vv, float)
+
+
+def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-cluster statistics and the long member table (with per-member agreement).
+
+    Cluster columns: sample_index, n_covering, n_present, quorum, mean_iou, min_iou (NaN for a
+    single member), label (majority class; ties -> alphabetical), votes (``{class: count}``),
+    n_classes, edge offsets ``d_left/d_top/d_right/d_bottom`` (largest member deviation of that
+    edge from the members' mean box, in units of the mean box's width or height).
+    """
+    C = len(clusters.sample_index)
+    mem = member_long(tables, clusters)
+    c, a, b, v = cluster_pair_ious(tables, clusters, pair_matches)
+    iou_sum = np.bincount(c, weights=v, minlength=C)
+    iou_n = np.bincount(c, minlength=C)
+    iou_min = np.full(C, np.inf)
+    np.minimum.at(iou_min, c, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_iou = np.where(iou_n > 0, iou_sum / np.maximum(iou_n, 1), np.nan)
+    iou_min = np.where(iou_n > 0, iou_min, np.nan)
+    # Per member: mean IoU with the other members (the fusion weight and a label attribute).
+    K = len(tables)
+    msum = np.zeros((C, K))
+    np.add.at(msum, (c, a), v)
+    np.add.at(msum, (c, b), v)
+    n_present = clusters.n_present
+    others = np.maximum(n_present - 1, 1)
+    member_iou = msum / others[:, None]
+    mem["member_iou"] = np.where(n_present[mem.cluster] > 1, member_iou[mem.cluster, mem.annotator], np.nan)
+    # Edge offsets vs the members' mean box.
+    g = mem.groupby("cluster", sort=True)
+    mean_box = g[["x1", "y1", "x2", "y2"]].transform("mean")
+    w = (mean_box.x2 - mean_box.x1).to_numpy()
+    h = (mean_box.y2 - mean_box.y1).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for col, ref, size in (("d_left", "x1", w), ("d_top", "y1", h), ("d_right", "x2", w), ("d_bottom", "y2", h)):
+            mem[col] = np.where(size > 0, (mem[ref] - mean_box[ref]).to_numpy() / size, np.nan)
+    edges = mem.assign(**{k: mem[k].abs() for k in ("d_left", "d_top", "d_right", "d_bottom")}).groupby("cluster")[
+        ["d_left", "d_top", "d_right", "d_bottom"]].max().reindex(range(C))
+    votes = mem.groupby(["cluster", "label"], sort=True).size().rename("n").reset_index()
+    votes = votes.sort_values(["cluster", "n", "label"], ascending=[True, False, True], kind="stable")
+    top = votes.drop_duplicates("cluster").set_index("cluster").reindex(range(C))
+    vote_dict = votes.groupby("cluster").apply(lambda d: dict(zip(d.label, d.n.astype(int))), include_groups=False).reindex(range(C))
+    n_cov = covered[clusters.sample_index].sum(axis=1)
+    table = pd.DataFrame({
+        "cluster": np.arange(C), "sample_index": clusters.sample_index, "n_covering": n_cov,
+        "n_present": n_present, "quorum": quorum_count(n_cov, quorum), "mean_iou": mean_iou, "min_iou": iou_min,
+        "label": top["label"].to_numpy(), "majority_votes": top["n"].to_numpy(),
+        "n_classes": votes.groupby("cluster").size().reindex(range(C)).to_numpy(), "votes": vote_dict.to_numpy(),
+    })
+    table = pd.concat([table, edges.reset_index(drop=True)], axis=1)
+    table["iou_pair_sum"] = iou_sum
+    return table, mem
+
+
+def pair_table(tables, names, pair_matches, covered: np.ndarray) -> pd.DataFrame:
+    """The annotator x annotator table: one row per pair on the samples both covered.
+
+    ``f1`` = 2 * matched / (n_a + n_b) (geometry only), ``f1_class`` counts only matches whose
+    classes agree, ``mean_iou`` is over matched pairs.
+    """
+    rows = []
+    for pm in pair_matches:
+        ta, tb = tables[pm.a], tables[pm.b]
+        both = covered[:, pm.a] & covered[:, pm.b]
+        sa = np.repeat(both, np.diff(ta.offsets))
+        sb = np.repeat(both, np.diff(tb.offsets))
+        matched = np.flatnonzero((pm.match_a >= 0) & sa)
+        same = np.asarray(ta.label, dtype=object)[matched] == np.asarray(tb.label, dtype=object)[pm.match_a[matched]]
+        n_a, n_b, m = int(sa.sum()), int(sb.sum()), len(matched)
+        den = n_a + n_b
+        rows.append({
+            "annotator_a": names[pm.a], "annotator_b": names[pm.b], "n_samples": int(both.sum()),
+            "n_a": n_a, "n_b": n_b, "matched": m, "matched_same_class": int(same.sum()),
+            "f1": 2 * m / den if den else np.nan, "f1_class": 2 * int(same.sum()) / den if den else np.nan,
+            "mean_iou": float(pm.iou_a[matched].mean()) if m else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def matrix(pairs: pd.DataFrame, names, column: str) -> pd.DataFrame:
+    """Symmetric annotator x annotator matrix of one ``pair_table`` column (diagonal 1)."""
+    out = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
+    for r in pairs.itertuples():
+        out.loc[r.annotator_a, r.annotator_b] = out.loc[r.annotator_b, r.annotator_a] = getattr(r, column)
+    return out
+
+
+def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Matching F1 and mean IoU per sample and per class, pooled over all annotator pairs.
+
+    Per class, a pair counts as agreeing only if both labels carry that class; the F1 denominator is
+    the number of labels of that class in both annotators of each pair.
+    """
+    S = covered.shape[0]
+    img = np.zeros((S, 4))  # matched, labels, iou sum, matched same class
+    cls = []
+    for pm in pair_matches:
+        ta, tb = tables[pm.a], tables[pm.b]
+        both = covered[:, pm.a] & covered[:, pm.b]
+        sa_idx = np.repeat(np.arange(S), np.diff(ta.offsets))
+        sb_idx = np.repeat(np.arange(S), np.diff(tb.offsets))
+        ka, kb = both[sa_idx], both[sb_idx]
+        la, lb = np.asarray(ta.label, dtype=object), np.asarray(tb.label, dtype=object)
+        matched = np.flatnonzero((pm.match_a >= 0) & ka)
+        same = la[matched] == lb[pm.match_a[matched]]
+        np.add.at(img[:, 0], sa_idx[matched], 1)
+        np.add.at(img[:, 2], sa_idx[matched], pm.iou_a[matched])
+        np.add.at(img[:, 3], sa_idx[matched[same]], 1)
+        img[:, 1] += np.bincount(sa_idx[ka], minlength=S) + np.bincount(sb_idx[kb], minlength=S)
+        cls.append(pd.DataFrame({"label": la[ka], "labels": 1, "matched": 0, "iou_sum": 0.0}))
+        cls.append(pd.DataFrame({"label": lb[kb], "labels": 1, "matched": 0, "iou_sum": 0.0}))
+        cls.append(pd.DataFrame({"label": la[matched[same]], "labels": 0, "matched": 1, "iou_sum": pm.iou_a[matched[same]]}))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_image = pd.DataFrame({
+            "sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
+            "f1": 2 * img[:, 0] / img[:, 1], "f1_class": 2 * img[:, 3] / img[:, 1], "mean_iou": img[:, 2] / img[:, 0],
+        })
+    if cls:
+        c = pd.concat(cls, ignore_index=True).groupby("label").sum()
+        per_class = pd.DataFrame({
+            "label": c.index, "n_labels": c["labels"].to_numpy(), "matched": c["matched"].to_numpy(),
+            "f1": 2 * c["matched"].to_numpy() / c["labels"].to_numpy(),
+            "mean_iou": c["iou_sum"].to_numpy() / np.maximum(c["matched"].to_numpy(), 1),
+        })
+        per_class.loc[per_class.matched == 0, "mean_iou"] = np.nan
+    else:
+        per_class = pd.DataFrame(columns=["label", "n_labels", "matched", "f1", "mean_iou"])
+    return per_image, per_class.reset_index(drop=True)
+
+
+def annotator_reliability(names, clusters, ctab: pd.DataFrame, mem: pd.DataFrame, covered: np.ndarray, quorum) -> pd.DataFrame:
+    """Each annotator against the consensus of the *others* (leave-one-out), to rank annotators.
+
+    An object is in the others' consensus when at least ``quorum_count`` of the other covering
+    annotators have it. TP = such objects this annotator also has, FN = ones it lacks, FP = its
+    labels the others' consensus lacks. ``reliability`` is that F1; ``class_accuracy`` is the share
+    of TPs whose class equals the cluster majority; ``mean_iou`` its members' mean IoU with others.
+    """
+    rows = []
+    present = clusters.members >= 0
+    cov = covered[clusters.sample_index]
+    for k, name in enumerate(names):
+        others = present.sum(axis=1) - present[:, k]
+        consensus = cov[:, k] & (others >= quorum_count(np.maximum(cov.sum(axis=1) - 1, 1), quorum)) & (others > 0)
+        tp = consensus & present[:, k]
+        fn, fp = consensus & ~present[:, k], ~consensus & present[:, k]
+        mk = mem[mem.annotator == k]
+        tp_rows = mk[tp[mk.cluster.to_numpy()]]
+        agree = (tp_rows.label.to_numpy() == ctab.label.to_numpy()[tp_rows.cluster.to_numpy()])
+        den = 2 * tp.sum() + fp.sum() + fn.sum()
+        rows.append({
+            "annotator": name, "n_labels": int(present[:, k].sum()), "tp": int(tp.sum()), "fn": int(fn.sum()),
+            "fp": int(fp.sum()), "reliability": 2 * tp.sum() / den if den else np.nan,
+            "class_accuracy": float(agree.mean()) if len(agree) else np.nan,
+            "mean_iou": float(np.nanmean(tp_rows.member_iou)) if len(tp_rows) else np.nan,
+        })
+    out = pd.DataFrame(rows)
+    out["rank"] = out.reliability.rank(ascending=False, method="min")
+    return out
