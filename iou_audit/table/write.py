@@ -82,8 +82,8 @@ def tag_labels_by_id(samples, field: str, label_ids: Iterable[str], tag: str) ->
 def untag_labels(samples, field: str, tag: str) -> dict:
     """Remove ``tag`` from every label of ``field`` in the view that has it."""
     _check_tag(tag)
-    _, list_path = check_label_field(samples, field)
     _check_writable(samples)
+    _, list_path = check_label_field(samples, field)
     ids, tag_lists = samples.values([f"{list_path}.id", f"{list_path}.tags"])
     tagged = {
         lid: [tag]
@@ -136,8 +136,8 @@ def _update_labels(samples, field, sets=None, add_tags=None, pull_tags=None) -> 
     from bson import ObjectId
     from pymongo import UpdateOne
 
-    _, list_path = check_label_field(samples, field)
     dataset = _check_writable(samples)
+    _, list_path = check_label_field(samples, field)
     sets, add_tags, pull_tags = sets or {}, add_tags or {}, pull_tags or {}
     wanted = set(sets) | set(add_tags) | set(pull_tags)
     for label_id in wanted:

@@ -1,0 +1,325 @@
+"""iou_audit.table: bulk reads checked against FiftyOne's own label objects, bulk writes checked
+against FiftyOne's set_label_values and against the raw documents."""
+import math
+
+import numpy as np
+import pytest
+
+fo = pytest.importorskip("fiftyone")
+from fiftyone import ViewField as F  # noqa: E402
+
+from iou_audit.table import (  # noqa: E402
+    iter_label_tables,
+    read_label_table,
+    require_frame_sizes,
+    split_by_attribute,
+    tag_labels_by_id,
+    untag_labels,
+    update_labels,
+    validate_table,
+    write_label_attributes,
+    write_sample_values,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _random_detections(n, rater=None):
+    dets = []
+    for _ in range(n):
+        x, y = RNG.uniform(0, 0.7, 2)
+        w, h = RNG.uniform(0.01, 0.3, 2)
+        d = fo.Detection(label=str(RNG.choice(["cat", "dog", "rbc"])), bounding_box=[x, y, w, h],
+                         confidence=float(RNG.uniform()) if RNG.uniform() < 0.7 else None)
+        if RNG.uniform() < 0.2:
+            d["iscrowd"] = 1
+        if rater:
+            d["rater"] = rater[RNG.integers(len(rater))]
+        dets.append(d)
+    return fo.Detections(detections=dets)
+
+
+@pytest.fixture
+def det_dataset(dataset):
+    samples = [fo.Sample(filepath=f"/nonexistent/{i}.png", gt=_random_detections(int(RNG.integers(0, 6)), rater=["r1", "r2"]))
+               for i in range(12)]
+    samples.append(fo.Sample(filepath="/nonexistent/none.png"))  # field is None
+    samples.append(fo.Sample(filepath="/nonexistent/empty.png", gt=fo.Detections()))  # empty list
+    dataset.add_samples(samples, progress=False)
+    return dataset
+
+
+def _oracle_rows(view, field):
+    """Per-label rows from FiftyOne's label objects (the independent path)."""
+    rows = []
+    for s in view.iter_samples():
+        for d in (s[field].detections if s[field] is not None else []):
+            x, y, w, h = d.bounding_box
+            rows.append((s.id, d.id, d.label, (x, y, x + w, y + h),
+                         math.nan if d.confidence is None else d.confidence, bool(d.get_field("iscrowd") if d.has_field("iscrowd") else False)))
+    return rows
+
+
+@pytest.mark.parametrize("make_view", [
+    lambda ds: ds,
+    lambda ds: ds.sort_by("filepath", reverse=True),
+    lambda ds: ds.filter_labels("gt", F("label") == "cat", only_matches=False),
+    lambda ds: ds.skip(3).limit(6),
+])
+def test_read_matches_fiftyone_labels(det_dataset, make_view):
+    view = make_view(det_dataset)
+    t = read_label_table(view, "gt", attributes=["rater"])
+    rows = _oracle_rows(view, "gt")
+    assert list(t.sample_ids) == view.values("id")
+    assert len(t) == len(rows)
+    assert t.offsets[-1] == len(rows) and t.offsets[0] == 0
+    assert list(t.row_sample_id) == [r[0] for r in rows]
+    assert list(t.label_id) == [r[1] for r in rows]
+    assert list(t.label) == [r[2] for r in rows]
+    np.testing.assert_allclose(t.box, np.array([r[3] for r in rows]).reshape(-1, 4))
+    np.testing.assert_array_equal(np.isnan(t.confidence), [math.isnan(r[4]) for r in rows])
+    np.testing.assert_allclose(np.nan_to_num(t.confidence), [0 if math.isnan(r[4]) else r[4] for r in rows])
+    assert list(t.iscrowd) == [r[5] for r in rows]
+    assert t.masks is None  # auto: nobody has a mask
+    assert len(validate_table(t)) == 0
+
+
+def test_none_and_empty_fields_give_zero_rows(det_dataset):
+    view = det_dataset.match(F("filepath").is_in(["/nonexistent/none.png", "/nonexistent/empty.png"]))
+    t = read_label_table(view, "gt")
+    assert len(t) == 0 and t.offsets.tolist() == [0, 0, 0] and t.num_samples == 2
+
+
+def test_iter_label_tables_concatenates_to_full_table(det_dataset):
+    full = read_label_table(det_dataset, "gt")
+    parts = list(iter_label_tables(det_dataset, "gt", batch_size=5))
+    assert [p.num_samples for p in parts] == [5, 5, 4]
+    assert np.concatenate([p.label_id for p in parts]).tolist() == full.label_id.tolist()
+    np.testing.assert_array_equal(np.concatenate([p.box for p in parts]), full.box)
+    assert np.concatenate([p.sample_ids for p in parts]).tolist() == full.sample_ids.tolist()
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter_label_tables(det_dataset, "gt", batch_size=0))
+
+
+def test_split_by_attribute(det_dataset):
+    t = read_label_table(det_dataset, "gt", attributes=["rater"])
+    parts = split_by_attribute(t, "rater")
+    assert set(parts) == {"r1", "r2"}
+    for rater, p in parts.items():
+        expected = [d.id for s in det_dataset for d in (s.gt.detections if s.gt else []) if d.rater == rater]
+        assert p.label_id.tolist() == expected
+        assert p.sample_ids.tolist() == t.sample_ids.tolist()
+        owner = {d.id: s.id for s in det_dataset for d in (s.gt.detections if s.gt else [])}
+        assert [owner[lid] for lid in p.label_id] == p.row_sample_id.tolist()
+        np.testing.assert_array_equal(np.diff(p.offsets), np.bincount(p.sample_index, minlength=p.num_samples))
+    with pytest.raises(ValueError, match="not read"):
+        split_by_attribute(t, "annotator")
+
+
+def test_polylines_boxes_are_point_bounds(dataset):
+    polys = [
+        fo.Polyline(label="a", points=[[(0.1, 0.2), (0.4, 0.25), (0.3, 0.7)]], closed=True, filled=True),
+        fo.Polyline(label="b", points=[[(0.5, 0.5), (0.6, 0.5), (0.6, 0.6)], [(0.7, 0.1), (0.9, 0.15), (0.8, 0.3)]], filled=True),
+    ]
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/p.png", poly=fo.Polylines(polylines=polys)))
+    t = read_label_table(dataset, "poly")
+    assert t.label_type == "polylines"
+    for i, p in enumerate(polys):
+        x, y, w, h = p.to_detection().bounding_box  # FiftyOne's own conversion is the oracle
+        np.testing.assert_allclose(t.box[i], [x, y, x + w, y + h])
+        assert len(t.polygons[i]) == len(p.points)
+        for ring, shape in zip(t.polygons[i], p.points):
+            np.testing.assert_allclose(ring, np.array(shape))
+
+
+def test_masks_from_bytes_and_mask_path(dataset, tmp_path):
+    from PIL import Image
+
+    m1 = RNG.uniform(size=(12, 20)) > 0.5
+    m2 = RNG.uniform(size=(30, 10)) > 0.5
+    path = tmp_path / "m2.png"
+    Image.fromarray((m2 * 255).astype(np.uint8)).save(path)
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(img)
+    dets = [
+        fo.Detection(label="a", bounding_box=[0.1, 0.1, 0.1, 0.12], mask=m1),  # 20x12 px box: fits
+        fo.Detection(label="b", bounding_box=[0.5, 0.5, 0.05, 0.3], mask_path=str(path)),  # 10x30: fits
+        fo.Detection(label="c", bounding_box=[0.2, 0.2, 0.4, 0.4], mask=m1),  # 80x40 px box: 20x12 mask misfit
+        fo.Detection(label="d", bounding_box=[0.0, 0.0, 0.1, 0.1]),
+    ]
+    dataset.add_sample(fo.Sample(filepath=str(img), gt=fo.Detections(detections=dets)))
+    t = read_label_table(dataset, "gt")
+    assert t.width.tolist() == [200.0] and t.height.tolist() == [100.0]  # metadata computed from the file
+    np.testing.assert_array_equal(t.masks[0], m1)
+    np.testing.assert_array_equal(t.masks[1], m2)
+    assert t.masks[3] is None
+    problems = validate_table(t)
+    assert problems["problem"].tolist() == ["mask_shape"]
+    assert problems["label_id"].tolist() == [dets[2].id]
+    assert read_label_table(dataset, "gt", masks=False).masks is None
+
+
+def test_bad_boxes_are_kept_and_reported(dataset):
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/b.png", gt=fo.Detections(detections=[
+        fo.Detection(label="ok", bounding_box=[0.1, 0.1, 0.2, 0.2]),
+        fo.Detection(label="zero", bounding_box=[0.1, 0.1, 0.0, 0.2]),
+        fo.Detection(label="out", bounding_box=[0.9, 0.9, 0.3, 0.3]),
+        fo.Detection(label="nan", bounding_box=[0.1, float("nan"), 0.2, 0.2]),
+        fo.Detection(label="none"),
+    ])))
+    t = read_label_table(dataset, "gt")
+    assert len(t) == 5
+    problems = validate_table(t)
+    by_label = dict(zip(t.label_id, t.label))
+    got = {(by_label[lid], p) for lid, p in zip(problems["label_id"], problems["problem"])}
+    assert got == {("zero", "degenerate_box"), ("out", "out_of_bounds"), ("nan", "nan_box"), ("none", "nan_box")}
+    assert problems["sample_id"].unique().tolist() == [dataset.first().id]
+
+
+def test_frame_sizes_unknown_gives_clear_error(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    assert np.isnan(t.width).all()
+    with pytest.raises(ValueError, match="CIoU needs image sizes.*" + t.sample_ids[t.counts > 0][0]):
+        require_frame_sizes(t, "CIoU")
+
+
+def test_bad_fields_raise(det_dataset):
+    det_dataset.add_sample_field("cls", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    with pytest.raises(ValueError, match="'missing' does not exist"):
+        read_label_table(det_dataset, "missing")
+    with pytest.raises(ValueError, match="'cls' holds Classification"):
+        read_label_table(det_dataset, "cls")
+    with pytest.raises(ValueError, match="masks must be"):
+        read_label_table(det_dataset, "gt", masks="yes")
+
+
+def test_video_is_not_supported_yet():
+    ds = fo.Dataset()
+    try:
+        ds.add_sample(fo.Sample(filepath="/nonexistent/v.mp4"))
+        ds.add_frame_field("gt", fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+        for field in ("frames.gt", "gt"):
+            with pytest.raises(NotImplementedError, match="video"):
+                read_label_table(ds, field)
+    finally:
+        ds.delete()
+
+
+# ---------------------------------------------------------------- writes
+
+
+def _docs(ds):
+    return {d["_id"]: d for d in ds._sample_collection.find({})}
+
+
+def test_write_by_id_survives_reorder_and_edit(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    values = {lid: float(i) for i, lid in enumerate(t.label_id)}
+    # Between read and write: reverse every list, delete one label, add a new one.
+    deleted = t.label_id[0]
+    for s in det_dataset.iter_samples(autosave=True):
+        if s.gt is None:
+            continue
+        dets = [d for d in s.gt.detections if d.id != deleted][::-1]
+        if s.id == t.sample_ids[0]:
+            dets.insert(0, fo.Detection(label="new", bounding_box=[0.1, 0.1, 0.1, 0.1]))
+        s.gt.detections = dets
+    stats = write_label_attributes(det_dataset, "gt", {"qa_val": values})
+    assert stats["missing"] == [deleted] and stats["labels"] == len(t) - 1
+    seen = 0
+    for s in det_dataset:
+        for d in (s.gt.detections if s.gt else []):
+            if d.label == "new":
+                assert not d.has_field("qa_val") or d.qa_val is None
+            else:
+                assert d.qa_val == values[d.id]
+                seen += 1
+    assert seen == len(t) - 1
+
+
+def test_write_equals_fiftyone_set_label_values_and_keeps_schema(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    ids = t.label_id[::2]
+    values = {"qa_iou": {lid: np.float64(i / 10) for i, lid in enumerate(ids)},
+              "qa_n": {lid: np.int64(i) for i, lid in enumerate(ids)},
+              "qa_flag": {lid: bool(i % 2) for i, lid in enumerate(ids)},
+              "qa_match": {lid: str(i) for i, lid in enumerate(ids)}}
+    oracle = det_dataset.clone()
+    try:
+        for attr, by_id in values.items():
+            oracle.set_label_values(f"gt.detections.{attr}", {k: v.item() if hasattr(v, "item") else v for k, v in by_id.items()}, dynamic=True)
+        write_label_attributes(det_dataset, "gt", values)
+        for attr in values:
+            assert det_dataset.values(f"gt.detections.{attr}") == oracle.values(f"gt.detections.{attr}")
+        schema = det_dataset.get_field_schema(flat=True)
+        assert isinstance(schema["gt.detections.qa_iou"], fo.FloatField)
+        assert isinstance(schema["gt.detections.qa_n"], fo.IntField)
+        assert isinstance(schema["gt.detections.qa_flag"], fo.BooleanField)
+        assert isinstance(schema["gt.detections.qa_match"], fo.StringField)
+        # the App-facing typed reads work, e.g. filtering on the new attribute
+        assert det_dataset.filter_labels("gt", F("qa_iou") >= 0).count("gt.detections") == len(ids)
+    finally:
+        oracle.delete()
+
+
+def test_last_modified_only_on_touched_samples_and_originals_unchanged(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    before = _docs(det_dataset)
+    target = t.label_id[t.sample_index == int(np.flatnonzero(t.counts)[0])][:1].tolist()
+    update_labels(det_dataset, "gt", {"qa_x": {target[0]: 1.5}}, {target[0]: ["qa:dup", "qa:dup"]})
+    after = _docs(det_dataset)
+    touched = {k for k in after if after[k]["last_modified_at"] != before[k]["last_modified_at"]}
+    assert touched == {before_id for before_id in before if any(
+        str(d["_id"]) == target[0] for d in ((before[before_id].get("gt") or {}).get("detections") or []))}
+    assert all(after[k]["last_modified_at"] > before[k]["last_modified_at"] for k in touched)
+    for k, doc in before.items():
+        for d_before, d_after in zip(((doc.get("gt") or {}).get("detections") or []),
+                                     ((after[k].get("gt") or {}).get("detections") or [])):
+            extra = {"qa_x", "tags"}
+            assert {a: v for a, v in d_after.items() if a not in extra} == {a: v for a, v in d_before.items() if a not in extra}
+            assert d_after["tags"] == (["qa:dup"] if str(d_after["_id"]) == target[0] else d_before["tags"])
+
+
+def test_tags_are_not_duplicated_and_untag(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    tag_labels_by_id(det_dataset, "gt", t.label_id[:3], "qa:dup")
+    tag_labels_by_id(det_dataset, "gt", t.label_id[:4], "qa:dup")
+    assert det_dataset.count_label_tags() == {"qa:dup": 4}
+    assert all(tags.count("qa:dup") <= 1 for tags in det_dataset.values("gt.detections.tags", unwind=True))
+    untag_labels(det_dataset, "gt", "qa:dup")
+    assert det_dataset.count_label_tags() == {}
+
+
+def test_writes_on_views(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    view = det_dataset.filter_labels("gt", F("label") == "cat")
+    cats = set(view.values("gt.detections.id", unwind=True))
+    stats = write_label_attributes(view, "gt", {"qa_v": {lid: 1.0 for lid in t.label_id}})
+    assert set(stats["missing"]) == set(t.label_id) - cats
+    assert set(det_dataset.filter_labels("gt", F("qa_v") == 1.0).values("gt.detections.id", unwind=True)) == cats
+    patches = det_dataset.to_patches("gt")
+    with pytest.raises(ValueError, match="patches"):
+        write_label_attributes(patches, "gt", {"qa_w": {t.label_id[0]: 1.0}})
+
+
+def test_write_sample_values(det_dataset):
+    ids = det_dataset.values("id")
+    before = dict(zip(ids, det_dataset.values("last_modified_at")))
+    stats = write_sample_values(det_dataset.limit(5), {"qa_count": {ids[1]: np.int64(3), ids[7]: 2}})
+    assert stats == {"samples": 1, "missing": [ids[7]]}
+    assert det_dataset.values("qa_count")[:3] == [None, 3, None]
+    assert isinstance(det_dataset.get_field("qa_count"), fo.IntField)
+    after = dict(zip(ids, det_dataset.values("last_modified_at")))
+    assert [i for i in ids if after[i] != before[i]] == [ids[1]]
+    for bad in ("filepath", "gt", "a.b"):
+        with pytest.raises(ValueError, match=repr(bad)):
+            write_sample_values(det_dataset, {bad: {ids[0]: 1}})
+
+
+def test_protected_label_attributes_and_bad_ids(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    for attr in ("label", "bounding_box", "confidence", "tags"):
+        with pytest.raises(ValueError, match="original label attributes"):
+            write_label_attributes(det_dataset, "gt", {attr: {t.label_id[0]: 1}})
+    with pytest.raises(ValueError, match="not a label id"):
+        write_label_attributes(det_dataset, "gt", {"qa": {"nope": 1}})
