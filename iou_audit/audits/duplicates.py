@@ -298,7 +298,7 @@ def audit_duplicates(
         >>> result = audit_duplicates(dataset, "ground_truth", audit_key="dups")   # doctest: +SKIP
         >>> result.summary()                                                        # doctest: +SKIP
     """
-    from iou_audit.results import AuditResult, save_audit
+    from iou_audit.results import AuditResult, concat_findings, save_audit
     from iou_audit.table import check_label_field, iter_label_tables
 
     _, label_type = check_label_field(samples, label_field)
@@ -318,8 +318,7 @@ def audit_duplicates(
         done += table.num_samples
         report(done)
     report(None)
-    findings = pd.concat(frames, ignore_index=True) if frames else _rows(
-        LabelTable.empty(label_field), AUDIT, "duplicate", np.zeros(0, int), None, [], None, [])
+    findings = concat_findings(frames)
     counts = findings["kind"].value_counts()
     metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
     metrics["n_labels"] = len(label_attrs["max_iou"])
