@@ -88,4 +88,4 @@ def _check(findings: pd.DataFrame) -> None:
     bad = ~np.isnan(score) & ((score < 0) | (score > 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"finding row {i} ({findings.loc[i, 'kind']}): score {score[i]!r} is not in [0, 1]")
+        raise ValueError(f"finding row {i} ({findings.loc[i, 'kind']}): score {float(score[i])} is not in [0, 1]")
