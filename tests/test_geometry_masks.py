@@ -69,7 +69,9 @@ def test_cropped_mask_iou_matches_pycocotools(width, height, with_crowd):
         crowd = rng.random(len(gts)) < 0.4 if with_crowd else np.zeros(len(gts), bool)
         expected = np.asarray(mask_utils.iou(coco_rles(preds, width, height),
                                              coco_rles(gts, width, height), crowd.astype(np.uint8)))
-        ours = cropped_mask_iou([m for _, m in preds], relative_xyxy(preds, width, height),
+        # uint8 0/255 masks are as good as bool ones (FiftyOne: any nonzero value is foreground).
+        pred_masks = [m if k % 3 else m.astype(np.uint8) * 255 for k, (_, m) in enumerate(preds)]
+        ours = cropped_mask_iou(pred_masks, relative_xyxy(preds, width, height),
                                 [m for _, m in gts], relative_xyxy(gts, width, height),
                                 (width, height), crowd=crowd if with_crowd else None)
         assert ours.shape == (len(preds), len(gts))
@@ -187,7 +189,7 @@ def test_degenerate_boxes_and_empty_masks_give_zero_without_nan():
 def test_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="masks1: got 1 masks for 2 boxes"):
         cropped_mask_iou([np.ones((2, 2))], np.zeros((2, 4)), [], np.zeros((0, 4)), (4, 4))
-    with pytest.raises(ValueError, match="mask 0 must be 2-D"):
+    with pytest.raises(ValueError, match=r"masks1\[0\] must be a 2-D mask"):
         cropped_mask_iou([np.ones(4)], [[0, 0, 1, 1]], [], np.zeros((0, 4)), (4, 4))
     with pytest.raises(ValueError, match="frame_size"):
         cropped_mask_iou([np.ones((2, 2))], [[0, 0, 1, 1]], [], np.zeros((0, 4)), (0, 4))

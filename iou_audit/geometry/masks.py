@@ -1,38 +1,77 @@
-"""Mask IoU: FiftyOne-style cropped instance masks, full-image semantic masks, Boundary IoU.
+"""Exact pixel IoU between FiftyOne-style cropped instance masks (each covering only its box).
 
-Instance masks are stored the way FiftyOne stores ``Detection.mask``: a 2-D array covering only the
-object's box. Two such masks are compared by placing each in the frame exactly as
-``Detection.to_segmentation`` renders it (see :func:`mask_pixel_rects` and :func:`render_cropped_masks`)
-and counting pixels only inside the overlap of the two placed windows: no full-image canvas is ever
-built, per-mask areas are counted once, and pairs whose windows do not overlap cost nothing.
+Two such masks are compared by placing each in the frame as ``Detection.to_segmentation`` renders
+it and counting pixels only inside the overlap of the two placed windows: no full-image canvas is
+ever built, per-mask areas are counted once, and pairs whose windows do not overlap cost nothing.
 
-Placement rule (``rounding="floor"``, the default, is FiftyOne's ``to_segmentation``): the relative box
-is clamped to [0, 1], its corners are scaled by the frame size and truncated to integers
-(``x0 = int(W * x1)``, ``x1_px = int(W * x2)``); a mask whose shape differs from that window is resized
-into it with OpenCV's default bilinear interpolation on ``uint8`` values and then made boolean
-(``!= 0``), as ``eta.core.image.render_instance_mask`` does. One deliberate difference: corners within
-1e-6 px *below* an integer are snapped up to it. ``int(640 * (1 / 640 + 7 / 640))`` is 7, not 8: about
-8% of pixel-aligned boxes hit this float artifact in FiftyOne and get their mask stretched by one pixel;
-here they are placed where they belong. ``rounding="round"`` rounds corners to the nearest integer
-instead, which is how FiftyOne's COCO importer crops masks (``mask[round(y):round(y + h), ...]``) and
-how ``fiftyone.utils.iou`` places them.
+Placement (``rounding="floor"``, the default, is FiftyOne's ``to_segmentation``): the relative box is
+clamped to [0, 1], its corners are scaled by the frame size and truncated (``x0 = int(W * x1)``,
+``x1_px = int(W * x2)``); a mask whose shape differs from that window is resized into it with
+OpenCV's default (bilinear) interpolation on its ``uint8`` values and then made boolean (``!= 0``),
+as ``eta.core.image.render_instance_mask`` does. One deliberate difference: corners within 1e-6 px
+*below* an integer are snapped up to it. ``int(640 * (1 / 640 + 7 / 640))`` is 7, not 8: about 8% of
+pixel-aligned boxes hit this float artifact in FiftyOne and get their mask stretched by one pixel;
+here they are placed where they belong. ``rounding="round"`` rounds corners to the nearest integer,
+which is how FiftyOne's COCO importer crops masks (``mask[round(y):round(y + h), ...]``) and close
+to how ``fiftyone.utils.iou`` places them.
 
 Conventions: 0/0 IoU is 0; a degenerate box (zero or negative size, NaN, inf) or an empty mask has
-IoU 0 with everything; crowd IoU (intersection over the area of the *first* mask) only for the
-columns flagged in ``crowd``.
+IoU 0 with everything; crowd IoU (intersection over the area of the *first* mask, as pycocotools
+does for crowd ground truth) only for the columns flagged in ``crowd``.
+
+Full-image masks (semantic IoU, Boundary IoU) live in ``dense_masks`` and are re-exported here.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Sequence
 
 import numpy as np
 from numba import njit
 
-from iou_audit.geometry.boxes import valid_boxes
+from iou_audit.geometry.dense_masks import boundary_iou, mask_to_boundary, semantic_iou
+
+__all__ = [
+    "ROUNDINGS", "mask_pixel_rects", "cropped_mask_iou", "batched_cropped_mask_iou",
+    "semantic_iou", "boundary_iou", "mask_to_boundary",
+]
 
 ROUNDINGS = ("floor", "round")
-# Corners this close below an integer (in pixels) are float artifacts of relative coordinates.
-_SNAP_PX = 1e-6
+
+
+@njit(cache=True, nogil=True)
+def _rects_kernel(boxes, sizes, floor, rects, starts):
+    """Pixel windows of relative xyxy boxes; degenerate boxes get an empty window."""
+    starts[0] = 0
+    for i in range(boxes.shape[0]):
+        s = 0 if sizes.shape[0] == 1 else i
+        w, h = sizes[s, 0], sizes[s, 1]
+        x1, y1, x2, y2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        ok = (np.isfinite(x1) and np.isfinite(y1) and np.isfinite(x2) and np.isfinite(y2)
+              and x2 > x1 and y2 > y1)
+        if ok:
+            corners = (min(max(x1, 0.0), 1.0) * w, min(max(y1, 0.0), 1.0) * h,
+                       min(max(x2, 0.0), 1.0) * w, min(max(y2, 0.0), 1.0) * h)
+            for k in range(4):
+                # 1e-6 px: a corner just below an integer is a float artifact of relative coords.
+                v = np.floor(corners[k] + 1e-6) if floor else np.rint(corners[k])
+                rects[i, k] = np.int64(v)
+        else:
+            for k in range(4):
+                rects[i, k] = 0
+        starts[i + 1] = starts[i] + (rects[i, 2] - rects[i, 0]) * (rects[i, 3] - rects[i, 1])
+
+
+def _pixel_rects(boxes, sizes, rounding):
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if not (np.isfinite(sizes).all() and (sizes > 0).all()):
+        raise ValueError(f"frame_size must be positive finite (width, height), got {sizes.tolist()}")
+    rects = np.empty((len(boxes), 4), np.int64)
+    starts = np.empty(len(boxes) + 1, np.int64)
+    _rects_kernel(boxes, sizes, rounding == "floor", rects, starts)
+    return rects, starts
 
 
 def mask_pixel_rects(
@@ -54,69 +93,11 @@ def mask_pixel_rects(
         >>> mask_pixel_rects(np.array([[1 / 640, 0, 1 / 640 + 7 / 640, 1]]), np.array([640, 1]))
         array([[1, 0, 8, 1]])
     """
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    size = np.broadcast_to(np.asarray(frame_sizes, dtype=np.float64).reshape(-1, 2), (len(b), 2))
-    if not (np.isfinite(size).all() and (size > 0).all()):
-        raise ValueError(f"frame_size must be positive finite (width, height), got {frame_sizes!r}")
-    ok = valid_boxes(b)
-    clamped = np.clip(np.where(ok[:, None], b, 0.0), 0.0, 1.0)
-    px = clamped * np.concatenate([size, size], axis=1)
-    if rounding == "floor":
-        rects = np.floor(px + _SNAP_PX)
-    else:
-        rects = np.rint(px)
-    rects = rects.astype(np.int64)
-    rects[~ok] = 0
-    return rects
-
-
-def render_cropped_masks(
-    masks: Sequence[np.ndarray], rects: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flatten masks into one ``uint8`` 0/1 buffer, each resized to its pixel window as FiftyOne does.
-
-    Args:
-        masks: L 2-D arrays (bool or numbers; nonzero after ``uint8`` conversion is foreground).
-        rects: (L, 4) windows from :func:`mask_pixel_rects`.
-
-    Returns:
-        ``(buffer, starts, areas)``: mask ``i`` is ``buffer[starts[i]:starts[i + 1]]`` reshaped to
-        ``(y1 - y0, x1 - x0)``; ``areas`` (L,) int64 foreground pixel counts.
-
-    Example:
-        >>> buf, starts, areas = render_cropped_masks([np.ones((2, 2), bool)], np.array([[0, 0, 2, 3]]))
-        >>> buf.reshape(3, 2).tolist(), starts.tolist(), areas.tolist()
-        ([[1, 1], [1, 1], [1, 1]], [0, 6], [6])
-    """
-    rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
-    if len(masks) != len(rects):
-        raise ValueError(f"got {len(masks)} masks for {len(rects)} boxes")
-    heights = rects[:, 3] - rects[:, 1]
-    widths = rects[:, 2] - rects[:, 0]
-    starts = np.zeros(len(rects) + 1, dtype=np.int64)
-    np.cumsum(heights * widths, out=starts[1:])
-    buffer = np.zeros(int(starts[-1]), dtype=np.uint8)
-    for i, mask in enumerate(masks):
-        h, w = int(heights[i]), int(widths[i])
-        if h == 0 or w == 0:
-            continue
-        if mask is None:
-            raise ValueError(f"mask {i} is None")
-        # np.asarray(..., uint8) is what eta's render_instance_mask does (floats truncate, bools -> 0/1).
-        m = np.asarray(mask)
-        if m.ndim == 3 and m.shape[2] == 1:
-            m = m[:, :, 0]
-        if m.ndim != 2:
-            raise ValueError(f"mask {i} must be 2-D, got shape {m.shape}")
-        m = np.asarray(m, dtype=np.uint8)
-        if m.shape != (h, w):
-            m = _resize_like_fiftyone(m, w, h)
-        buffer[starts[i] : starts[i + 1]] = (m != 0).ravel()
-    cumulative = np.concatenate([[0], np.cumsum(buffer, dtype=np.int64)])
-    areas = cumulative[starts[1:]] - cumulative[starts[:-1]]
-    return buffer, starts, areas
+    b = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sizes = np.ascontiguousarray(frame_sizes, dtype=np.float64).reshape(-1, 2)
+    if len(sizes) not in (1, len(b)):
+        raise ValueError(f"frame_sizes has {len(sizes)} rows for {len(b)} boxes")
+    return _pixel_rects(b, sizes, rounding)[0]
 
 
 def _resize_like_fiftyone(mask: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -128,57 +109,123 @@ def _resize_like_fiftyone(mask: np.ndarray, width: int, height: int) -> np.ndarr
     return cv2.resize(mask, (width, height))
 
 
+_FAST_DTYPES = {np.dtype(bool), np.dtype(np.uint8)}
+_FAST_KINDS = {(np.dtype(bool), 2), (np.dtype(np.uint8), 2)}
+
+
+def _concatenate(masks):
+    """All masks raveled into one uint8 buffer (any nonzero value is foreground for the kernels)."""
+    if not masks:
+        return np.zeros(0, np.uint8)
+    buf = np.concatenate([m.ravel() for m in masks])
+    return buf.view(np.uint8) if buf.dtype == np.bool_ else buf
+
+
+def _flatten_masks(masks, rects, starts, name):
+    """One uint8 0/1 buffer holding every mask rendered into its window (row-major, window-sized)."""
+    shapes = list(zip((rects[:, 3] - rects[:, 1]).tolist(), (rects[:, 2] - rects[:, 0]).tolist()))
+    try:  # fast path: bool/uint8 arrays already of their window's shape (the common case)
+        if [m.shape for m in masks] == shapes and {m.dtype for m in masks} <= _FAST_DTYPES:
+            return _concatenate(masks)
+    except AttributeError:
+        pass
+    buffer = np.zeros(int(starts[-1]), dtype=np.uint8)
+    for i, (mask, (h, w)) in enumerate(zip(masks, shapes)):
+        if h == 0 or w == 0:
+            continue
+        if mask is None:
+            raise ValueError(f"{name}[{i}] is None")
+        m = np.asarray(mask)
+        if m.ndim == 3 and m.shape[2] == 1:
+            m = m[:, :, 0]
+        if m.ndim != 2:
+            raise ValueError(f"{name}[{i}] must be a 2-D mask, got shape {m.shape}")
+        # np.asarray(..., uint8) is what eta's render_instance_mask does (floats truncate, bools -> 0/1).
+        m = np.asarray(m, dtype=np.uint8)
+        if m.shape != (h, w):
+            m = _resize_like_fiftyone(m, w, h)
+        buffer[starts[i] : starts[i + 1]] = (m != 0).ravel()
+    return buffer
+
+
 @njit(cache=True, nogil=True)
-def _overlap_counts(buf1, starts1, rects1, buf2, starts2, rects2, off1, off2, pair_off, out):
-    """Foreground pixels shared by each same-sample pair, counted inside the windows' overlap only."""
+def _areas(buf, starts):
+    out = np.zeros(len(starts) - 1, np.int64)
+    for i in range(len(starts) - 1):
+        total = 0
+        for p in range(starts[i], starts[i + 1]):
+            total += buf[p] != 0
+        out[i] = total
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, crowd2, out):
+    """IoU of each same-sample pair, counting shared pixels only inside the windows' overlap."""
+    area1 = _areas(buf1, st1)
+    area2 = _areas(buf2, st2)
     for s in range(len(off1) - 1):
         n2 = off2[s + 1] - off2[s]
         for i in range(off1[s], off1[s + 1]):
-            ax0, ay0, ax1, ay1 = rects1[i, 0], rects1[i, 1], rects1[i, 2], rects1[i, 3]
-            aw = ax1 - ax0
-            base = pair_off[s] + (i - off1[s]) * n2
+            ax0, ay0, ax1, ay1 = r1[i, 0], r1[i, 1], r1[i, 2], r1[i, 3]
+            base = pair_off[s] + (i - off1[s]) * n2 - off2[s]
             for j in range(off2[s], off2[s + 1]):
-                bx0, by0, bx1, by1 = rects2[j, 0], rects2[j, 1], rects2[j, 2], rects2[j, 3]
-                ox0 = max(ax0, bx0)
-                ox1 = min(ax1, bx1)
-                oy0 = max(ay0, by0)
-                oy1 = min(ay1, by1)
-                count = 0
-                if ox1 > ox0 and oy1 > oy0:
-                    bw = bx1 - bx0
-                    width = ox1 - ox0
+                bx0, by0, bx1, by1 = r2[j, 0], r2[j, 1], r2[j, 2], r2[j, 3]
+                ox0, ox1 = max(ax0, bx0), min(ax1, bx1)
+                oy0, oy1 = max(ay0, by0), min(ay1, by1)
+                inter = 0
+                if ox1 > ox0 and oy1 > oy0 and area1[i] > 0 and area2[j] > 0:
                     for y in range(oy0, oy1):
-                        p = starts1[i] + (y - ay0) * aw + (ox0 - ax0)
-                        q = starts2[j] + (y - by0) * bw + (ox0 - bx0)
+                        p = st1[i] + (y - ay0) * (ax1 - ax0) + (ox0 - ax0)
+                        q = st2[j] + (y - by0) * (bx1 - bx0) + (ox0 - bx0)
                         row = 0
-                        for k in range(width):
-                            row += buf1[p + k] & buf2[q + k]
-                        count += row
-                out[base + (j - off2[s])] = count
+                        for k in range(ox1 - ox0):
+                            row += (buf1[p + k] != 0) & (buf2[q + k] != 0)
+                        inter += row
+                union = area1[i] if crowd2[j] else area1[i] + area2[j] - inter
+                out[base + j] = inter / union if union > 0 else 0.0
 
 
-def _prepare(masks, boxes, frame_sizes, rounding, name):
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(masks) != len(boxes):
-        raise ValueError(f"{name}: got {len(masks)} masks for {len(boxes)} boxes")
-    rects = mask_pixel_rects(boxes, frame_sizes, rounding)
-    buf, starts, areas = render_cropped_masks(masks, rects)
-    return buf, starts, rects, areas
-
-
-def _iou_from_counts(inter, area1, area2, crowd):
-    """IoU from intersections and areas; 0/0 -> 0; crowd columns use area1 as the union."""
-    union = area1 + area2 - inter
-    if crowd is not None:
-        union = np.where(crowd, area1, union)
-    return np.divide(inter, union, out=np.zeros(inter.shape, np.float64), where=union > 0)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _single_image_kernel(b1, b2, sizes, floor, shapes, buf, crowd2, out):
+    """Fast path of :func:`cropped_mask_iou` in one compiled call; False if a mask needs resizing."""
+    n1, n2 = b1.shape[0], b2.shape[0]
+    r1, st1 = np.empty((n1, 4), np.int64), np.empty(n1 + 1, np.int64)
+    r2, st2 = np.empty((n2, 4), np.int64), np.empty(n2 + 1, np.int64)
+    _rects_kernel(b1, sizes, floor, r1, st1)
+    _rects_kernel(b2, sizes, floor, r2, st2)
+    for i in range(n1 + n2):
+        r = r1[i] if i < n1 else r2[i - n1]
+        if shapes[i, 0] != r[3] - r[1] or shapes[i, 1] != r[2] - r[0]:
+            return False
+    off1, off2 = np.array([0, n1], np.int64), np.array([0, n2], np.int64)
+    pair_off = np.array([0, n1 * n2], np.int64)
+    _mask_iou_kernel(buf[: st1[n1]], st1, r1, buf[st1[n1] :], st2, r2, off1, off2, pair_off,
+                     crowd2, out)
+    return True
 
 
 def _check_offsets(offsets, n, name):
-    off = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    off = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
     if len(off) < 1 or off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any():
-        raise ValueError(f"{name} must start at 0, be non-decreasing and end at {n}")
+        raise ValueError(f"{name} must start at 0, be non-decreasing and end at {n}, got {off.tolist()}")
     return off
+
+
+def _crowd_flags(crowd, n, name):
+    if crowd is None:
+        return np.zeros(n, np.bool_)
+    flags = np.ascontiguousarray(crowd, dtype=np.bool_).reshape(-1)
+    if len(flags) != n:
+        raise ValueError(f"{name} has {len(flags)} entries for {n} masks")
+    return flags
+
+
+def _boxes(boxes, n, name):
+    b = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(b) != n:
+        raise ValueError(f"{name}: got {n} masks for {len(b)} boxes")
+    return b
 
 
 def batched_cropped_mask_iou(
@@ -213,38 +260,30 @@ def batched_cropped_mask_iou(
         >>> v.round(4).tolist(), po.tolist()
         ([0.1429], [0, 0, 1])
     """
-    off1 = _check_offsets(offsets1, len(masks1), "offsets1")
-    off2 = _check_offsets(offsets2, len(masks2), "offsets2")
+    b1, b2 = _boxes(boxes1, len(masks1), "masks1"), _boxes(boxes2, len(masks2), "masks2")
+    off1 = _check_offsets(offsets1, len(b1), "offsets1")
+    off2 = _check_offsets(offsets2, len(b2), "offsets2")
     if len(off1) != len(off2):
         raise ValueError(f"offsets1 has {len(off1) - 1} samples, offsets2 has {len(off2) - 1}")
     n_samples = len(off1) - 1
-    sizes = np.asarray(frame_sizes, dtype=np.float64)
+    sizes = np.ascontiguousarray(frame_sizes, dtype=np.float64)
     if sizes.shape == (2,):
-        sizes = np.broadcast_to(sizes, (n_samples, 2))
-    if sizes.shape != (n_samples, 2):
+        sizes1 = sizes2 = sizes.reshape(1, 2)
+    elif sizes.shape == (n_samples, 2):
+        sizes1 = np.repeat(sizes, np.diff(off1), axis=0)
+        sizes2 = np.repeat(sizes, np.diff(off2), axis=0)
+    else:
         raise ValueError(f"frame_sizes must be (2,) or ({n_samples}, 2), got {sizes.shape}")
-    rows1 = np.repeat(np.arange(n_samples), np.diff(off1))
-    rows2 = np.repeat(np.arange(n_samples), np.diff(off2))
-    buf1, st1, r1, a1 = _prepare(masks1, boxes1, sizes[rows1], rounding, "masks1")
-    buf2, st2, r2, a2 = _prepare(masks2, boxes2, sizes[rows2], rounding, "masks2")
+    r1, st1 = _pixel_rects(b1, sizes1, rounding)
+    r2, st2 = _pixel_rects(b2, sizes2, rounding)
+    buf1 = _flatten_masks(masks1, r1, st1, "masks1")
+    buf2 = _flatten_masks(masks2, r2, st2, "masks2")
     pair_off = np.zeros(n_samples + 1, dtype=np.int64)
     np.cumsum(np.diff(off1) * np.diff(off2), out=pair_off[1:])
-    inter = np.empty(int(pair_off[-1]), dtype=np.int64)
-    _overlap_counts(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, inter)
-    # Row/column index of every flat pair, to look up the two areas (and crowd) without a Python loop.
-    n1, n2 = np.diff(off1), np.diff(off2)
-    pair_sample = np.repeat(np.arange(n_samples), n1 * n2)
-    local = np.arange(len(inter)) - pair_off[pair_sample]
-    n2p = n2[pair_sample]
-    gi = off1[pair_sample] + local // np.maximum(n2p, 1)
-    gj = off2[pair_sample] + local % np.maximum(n2p, 1)
-    crowd = None
-    if crowd2 is not None:
-        crowd2 = np.asarray(crowd2, dtype=bool).reshape(-1)
-        if len(crowd2) != len(masks2):
-            raise ValueError(f"crowd2 has {len(crowd2)} entries for {len(masks2)} masks2")
-        crowd = crowd2[gj]
-    return _iou_from_counts(inter, a1[gi], a2[gj], crowd), pair_off
+    values = np.empty(int(pair_off[-1]), dtype=np.float64)
+    flags = _crowd_flags(crowd2, len(b2), "crowd2")
+    _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, flags, values)
+    return values, pair_off
 
 
 def cropped_mask_iou(
@@ -281,119 +320,27 @@ def cropped_mask_iou(
         [[0.25]]
     """
     n, m = len(masks1), len(masks2)
-    values, _ = batched_cropped_mask_iou(
-        masks1, boxes1, [0, n], masks2, boxes2, [0, m], frame_size,
-        crowd2=crowd, rounding=rounding,
-    )
-    return values.reshape(n, m)
-
-
-def semantic_iou(
-    gt_mask: np.ndarray,
-    pred_mask: np.ndarray,
-    classes: Sequence[int] | None = None,
-    ignore_index: int | None = None,
-) -> dict:
-    """Per-class IoU and mIoU of two full-image semantic masks (integer class per pixel).
-
-    One confusion matrix from a single ``np.bincount``; pixels whose value is not in ``classes``
-    count as "other" (they still add to the union of the class they are confused with), and pixels
-    where the ground truth equals ``ignore_index`` are skipped.
-
-    Args:
-        gt_mask, pred_mask: 2-D integer arrays of the same shape.
-        classes: class values to score; default: every value in either mask except ``ignore_index``.
-        ignore_index: ground-truth value to leave out (e.g. 255 "void").
-
-    Returns:
-        dict with ``classes`` (K,), ``intersection`` and ``union`` (K,) pixel counts, ``iou`` (K,)
-        (0 where the union is 0), ``present`` (K,) bool (union > 0), ``miou`` (mean IoU over present
-        classes, 0 if none) and ``confusion`` (K+1, K+1) counts, rows ground truth, columns
-        prediction, last row/column "other".
-
-    Example:
-        >>> r = semantic_iou(np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]]))
-        >>> r["iou"].tolist(), round(r["miou"], 4)
-        ([0.5, 0.6666666666666666], 0.5833)
-    """
-    gt = np.asarray(gt_mask)
-    pred = np.asarray(pred_mask)
-    if gt.shape != pred.shape:
-        raise ValueError(f"gt_mask shape {gt.shape} != pred_mask shape {pred.shape}")
-    for name, a in (("gt_mask", gt), ("pred_mask", pred)):
-        if a.ndim != 2 or not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
-            raise ValueError(f"{name} must be a 2-D integer array, got {a.dtype} {a.shape}")
-    gt = gt.ravel().astype(np.int64)
-    pred = pred.ravel().astype(np.int64)
-    if ignore_index is not None:
-        keep = gt != ignore_index
-        gt, pred = gt[keep], pred[keep]
-    if classes is None:
-        values = np.union1d(np.unique(gt), np.unique(pred))
-        cls = values[values != ignore_index] if ignore_index is not None else values
-    else:
-        cls = np.asarray(classes, dtype=np.int64).reshape(-1)
-        if len(np.unique(cls)) != len(cls):
-            raise ValueError(f"classes has duplicates: {cls.tolist()}")
-    k = len(cls)
-    order = np.argsort(cls, kind="stable")
-    sorted_cls = cls[order]
-
-    def to_index(values: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(sorted_cls, values), 0, max(k - 1, 0))
-        hit = (sorted_cls[pos] == values) if k else np.zeros(len(values), bool)
-        return np.where(hit, order[pos] if k else 0, k)
-
-    confusion = np.bincount(
-        to_index(gt) * (k + 1) + to_index(pred), minlength=(k + 1) ** 2
-    ).reshape(k + 1, k + 1)
-    inter = np.diag(confusion)[:k]
-    union = confusion.sum(axis=1)[:k] + confusion.sum(axis=0)[:k] - inter
-    iou = np.divide(inter, union, out=np.zeros(k, np.float64), where=union > 0)
-    present = union > 0
-    miou = float(iou[present].mean()) if present.any() else 0.0
-    return {"classes": cls, "intersection": inter, "union": union, "iou": iou,
-            "present": present, "miou": miou, "confusion": confusion}
-
-
-def mask_to_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
-    """Boundary band of a binary mask: the mask minus its erosion by ``d = round(ratio * diagonal)``.
-
-    Follows ``mask_to_boundary`` of the Boundary IoU reference code (Cheng et al., CVPR 2021):
-    ``d >= 1``; the image is padded with one background pixel so that a mask cut by the image border
-    has a boundary there too; erosion is ``d`` iterations of a 3x3 square (a (2d+1)-square).
-
-    Example:
-        >>> m = np.zeros((6, 6), bool); m[1:5, 1:5] = True
-        >>> mask_to_boundary(m, dilation_ratio=0.1).astype(int)[1:5, 1:5].tolist()
-        [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]]
-    """
-    import cv2
-
-    m = np.asarray(mask)
-    if m.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
-    m = (m != 0).astype(np.uint8)
-    h, w = m.shape
-    dilation = max(int(round(dilation_ratio * np.sqrt(h**2 + w**2))), 1)
-    padded = cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=dilation)[1 : h + 1, 1 : w + 1]
-    return (m - eroded).astype(bool)
-
-
-def boundary_iou(mask1: np.ndarray, mask2: np.ndarray, dilation_ratio: float = 0.02) -> float:
-    """Boundary IoU (Cheng et al. 2021) of two full-image binary masks; 0 when both are empty.
-
-    Example:
-        >>> a = np.zeros((10, 10), bool); a[2:8, 2:8] = True
-        >>> boundary_iou(a, a), boundary_iou(a, np.zeros_like(a))
-        (1.0, 0.0)
-    """
-    a = np.asarray(mask1)
-    b = np.asarray(mask2)
-    if a.shape != b.shape:
-        raise ValueError(f"mask1 shape {a.shape} != mask2 shape {b.shape}")
-    ba = mask_to_boundary(a, dilation_ratio)
-    bb = mask_to_boundary(b, dilation_ratio)
-    union = np.count_nonzero(ba | bb)
-    return float(np.count_nonzero(ba & bb) / union) if union else 0.0
+    b1, b2 = _boxes(boxes1, n, "masks1"), _boxes(boxes2, m, "masks2")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if len(frame_size) != 2 or not all(math.isfinite(v) and v > 0 for v in frame_size):
+        raise ValueError(f"frame_size must be positive finite (width, height), got {frame_size!r}")
+    sizes = np.array(frame_size, dtype=np.float64).reshape(1, 2)
+    out = np.empty((n, m), dtype=np.float64)
+    flags = _crowd_flags(crowd, m, "crowd")
+    masks = [*masks1, *masks2]
+    try:  # one compiled call when every mask is 2-D bool/uint8 and already of its window's shape
+        if {(k.dtype, k.ndim) for k in masks} <= _FAST_KINDS:
+            shapes = np.fromiter(itertools.chain.from_iterable([k.shape for k in masks]), np.int64)
+            if _single_image_kernel(b1, b2, sizes, rounding == "floor", shapes.reshape(-1, 2),
+                                    _concatenate(masks), flags, out.reshape(-1)):
+                return out
+    except AttributeError:  # None or non-array masks: the general path converts or names them
+        pass
+    r1, st1 = _pixel_rects(b1, sizes, rounding)
+    r2, st2 = _pixel_rects(b2, sizes, rounding)
+    buf1 = _flatten_masks(masks1, r1, st1, "masks1")
+    buf2 = _flatten_masks(masks2, r2, st2, "masks2")
+    off = np.array([[0, n], [0, m], [0, n * m]], dtype=np.int64)
+    _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off[0], off[1], off[2], flags, out.reshape(-1))
+    return out
