@@ -9,6 +9,9 @@ Conventions (pinned; every function here follows them):
 - crowd IoU (intersection over the area of the *first* argument, the prediction, as pycocotools
   does for ``iscrowd`` ground truth) is used only for the columns flagged in ``crowd``.
 
+Ranges: IoU and IOS in [0, 1]; GIoU and DIoU in [-1, 1]; CIoU in [-1.5, 1] (its aspect term
+``alpha * v`` adds up to 0.5 below DIoU's floor for distant boxes of very different shape).
+
 IoU and GIoU are invariant to scaling x and y independently, so relative coordinates give the same
 values as pixels; DIoU and CIoU use distances and aspect ratios, so pass pixel coordinates for them.
 """
@@ -172,6 +175,31 @@ def _box_columns(
     cols = np.empty((7, len(b)), dtype=np.float64)
     _columns_kernel(b, offsets, sz, scale, metric == "ciou", cols)
     return tuple(cols)
+
+
+def batched_pair_rows(
+    offsets1: np.ndarray, n_rows1: int, offsets2: np.ndarray, n_rows2: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global row indices of every same-image pair, in the order of the batched layout.
+
+    Returns ``(pair_offsets, rows1, rows2)``: pair ``p`` of image ``s`` (``pair_offsets[s] <= p
+    < pair_offsets[s+1]``) is ``(rows1[p], rows2[p])``, row-major within the image's block.
+
+    Example:
+        >>> batched_pair_rows(np.array([0, 2, 3]), 3, np.array([0, 1, 3]), 3)
+        (array([0, 2, 4]), array([0, 1, 2, 2]), array([0, 0, 1, 2]))
+    """
+    off1 = _check_offsets(offsets1, n_rows1, "offsets1")
+    off2 = _check_offsets(offsets2, n_rows2, "offsets2")
+    if len(off1) != len(off2):
+        raise ValueError(f"offsets1 has {len(off1) - 1} images but offsets2 has {len(off2) - 1}")
+    n2 = np.diff(off2)
+    counts = np.diff(off1) * n2
+    pair_offsets = np.zeros(len(off1), dtype=np.int64)
+    np.cumsum(counts, out=pair_offsets[1:])
+    image = np.repeat(np.arange(len(counts)), counts)
+    local = np.arange(pair_offsets[-1]) - pair_offsets[image]
+    return pair_offsets, off1[image] + local // n2[image], off2[image] + local % n2[image]
 
 
 def batched_box_iou(
