@@ -1,5 +1,10 @@
 """COCO detection metrics (pycocotools ``COCOeval.evaluate`` + ``accumulate`` + ``summarize``) on flat arrays.
 
+``iou_audit.matching.coco_evaluate`` covers ``areaRng="all"`` at one ``maxDets``; ``summarize``'s 12
+numbers also need the small/medium/large area ranges (which ignore ground truth *and* unmatched
+predictions outside the range) and maxDets 1/10/100. This module adds exactly that on top of the
+matching package's kernel (``run_greedy``) and AP (``precision_at_recall``).
+
 Same definitions as pycocotools, computed for all images and classes at once:
 
 - per (image, class), predictions are sorted by score (stable) and cut at ``maxDets``;
@@ -21,10 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
 from iou_audit.matching.greedy import run_greedy
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-RECALL_THRESHOLDS = np.linspace(0.0, 1.0, int(np.round(1.0 / 0.01)) + 1, endpoint=True)
+IOU_THRESHOLDS = COCO_IOU_THRESHOLDS
+RECALL_THRESHOLDS = COCO_RECALL_THRESHOLDS
 MAX_DETS = (1, 10, 100)
 AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 STAT_NAMES = (
@@ -141,47 +147,24 @@ def coco_evaluate(
             for m, max_det in enumerate(MAX_DETS):
                 rows = order[rank[order] < max_det]
                 rows = rows[~dt_ignore[rows]]
-                p, r = _accumulate(matched[rows], pred_codes[rows], npig, K)
+                p, r = _accumulate(matched[rows], pred_codes[rows], scores[rows], npig, K)
                 precision[t, :, :, a, m] = p
                 recall[t, :, a, m] = r
     return CocoEvaluation(precision, recall, _summarize(precision, recall), np.asarray(classes, object))
 
 
-def _accumulate(tp: np.ndarray, codes: np.ndarray, npig: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Precision at the recall thresholds (R, K) and final recall (K,) for rows sorted by class then score."""
-    R = len(RECALL_THRESHOLDS)
-    precision = np.zeros((R, K))
-    recall = np.zeros(K)
-    has_gt = npig > 0
-    precision[:, ~has_gt] = -1
-    recall[~has_gt] = -1
-    n = len(tp)
-    if n == 0:
-        return precision, recall
-    counts = np.bincount(codes, minlength=K)
-    seg_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    tp_c = np.cumsum(tp.astype(np.int64))
-    fp_c = np.cumsum((~tp).astype(np.int64))
-    before = np.concatenate([[0], tp_c])[seg_start]
-    before_fp = np.concatenate([[0], fp_c])[seg_start]
-    tp_sum = (tp_c - before[codes]).astype(np.float64)
-    fp_sum = (fp_c - before_fp[codes]).astype(np.float64)
-    rc = tp_sum / np.maximum(npig[codes], 1)
-    pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-    # Monotone precision from the right within each class: a reversed running max, with an offset
-    # per class so that the running max restarts at every class boundary (values are in [0, 1]).
-    lift = 2.0 * (K - 1 - codes)
-    pr_mono = (np.maximum.accumulate((pr + lift)[::-1])[::-1]) - lift
-    last = seg_start + counts - 1
-    with_dets = has_gt & (counts > 0)
-    recall[with_dets] = rc[last[with_dets]]
-    # Sample at the recall thresholds class by class: lifting rc by a per-class offset would round
-    # it and move points that sit exactly on a threshold (e.g. rc = 7/10).
-    for k in np.flatnonzero(with_dets):
-        a, b = seg_start[k], seg_start[k] + counts[k]
-        idx = np.searchsorted(rc[a:b], RECALL_THRESHOLDS, side="left")
-        ok = idx < (b - a)
-        precision[:, k] = np.where(ok, pr_mono[a:b][np.minimum(idx, b - a - 1)], 0.0)
+def _accumulate(tp: np.ndarray, codes: np.ndarray, scores: np.ndarray, npig: np.ndarray, K: int):
+    """Precision at the recall thresholds (R, K) and final recall (K,), by matching.ap, class by class.
+
+    ``tp``/``codes``/``scores`` are the counted detections in pycocotools' concatenation order.
+    """
+    precision = -np.ones((len(RECALL_THRESHOLDS), K))
+    recall = -np.ones(K)
+    by_class = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_class], np.arange(K + 1))
+    for k in np.flatnonzero(npig > 0):
+        rows = by_class[bounds[k] : bounds[k + 1]]
+        precision[:, k], recall[k] = precision_at_recall(tp[rows], scores[rows], int(npig[k]))
     return precision, recall
 
 

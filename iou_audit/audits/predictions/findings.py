@@ -1,0 +1,90 @@
+"""Prediction-audit findings (the shared finding shape) and the per-label values written back."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.predictions.core import PredictionAudit
+from iou_audit.audits.predictions.errors import PRED_KINDS
+from iou_audit.results import AuditResult, make_findings
+
+AUDIT = "predictions"
+FINDING_KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
+
+
+def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
+    """Findings with ``score >= min_score``: label errors on ground-truth labels, possible_missing and
+    duplicate_prediction on predictions (the prediction's id in ``label_id``, its field in ``field``).
+
+    Example:
+        >>> f = build_findings(audit, min_score=0.5)            # doctest: +SKIP
+        >>> f.groupby("kind").size()                            # doctest: +SKIP
+    """
+    pred, gt, e = a.pred, a.gt, a.errors
+    frames = []
+    susp = 1.0 - a.label_quality
+    g = np.flatnonzero((susp >= min_score) & ~np.asarray(gt.iscrowd, bool))
+    if len(g):
+        kind = a.label_kind[g]
+        other = np.select([kind == "class_swap", kind == "mislocated"],
+                          [e.class_swap_pred[g], e.mislocated_pred[g]], -1)
+        other = np.where(kind == "possible_spurious", a.gt_match[g], other)
+        iou = np.select([kind == "mislocated"], [e.mislocated_iou[g]], a.gt_iou[g])
+        detail = np.full(len(g), "", dtype=object)
+        conf = np.nan_to_num(np.asarray(pred.confidence, float), nan=1.0)
+        for j, (k, o, gi) in enumerate(zip(kind, other, g)):
+            if k == "mislocated":
+                detail[j] = (f"{e.off_edge[gi]} edge off by {e.off_amount[gi]:+.2f} of the box "
+                             f"(IoU {e.mislocated_iou[gi]:.2f} with a {conf[o]:.2f} prediction)")
+            elif k == "class_swap":
+                detail[j] = f"a {conf[o]:.2f} {pred.label[o]!s} prediction covers it"
+            else:
+                detail[j] = f"no prediction supports it (best support {e.support[gi]:.2f})"
+        frames.append(pd.DataFrame({
+            "kind": kind, "sample_id": gt.sample_ids[gt.sample_index[g]], "field": gt.field,
+            "label_id": gt.label_id[g], "other_field": np.where(other >= 0, pred.field, ""),
+            "other_label_id": np.where(other >= 0, pred.label_id[np.maximum(other, 0)], ""),
+            "label": gt.label[g], "score": susp[g], "iou": iou, "detail": detail,
+        }))
+    for kind, score in (("possible_missing", e.possible_missing), ("duplicate_prediction", e.duplicate_prediction)):
+        p = np.flatnonzero(score >= min_score)
+        if not len(p):
+            continue
+        tgt = e.pred_target[p] if kind == "duplicate_prediction" else np.full(len(p), -1)
+        frames.append(pd.DataFrame({
+            "kind": kind, "sample_id": pred.sample_ids[pred.sample_index[p]], "field": pred.field,
+            "label_id": pred.label_id[p], "other_field": np.where(tgt >= 0, gt.field, ""),
+            "other_label_id": np.where(tgt >= 0, gt.label_id[np.maximum(tgt, 0)], ""),
+            "label": pred.label[p], "score": score[p], "iou": e.pred_target_iou[p],
+            "detail": ("no label overlaps it" if kind == "possible_missing"
+                       else "a higher-scoring prediction already matches this label"),
+        }))
+    if not frames:
+        return make_findings(audit=AUDIT)
+    f = make_findings(pd.concat(frames, ignore_index=True), audit=AUDIT)
+    return f.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def label_values(a: PredictionAudit) -> dict:
+    """``{field: {attr: {label_id: value}}}`` for ``save_audit``: IoU and id of the match on both
+    fields, label quality and likely error on labels, TIDE kind on predictions."""
+    pred, gt = a.pred, a.gt
+    gm, pm = a.gt_match, a.pred_match
+    return {
+        gt.field: {
+            "iou": dict(zip(gt.label_id, a.gt_iou.tolist())),
+            "match_id": dict(zip(gt.label_id, np.where(gm >= 0, pred.label_id[np.maximum(gm, 0)], "").tolist())),
+            "quality": dict(zip(gt.label_id, a.label_quality.tolist())),
+        },
+        pred.field: {
+            "iou": dict(zip(pred.label_id, a.pred_iou.tolist())),
+            "match_id": dict(zip(pred.label_id, np.where(pm >= 0, gt.label_id[np.maximum(pm, 0)], "").tolist())),
+            "error": dict(zip(pred.label_id, np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind].tolist())),
+        },
+    }
+
+
+def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_score: float = 0.5) -> AuditResult:
+    """The :class:`AuditResult` of a prediction audit (findings, tables, metrics, config)."""
+    config = dict(a.config, min_score=float(min_score))
+    return AuditResult(AUDIT, audit_key, config, build_findings(a, min_score), dict(a.tables), dict(a.metrics))
