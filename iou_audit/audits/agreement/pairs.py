@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-
-from iou_audit.geometry.boxes import box_iou
+from iou_audit.geometry.boxes import batched_box_iou
+from iou_audit.geometry.masks import batched_cropped_mask_iou
+from iou_audit.matching import batched_match
 
 GEOMETRIES = ("box", "mask", "polygon")
 METHODS = ("hungarian", "greedy")
@@ -55,9 +55,15 @@ def pick_geometry(tables, geometry: str = "auto") -> str:
     return "box"
 
 
-def _block_offsets(off_a: np.ndarray, off_b: np.ndarray) -> np.ndarray:
-    sizes = np.diff(off_a) * np.diff(off_b)
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+def frame_sizes(t) -> np.ndarray:
+    """(S, 2) ``(width, height)`` pixels of a table; a clear error when some are unknown."""
+    sizes = np.stack([np.asarray(t.width, dtype=float), np.asarray(t.height, dtype=float)], axis=1)
+    bad = np.flatnonzero(~(np.isfinite(sizes).all(axis=1) & (sizes > 0).all(axis=1)))
+    if len(bad):
+        sid = getattr(t, "sample_ids", np.arange(len(sizes)))[bad[0]]
+        raise ValueError(f"mask IoU needs image sizes; sample {sid} has width/height {sizes[bad[0]].tolist()} "
+                         f"(run samples.compute_metadata())")
+    return sizes
 
 
 def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
@@ -75,36 +81,18 @@ def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
     if len(off_a) != len(off_b):
         raise ValueError(f"annotator tables cover different sample counts: {len(off_a) - 1} vs {len(off_b) - 1}")
     if geometry == "box":
-        try:  # compiled batched kernel when the geometry layer provides it
-            from iou_audit.geometry.boxes import batched_box_iou
-        except ImportError:
-            batched_box_iou = None
-        if batched_box_iou is not None:
-            values, pair_offsets = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
-            return np.asarray(values, dtype=np.float64), np.asarray(pair_offsets, dtype=np.int64)
-    pair_offsets = _block_offsets(off_a, off_b)
-    values = np.zeros(pair_offsets[-1], dtype=np.float64)
-    nonempty = np.flatnonzero((np.diff(off_a) > 0) & (np.diff(off_b) > 0))
-    for s in nonempty:
-        ra = slice(off_a[s], off_a[s + 1])
-        rb = slice(off_b[s], off_b[s + 1])
-        values[pair_offsets[s]:pair_offsets[s + 1]] = _block(ta, tb, ra, rb, s, geometry).ravel()
-    return values, pair_offsets
-
-
-def _block(ta, tb, ra: slice, rb: slice, s: int, geometry: str) -> np.ndarray:
-    if geometry == "box":
-        return box_iou(ta.box[ra], tb.box[rb])
-    if geometry == "polygon":
+        values, pair_offsets = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
+    elif geometry == "mask":
+        values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b, frame_sizes(ta))
+    else:
         from iou_audit.geometry.polygons import polygon_iou
 
-        return np.asarray(polygon_iou(ta.polygons[ra], tb.polygons[rb]))
-    from iou_audit.geometry.masks import cropped_mask_iou
-
-    frame = (int(ta.width[s]), int(ta.height[s]))
-    if not (frame[0] > 0 and frame[1] > 0):
-        raise ValueError(f"mask IoU needs the image size; sample {s} has width/height {frame} (compute metadata)")
-    return np.asarray(cropped_mask_iou(ta.masks[ra], ta.box[ra], tb.masks[rb], tb.box[rb], frame))
+        pair_offsets = np.concatenate([[0], np.cumsum(np.diff(off_a) * np.diff(off_b))]).astype(np.int64)
+        values = np.zeros(pair_offsets[-1], dtype=np.float64)
+        for s in np.flatnonzero((np.diff(off_a) > 0) & (np.diff(off_b) > 0)):
+            block = polygon_iou(ta.polygons[off_a[s]:off_a[s + 1]], tb.polygons[off_b[s]:off_b[s + 1]])
+            values[pair_offsets[s]:pair_offsets[s + 1]] = np.asarray(block[0] if isinstance(block, tuple) else block).ravel()
+    return np.asarray(values, dtype=np.float64), np.asarray(pair_offsets, dtype=np.int64)
 
 
 def match_blocks(
@@ -115,10 +103,10 @@ def match_blocks(
     iou_thresh: float = 0.5,
     method: str = "hungarian",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One-to-one matching inside every sample's IoU block; pairs need IoU >= ``iou_thresh``.
+    """One-to-one, class-blind matching inside every sample's IoU block (``iou_audit.matching``).
 
-    ``"hungarian"`` maximises the summed IoU of the accepted pairs (entries below the threshold
-    count as 0, as CVAT and kalphacv do); ``"greedy"`` takes pairs by decreasing IoU (Datumaro).
+    ``"hungarian"`` maximises the summed IoU of pairs with IoU >= ``iou_thresh`` (CVAT, kalphacv);
+    ``"greedy"`` is COCO's greedy in annotator a's table order (order-dependent; prefer Hungarian).
 
     Returns ``(match_a, iou_a, match_b, iou_b)`` with global row indices, -1 when unmatched.
 
@@ -129,43 +117,7 @@ def match_blocks(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    off_a = np.asarray(off_a, dtype=np.int64)
-    off_b = np.asarray(off_b, dtype=np.int64)
-    match_a = np.full(off_a[-1], -1, dtype=np.int64)
-    match_b = np.full(off_b[-1], -1, dtype=np.int64)
-    iou_a = np.zeros(off_a[-1])
-    iou_b = np.zeros(off_b[-1])
-    n_a, n_b = np.diff(off_a), np.diff(off_b)
-    # Only samples with at least one pair above the threshold need a solver call.
-    above = values >= iou_thresh
-    cum = np.concatenate([[0], np.cumsum(above)])
-    hits = cum[pair_offsets[1:]] - cum[pair_offsets[:-1]]
-    for s in np.flatnonzero(hits > 0):
-        block = values[pair_offsets[s]:pair_offsets[s + 1]].reshape(n_a[s], n_b[s])
-        gain = np.where(block >= iou_thresh, block, 0.0)
-        if method == "hungarian":
-            rows, cols = linear_sum_assignment(gain, maximize=True)
-        else:
-            rows, cols = _greedy(gain)
-        keep = gain[rows, cols] > 0
-        rows, cols = rows[keep], cols[keep]
-        ga, gb = rows + off_a[s], cols + off_b[s]
-        match_a[ga], match_b[gb] = gb, ga
-        iou_a[ga] = iou_b[gb] = block[rows, cols]
-    return match_a, iou_a, match_b, iou_b
-
-
-def _greedy(gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-gain, axis=None, kind="stable")
-    used_r, used_c, rows, cols = set(), set(), [], []
-    for flat in order:
-        r, c = divmod(int(flat), gain.shape[1])
-        if gain[r, c] <= 0:
-            break
-        if r in used_r or c in used_c:
-            continue
-        used_r.add(r), used_c.add(c), rows.append(r), cols.append(c)
-    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+    return batched_match(values, pair_offsets, off_a, off_b, None, iou_thresh, method=method, mode="geometry_first")
 
 
 def match_all_pairs(tables, iou_thresh: float = 0.5, method: str = "hungarian", geometry: str = "box") -> list[PairMatch]:

@@ -1,0 +1,173 @@
+"""``audit_agreement``: read K annotators from FiftyOne, run the agreement core, write the results.
+
+Reads: one ``read_label_table`` per annotator field (or one field split by an annotator attribute),
+one ``values()`` call for the coverage field. Writes (through ``iou_audit.results.save_audit``):
+label attributes ``<key>_cluster``, ``<key>_iou`` (mean IoU with the other members),
+``<key>_n_annotators``, ``<key>_support``; label tags ``<key>:<kind>``; per-sample ``<key>_f1``,
+``<key>_mean_iou``, ``<key>_alpha`` and finding counts; a saved view per kind; a custom run holding
+config, findings, tables and metrics. The optional consensus field is written with one
+``set_values`` call. Input label fields are never modified except for those attributes and tags.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from iou_audit.audits.agreement.consensus import consensus_labels
+from iou_audit.audits.agreement.core import Agreement, compute_agreement
+from iou_audit.results import AuditResult, save_audit
+from iou_audit.table import read_label_table, split_by_attribute
+
+AUDIT = "agreement"
+
+
+def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: str | None = None):
+    """``(tables, names, fields)``: one LabelTable per annotator, same sample order.
+
+    ``label_fields`` is a list of K >= 2 fields (one per annotator; names = field names), or one
+    field whose labels carry ``annotator_attr`` (names = its values, sorted).
+    """
+    if isinstance(label_fields, str):
+        label_fields = [label_fields]
+    label_fields = list(label_fields)
+    if annotator_attr is None:
+        if len(label_fields) < 2:
+            raise ValueError(f"agreement needs >= 2 label fields (one per annotator) or annotator_attr; got {label_fields}")
+        if len(set(label_fields)) != len(label_fields):
+            raise ValueError(f"label_fields lists a field twice: {label_fields}")
+        tables = [read_label_table(samples, f) for f in label_fields]
+        return tables, label_fields, label_fields
+    if len(label_fields) != 1:
+        raise ValueError(f"with annotator_attr, pass exactly one label field, got {label_fields}")
+    field = label_fields[0]
+    split = split_by_attribute(read_label_table(samples, field, attributes=[annotator_attr]), annotator_attr)
+    if None in split:
+        n = len(split[None].label_id)
+        raise ValueError(f"{n} labels of field {field!r} have no {annotator_attr!r} attribute, e.g. label {split[None].label_id[0]}")
+    names = sorted(split, key=str)
+    if len(names) < 2:
+        raise ValueError(f"field {field!r} has labels of {len(names)} annotator(s) {names} in {annotator_attr!r}; need >= 2")
+    return [split[n] for n in names], [str(n) for n in names], [field] * len(names)
+
+
+def read_coverage(samples, coverage_field: str, names: Sequence[str]) -> np.ndarray:
+    """(S, K) bool from a per-sample list of annotator names; a missing list means all covered."""
+    values = samples.values(coverage_field)
+    known = set(names)
+    cov = np.ones((len(values), len(names)), dtype=bool)
+    for s, v in enumerate(values):
+        if v is None:
+            continue
+        if isinstance(v, str):
+            v = [v]
+        unknown = set(v) - known
+        if unknown:
+            raise ValueError(f"coverage field {coverage_field!r} names unknown annotators {sorted(unknown)} "
+                             f"(sample #{s}); annotators are {list(names)}")
+        cov[s] = [n in v for n in names]
+    return cov
+
+
+def audit_agreement(
+    samples,
+    label_fields: str | Sequence[str],
+    iou_thresh: float = 0.5,
+    method: str = "hungarian",
+    quorum: float | int | None = None,
+    consensus_field: str | None = None,
+    audit_key: str = "agreement",
+    annotator_attr: str | None = None,
+    coverage_field: str | None = None,
+    geometry: str = "auto",
+    low_iou: float = 0.75,
+    compute_map: bool = True,
+    save: bool = True,
+) -> AuditResult:
+    """Multi-annotator agreement audit of a FiftyOne collection.
+
+    Args:
+        samples: dataset or view.
+        label_fields: one Detections/Polylines field per annotator, or one field + ``annotator_attr``.
+        iou_thresh: a pair of labels can match only at IoU >= this (default 0.5).
+        method: ``"hungarian"`` (default, optimal) or ``"greedy"``.
+        quorum: annotators needed for an object to count as found: None = strict majority of the
+            covering annotators, a float q = ceil(q * n), an int = that count.
+        consensus_field: if given, a new Detections field with the fused labels.
+        audit_key: prefix of everything written, and the run's key.
+        annotator_attr: label attribute naming the annotator when all are in one field.
+        coverage_field: per-sample list of the annotators who labelled the sample; the others are
+            "not labelled" (excluded), not "found nothing".
+        geometry: ``"auto"`` (masks if present, else polygons for Polylines, else boxes), or
+            ``"box"``/``"mask"``/``"polygon"``.
+        low_iou: clusters whose mean pairwise IoU is below this are ``low_agreement`` findings.
+        compute_map: also compute the inter-annotator mAP@[.5:.95].
+        save: write results into the dataset (False: compute only).
+
+    Returns:
+        AuditResult with findings, tables (pairs, matrix_f1, matrix_f1_class, matrix_mean_iou,
+        per_image, per_class, annotators, clusters, threshold_curve, map_pairs) and metrics.
+    """
+    tables, names, fields = read_annotators(samples, label_fields, annotator_attr)
+    coverage = read_coverage(samples, coverage_field, names) if coverage_field else None
+    if geometry == "auto" and tables[0].label_type == "polylines":
+        geometry = "polygon"
+    if geometry == "auto" and any(t.masks is None for t in tables):
+        geometry = "box"  # masks only where every annotator has them
+    r: Agreement = compute_agreement(
+        tables, names=names, fields=fields, sample_ids=tables[0].sample_ids, iou_thresh=iou_thresh,
+        method=method, quorum=quorum, coverage=coverage, geometry=geometry, low_iou=low_iou,
+        compute_map=compute_map)
+    config = {"label_fields": list(label_fields) if not isinstance(label_fields, str) else [label_fields],
+              "annotators": names, "iou_thresh": iou_thresh, "method": method, "quorum": quorum,
+              "consensus_field": consensus_field, "annotator_attr": annotator_attr,
+              "coverage_field": coverage_field, "geometry": r.geometry, "low_iou": low_iou}
+    result = AuditResult(AUDIT, audit_key, config, r.findings, r.tables, r.metrics)
+    if not save:
+        return result
+    save_audit(samples, result, label_attributes=_label_attributes(tables, fields, r),
+               sample_fields=_sample_fields(r))
+    if consensus_field:
+        write_consensus(samples, tables, r, consensus_field)
+    return result
+
+
+def _clean(v):
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _label_attributes(tables, fields, r: Agreement) -> dict:
+    out: dict = {}
+    for t, field, values in zip(tables, fields, r.label_values):
+        attrs = out.setdefault(field, {})
+        for name, arr in values.items():
+            attrs.setdefault(name, {}).update({lid: _clean(v) for lid, v in zip(t.label_id, arr)})
+    return out
+
+
+def _sample_fields(r: Agreement) -> dict:
+    img = r.tables["per_image"]
+    return {col: {sid: _clean(v) for sid, v in zip(img.sample_id, img[col])} for col in ("f1", "mean_iou", "alpha")}
+
+
+def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
+    """Write the fused labels as a new Detections field (one bulk ``set_values``); returns the count."""
+    import fiftyone as fo
+
+    if samples._dataset.get_field(consensus_field) is not None:
+        raise ValueError(f"consensus field {consensus_field!r} already exists; choose a new name")
+    fused = consensus_labels(tables, r.cluster_table, r.members, r.geometry)
+    per_sample: list[list] = [[] for _ in range(len(tables[0].sample_ids))]
+    for row in fused.itertuples():
+        x1, y1, x2, y2 = (float(v) for v in row.box)
+        det = fo.Detection(label=str(row.label), bounding_box=[x1, y1, x2 - x1, y2 - y1],
+                           confidence=float(row.confidence), members=list(row.members),
+                           n_annotators=int(row.n_annotators))
+        if row.mask is not None:
+            det.mask = row.mask
+        per_sample[row.sample_index].append(det)
+    values = {sid: fo.Detections(detections=d) for sid, d in zip(tables[0].sample_ids, per_sample)}
+    samples.set_values(consensus_field, values, key_field="id")
+    return len(fused)
