@@ -1,9 +1,52 @@
 """iou-audit: annotation-quality audits for computer-vision datasets.
 
-Layers (arrows point down only): audits -> table -> matching -> geometry.
+Layers (arrows point down only): audits -> table/results -> matching -> geometry. The public names
+below are imported lazily, so ``from iou_audit import box_iou`` does not import FiftyOne.
+
+Example:
+    >>> import numpy as np, iou_audit
+    >>> iou_audit.box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 5, 15, 15]])).round(6)
+    array([[0.142857]])
 """
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from iou_audit.geometry.boxes import box_iou  # noqa: E402
+#: public name -> module that defines it
+_EXPORTS = {
+    "box_iou": "iou_audit.geometry.boxes",
+    "batched_box_iou": "iou_audit.geometry.boxes",
+    "batched_self_pairs": "iou_audit.geometry.boxes",
+    "cropped_mask_iou": "iou_audit.geometry.masks",
+    "semantic_iou": "iou_audit.geometry.masks",
+    "boundary_iou": "iou_audit.geometry.masks",
+    "greedy_match": "iou_audit.matching",
+    "hungarian_match": "iou_audit.matching",
+    "batched_match": "iou_audit.matching",
+    "read_label_table": "iou_audit.table",
+    "iter_label_tables": "iou_audit.table",
+    "LabelTable": "iou_audit.table",
+    "AuditResult": "iou_audit.results",
+    "list_audits": "iou_audit.results",
+    "load_audit": "iou_audit.results",
+    "delete_audit": "iou_audit.results",
+    "audit_duplicates": "iou_audit.audits.duplicates",
+    "ingest": "iou_audit.ingest",
+}
 
-__all__ = ["box_iou", "__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iou_audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
