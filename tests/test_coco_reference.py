@@ -196,3 +196,16 @@ def test_precision_and_ap_equal_pycocotools_and_published(case):
     expected = {"bbox": (0.505, 0.697, 0.573), "segm": (0.320, 0.562, 0.299)}[case["iou_type"]]
     assert published == expected  # the file is what the issue quotes
     np.testing.assert_allclose(ours, published, rtol=0, atol=1e-3)
+
+
+def test_example_prints_published_ap(shared_data, capsys):
+    """The README's interim main job: FiftyOne dataset -> label tables -> our IoU, matching, AP."""
+    from iou_audit.examples import coco_reference
+
+    assert coco_reference.main(["--data", str(shared_data / COCO_DIR)]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^(AP\d*)\s+([0-9.]+)\s+([0-9.]+)$", out, flags=re.M)
+    assert [name for name, _, _ in rows] == ["AP", "AP50", "AP75"]
+    for name, ours, published in rows:
+        assert abs(float(ours) - float(published)) <= 1e-3, (name, ours, published)
+    assert "100 images, 839 ground-truth boxes (9 crowd), 734 predicted boxes" in out
