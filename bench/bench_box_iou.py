@@ -1,0 +1,135 @@
+"""Batched box IoU over a whole dataset vs per-image loops of the existing libraries.
+
+Dataset: N images, each with B predictions x B ground-truth boxes (relative xyxy, random). Every
+contender computes the same (B x B) IoU matrix of every image:
+- ours: ``iou_audit.geometry.boxes.batched_box_iou``, one call over the flattened table;
+- numpy loop: our own per-image ``box_iou`` in a Python loop (the vectorized-numpy baseline);
+- pycocotools loop: ``pycocotools.mask.iou`` on xywh boxes, image by image;
+- faster-coco-eval loop: ``faster_coco_eval.core.mask.iou``, image by image;
+- FiftyOne: ``fiftyone.utils.iou.compute_ious`` on Detection lists, timed on a subsample of
+  images and extrapolated linearly to N (stated in the output).
+Inputs are prepared outside the timers for every contender (xywh copies for the COCO libraries,
+Detection objects for FiftyOne), so only the IoU computation is timed. Rounds are interleaved
+(each round times every contender once) and medians are reported.
+
+Run: python bench/bench_box_iou.py            (100,000 images x 20 x 20, about 1-3 minutes)
+     python bench/bench_box_iou.py --quick    (small sizes, seconds)
+Targets (issue 2): >= 40x the numpy loop, >= 6x the faster-coco-eval loop.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+
+def make_data(n_images: int, n_boxes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def boxes(n):
+        xy = rng.uniform(0, 0.9, (n, 2))
+        wh = rng.uniform(0.01, 0.3, (n, 2))
+        return np.c_[xy, np.minimum(xy + wh, 1.0)]
+
+    offsets = np.arange(n_images + 1, dtype=np.int64) * n_boxes
+    return boxes(n_images * n_boxes), offsets, boxes(n_images * n_boxes), offsets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--boxes", type=int, default=20, help="boxes per image per side")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fo-images", type=int, default=500,
+                        help="images timed for FiftyOne compute_ious (extrapolated)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check it runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.rounds, args.fo_images = 2_000, 3, 50
+
+    from faster_coco_eval.core import mask as fce_mask
+    from fiftyone.core.labels import Detection
+    from fiftyone.utils.iou import compute_ious
+    from pycocotools import mask as coco_mask
+
+    from iou_audit.geometry.boxes import batched_box_iou, box_iou
+
+    b1, o1, b2, o2 = make_data(args.images, args.boxes)
+    n, s = args.images, args.boxes
+    pairs = n * s * s
+    x1 = np.c_[b1[:, :2], b1[:, 2:] - b1[:, :2]]  # xywh for the COCO libraries
+    x2 = np.c_[b2[:, :2], b2[:, 2:] - b2[:, :2]]
+    no_crowd = [0] * s
+    fo_n = min(args.fo_images, n)
+    dets1 = [[Detection(label="a", bounding_box=list(r)) for r in x1[o1[i]:o1[i + 1]]]
+             for i in range(fo_n)]
+    dets2 = [[Detection(label="a", bounding_box=list(r)) for r in x2[o2[i]:o2[i + 1]]]
+             for i in range(fo_n)]
+
+    # Same numbers from everyone (checked once on a few images, outside the timers).
+    values, po = batched_box_iou(b1, o1, b2, o2)
+    for i in range(min(n, 20)):
+        ours = values[po[i]:po[i + 1]].reshape(s, s)
+        sl1, sl2 = slice(o1[i], o1[i + 1]), slice(o2[i], o2[i + 1])
+        np.testing.assert_allclose(ours, coco_mask.iou(x1[sl1], x2[sl2], no_crowd), atol=1e-12)
+        np.testing.assert_allclose(ours, fce_mask.iou(x1[sl1], x2[sl2], no_crowd), atol=1e-12)
+        np.testing.assert_allclose(ours, box_iou(b1[sl1], b2[sl2]), atol=1e-12)
+        if i < fo_n:
+            np.testing.assert_allclose(ours, compute_ious(dets1[i], dets2[i]), atol=1e-9)
+    del values
+
+    def ours():
+        batched_box_iou(b1, o1, b2, o2)
+
+    def numpy_loop():
+        for i in range(n):
+            box_iou(b1[o1[i]:o1[i + 1]], b2[o2[i]:o2[i + 1]])
+
+    def pycocotools_loop():
+        for i in range(n):
+            coco_mask.iou(x1[o1[i]:o1[i + 1]], x2[o2[i]:o2[i + 1]], no_crowd)
+
+    def fce_loop():
+        for i in range(n):
+            fce_mask.iou(x1[o1[i]:o1[i + 1]], x2[o2[i]:o2[i + 1]], no_crowd)
+
+    def fiftyone_subsample():
+        for i in range(fo_n):
+            compute_ious(dets1[i], dets2[i])
+
+    contenders = {
+        "iou_audit batched_box_iou": (ours, 1.0),
+        "numpy per-image loop (box_iou)": (numpy_loop, 1.0),
+        "pycocotools per-image loop": (pycocotools_loop, 1.0),
+        "faster-coco-eval per-image loop": (fce_loop, 1.0),
+        f"fiftyone compute_ious (x{n / fo_n:g} from {fo_n} images)": (fiftyone_subsample,
+                                                                      n / fo_n),
+    }
+    ours()  # warm-up: numba's cached machine code is loaded on the first call
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name, (fn, factor) in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * factor)
+
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    base = med["iou_audit batched_box_iou"]
+    print(f"{n:,} images x ({s} x {s}) boxes = {pairs:,} pairs; median of {args.rounds} "
+          f"interleaved rounds")
+    print(f"{'contender':58s} {'seconds':>9s} {'ns/pair':>8s} {'x ours':>8s}")
+    for name, t in med.items():
+        print(f"{name:58s} {t:9.3f} {t / pairs * 1e9:8.2f} {t / base:8.1f}")
+    ratio_np = med["numpy per-image loop (box_iou)"] / base
+    ratio_fce = med["faster-coco-eval per-image loop"] / base
+    print(f"target >= 40x numpy loop: {ratio_np:.1f}x ({'met' if ratio_np >= 40 else 'MISSED'})")
+    print(f"target >= 6x faster-coco-eval loop: {ratio_fce:.1f}x "
+          f"({'met' if ratio_fce >= 6 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
