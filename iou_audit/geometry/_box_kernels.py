@@ -115,18 +115,23 @@ def _ios_kernel(b1, b2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa, out):
 
 @njit(cache=True, error_model="numpy")
 def _extent_kernel(mode, c1, c2, off1, off2, pair_offsets, out):
-    # GIoU / DIoU / CIoU: c1, c2 are the 7-column tuples of _box_columns
+    # GIoU / DIoU / CIoU: c1, c2 are the 7-column tuples of _box_columns; slice-local indices
+    # as in the IoU kernels (GIoU measured 6.1 -> 2.7 ns per pair with them)
     x1, y1, x2, y2, a1, t1, ok1 = c1
-    u1, v1, u2, v2, a2, t2, ok2 = c2
     for s in range(len(off1) - 1):
+        j0, j1 = off2[s], off2[s + 1]
+        u1, v1, u2, v2 = c2[0][j0:j1], c2[1][j0:j1], c2[2][j0:j1], c2[3][j0:j1]
+        a2, t2, ok2 = c2[4][j0:j1], c2[5][j0:j1], c2[6][j0:j1]
         p = pair_offsets[s]
         for i in range(off1[s], off1[s + 1]):
-            for j in range(off2[s], off2[s + 1]):
-                out[p] = _pair_metric(
-                    mode, x1[i], y1[i], x2[i], y2[i], a1[i], t1[i], u1[j], v1[j], u2[j], v2[j],
-                    a2[j], t2[j], False, ok1[i] * ok2[j] > 0.0,
+            bx1, by1, bx2, by2, ba, bt, bok = x1[i], y1[i], x2[i], y2[i], a1[i], t1[i], ok1[i]
+            o = out[p : p + j1 - j0]
+            for k in range(j1 - j0):
+                o[k] = _pair_metric(
+                    mode, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k], t2[k],
+                    False, bok * ok2[k] > 0.0,
                 )
-                p += 1
+            p += j1 - j0
 
 
 @njit(cache=True)
