@@ -208,3 +208,12 @@ def test_save_on_a_view(bccd):
     assert set(bccd.load_saved_view("dup-duplicate").values("id")) <= set(view.values("id"))
     delete_audit(bccd, "dup")
     assert bccd.count_label_tags() == {}
+
+
+def test_audit_without_findings(bccd):
+    save_audit(bccd, AuditResult("duplicates", "clean", {"iou_thresh": 0.7}))
+    assert list_audits(bccd) == ["clean"] and bccd.list_saved_views() == [] and bccd.count_label_tags() == {}
+    assert len(load_audit(bccd, "clean").findings) == 0
+    assert audit_info(bccd, "clean")["counts"] == {}
+    delete_audit(bccd, "clean")
+    assert bccd.list_runs() == []

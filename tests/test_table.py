@@ -323,3 +323,43 @@ def test_protected_label_attributes_and_bad_ids(det_dataset):
             write_label_attributes(det_dataset, "gt", {attr: {t.label_id[0]: 1}})
     with pytest.raises(ValueError, match="not a label id"):
         write_label_attributes(det_dataset, "gt", {"qa": {"nope": 1}})
+
+
+def test_iter_label_tables_fails_at_call_for_bad_field(det_dataset):
+    with pytest.raises(ValueError, match="'nope' does not exist"):
+        iter_label_tables(det_dataset, "nope")
+
+
+def test_type_mismatch_changes_nothing(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    write_label_attributes(det_dataset, "gt", {"qa_iou": {t.label_id[0]: 0.5}})
+    docs = _docs(det_dataset)
+    with pytest.raises(ValueError, match="exists as FloatField; cannot write StringField"):
+        write_label_attributes(det_dataset, "gt", {"qa_iou": {t.label_id[1]: "high"}})
+    assert _docs(det_dataset) == docs
+    write_label_attributes(det_dataset, "gt", {"qa_iou": {t.label_id[1]: 2}})  # ints fit a FloatField
+    write_label_attributes(det_dataset, "gt", {"qa_info": {t.label_id[1]: {"a": 1}}})
+    assert isinstance(det_dataset.get_field("gt.detections.qa_info"), fo.DictField)
+
+
+def test_polylines_and_long_lists(dataset):
+    n = 1500  # one sample with many labels: one UpdateOne with 1500 array filters
+    polys = [fo.Polyline(label="a", points=[[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)]], filled=True) for _ in range(n)]
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/p.png", poly=fo.Polylines(polylines=polys)))
+    t = read_label_table(dataset, "poly")
+    values = {lid: i for i, lid in enumerate(t.label_id)}
+    stats = write_label_attributes(dataset, "poly", {"qa_i": values})
+    assert stats == {"labels": n, "samples": 1, "missing": []}
+    assert dataset.values("poly.polylines.qa_i", unwind=True) == list(range(n))
+    assert dataset.values("poly.polylines.id", unwind=True) == t.label_id.tolist()
+
+
+def test_repeated_label_id_in_one_list_is_written_once(dataset):
+    d = fo.Detection(label="a", bounding_box=[0.1, 0.1, 0.2, 0.2])
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/r.png", gt=fo.Detections(detections=[d])))
+    doc = dataset._sample_collection.find_one({})
+    dataset._sample_collection.update_one({"_id": doc["_id"]}, {"$push": {"gt.detections": doc["gt"]["detections"][0]}})
+    write_label_attributes(dataset, "gt", {"qa": {d.id: 1.0}})
+    tag_labels_by_id(dataset, "gt", [d.id], "qa:x")
+    assert dataset.values("gt.detections.qa", unwind=True) == [1.0, 1.0]
+    assert dataset.values("gt.detections.tags") == [[["qa:x"], ["qa:x"]]]

@@ -102,12 +102,17 @@ def iter_label_tables(
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    label_type, list_path = check_label_field(samples, field)
+    label_type, list_path = check_label_field(samples, field)  # errors now, not at first next()
     with_masks = resolve_masks(samples, list_path, label_type, masks)
     ids = samples.values("id")
-    for start in range(0, len(ids), int(batch_size)):
-        batch = samples.select(ids[start : start + int(batch_size)], ordered=True)
-        yield _read(batch, field, label_type, list_path, tuple(attributes), with_masks, compute_metadata)
+    size = int(batch_size)
+
+    def batches() -> Iterator[LabelTable]:
+        for start in range(0, len(ids), size):
+            batch = samples.select(ids[start : start + size], ordered=True)
+            yield _read(batch, field, label_type, list_path, tuple(attributes), with_masks, compute_metadata)
+
+    return batches()
 
 
 def _read(samples, field, label_type, list_path, attributes, with_masks, compute_metadata) -> LabelTable:

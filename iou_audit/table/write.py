@@ -67,8 +67,8 @@ def update_labels(
         for label_id, value in by_id.items():
             per_label[str(label_id)][attr] = _to_bson(value)
     add_tags = {str(k): list(v) for k, v in (tags or {}).items()}
+    _declare_label_attrs(samples, field, attributes)  # validates types before anything is written
     stats = _update_labels(samples, field, sets=per_label, add_tags=add_tags)
-    _declare_label_attrs(samples, field, attributes)
     samples._root_dataset.reload()
     return stats
 
@@ -108,6 +108,8 @@ def write_sample_values(samples, values: Mapping[str, Mapping[str, Any]]) -> dic
     dataset = _check_writable(samples)
     for name in values:
         _check_sample_field_name(samples, name)
+    for name, by_id in values.items():
+        _declare(dataset, name, by_id.values(), f"sample field {name!r}")
     in_view = set(samples.values("id"))
     per_sample: dict[str, dict[str, Any]] = defaultdict(dict)
     missing = []
@@ -121,10 +123,6 @@ def write_sample_values(samples, values: Mapping[str, Mapping[str, Any]]) -> dic
     ops = [UpdateOne({"_id": ObjectId(sid)}, {"$set": {**sets, "last_modified_at": now}})
            for sid, sets in per_sample.items()]
     _bulk_write(dataset, ops)
-    for name, by_id in values.items():
-        ftype = _infer_field_type(by_id.values())
-        if ftype is not None and dataset.get_field(name) is None:
-            dataset.add_sample_field(name, ftype)
     dataset.reload()
     if missing:
         logger.warning("%d sample id(s) not in the view were not written", len(set(missing)))
@@ -147,7 +145,7 @@ def _update_labels(samples, field, sets=None, add_tags=None, pull_tags=None) -> 
     sample_ids, label_lists = samples.values(["id", f"{list_path}.id"])
     by_sample: dict[str, list[str]] = defaultdict(list)
     for sid, lids in zip(sample_ids, label_lists):
-        for lid in lids or ():
+        for lid in dict.fromkeys(lids or ()):  # a label id repeated in one list is written once
             if lid in wanted:
                 by_sample[sid].append(lid)
     found = sum(len(v) for v in by_sample.values())
@@ -217,9 +215,24 @@ def _declare_label_attrs(samples, field: str, values: Mapping[str, Mapping[str, 
     dataset = samples._root_dataset
     _, list_path = check_label_field(dataset, field)
     for attr, by_id in values.items():
-        ftype = _infer_field_type(by_id.values())
-        if ftype is not None and dataset.get_field(f"{list_path}.{attr}") is None:
-            dataset.add_sample_field(f"{list_path}.{attr}", ftype)
+        _declare(dataset, f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}")
+
+
+def _declare(dataset, path: str, values: Iterable[Any], what: str) -> None:
+    """Add ``path`` to the schema with the type of ``values``; refuse values the existing type rejects."""
+    import fiftyone as fo
+
+    ftype = _infer_field_type(values)
+    existing = dataset.get_field(path)
+    if existing is None:
+        if ftype is not None:
+            dataset.add_sample_field(path, ftype)
+        return
+    if ftype is None or isinstance(existing, ftype):
+        return
+    if isinstance(existing, fo.FloatField) and ftype is fo.IntField:
+        return
+    raise ValueError(f"{what} exists as {type(existing).__name__}; cannot write {ftype.__name__} values into it")
 
 
 def _infer_field_type(values: Iterable[Any]):
@@ -240,6 +253,8 @@ def _infer_field_type(values: Iterable[Any]):
             kinds.add("str")
         elif isinstance(v, (list, tuple, np.ndarray)):
             kinds.add("list")
+        elif isinstance(v, dict):
+            kinds.add("dict")
         else:
             return None
     if not kinds:
@@ -254,6 +269,8 @@ def _infer_field_type(values: Iterable[Any]):
         return fo.StringField
     if kinds == {"list"}:
         return fo.ListField
+    if kinds == {"dict"}:
+        return fo.DictField
     return None
 
 
