@@ -263,6 +263,14 @@ def test_input_errors_name_the_field():
         batched_self_pairs(b, [0, 3], same_label_only=True)
 
 
+def test_self_pairs_labels_may_mix_none_and_str():
+    b = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]], float)
+    ri, rj, v = batched_self_pairs(b, [0, 3], labels=np.array(["a", None, "a"], dtype=object),
+                                   same_label_only=True)
+    assert (ri.tolist(), rj.tolist(), v.tolist()) == ([0], [2], [1.0])
+    assert batched_box_iou(np.empty((0, 4)), [0], np.empty((0, 4)), [0])[0].shape == (0,)
+
+
 # --- self pairs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("metric", ["iou", "ios", "giou", "ciou"])
 def test_self_pairs_match_upper_triangle(metric):

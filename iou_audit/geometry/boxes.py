@@ -3,9 +3,9 @@
 Conventions (pinned; every function here follows them):
 - boxes are ``xyxy`` float arrays in continuous coordinates: a box ``[0, 0, 10, 10]`` has area 100
   (no "+1" pixel convention);
-- a pair whose union is 0 (0/0) has IoU 0; a degenerate box (zero or negative width or height, NaN or
-  inf coordinate) has IoU 0 (and GIoU/DIoU/CIoU -1) with every box, itself included; callers report
-  degenerate boxes, these functions never raise on them and never return NaN;
+- a pair whose union is 0 (0/0) has IoU 0; a degenerate box (zero or negative width or height,
+  NaN or inf coordinate) has IoU 0 (and GIoU/DIoU/CIoU -1) with every box, itself included; callers
+  report degenerate boxes, these functions never raise on them and never return NaN;
 - crowd IoU (intersection over the area of the *first* argument, the prediction, as pycocotools
   does for ``iscrowd`` ground truth) is used only for the columns flagged in ``crowd``.
 
@@ -231,7 +231,8 @@ def batched_box_iou(
 
     Example:
         >>> b1 = np.array([[0, 0, 10, 10], [0, 0, 5, 5]]); off1 = np.array([0, 1, 2])
-        >>> b2 = np.array([[0, 0, 20, 10], [5, 5, 15, 15], [0, 0, 5, 5]]); off2 = np.array([0, 2, 3])
+        >>> b2 = np.array([[0, 0, 20, 10], [5, 5, 15, 15], [0, 0, 5, 5]])
+        >>> off2 = np.array([0, 2, 3])
         >>> values, pair_offsets = batched_box_iou(b1, off1, b2, off2)
         >>> values.round(6), pair_offsets
         (array([0.5     , 0.142857, 1.      ]), array([0, 2, 3]))
@@ -305,7 +306,11 @@ def batched_self_pairs(
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(b):
             raise ValueError(f"labels has {len(labels)} entries for {len(b)} boxes")
-        codes = np.unique(labels, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        try:
+            codes = np.unique(labels, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        except TypeError:  # unorderable mix (e.g. str and None): equality is all that matters
+            index: dict = {}
+            codes = np.array([index.setdefault(v, len(index)) for v in labels], dtype=np.int64)
         counts = _self_pair_counts(off, codes)
     else:
         codes = np.zeros(len(b), dtype=np.int64)
