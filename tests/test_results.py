@@ -217,3 +217,15 @@ def test_audit_without_findings(bccd):
     assert audit_info(bccd, "clean")["counts"] == {}
     delete_audit(bccd, "clean")
     assert bccd.list_runs() == []
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import iou_audit.results.findings
+    import iou_audit.results.result
+    import iou_audit.table.model
+
+    for module in (iou_audit.results.findings, iou_audit.results.result, iou_audit.table.model):
+        failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert attempted > 0 and failed == 0, module.__name__

@@ -25,8 +25,8 @@ def make_findings(rows: Any = None, **constants: Any) -> pd.DataFrame:
     Example:
         >>> f = make_findings({"kind": ["duplicate"], "sample_id": ["s1"], "label_id": ["l1"],
         ...                    "score": [0.9], "iou": [0.93]}, audit="duplicates", field="gt")
-        >>> f.loc[0, ["audit", "kind", "field", "other_label_id", "score"]].tolist()
-        ['duplicates', 'duplicate', 'gt', '', 0.9]
+        >>> f.loc[0, ["audit", "kind", "field", "other_label_id"]].tolist(), float(f.loc[0, "score"])
+        (['duplicates', 'duplicate', 'gt', ''], 0.9)
     """
     frame = _as_frame(rows)
     unknown = (set(frame.columns) | set(constants)) - set(FINDING_COLUMNS)

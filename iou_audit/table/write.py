@@ -59,14 +59,16 @@ def update_labels(
     attributes = attributes or {}
     for attr in attributes:
         _check_attr_name(field, attr)
-    for label_tags in (tags or {}).values():
+    # a bare string is one tag, not a sequence of one-letter tags
+    tags = {k: [v] if isinstance(v, str) else list(v) for k, v in (tags or {}).items()}
+    for label_tags in tags.values():
         for tag in label_tags:
             _check_tag(tag)
     per_label: dict[str, dict[str, Any]] = defaultdict(dict)
     for attr, by_id in attributes.items():
         for label_id, value in by_id.items():
             per_label[str(label_id)][attr] = _to_bson(value)
-    add_tags = {str(k): list(v) for k, v in (tags or {}).items()}
+    add_tags = {str(k): v for k, v in tags.items()}
     _declare_label_attrs(samples, field, attributes)  # validates types before anything is written
     stats = _update_labels(samples, field, sets=per_label, add_tags=add_tags)
     samples._root_dataset.reload()
