@@ -33,11 +33,12 @@ def _rings_of(poly: object, index: int) -> list[np.ndarray]:
     """The rings of one input polygon as float (K, 2) arrays (validated shape)."""
     if poly is None:
         return []
-    arr = np.asarray(poly, dtype=object) if not isinstance(poly, np.ndarray) else poly
     if isinstance(poly, np.ndarray) and poly.dtype != object and poly.ndim == 2:
         rings = [poly]  # a single (K, 2) numeric array is one ring
+    elif isinstance(poly, (list, tuple, np.ndarray)):
+        rings = list(poly)
     else:
-        rings = list(poly) if arr.ndim > 0 else [poly]
+        raise ValueError(f"polygon {index}: expected a list of rings, got {type(poly).__name__}")
     out = []
     for r, ring in enumerate(rings):
         a = np.asarray(ring, dtype=np.float64)
