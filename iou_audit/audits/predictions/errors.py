@@ -16,7 +16,10 @@ matched to another label (a prediction that explains one label cannot also vouch
 - ``support[g]`` = max over free same-class predictions of ``c_p * ramp(IoU)``, ``ramp`` rising
   linearly from 0 at t_b to 1 at t; and over free other-class predictions at IoU >= t of ``c_p``
   (something is there, whatever its class);
-- ``possible_spurious[g] = 1 - support[g]`` (nothing the model sees explains the label);
+- ``possible_spurious[g] = (1 - support[g]) * max(absence_weight, dup[g])``: nothing the model sees
+  explains the label. Absence alone is weak evidence (detectors miss hard objects more often than
+  annotators invent boxes), hence ``absence_weight`` (0.5); ``dup[g]`` is the IoU with a same-class
+  label that *is* matched when that IoU >= ``dup_iou`` (a duplicated label: positive evidence);
 - ``class_swap[g]`` = max over free other-class predictions at IoU >= t of ``c_p * (1 - c_m)``, ``c_m``
   the confidence of a same-class prediction matched to ``g`` (0 if none): a confident prediction of
   another class on the same box, not outvoted by one of the labelled class;
@@ -103,6 +106,8 @@ def classify_errors(
     iou_thresh: float = 0.5,
     bg_thresh: float = 0.1,
     good_fit: float = 0.75,
+    absence_weight: float = 0.5,
+    dup_iou: float = 0.6,
 ) -> ErrorScores:
     """TIDE kinds per prediction and label-error scores per label, all samples at once.
 
@@ -119,7 +124,7 @@ def classify_errors(
         >>> e.mislocated.round(2).tolist(), e.class_swap.round(2).tolist(), e.off_edge.tolist()
         ([0.54, 0.0], [0.0, 0.8], ['left', ''])
         >>> [PRED_KINDS[k] for k in e.pred_kind], e.possible_spurious.round(2).tolist()
-        (['tp', 'class'], [0.1, 0.2])
+        (['tp', 'class'], [0.05, 0.1])
     """
     P, G = int(pred_offsets[-1]), int(gt_offsets[-1])
     c = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=1.0)
@@ -198,13 +203,39 @@ def classify_errors(
     possible_missing = np.where(unexplained, c, 0.0)
     duplicate_prediction = np.where(kind == PRED_KINDS.index("duplicate"), c, 0.0)
 
-    spurious = np.where(crowd, 0.0, 1.0 - support)
+    # A label nothing supports is weaker evidence than a confident conflicting prediction (detectors
+    # miss hard objects far more often than annotators invent boxes): scale absence by absence_weight,
+    # unless the label copies a matched same-class label (a duplicate label: positive evidence).
+    dup = duplicate_label_evidence(gt_boxes, gt_offsets, gt_codes, match2, crowd, dup_iou)
+    spurious = np.where(crowd, 0.0, (1.0 - support) * np.maximum(absence_weight, dup))
     class_swap[crowd] = 0.0
     mislocated[crowd] = 0.0
     return ErrorScores(
         kind, target, tiou, possible_missing, duplicate_prediction, support, spurious,
         class_swap, swap_pred, mislocated, mis_pred, mis_iou, edge, amount,
     )
+
+
+def duplicate_label_evidence(gt_boxes, gt_offsets, gt_codes, match2, crowd, dup_iou: float) -> np.ndarray:
+    """Per label: IoU with a same-class, *matched* label of its image when >= ``dup_iou`` and the label
+    itself is unmatched (the copy nobody predicts twice); else 0.
+
+    Example:
+        >>> duplicate_label_evidence(np.array([[0, 0, 1, 1], [0, 0, 1, .9]]), np.array([0, 2]),
+        ...                          np.array([0, 0]), np.array([4, -1]), np.zeros(2, bool), 0.6)
+        array([0. , 0.9])
+    """
+    from iou_audit.geometry.boxes import batched_self_pairs
+
+    G = len(gt_codes)
+    out = np.zeros(G)
+    if G < 2:
+        return out
+    ri, rj, v = batched_self_pairs(gt_boxes, gt_offsets, labels=gt_codes, same_label_only=True)
+    for a, b in ((ri, rj), (rj, ri)):
+        sel = (v >= dup_iou) & (match2[a] < 0) & (match2[b] >= 0) & ~crowd[a] & ~crowd[b]
+        np.maximum.at(out, a[sel], v[sel])
+    return out
 
 
 def _pair_iou(v, r1, r2, preds, gts) -> np.ndarray:
