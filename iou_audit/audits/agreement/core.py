@@ -147,6 +147,7 @@ def compute_agreement(
         tables_out["map_pairs"] = m
         metrics["map"] = float(m["map"].mean()) if len(m) else float("nan")
         metrics["map50"] = float(m["map50"].mean()) if len(m) else float("nan")
+    boundary = _boundary(tables, pms, pairs, metrics) if geometry == "mask" else None
     label_values = []
     for k in range(K):
         mk = mem[mem.annotator == k].sort_values("row")
@@ -155,7 +156,30 @@ def compute_agreement(
             "cluster": c, "n_annotators": ctab.n_present.to_numpy()[c], "iou": mk.member_iou.to_numpy(),
             "support": ctab.n_present.to_numpy()[c] / np.maximum(ctab.n_covering.to_numpy()[c], 1),
         })
+        if boundary is not None:
+            label_values[-1]["boundary_iou"] = boundary[k]
     return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry)
+
+
+def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
+    """Boundary IoU of matched mask pairs: pair-table column, overall metric, per-label mean."""
+    from iou_audit.audits.agreement.boundary import matched_boundary_iou
+
+    sums = [np.zeros(len(t.label_id)) for t in tables]
+    counts = [np.zeros(len(t.label_id)) for t in tables]
+    means, all_values = [], []
+    for pm in pms:
+        b = matched_boundary_iou(tables[pm.a], tables[pm.b], pm.match_a)
+        hit = np.flatnonzero(pm.match_a >= 0)
+        np.add.at(sums[pm.a], hit, b[hit]), np.add.at(counts[pm.a], hit, 1)
+        np.add.at(sums[pm.b], pm.match_a[hit], b[hit]), np.add.at(counts[pm.b], pm.match_a[hit], 1)
+        means.append(float(b[hit].mean()) if len(hit) else np.nan)
+        all_values.append(b[hit])
+    pairs["mean_boundary_iou"] = means
+    v = np.concatenate(all_values)
+    metrics["boundary_iou"] = float(v.mean()) if len(v) else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [np.where(c > 0, s / np.maximum(c, 1), np.nan) for s, c in zip(sums, counts)]
 
 
 def threshold_curve(tables, pms, covered, ranks, iou_thresh, thresholds) -> pd.DataFrame:
