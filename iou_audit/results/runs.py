@@ -66,6 +66,8 @@ def save_audit(
     config = samples.init_run(
         method=f"iou_audit.{result.audit}", **{RUN_MARKER: _version()},
         audit=result.audit, audit_key=key, params=jsonify(result.config),
+        counts={k: int(n) for k, n in findings["kind"].value_counts().sort_index().items()},
+        metrics=jsonify(result.metrics),
     )
     samples.register_run(key, config)
     _save_results(samples, key, result, findings, plan["manifest"])
@@ -86,16 +88,16 @@ def list_audits(dataset) -> list[str]:
 
 
 def audit_info(dataset, key: str) -> dict:
-    """``{audit, audit_key, timestamp, config, counts}`` of a stored audit (counts per kind)."""
+    """``{audit, audit_key, timestamp, config, counts, metrics}`` of a stored audit, without
+    loading its findings (counts = findings per kind)."""
     info = _info(dataset, key)
-    res = dataset.load_run_results(key, cache=False, load_view=False)
-    kinds = pd.Series((getattr(res, "findings", None) or {}).get("kind", []), dtype=object)
     return {
         "audit": info.config.audit,
         "audit_key": key,
         "timestamp": info.timestamp,
         "config": info.config.params,
-        "counts": {k: int(v) for k, v in kinds.value_counts().items()},
+        "counts": dict(getattr(info.config, "counts", {}) or {}),
+        "metrics": dict(getattr(info.config, "metrics", {}) or {}),
     }
 
 
