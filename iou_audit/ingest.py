@@ -64,6 +64,8 @@ def _image_dir(directory: pathlib.Path) -> pathlib.Path | None:
 
 def _field_name(stem: str, prefix: str) -> str:
     """``Annotations`` -> ground_truth, ``Annotations_r2`` -> r2, ``annotator_b.json`` -> annotator_b."""
+    if stem.lower() in ("labels", "annotations", prefix.lower()):  # FiftyOne's / the format's default name
+        return DEFAULT_FIELD
     rest = stem[len(prefix):].strip("_-. ") if stem.lower().startswith(prefix.lower()) else stem
     return rest.replace("-", "_").replace(" ", "_") or DEFAULT_FIELD
 
@@ -84,7 +86,8 @@ def _voc_sources(directory: pathlib.Path) -> list[Source]:
                       and any(p.glob("*.xml")))
     if images is None or not ann_dirs:
         return []
-    return [Source("voc", fot.VOCDetectionDataset, _field_name(d.name, "annotations"), str(images), str(d),
+    return [Source("voc", fot.VOCDetectionDataset, _field_name(d.name, "annotations"),
+                   str(images), str(d),
                    kwargs={"include_all_data": True}) for d in ann_dirs]
 
 
@@ -95,34 +98,39 @@ def _cvat_sources(directory: pathlib.Path) -> list[Source]:
     xmls = sorted(p for p in directory.glob("*.xml") if _xml_root_tag(p) == "annotations")
     if images is None or not xmls:
         return []
-    return [Source("cvat", fot.CVATImageDataset, _field_name(x.stem, "annotations"), str(images), str(x))
+    return [Source("cvat", fot.CVATImageDataset, _field_name(x.stem, "annotations"),
+                   str(images), str(x))
             for x in xmls]
 
 
-def _is_coco_json(path: pathlib.Path) -> bool:
-    # Reads the file once; COCO files are read again by FiftyOne, detection needs only the keys.
+def _coco_label_type(path: pathlib.Path) -> str | None:
+    """``"segmentations"`` (boxes + instance masks) when any annotation has a segmentation,
+    ``"detections"`` otherwise, None when the file is not COCO (no ``images``/``annotations``)."""
     try:
         with open(path) as f:
             head = json.load(f)
     except (ValueError, OSError):
-        return False
-    return isinstance(head, dict) and "images" in head and "annotations" in head
+        return None
+    if not (isinstance(head, dict) and "images" in head and "annotations" in head):
+        return None
+    return "segmentations" if any(a.get("segmentation") for a in head["annotations"]) else "detections"
 
 
 def _coco_sources(directory: pathlib.Path) -> list[Source]:
     import fiftyone.types as fot
 
     candidates = sorted(directory.glob("*.json")) + sorted(directory.glob("annotations/*.json"))
-    files = [p for p in candidates if _is_coco_json(p)]
+    files = {p: _coco_label_type(p) for p in candidates}
+    files = {p: t for p, t in files.items() if t}
     if not files:
         return []
     images = _image_dir(directory)
     sources = []
-    for path in files:
+    for path, label_type in files.items():
         split = _split_of(path.stem)
         field = DEFAULT_FIELD if split else _field_name(path.stem, "instances")
         sources.append(Source("coco", fot.COCODetectionDataset, field, str(images) if images else None,
-                              str(path), split=split, kwargs={"include_all_data": images is not None}))
+                              str(path), split=split, kwargs={"label_types": label_type}))
     return sources
 
 
