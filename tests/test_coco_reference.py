@@ -14,7 +14,8 @@ import io
 import json
 import re
 
-import numpy as np
+import fiftyone  # noqa: F401  imported at collection: doctests leave an ndarray in builtins._,
+import numpy as np  # which breaks pydash's import (inside fiftyone's) if fiftyone loads after them
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO

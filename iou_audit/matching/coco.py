@@ -14,7 +14,7 @@ import numpy as np
 
 from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
 from iou_audit.matching.batched import check_layout
-from iou_audit.matching.greedy import _flag, run_greedy, sorted_order
+from iou_audit.matching.greedy import _flag, greedy_orders, run_greedy, sorted_order
 
 
 @dataclass
@@ -151,11 +151,16 @@ def coco_evaluate(
     recall = -np.ones((T, K))
     counted_gt = in_cat2 & ~ignore
     num_gt = np.bincount(c2[counted_gt], minlength=len(universe))[ck]
-    # pycocotools concatenates images in order, each sorted by descending score
+    # pycocotools concatenates images in order, each sorted by descending score; this order and
+    # the rows of each category in it are the same at every threshold
     score_order = sorted_order(scores, o1, descending=True)
+    ordered = score_order[evaluated[score_order]]
+    rows_of = [ordered[c1[ordered] == ck[k]] if num_gt[k] else None for k in range(K)]
+    order1, order2 = greedy_orders(o1, o2, scores, ignore, c2, True)
     for t in range(T):
         m1, m2, ig1 = run_greedy(
-            v, po, o1, o2, scores, thr[t], crowd, ignore, c1, c2, True, active1=evaluated
+            v, po, o1, o2, scores, thr[t], crowd, ignore, c1, c2, True, active1=evaluated,
+            order1=order1, order2=order2,
         )
         m2[~in_cat2] = -1
         match[t], gt_match[t], ignored[t] = m1, m2, ig1
@@ -164,11 +169,10 @@ def coco_evaluate(
         tp[t] = np.bincount(sample1[is_tp], minlength=s_count)
         fp[t] = np.bincount(sample1[is_fp], minlength=s_count)
         fn[t] = np.bincount(sample2[counted_gt & (m2 < 0)], minlength=s_count)
-        ordered = score_order[evaluated[score_order]]
         for k in range(K):
-            if num_gt[k] == 0:
+            rows = rows_of[k]
+            if rows is None:
                 continue
-            rows = ordered[c1[ordered] == ck[k]]
             q, rc = precision_at_recall(
                 m1[rows] >= 0, scores[rows], int(num_gt[k]), ignored=ig1[rows]
             )

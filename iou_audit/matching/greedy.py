@@ -40,6 +40,8 @@ def _greedy_kernel(
     values, pair_offsets, offsets1, offsets2, order1, order2, thresh,
     crowd2, ignore2, codes1, codes2, use_codes, active1, match1, match2, ignored1,
 ):  # pragma: no cover - compiled; covered through greedy_match / batched_match
+    # order2 sorts each sample's side-2 rows by (class code when use_codes, ignore flag), stably:
+    # a prediction scans only its own class's run, non-ignored rows first, in input order.
     n_samples = len(offsets1) - 1
     for s in range(n_samples):
         a1 = offsets1[s]
@@ -54,10 +56,29 @@ def _greedy_kernel(
             i = order1[k]
             if not active1[i]:
                 continue
+            lo = a2
+            hi = b2
+            if use_codes:
+                c = codes1[i]
+                h = b2
+                while lo < h:  # first row of class >= c
+                    mid = (lo + h) >> 1
+                    if codes2[order2[mid]] < c:
+                        lo = mid + 1
+                    else:
+                        h = mid
+                hi = lo
+                h = b2
+                while hi < h:  # first row of class > c
+                    mid = (hi + h) >> 1
+                    if codes2[order2[mid]] <= c:
+                        hi = mid + 1
+                    else:
+                        h = mid
             best = thresh
             m = -1
             row = base + (i - a1) * n2 - a2
-            for q in range(a2, b2):
+            for q in range(lo, hi):
                 j = order2[q]
                 # a ground truth already matched is taken, unless it is a crowd
                 if match2[j] >= 0 and not crowd2[j]:
@@ -65,8 +86,6 @@ def _greedy_kernel(
                 # holding a regular match, stop at the first ignored ground truth
                 if m >= 0 and not ignore2[m] and ignore2[j]:
                     break
-                if use_codes and codes1[i] != codes2[j]:
-                    continue
                 v = values[row + j]
                 # written as "not >=" so that a NaN IoU never matches
                 if not (v >= best):
@@ -82,23 +101,30 @@ def _greedy_kernel(
 
 
 def sorted_order(
-    keys: np.ndarray | None, offsets: np.ndarray, descending: bool
+    keys: np.ndarray | None,
+    offsets: np.ndarray,
+    descending: bool,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Row indices sorted within each sample by ``keys`` (stable), samples kept in order.
 
     Equals, per sample, ``np.argsort(-keys, kind="mergesort")`` when ``descending`` (what
-    pycocotools does with scores) or ``np.argsort(keys, kind="mergesort")`` otherwise.
+    pycocotools does with scores) or ``np.argsort(keys, kind="mergesort")`` otherwise. With
+    ``groups`` (integer codes), rows are sorted by group first, then by key.
 
     Example:
         >>> sorted_order(np.array([0.2, 0.9, 0.9, 0.5]), np.array([0, 3, 4]), descending=True)
         array([1, 2, 0, 3])
     """
     n = int(offsets[-1])
-    if keys is None:
-        return np.arange(n, dtype=np.int64)
     sample = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    k = np.asarray(keys, dtype=np.float64)
-    return np.lexsort((-k if descending else k, sample)).astype(np.int64)
+    sort_keys = [] if keys is None else [-np.asarray(keys, np.float64) if descending
+                                         else np.asarray(keys, np.float64)]
+    if groups is not None:
+        sort_keys.append(groups)
+    if not sort_keys:
+        return np.arange(n, dtype=np.int64)
+    return np.lexsort((*sort_keys, sample)).astype(np.int64)
 
 
 def run_greedy(
@@ -114,16 +140,20 @@ def run_greedy(
     codes2: np.ndarray,
     use_codes: bool,
     active1: np.ndarray | None = None,
+    order1: np.ndarray | None = None,
+    order2: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy COCO matching over validated batched arrays -> (match1, match2, ignored1).
 
     Internal: inputs are assumed checked (see :func:`iou_audit.matching.batched.batched_match`).
-    ``active1`` False rows take no part (pycocotools' maxDets cut).
+    ``active1`` False rows take no part (pycocotools' maxDets cut). ``order1``/``order2`` are
+    the visiting orders from :func:`greedy_orders`; pass them when matching the same tables at
+    several thresholds.
     """
     n1 = int(offsets1[-1])
     n2 = int(offsets2[-1])
-    order1 = sorted_order(scores1, offsets1, descending=True)
-    order2 = sorted_order(ignore2.astype(np.float64), offsets2, descending=False)
+    if order1 is None or order2 is None:
+        order1, order2 = greedy_orders(offsets1, offsets2, scores1, ignore2, codes2, use_codes)
     match1 = np.full(n1, -1, np.int64)
     match2 = np.full(n2, -1, np.int64)
     ignored1 = np.zeros(n1, np.bool_)
@@ -134,6 +164,24 @@ def run_greedy(
         crowd2, ignore2, codes1, codes2, use_codes, active1, match1, match2, ignored1,
     )
     return match1, match2, ignored1
+
+
+def greedy_orders(
+    offsets1: np.ndarray,
+    offsets2: np.ndarray,
+    scores1: np.ndarray | None,
+    ignore2: np.ndarray,
+    codes2: np.ndarray,
+    use_codes: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Visiting orders of the greedy kernel: side 1 by descending score, side 2 by (class, ignore).
+
+    Both sorts are stable within each sample, as pycocotools' mergesorts are.
+    """
+    order1 = sorted_order(scores1, offsets1, descending=True)
+    order2 = sorted_order(np.asarray(ignore2, np.float64), offsets2, descending=False,
+                          groups=codes2 if use_codes else None)
+    return order1, order2
 
 
 def greedy_match(
