@@ -1,8 +1,10 @@
 """Findings of the agreement audit, in the shared findings model (one row per label involved).
 
 Kinds and scores (all in 0..1, higher = more suspicious):
-- ``low_agreement``: a cluster of >= 2 annotators whose mean pairwise IoU is below ``low_iou``;
-  one row per member, score ``1 - mean IoU``.
+- ``low_agreement``: a label in a cluster of >= 2 annotators whose mean IoU with the other members
+  is below ``low_iou``, so a single careless outline is pinned on its author (with K = 2 both
+  members are flagged); score ``1 - that IoU``; the detail names the edge that deviates most from
+  the members' mean box (in units of the object's size): "sloppy edge" vs "different object".
 - ``missing_in_annotator``: a quorum found the object, this covering annotator did not; one row
   per (object, missing annotator) naming a member as ``other_label_id``; score = share of the other
   covering annotators that found it.
@@ -46,19 +48,21 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     rep_id = first_id.reindex(pd.MultiIndex.from_arrays([np.arange(len(ctab)), first_k])).to_numpy()
     out = []
 
-    low = (n_present[mc] >= 2) & (ctab.mean_iou.to_numpy()[mc] < low_iou)
+    member_iou = mem.member_iou.to_numpy()
+    low = (n_present[mc] >= 2) & (member_iou < low_iou)
     if low.any():
         r = mem[low]
         c = r.cluster.to_numpy()
-        iou = ctab.mean_iou.to_numpy()[c]
-        edges = ctab[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy()[c]
-        worst = np.array(["left", "top", "right", "bottom"])[np.nanargmax(np.nan_to_num(edges, nan=-1), axis=1)]
+        iou = member_iou[low]
+        edges = np.abs(r[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy())
+        worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
+        names_e = np.array(["left", "top", "right", "bottom"])
         out.append(_frame(kind=["low_agreement"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
                           label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),
-                          score=1 - iou, iou=iou,
-                          detail=[f"{names[k]}: mean IoU {m:.3f}, min {mn:.3f} over {n} annotators; largest edge offset {w} {e:.2f}"
-                                  for k, m, mn, n, w, e in zip(r.annotator, iou, ctab.min_iou.to_numpy()[c], n_present[c], worst,
-                                                               np.nanmax(edges, axis=1))]))
+                          score=np.clip(1 - iou, 0, 1), iou=iou,
+                          detail=[f"{names[k]}: mean IoU {m:.3f} with the {n - 1} other annotator(s); cluster min {mn:.3f}; "
+                                  f"largest edge offset {names_e[w]} {e[w]:.2f} of the object size"
+                                  for k, m, mn, n, w, e in zip(r.annotator, iou, ctab.min_iou.to_numpy()[c], n_present[c], worst, edges)]))
 
     found = n_present >= ctab.quorum.to_numpy()
     cov_by_cluster = covered[c_sample]
