@@ -1,0 +1,106 @@
+"""Operators ``audit_duplicates`` (run the duplicate audit) and ``delete_audit`` (remove any audit)."""
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from iou_audit.audits.duplicates import (DEFAULT_CONFLICT_IOU, DEFAULT_CONTAIN_IOS, DEFAULT_IOU_THRESH, KINDS,
+                                         audit_duplicates)
+from iou_audit.results import audit_info, delete_audit, list_audits
+
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, label_field_input, param,
+                     resolve_delegation, target_view, threshold_input)
+
+# Saved view shown after an immediate run, first kind that has findings (save_audit names it <key>-<kind>).
+VIEW_PRIORITY = ("duplicate", "class_conflict", "contained", "degenerate_box", "out_of_bounds")
+
+
+class AuditDuplicates(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="audit_duplicates",
+            label="iou-audit: duplicate and degenerate labels",
+            description="Flag duplicate, class-conflicting, contained, degenerate and out-of-bounds labels",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = label_field_input(inputs, ctx, description="Detections (boxes or instance masks) or "
+                                   "Polylines (filled polygons) field to audit")
+        if fields:
+            threshold_input(inputs, "iou_thresh", DEFAULT_IOU_THRESH, "Duplicate IoU",
+                            "Same-class IoU at or above which the later label is a duplicate")
+            threshold_input(inputs, "conflict_iou", DEFAULT_CONFLICT_IOU, "Class-conflict IoU",
+                            "Different-class IoU at or above which a pair is a class conflict")
+            threshold_input(inputs, "contain_ios", DEFAULT_CONTAIN_IOS, "Containment",
+                            "Intersection over the smaller label at or above which it is 'contained'")
+            audit_key_input(inputs, default="duplicates")
+            delegate_input(inputs)
+        target_view(ctx)  # opt in to the system view-target radio
+        return types.Property(inputs, view=types.View(label="Duplicate and degenerate labels"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        key = param(ctx, "audit_key", "duplicates")
+        result = audit_duplicates(
+            target_view(ctx),
+            ctx.params["label_field"],
+            iou_thresh=float(param(ctx, "iou_thresh", DEFAULT_IOU_THRESH)),
+            audit_key=key,
+            conflict_iou=float(param(ctx, "conflict_iou", DEFAULT_CONFLICT_IOU)),
+            contain_ios=float(param(ctx, "contain_ios", DEFAULT_CONTAIN_IOS)),
+            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
+        )
+        counts = result.counts()
+        shown = next((k for k in VIEW_PRIORITY if counts.get(k)), None)
+        finish_in_app(ctx, f"{key}-{shown}" if shown else None)
+        return {"audit_key": key, **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        counts_output(outputs, {kind: 0 for kind in KINDS})
+        return types.Property(outputs, view=types.View(label="Duplicate audit"))
+
+
+class DeleteAudit(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="delete_audit",
+            label="iou-audit: delete an audit",
+            description="Remove exactly what an audit wrote (tags, attributes, counts, saved views, run)",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        keys = list_audits(ctx.dataset) if ctx.dataset is not None else []
+        if not keys:
+            inputs.view("none", types.Warning(label="This dataset has no iou-audit runs")).invalid = True
+            return types.Property(inputs)
+        dropdown = types.DropdownView()
+        for key in keys:
+            info = audit_info(ctx.dataset, key)
+            dropdown.add_choice(key, label=key, description=f"{info['audit']}: {sum(info['counts'].values())} findings")
+        inputs.enum("audit_key", dropdown.values(), required=True, label="Audit", view=dropdown)
+        return types.Property(inputs, view=types.View(label="Delete an audit"))
+
+    def execute(self, ctx):
+        key = ctx.params["audit_key"]
+        manifest = delete_audit(ctx.dataset, key)
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"audit_key": key, "n_saved_views": len(manifest.get("saved_views", []))}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("audit_key", label="Deleted audit")
+        outputs.int("n_saved_views", label="Saved views removed")
+        return types.Property(outputs)
+
+
+OPERATORS = [AuditDuplicates, DeleteAudit]
