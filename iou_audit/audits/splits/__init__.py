@@ -1,2 +1,10 @@
 """Split audit: leakage between train/val/test (exact, near, annotation and group leaks) and drift
-in what each split contains. See ``iou_audit.audits.splits.audit.audit_splits``."""
+in what each split contains.
+
+Modules: ``hashing`` (file SHA-256, DCT pHash), ``index`` (multi-index Hamming search),
+``leaks`` and ``drift`` (array cores), ``sources`` (bulk reads, hash cache), ``audit``
+(``audit_splits``: FiftyOne wiring, saved views).
+"""
+from iou_audit.audits.splits.audit import KINDS, audit_splits, pair_groups, run_demo_splits
+
+__all__ = ["KINDS", "audit_splits", "pair_groups", "run_demo_splits"]

@@ -103,21 +103,30 @@ def _ragged_arange(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - group_first, counts) + np.arange(total)
 
 
-def _exact_pairs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (i < j) with identical hashes, by sorting."""
-    order = np.argsort(hashes, kind="stable")
-    sorted_h = hashes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_h[1:] != sorted_h[:-1]])
-    sizes = np.diff(np.r_[starts, len(hashes)])
-    rows_i, rows_j = [], []
-    # Pairs inside each group of equal hashes: for offset k, element p pairs with p + k.
-    for k in range(1, int(sizes.max(initial=1))):
+def equal_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs ``(i < j)`` with ``values[i] == values[j]``, sorted by ``(i, j)``, by one sort.
+
+    Works for any 1-D array numpy can sort (integers, hashes, strings as object arrays).
+
+    >>> [a.tolist() for a in equal_pairs(np.array(["b", "a", "b", "b"], dtype=object))]
+    [[0, 0, 2], [2, 3, 3]]
+    """
+    values = np.asarray(values).ravel()
+    if len(values) < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    order = np.argsort(values, kind="stable")
+    sorted_v = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    rows_i, rows_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    # Pairs inside each group of equal values: for offset k, element p pairs with p + k.
+    for k in range(1, int(sizes.max())):
         has = sizes > k
         pos = _ragged_arange(starts[has], sizes[has] - k)
         rows_i.append(order[pos])
         rows_j.append(order[pos + k])
-    return _normalise(np.concatenate(rows_i or [np.zeros(0, np.int64)]),
-                      np.concatenate(rows_j or [np.zeros(0, np.int64)]), len(hashes))
+    return _normalise(np.concatenate(rows_i), np.concatenate(rows_j), len(values))
 
 
 def _normalise(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +158,7 @@ def near_pairs(hashes: np.ndarray, radius: int, n_bands: int | None = None,
     if m == 1:
         if radius != 0:
             raise ValueError("one band only supports radius 0; use n_bands >= 3")
-        i, j = _exact_pairs(hashes)
+        i, j = equal_pairs(hashes)
         return i, j, np.zeros(len(i), np.int64)
     cand_i, cand_j = [], []
     positions = np.arange(n, dtype=np.int64)

@@ -1,0 +1,257 @@
+"""``audit_splits``: leakage between train/val/test and drift in what each split contains.
+
+Kinds (one finding per leaked pair; ``sample_id`` is the sample in the later split of the split
+order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train):
+- ``leak_exact``: identical file bytes (SHA-256) or the same file path in two splits; also a sample
+  carrying two split tags (``other_sample_id`` = itself).
+- ``leak_near``: near-identical pixels: 64-bit DCT perceptual hashes within ``near_threshold`` bits
+  (multi-index hash search, no all-pairs comparison); optionally cosine distance <=
+  ``embeddings_threshold`` on an existing embeddings field. Byte-identical pairs are only exact.
+- ``leak_annotation``: near-identical label sets (same classes and counts, every box matched
+  one-to-one class-wise at IoU >= ``annotation_iou``), from candidate pairs bucketed by class
+  multiset and box layout.
+- ``leak_group``: a value of ``group_field`` (video, patient, document...) present in two splits;
+  one finding per sample of such a group.
+- ``split_drift``: class frequencies, box area/aspect and objects per image differ between two
+  splits with a significant test *and* a non-trivial effect size, or a class is absent from a split
+  (see ``drift``). Tables ``drift_tests`` and ``class_counts`` hold every test.
+Every sample in a leak gets ``<key>_pair`` (the id of its connected group of leaked pairs); each
+leak kind's saved view ``<key>-<kind>`` selects both sides sorted by it, so pairs sit side by side.
+Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_filestat`` for fast re-runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
+from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
+from iou_audit.audits.splits.leaks import (
+    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks,
+)
+from iou_audit.audits.splits.sources import image_hashes, read_embeddings, read_groups, read_splits
+
+AUDIT = "splits"
+LEAK_KINDS = ("leak_exact", "leak_near", "leak_annotation", "leak_group")
+KINDS = LEAK_KINDS + ("split_drift",)
+# Hungarian class-wise matching of two label sets; every box must reach this IoU. Measured on BCCD
+# (all 66,066 image pairs, any split): the best distinct pair with identical class counts reaches
+# a smallest matched IoU of 0.62 (00152/00268, one WBC box each, different cells, checked by eye);
+# every other pair has some box below 0.5. A copied label set whose boxes moved by up to 2 % of
+# their size in x and y keeps IoU >= 0.92.
+# 0.85 sits between, with margin on both sides.
+DEFAULT_ANNOTATION_IOU = 0.85
+DEFAULT_EMBEDDINGS_THRESHOLD = 0.05
+
+
+def _findings(kind: str, pairs: LeakPairs, ids, split, names, field: str = "") -> pd.DataFrame:
+    """Finding rows of one kind; the sample side is the one in the later split."""
+    i, j = pairs.i, pairs.j
+    swap = split[i] < split[j]
+    side, other = np.where(swap, j, i), np.where(swap, i, j)
+    detail = [f"{names[split[a]]} vs {names[split[b]]}: {d}" for a, b, d in zip(side, other, pairs.detail)]
+    return pd.DataFrame({
+        "audit": AUDIT, "kind": kind, "sample_id": ids[side], "field": field, "label_id": "",
+        "other_field": field, "other_label_id": "", "other_sample_id": ids[other], "label": "",
+        "score": pairs.score, "iou": pairs.iou, "detail": np.asarray(detail, dtype=object),
+    })
+
+
+def pair_groups(sample_ids: np.ndarray, other_ids: np.ndarray) -> dict[str, str]:
+    """Connected groups of leaked pairs: ``{sample_id: "pair-0001", ...}`` numbered in order of
+    first appearance, so sorting by it puts the two (or more) sides of a leak next to each other.
+
+    >>> pair_groups(np.array(["a", "c", "b"]), np.array(["b", "d", "e"]))
+    {'a': 'pair-0001', 'b': 'pair-0001', 'e': 'pair-0001', 'c': 'pair-0002', 'd': 'pair-0002'}
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, codes = np.unique(np.r_[sample_ids, other_ids].astype(str), return_inverse=True)
+    if not len(nodes):
+        return {}
+    a, b = codes[: len(sample_ids)], codes[len(sample_ids):]
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(nodes), len(nodes)))
+    _, comp = connected_components(graph, directed=False)
+    first_seen = {}
+    for c in comp[np.r_[a, b].reshape(2, -1).T.ravel()]:  # a0, b0, a1, b1, ...: order of findings
+        first_seen.setdefault(int(c), len(first_seen) + 1)
+    labels = {int(c): f"pair-{first_seen[int(c)]:04d}" for c in np.unique(comp)}
+    order = sorted(range(len(nodes)), key=lambda k: (labels[int(comp[k])], k))
+    return {str(nodes[k]): labels[int(comp[k])] for k in order}
+
+
+def _default_label_field(samples) -> str | None:
+    import fiftyone as fo
+
+    fields = sorted(samples.get_field_schema(embedded_doc_type=fo.Detections))
+    if len(fields) > 1:
+        raise ValueError(f"several Detections fields {fields}: choose one with label_field=")
+    return fields[0] if fields else None
+
+
+def _progress(progress):
+    if not progress:
+        return lambda frac, label: None
+    if callable(progress):
+        return progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=100, desc="splits", unit="%")
+
+    def report(frac, label):
+        bar.set_postfix_str(label)
+        bar.update(int(round(frac * 100)) - bar.n)
+        if frac >= 1:
+            bar.close()
+
+    return report
+
+
+def audit_splits(
+    samples,
+    split_field: str | None = None,
+    split_tags=None,
+    group_field: str | None = None,
+    embeddings_field: str | None = None,
+    audit_key: str = AUDIT,
+    near_threshold: int = DEFAULT_NEAR_THRESHOLD,
+    annotation_iou: float = DEFAULT_ANNOTATION_IOU,
+    label_field: str | None = "auto",
+    embeddings_threshold: float = DEFAULT_EMBEDDINGS_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    save: bool = True,
+    progress=None,
+    workers: int | None = None,
+):
+    """Find leaks between splits and drift between them; save the results under ``audit_key``.
+
+    Args:
+        samples: a FiftyOne dataset or view.
+        split_field: sample field naming each sample's split (e.g. ``"split"``), or
+        split_tags: sample tags that are splits (e.g. ``["train", "val", "test"]``).
+        group_field: optional sample field of group values (video, patient, document, scene).
+        embeddings_field: optional sample field of embedding vectors (e.g. from the model zoo).
+        audit_key: run name; re-running with the same key replaces it and reuses cached hashes.
+        near_threshold: pHash Hamming radius (bits of 64) for ``leak_near`` (default 8, measured
+            on BCCD, see ``hashing.DEFAULT_NEAR_THRESHOLD``).
+        annotation_iou: IoU every box must reach for ``leak_annotation``.
+        label_field: Detections field for annotation leaks and drift; ``"auto"`` = the only one,
+            None = skip both.
+        embeddings_threshold: cosine distance for embedding leaks.
+        alpha, min_effect: drift finding rule (Bonferroni-adjusted p < alpha and effect >= min_effect).
+        save: write into the dataset (tags are not used: findings are per sample pair).
+        progress: callable ``progress(fraction, label)``, or True for a tqdm bar.
+        workers: threads reading image files.
+
+    Returns:
+        ``iou_audit.results.AuditResult`` with findings, tables ``splits``, ``drift_tests``,
+        ``class_counts`` and metrics (counts per kind, hash cache hits).
+
+    Example:
+        >>> r = audit_splits(dataset, split_field="split")        # doctest: +SKIP
+        >>> r.summary()                                           # doctest: +SKIP
+    """
+    from iou_audit.results import AuditResult, concat_findings, make_findings, save_audit
+
+    if not 0 <= int(near_threshold) <= 32:
+        raise ValueError(f"near_threshold must be 0..32 bits, got {near_threshold!r}")
+    report = _progress(progress)
+    ids, split, names, multi = read_splits(samples, split_field, split_tags)
+    if label_field == "auto":
+        label_field = _default_label_field(samples)
+    config = {"split_field": split_field, "split_tags": list(split_tags) if split_tags else None,
+              "group_field": group_field, "embeddings_field": embeddings_field, "label_field": label_field,
+              "near_threshold": int(near_threshold), "annotation_iou": float(annotation_iou),
+              "embeddings_threshold": float(embeddings_threshold), "alpha": float(alpha),
+              "min_effect": float(min_effect)}
+    filepaths = samples.values("filepath")
+    report(0.0, "hashing images")
+    sha, phash, stats, cached = image_hashes(
+        samples, filepaths, audit_key, workers,
+        lambda done, total: report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
+
+    frames = []
+    exact = exact_leaks(sha, np.asarray(filepaths, dtype=object), split)
+    frames.append(_findings("leak_exact", exact, ids, split, names))
+    if multi:
+        rows = [{"audit": AUDIT, "kind": "leak_exact", "sample_id": sid, "other_sample_id": sid, "score": 1.0,
+                 "detail": f"one sample tagged with several splits: {', '.join(tags)}"} for sid, tags in multi.items()]
+        frames.append(make_findings(rows))
+    frames.append(_findings("leak_near", near_leaks(phash, split, int(near_threshold), exclude=exact),
+                            ids, split, names))
+    if embeddings_field:
+        frames.append(_findings("leak_near", embedding_leaks(read_embeddings(samples, embeddings_field), split,
+                                                             float(embeddings_threshold)), ids, split, names))
+    if group_field:
+        frames.append(_findings("leak_group", group_leaks(read_groups(samples, group_field), split,
+                                                          dict(enumerate(names))), ids, split, names))
+    report(0.75, "reading labels")
+    tables = {"splits": pd.DataFrame({"split": names, "samples": np.bincount(split[split >= 0], minlength=len(names))})}
+    if label_field:
+        frames_l, tables_l = _label_checks(samples, label_field, ids, split, names, float(annotation_iou),
+                                           float(alpha), float(min_effect))
+        frames += frames_l
+        tables.update(tables_l)
+    findings = concat_findings(frames)
+    counts = findings["kind"].value_counts()
+    metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
+    metrics.update(n_samples=len(ids), n_without_split=int((split < 0).sum()), hash_cache_hits=cached)
+    result = AuditResult(AUDIT, audit_key, config, findings, tables=tables, metrics=metrics)
+    if save:
+        report(0.9, "saving")
+        _save(samples, result, ids, sha, phash, stats)
+    report(1.0, "done")
+    return result
+
+
+def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha, min_effect):
+    from iou_audit.table import read_label_table
+
+    table = read_label_table(samples, label_field, masks=False)
+    if not np.array_equal(np.asarray(table.sample_ids, dtype=object), ids):
+        position = {s: k for k, s in enumerate(table.sample_ids)}  # align by id if orders differ
+        table = table.take(np.concatenate([np.arange(table.offsets[position[s]], table.offsets[position[s] + 1])
+                                           for s in ids] or [np.zeros(0, np.int64)]))
+    pairs = annotation_leaks(table.offsets, table.label, table.box, split, annotation_iou)
+    frames = [_findings("leak_annotation", pairs, ids, split, names, field=label_field)]
+    tests, counts = drift_tests(split, table.offsets, table.label, table.box, table.width, table.height, names)
+    flagged = tests[drifted(tests, alpha, min_effect)]
+    absent = flagged["test"] == "absent class"
+    cls = flagged["detail"].str.extract(r"^'(.*)' in ")[0].where(absent, "")
+    score = np.where(absent, 1.0 - flagged["p_value"].fillna(1.0), flagged["effect_size"].clip(0, 1))
+    frames.append(pd.DataFrame({
+        "audit": AUDIT, "kind": "split_drift", "sample_id": "", "field": label_field, "label": cls.fillna(""),
+        "score": score, "detail": (flagged["split_a"] + " vs " + flagged["split_b"] + ": " + flagged["quantity"]
+                                   + " " + flagged["test"] + ": " + flagged["detail"]),
+    }))
+    return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}
+
+
+def _save(samples, result, ids, sha, phash, stats) -> None:
+    from fiftyone import ViewField as F
+
+    from iou_audit.results import save_audit
+
+    key = result.audit_key
+    f = result.findings
+    leaks = f[f["kind"].isin(LEAK_KINDS)]
+    pair_of = pair_groups(leaks["sample_id"].to_numpy(), leaks["other_sample_id"].to_numpy())
+    sample_fields = {"sha256": dict(zip(ids, sha)), "phash": dict(zip(ids, hash_to_hex(phash))),
+                     "filestat": dict(zip(ids, stats))}
+    if pair_of:
+        sample_fields["pair"] = pair_of
+    save_audit(samples, result, sample_fields=sample_fields)
+    # Replace the per-kind leak views with ones that show both sides of every pair, sorted by pair.
+    dataset = samples._root_dataset
+    for kind, group in leaks.groupby("kind"):
+        members = sorted(set(group["sample_id"]) | set(group["other_sample_id"]))
+        view = samples.select(members).sort_by(F(f"{key}_pair"))
+        dataset.save_view(f"{key}-{kind}", view, description=f"iou-audit {key}: {kind} ({len(group)} pairs), "
+                          f"both sides of each pair, sorted by {key}_pair", overwrite=True)
+
+
+def run_demo_splits(dataset, split_field: str = "split"):
+    """The demo's split audit (audit key ``splits``) on BCCD's official split field."""
+    return audit_splits(dataset, split_field=split_field, audit_key="splits", progress=True)

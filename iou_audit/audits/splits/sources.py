@@ -1,0 +1,149 @@
+"""Reading what the split audit needs from a FiftyOne collection, in bulk: split membership (from a
+field or from sample tags), image hashes with a per-sample cache, group values and embeddings."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+
+from iou_audit.audits.splits.hashing import hash_to_hex, hex_to_hash, load_gray_thumbnail, phash_from_gray
+
+HASH_CHUNK = 256  # files per progress step
+
+
+def read_splits(samples, split_field: str | None = None, split_tags: Sequence[str] | None = None):
+    """Split of every sample of ``samples`` (in collection order).
+
+    Returns ``(ids, split_codes, split_names, multi)``: ``split_codes`` (S,) int (``-1``: no split),
+    ``split_names`` (names by code; for a field, ordered by size, largest first; for tags, as given)
+    and ``multi``: ``{sample_id: [names]}`` of samples carrying more than one split tag (their code
+    is the first of them).
+    """
+    if (split_field is None) == (not split_tags):
+        raise ValueError("give exactly one of split_field (a sample field) or split_tags (a list of sample tags)")
+    ids = samples.values("id")
+    multi: dict[str, list[str]] = {}
+    if split_field is not None:
+        if samples.get_field(split_field) is None:
+            raise ValueError(f"split field {split_field!r} does not exist on {samples._dataset.name!r}")
+        raw = samples.values(split_field)
+        names = [None if v is None or v == "" else str(v) for v in raw]
+        present = sorted({n for n in names if n is not None})
+        sizes = {n: 0 for n in present}
+        for n in names:
+            if n is not None:
+                sizes[n] += 1
+        split_names = sorted(present, key=lambda n: (-sizes[n], n))
+        code_of = {n: k for k, n in enumerate(split_names)}
+        codes = np.array([code_of.get(n, -1) for n in names], dtype=np.int64)
+    else:
+        split_names = [str(t) for t in split_tags]
+        if len(set(split_names)) != len(split_names):
+            raise ValueError(f"split_tags has repeated tags: {split_names}")
+        code_of = {n: k for k, n in enumerate(split_names)}
+        codes = np.full(len(ids), -1, dtype=np.int64)
+        for sid, tags, k in zip(ids, samples.values("tags"), range(len(ids))):
+            mine = [t for t in split_names if t in (tags or ())]
+            if mine:
+                codes[k] = code_of[mine[0]]
+            if len(mine) > 1:
+                multi[sid] = mine
+    return np.asarray(ids, dtype=object), codes, split_names, multi
+
+
+def file_stat_key(path: str) -> str:
+    """``"<size>:<mtime_ns>"`` of a file: the cache key of its hashes."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"image file not found: {path!r}") from e
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _hash_one(path: str) -> tuple[str, np.ndarray]:
+    """SHA-256 and pHash thumbnail from one read of the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return hashlib.sha256(data).hexdigest(), load_gray_thumbnail(io.BytesIO(data))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"image file not found: {path!r}") from e
+    except OSError as e:
+        raise ValueError(f"cannot read image {path!r}: {e}") from e
+
+
+def image_hashes(
+    samples,
+    filepaths: Sequence[str],
+    cache_prefix: str,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """SHA-256 and pHash of every sample's file, reusing cached values.
+
+    The cache is the sample fields ``<prefix>_sha256``, ``<prefix>_phash`` (16 hex digits) and
+    ``<prefix>_filestat`` (size and modification time); a value is reused when the file's current
+    size:mtime matches. Files are read in a thread pool (hashlib and Pillow release the GIL).
+
+    Returns ``(sha256 (S,) object, phash (S,) uint64, filestat (S,) object, n_cached)``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(filepaths)
+    stats = np.array([file_stat_key(p) for p in filepaths], dtype=object)
+    names = [f"{cache_prefix}_{k}" for k in ("sha256", "phash", "filestat")]
+    if all(samples.get_field(f) is not None for f in names):
+        sha, ph, st = (np.array(samples.values(f), dtype=object) for f in names)
+        valid = (st == stats) & np.array([isinstance(v, str) and len(v) == 16 for v in ph]) & \
+            np.array([isinstance(v, str) and len(v) == 64 for v in sha])
+    else:
+        sha, ph = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+        valid = np.zeros(n, dtype=bool)
+    phash = np.zeros(n, dtype=np.uint64)
+    if valid.any():
+        phash[valid] = hex_to_hash(list(ph[valid]))
+    todo = np.flatnonzero(~valid)
+    sha = sha.copy()
+    with ThreadPoolExecutor(workers or max(1, min(8, os.cpu_count() or 1))) as pool:
+        for lo in range(0, len(todo), HASH_CHUNK):
+            rows = todo[lo:lo + HASH_CHUNK]
+            results = list(pool.map(_hash_one, [filepaths[r] for r in rows]))
+            sha[rows] = [r[0] for r in results]
+            phash[rows] = phash_from_gray(np.stack([r[1] for r in results]))
+            if progress:
+                progress(lo + len(rows), len(todo))
+    return sha, phash, stats, int(valid.sum())
+
+
+def read_groups(samples, group_field: str) -> np.ndarray:
+    """Values of ``group_field`` (any scalar field; lists are not groups) as an object array."""
+    field = samples.get_field(group_field)
+    if field is None:
+        raise ValueError(f"group field {group_field!r} does not exist on {samples._dataset.name!r}")
+    values = samples.values(group_field)
+    bad = [v for v in values if isinstance(v, (list, dict))]
+    if bad:
+        raise ValueError(f"group field {group_field!r} must hold one scalar per sample, found {bad[0]!r}")
+    return np.array([None if v is None else str(v) for v in values], dtype=object)
+
+
+def read_embeddings(samples, embeddings_field: str) -> np.ndarray:
+    """(S, D) float64 embeddings from a sample field (missing vectors become NaN rows)."""
+    if samples.get_field(embeddings_field) is None:
+        raise ValueError(f"embeddings field {embeddings_field!r} does not exist on {samples._dataset.name!r}")
+    values = samples.values(embeddings_field)
+    dims = {len(np.ravel(v)) for v in values if v is not None}
+    if len(dims) > 1:
+        raise ValueError(f"embeddings field {embeddings_field!r} has vectors of different lengths {sorted(dims)}")
+    d = dims.pop() if dims else 0
+    out = np.full((len(values), d), np.nan)
+    for k, v in enumerate(values):
+        if v is not None:
+            out[k] = np.ravel(np.asarray(v, dtype=np.float64))
+    return out
+
+
+__all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "hash_to_hex"]
