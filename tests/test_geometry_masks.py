@@ -262,3 +262,43 @@ def test_boundary_matches_scipy_erosion_on_random_shapes():
         d = max(int(round(ratio * np.hypot(*shape))), 1)
         eroded = ndimage.binary_erosion(m, structure=np.ones((2 * d + 1, 2 * d + 1)), border_value=0)
         np.testing.assert_array_equal(mask_to_boundary(m, ratio), m & ~eroded)
+
+
+# Properties (hypothesis): symmetry, bounds, IoU(a, a) = 1, invariance to scaling the image.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def pixel_scenes(draw):
+    width, height = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(0, 6))
+    rng = np.random.default_rng(seed)
+    objects = []
+    for _ in range(n):
+        x0, x1 = sorted(rng.integers(0, width + 1, size=2))
+        y0, y1 = sorted(rng.integers(0, height + 1, size=2))
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        x1, y1 = min(x1, width), min(y1, height)
+        x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
+        mask = rng.random((y1 - y0, x1 - x0)) < rng.uniform(0, 1)
+        objects.append(((x0, y0, x1 - x0, y1 - y0), mask))
+    return width, height, objects
+
+
+@settings(max_examples=60, deadline=None)
+@given(pixel_scenes(), st.integers(2, 3))
+def test_cropped_mask_iou_properties(scene, scale):
+    width, height, objects = scene
+    masks = [m for _, m in objects]
+    boxes = relative_xyxy(objects, width, height)
+    ious = cropped_mask_iou(masks, boxes, masks, boxes, (width, height))
+    assert np.isfinite(ious).all() and (ious >= 0).all() and (ious <= 1 + 1e-12).all()
+    np.testing.assert_allclose(ious, ious.T, atol=0)
+    nonempty = np.array([m.any() for m in masks], bool)
+    np.testing.assert_array_equal(np.diag(ious)[nonempty], 1.0)
+    np.testing.assert_array_equal(ious[~nonempty], 0.0)
+    # Scaling the image (and each mask, pixel for pixel) by an integer factor keeps every IoU.
+    big = [np.kron(m, np.ones((scale, scale), bool)) for m in masks]
+    scaled = cropped_mask_iou(big, boxes, big, boxes, (width * scale, height * scale))
+    np.testing.assert_allclose(scaled, ious, atol=1e-12)
