@@ -359,3 +359,61 @@ def test_precision_equals_pycocotools_accumulate(images, n_gt):
     assert len(ours) == len(COCO_RECALL_THRESHOLDS)
     if sum(len(i[0]) for i in images):
         assert rc == their_rc
+
+
+# ---------------------------------------------------------------- coco_evaluate vs COCOeval
+def test_coco_evaluate_with_max_dets_cut_equals_pycocotools():
+    """Synthetic images with more detections per (image, category) than max_dets, score ties
+    across images and crowds: matches, evaluated rows and precision equal COCOeval's."""
+    from pycocotools.coco import COCO
+
+    from iou_audit.geometry.boxes import batched_box_iou
+    from iou_audit.matching import coco_evaluate
+
+    rng = np.random.default_rng(7)
+    n_img, n_gt, n_dt, n_cat, max_dets = 25, 6, 14, 2, 4
+    gt_xy = rng.uniform(0, 60, (n_img * n_gt, 2))
+    gt = np.concatenate([gt_xy, gt_xy + rng.uniform(5, 40, gt_xy.shape)], axis=1)
+    src = gt.reshape(n_img, n_gt, 4)[:, rng.integers(0, n_gt, n_dt)].reshape(-1, 4)
+    dt = src + rng.normal(0, 3, src.shape)
+    dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
+    gt_cat = rng.integers(1, n_cat + 1, len(gt))
+    dt_cat = rng.integers(1, n_cat + 1, len(dt))
+    crowd = rng.random(len(gt)) < 0.1
+    scores = rng.choice([0.3, 0.5, 0.7, 0.9], len(dt))
+    gt_off, dt_off = np.arange(n_img + 1) * n_gt, np.arange(n_img + 1) * n_dt
+
+    def xywh(b):
+        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1).tolist()
+    img_gt, img_dt = np.repeat(np.arange(1, n_img + 1), n_gt), np.repeat(np.arange(1, n_img + 1), n_dt)
+    g, d = xywh(gt), xywh(dt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dict(
+            images=[dict(id=i) for i in range(1, n_img + 1)],
+            categories=[dict(id=c) for c in range(1, n_cat + 1)],
+            annotations=[dict(id=i + 1, image_id=int(img_gt[i]), category_id=int(gt_cat[i]), bbox=g[i],
+                              area=g[i][2] * g[i][3], iscrowd=int(crowd[i])) for i in range(len(g))])
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([dict(image_id=int(img_dt[i]), category_id=int(dt_cat[i]), bbox=d[i],
+                                        score=float(scores[i])) for i in range(len(d))])
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0, 1e10]], ["all"], [max_dets]
+        ev.evaluate()
+        ev.accumulate()
+
+    values, po = batched_box_iou(dt, dt_off, gt, gt_off, crowd2=crowd)
+    r = coco_evaluate(values, po, dt_off, gt_off, scores, dt_cat, gt_cat, gt_crowd=crowd,
+                      max_dets=max_dets, categories=np.arange(1, n_cat + 1))
+    np.testing.assert_array_equal(r.precision, ev.eval["precision"][:, :, :, 0, 0])
+    evaluated = np.zeros(len(dt), bool)
+    gt_ids = np.append(np.arange(1, len(gt) + 1), 0)
+    for e in ev.evalImgs:
+        if e is None or not e["dtIds"]:
+            continue
+        rows = np.array(e["dtIds"]) - 1  # loadRes numbers results 1..n in input order
+        evaluated[rows] = True
+        np.testing.assert_array_equal(gt_ids[r.match[:, rows]], e["dtMatches"])
+        np.testing.assert_array_equal(r.ignored[:, rows], e["dtIgnore"].astype(bool))
+    np.testing.assert_array_equal(r.evaluated, evaluated)
+    assert evaluated.sum() < len(dt) and r.ignored.any()  # the cut and the crowds were exercised

@@ -156,6 +156,9 @@ def coco_evaluate(
     score_order = sorted_order(scores, o1, descending=True)
     ordered = score_order[evaluated[score_order]]
     rows_of = [ordered[c1[ordered] == ck[k]] if num_gt[k] else None for k in range(K)]
+    # accumulate's stable sort by score across images, done once: precision_at_recall's own
+    # stable sort then runs on sorted input (timsort, linear)
+    rows_of = [r if r is None else r[np.argsort(-scores[r], kind="stable")] for r in rows_of]
     order1, order2 = greedy_orders(o1, o2, scores, ignore, c2, True)
     for t in range(T):
         m1, m2, ig1 = run_greedy(
