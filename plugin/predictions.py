@@ -1,0 +1,82 @@
+"""Operator ``audit_predictions``: a thin form over ``iou_audit.audit_predictions``."""
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, label_field_input, label_fields, param,
+                     resolve_delegation, target_view, threshold_input)
+
+KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
+
+
+class AuditPredictions(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="audit_predictions",
+            label="iou-audit: model versus labels",
+            description="Find label errors from a model's predictions (missing, spurious, mislocated, "
+            "class swaps), with COCO-exact matching, metrics and TIDE",
+            dynamic=True,
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target_view(ctx)
+        present = label_fields(ctx, (fo.Detections,))
+        guess = next((f for f in ("sim_predictions", "predictions") if f in present), None)
+        fields = label_field_input(inputs, ctx, "pred_field", "Predictions field",
+                                   "Detections field with the model's predictions (with confidences)",
+                                   label_types=(fo.Detections,), default=guess)
+        if fields:
+            label_field_input(inputs, ctx, "gt_field", "Ground-truth field", "Detections field with the labels",
+                              label_types=(fo.Detections,), default="ground_truth")
+        threshold_input(inputs, "iou_thresh", 0.5, "IoU threshold", "A prediction matches a label at IoU >= this")
+        inputs.enum("method", ["coco", "hungarian"], default="coco", label="Matching",
+                    description="coco: greedy by confidence (pycocotools-exact); hungarian: max total IoU",
+                    view=types.RadioGroup())
+        inputs.bool("classwise", default=True, label="Class-aware matching",
+                    description="Only same-class pairs match (off: geometry first)")
+        threshold_input(inputs, "min_score", 0.5, "Minimum score", "Tag findings scoring at least this")
+        audit_key_input(inputs, "predictions")
+        delegate_input(inputs)
+        return types.Property(inputs, view=types.View(label="Model versus labels"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from iou_audit.audits.predictions.audit import audit_predictions
+
+        samples = target_view(ctx)
+        ctx.set_progress(progress=0.1, label="matching predictions to labels")
+        key = param(ctx, "audit_key", "predictions")
+        result = audit_predictions(
+            samples, ctx.params["pred_field"], param(ctx, "gt_field", "ground_truth"),
+            iou_thresh=float(param(ctx, "iou_thresh", 0.5)), method=param(ctx, "method", "coco"),
+            classwise=bool(param(ctx, "classwise", True)), audit_key=key,
+            min_score=float(param(ctx, "min_score", 0.5)),
+        )
+        ctx.set_progress(progress=1.0, label="done")
+        counts = result.counts()
+        top = max(counts, key=counts.get) if counts else None
+        finish_in_app(ctx, f"{key}-{top}" if top else None)
+        out = {"audit_key": key, **{f"n_{k}": int(counts.get(k, 0)) for k in KINDS}}
+        for name in ("AP", "AP50", "precision", "recall"):
+            value = result.metrics.get(name)
+            out[name] = None if value is None else float(value)
+        return out
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        counts_output(outputs, {k: 0 for k in KINDS})
+        for name in ("AP", "AP50", "precision", "recall"):
+            outputs.float(name, label=name)
+        return types.Property(outputs)
+
+
+OPERATORS = [AuditPredictions]
