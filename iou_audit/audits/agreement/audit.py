@@ -84,6 +84,7 @@ def audit_agreement(
     low_iou: float = 0.75,
     compute_map: bool = True,
     save: bool = True,
+    progress=None,
 ) -> AuditResult:
     """Multi-annotator agreement audit of a FiftyOne collection.
 
@@ -104,17 +105,21 @@ def audit_agreement(
         low_iou: clusters whose mean pairwise IoU is below this are ``low_agreement`` findings.
         compute_map: also compute the inter-annotator mAP@[.5:.95].
         save: write results into the dataset (False: compute only).
+        progress: optional ``callback(fraction, label)`` called between stages.
 
     Returns:
         AuditResult with findings, tables (pairs, matrix_f1, matrix_f1_class, matrix_mean_iou,
         per_image, per_class, annotators, clusters, threshold_curve, map_pairs) and metrics.
     """
+    report = progress or (lambda fraction, label: None)
+    report(0.0, "reading labels")
     tables, names, fields = read_annotators(samples, label_fields, annotator_attr)
     coverage = read_coverage(samples, coverage_field, names) if coverage_field else None
     if geometry == "auto" and tables[0].label_type == "polylines":
         geometry = "polygon"
     if geometry == "auto" and any(t.masks is None for t in tables):
         geometry = "box"  # masks only where every annotator has them
+    report(0.2, f"matching {len(names)} annotators")
     r: Agreement = compute_agreement(
         tables, names=names, fields=fields, sample_ids=tables[0].sample_ids, iou_thresh=iou_thresh,
         method=method, quorum=quorum, coverage=coverage, geometry=geometry, low_iou=low_iou,
@@ -125,11 +130,15 @@ def audit_agreement(
               "coverage_field": coverage_field, "geometry": r.geometry, "low_iou": low_iou}
     result = AuditResult(AUDIT, audit_key, config, r.findings, r.tables, r.metrics)
     if not save:
+        report(1.0, "done")
         return result
+    report(0.7, "writing results")
     save_audit(samples, result, label_attributes=_label_attributes(tables, fields, r),
                sample_fields=_sample_fields(r))
     if consensus_field:
+        report(0.9, f"writing consensus field {consensus_field}")
         write_consensus(samples, tables, r, consensus_field)
+    report(1.0, "done")
     return result
 
 
