@@ -417,3 +417,15 @@ def test_coco_evaluate_with_max_dets_cut_equals_pycocotools():
         np.testing.assert_array_equal(r.ignored[:, rows], e["dtIgnore"].astype(bool))
     np.testing.assert_array_equal(r.evaluated, evaluated)
     assert evaluated.sum() < len(dt) and r.ignored.any()  # the cut and the crowds were exercised
+
+
+def test_matching_imports_neither_fiftyone_nor_pandas():
+    import subprocess
+    import sys
+
+    # only what importing matching adds (the package root may grow its own imports)
+    code = ("import sys, iou_audit; before = set(sys.modules); import iou_audit.matching; "
+            "print(sorted(m for m in set(sys.modules) - before "
+            "if m.split('.')[0] in ('fiftyone', 'pandas')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
