@@ -176,14 +176,18 @@ def test_degenerate_boxes_and_empty_masks_give_zero_without_nan():
         [0.1, 0.1, 0.5, 0.5],        # fine box, empty mask
         [0.1, 0.1, 0.1001, 0.1001],  # smaller than a pixel: empty window
         [1.2, 1.2, 1.5, 1.5],        # outside the frame
+        [0.1, 0.1, 0.5, 0.5],        # fine box, no mask (a LabelTable row without one)
     ])
-    masks = [full, full, full, full, full, np.zeros((4, 4), bool), full, np.zeros((0, 0), bool)]
+    masks = [full, full, full, full, full, np.zeros((4, 4), bool), full, np.zeros((0, 0), bool), None]
     ious = cropped_mask_iou(masks, boxes, masks, boxes, (20, 20), crowd=np.ones(len(boxes), bool))
     assert np.isfinite(ious).all()
-    expected = np.zeros((8, 8))
+    expected = np.zeros((9, 9))
     expected[0, 0] = 1.0
     np.testing.assert_array_equal(ious, expected)
-    assert cropped_mask_iou([], np.zeros((0, 4)), masks, boxes, (20, 20)).shape == (0, 8)
+    assert cropped_mask_iou([], np.zeros((0, 4)), masks, boxes, (20, 20)).shape == (0, 9)
+    # masks given as nested lists of 0/1 are converted like arrays
+    as_lists = cropped_mask_iou([full.astype(int).tolist()], boxes[:1], [full], boxes[:1], (20, 20))
+    assert as_lists.tolist() == [[1.0]]
 
 
 def test_bad_input_names_the_problem():

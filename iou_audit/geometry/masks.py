@@ -15,8 +15,8 @@ here they are placed where they belong. ``rounding="round"`` rounds corners to t
 which is how FiftyOne's COCO importer crops masks (``mask[round(y):round(y + h), ...]``) and close
 to how ``fiftyone.utils.iou`` places them.
 
-Conventions: 0/0 IoU is 0; a degenerate box (zero or negative size, NaN, inf) or an empty mask has
-IoU 0 with everything; crowd IoU (intersection over the area of the *first* mask, as pycocotools
+Conventions: 0/0 IoU is 0; a degenerate box (zero or negative size, NaN, inf), an empty mask or a
+missing one (``None``, as a LabelTable row without a mask holds) has IoU 0 with everything; crowd IoU (intersection over the area of the *first* mask, as pycocotools
 does for crowd ground truth) only for the columns flagged in ``crowd``.
 
 Full-image masks (semantic IoU, Boundary IoU) live in ``dense_masks`` and are re-exported here.
@@ -131,10 +131,8 @@ def _flatten_masks(masks, rects, starts, name):
         pass
     buffer = np.zeros(int(starts[-1]), dtype=np.uint8)
     for i, (mask, (h, w)) in enumerate(zip(masks, shapes)):
-        if h == 0 or w == 0:
+        if h == 0 or w == 0 or mask is None:  # no window or no mask: an empty mask (IoU 0)
             continue
-        if mask is None:
-            raise ValueError(f"{name}[{i}] is None")
         m = np.asarray(mask)
         if m.ndim == 3 and m.shape[2] == 1:
             m = m[:, :, 0]
