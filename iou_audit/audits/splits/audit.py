@@ -44,10 +44,11 @@ DEFAULT_ANNOTATION_IOU = 0.85
 DEFAULT_EMBEDDINGS_THRESHOLD = 0.05
 
 
-def _findings(kind: str, pairs: LeakPairs, ids, split, names, field: str = "") -> pd.DataFrame:
-    """Finding rows of one kind; the sample side is the one in the later split."""
+def _findings(kind: str, pairs: LeakPairs, ids, split, names, field: str = "", orient: bool = True) -> pd.DataFrame:
+    """Finding rows of one kind; with ``orient`` the sample side is the one in the later split
+    (group leaks are per sample already and keep their side)."""
     i, j = pairs.i, pairs.j
-    swap = split[i] < split[j]
+    swap = (split[i] < split[j]) & orient
     side, other = np.where(swap, j, i), np.where(swap, i, j)
     detail = [f"{names[split[a]]} vs {names[split[b]]}: {d}" for a, b, d in zip(side, other, pairs.detail)]
     return pd.DataFrame({
@@ -186,7 +187,8 @@ def audit_splits(
                                                              float(embeddings_threshold)), ids, split, names))
     if group_field:
         frames.append(_findings("leak_group", group_leaks(read_groups(samples, group_field), split,
-                                                          dict(enumerate(names))), ids, split, names))
+                                                          dict(enumerate(names))), ids, split, names,
+                                orient=False))
     report(0.75, "reading labels")
     tables = {"splits": pd.DataFrame({"split": names, "samples": np.bincount(split[split >= 0], minlength=len(names))})}
     if label_field:

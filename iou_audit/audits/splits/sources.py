@@ -12,13 +12,17 @@ import numpy as np
 from iou_audit.audits.splits.hashing import hash_to_hex, hex_to_hash, load_gray_thumbnail, phash_from_gray
 
 HASH_CHUNK = 256  # files per progress step
+# Order of split names read from a field: training first, evaluation last (findings name the sample
+# in the later split); other names follow, largest first.
+SPLIT_ORDER = {"train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "dev": 1, "test": 2, "testing": 2}
 
 
 def read_splits(samples, split_field: str | None = None, split_tags: Sequence[str] | None = None):
     """Split of every sample of ``samples`` (in collection order).
 
     Returns ``(ids, split_codes, split_names, multi)``: ``split_codes`` (S,) int (``-1``: no split),
-    ``split_names`` (names by code; for a field, ordered by size, largest first; for tags, as given)
+    ``split_names`` (names by code; for a field: train, val, test, then other names largest first;
+    for tags, as given)
     and ``multi``: ``{sample_id: [names]}`` of samples carrying more than one split tag (their code
     is the first of them).
     """
@@ -36,7 +40,7 @@ def read_splits(samples, split_field: str | None = None, split_tags: Sequence[st
         for n in names:
             if n is not None:
                 sizes[n] += 1
-        split_names = sorted(present, key=lambda n: (-sizes[n], n))
+        split_names = sorted(present, key=lambda n: (SPLIT_ORDER.get(n.lower(), 3), -sizes[n], n))
         code_of = {n: k for k, n in enumerate(split_names)}
         codes = np.array([code_of.get(n, -1) for n in names], dtype=np.int64)
     else:
