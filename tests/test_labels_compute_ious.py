@@ -223,8 +223,8 @@ def test_coco_val2014_segm_results_match_pycocotools(shared_data):
         return fo.Detection(bounding_box=[x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
                             mask=full[y0:y1, x0:x1], **attrs)
 
-    checked, crowd_pairs = 0, 0
-    for image_id, (anns, dets) in sorted(by_image.items())[:40]:
+    checked, crowd_pairs, batch = 0, 0, []
+    for image_id, (anns, dets) in sorted(by_image.items()):
         if not dets:
             continue
         h, w = images[image_id]["height"], images[image_id]["width"]
@@ -238,7 +238,25 @@ def test_coco_val2014_segm_results_match_pycocotools(shared_data):
         np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=0, err_msg=f"image {image_id}")
         checked += int((expected > 0).sum())
         crowd_pairs += int((expected[:, crowd.astype(bool)] > 0).sum())
+        batch.append((preds, gts, (w, h), expected))
     assert checked > 100 and crowd_pairs > 0
+    # The same, all images in one batched call (the layout the audits use).
+    from iou_audit.geometry.boxes import xywh_to_xyxy
+    from iou_audit.geometry.masks import batched_cropped_mask_iou
+
+    def table(objs):
+        masks = [o.mask for objs_ in objs for o in objs_]
+        boxes = xywh_to_xyxy(np.array([o.bounding_box for objs_ in objs for o in objs_], float))
+        return masks, boxes, np.concatenate([[0], np.cumsum([len(x) for x in objs])])
+
+    m1, b1, off1 = table([p for p, _, _, _ in batch])
+    m2, b2, off2 = table([g for _, g, _, _ in batch])
+    crowd2 = np.array([g.iscrowd for _, gs, _, _ in batch for g in gs])
+    values, pair_off = batched_cropped_mask_iou(m1, b1, off1, m2, b2, off2,
+                                                np.array([size for *_, size, _ in batch]), crowd2)
+    for s, (_, _, _, expected) in enumerate(batch):
+        got = values[pair_off[s]:pair_off[s + 1]].reshape(expected.shape)
+        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
 
 def test_empty_inputs_and_errors():
