@@ -7,7 +7,8 @@
 - sklearn's ``jaccard_score`` for semantic IoU;
 - hand-built boundary rings and scipy's binary erosion for Boundary IoU.
 """
-import numpy as np
+import fiftyone  # noqa: F401  before any doctest runs: a doctest can leave an ndarray in
+import numpy as np  # builtins._, which breaks pydash's import inside fiftyone if it loads later
 import pytest
 from pycocotools import mask as mask_utils
 
@@ -306,3 +307,19 @@ def test_cropped_mask_iou_properties(scene, scale):
     big = [np.kron(m, np.ones((scale, scale), bool)) for m in masks]
     scaled = cropped_mask_iou(big, boxes, big, boxes, (width * scale, height * scale))
     np.testing.assert_allclose(scaled, ious, atol=1e-12)
+
+
+def test_docstring_examples_run():
+    """The worked examples in the docstrings are checked, not decoration."""
+    import doctest
+
+    import iou_audit.geometry.dense_masks as dense_masks
+    import iou_audit.geometry.masks as masks
+    import iou_audit.labels as labels
+
+    import builtins
+
+    for module in (masks, dense_masks, labels):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+    builtins.__dict__.pop("_", None)
