@@ -114,11 +114,14 @@ _FAST_KINDS = {(np.dtype(bool), 2), (np.dtype(np.uint8), 2)}
 
 
 def _concatenate(masks):
-    """All masks raveled into one uint8 buffer (any nonzero value is foreground for the kernels)."""
+    """All masks raveled into one uint8 0/1 buffer (any nonzero value is foreground)."""
     if not masks:
         return np.zeros(0, np.uint8)
     buf = np.concatenate([m.ravel() for m in masks])
-    return buf.view(np.uint8) if buf.dtype == np.bool_ else buf
+    if buf.dtype == np.bool_:
+        return buf.view(np.uint8)
+    # 0/255 (or other nonzero) uint8 masks: the kernels AND bytes, so make them 0/1 once here.
+    return (buf != 0).view(np.uint8) if len(buf) and buf.max() > 1 else buf
 
 
 def _flatten_masks(masks, rects, starts, name):
@@ -152,7 +155,7 @@ def _areas(buf, starts):
     for i in range(len(starts) - 1):
         total = 0
         for p in range(starts[i], starts[i + 1]):
-            total += buf[p] != 0
+            total += buf[p]
         out[i] = total
     return out
 
@@ -178,7 +181,7 @@ def _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, crowd2,
                         q = st2[j] + (y - by0) * (bx1 - bx0) + (ox0 - bx0)
                         row = 0
                         for k in range(ox1 - ox0):
-                            row += (buf1[p + k] != 0) & (buf2[q + k] != 0)
+                            row += buf1[p + k] & buf2[q + k]  # 0/1 bytes: AND counts
                         inter += row
                 union = area1[i] if crowd2[j] else area1[i] + area2[j] - inter
                 out[base + j] = inter / union if union > 0 else 0.0
