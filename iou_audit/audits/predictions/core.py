@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.predictions import metrics as _metrics
-from iou_audit.audits.predictions.errors import PRED_KINDS, ErrorScores, classify_errors
+from iou_audit.audits.predictions.errors import ErrorScores, classify_errors
 from iou_audit.audits.predictions.pairs import prediction_pair_ious, shared_class_codes
 from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.audits.predictions.tide import tide_attribution
@@ -136,13 +136,11 @@ def compute_prediction_audit(
             e2 = classify_errors(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd,
                                  g1, gi1, g2, gig, pred.box, gt.box, iou_thresh, bg_thresh, good_fit)
             kinds, targets, gmatch = e2.pred_kind, e2.pred_target, g2
-        d = tide_attribution(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd,
-                             kinds, targets, gmatch, iou_thresh)
-        audit.tables["tide"] = pd.DataFrame(
-            {"error": list(d)[1:], "dAP": [d[k] for k in list(d)[1:]],
-             "count": [int((kinds == PRED_KINDS.index(k)).sum()) if k in PRED_KINDS else
-                       int(((gmatch < 0) & ~crowd).sum()) for k in list(d)[1:]]}
-        )
+        d, n = tide_attribution(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd,
+                                kinds, targets, gmatch, iou_thresh)
+        types = [k for k in d if k != "AP"]
+        audit.tables["tide"] = pd.DataFrame({"error": types, "dAP": [d[k] for k in types],
+                                             "count": [n[k] for k in types]})
         audit.metrics[f"AP@{iou_thresh:g}"] = d["AP"]
         audit.metrics.update({f"tide_dAP_{k}": v for k, v in d.items() if k != "AP"})
     return audit

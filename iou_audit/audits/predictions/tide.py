@@ -54,18 +54,18 @@ def tide_attribution(
     pred_target: np.ndarray,
     gt_match: np.ndarray,
     iou_thresh: float = 0.5,
-) -> dict[str, float]:
-    """``{"AP": base AP@t, "class": dAP, "loc": dAP, ...}`` (see module docstring).
+) -> tuple[dict[str, float], dict[str, int]]:
+    """``({"AP": base AP@t, "class": dAP, "loc": dAP, ...}, {type: number of errors})`` (see module docstring).
 
     Example: two "cat" labels; by score: a TP (IoU 0.9), a duplicate on the same label, a TP on
     the other. AP is (51 * 1 + 50 * 2/3) / 101; without the duplicate it would be 1:
 
         >>> v = np.array([0.9, 0.0, 0.7, 0.0, 0.0, 0.8]); po = np.array([0, 6])
-        >>> d = tide_attribution(v, po, np.array([0, 3]), np.array([0, 2]), np.zeros(3, int),
+        >>> d, n = tide_attribution(v, po, np.array([0, 3]), np.array([0, 2]), np.zeros(3, int),
         ...     np.zeros(2, int), np.array([0.9, 0.8, 0.7]), np.zeros(2, bool),
         ...     np.array([0, 2, 0]), np.array([0, 0, 1]), np.array([0, 2]))
-        >>> round(d["AP"], 4), round(d["duplicate"], 4), round(d["missed"], 4)
-        (0.835, 0.165, 0.0)
+        >>> round(d["AP"], 4), round(d["duplicate"], 4), round(d["missed"], 4), n["duplicate"]
+        (0.835, 0.165, 0.0, 1)
     """
     scores = np.nan_to_num(np.asarray(scores, float), nan=1.0)
     crowd = np.asarray(gt_crowd, bool)
@@ -107,4 +107,6 @@ def tide_attribution(
     missed = (gt_match < 0) & ~crowd & ~explained
     npig = np.bincount(gt_codes[~crowd & ~missed], minlength=K)
     out["missed"] = run(npig=npig) - base
-    return out
+    counts = {name: int(is_[name].sum()) for name in is_}
+    counts["missed"] = int(missed.sum())
+    return out, counts
