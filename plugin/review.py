@@ -87,6 +87,9 @@ class AuditReviewPanel(foo.Panel):
             return
         params = {k: v for k, v in (info["config"] or {}).items() if isinstance(v, (str, int, float, bool, list))}
         params["audit_key"] = key
+        # Re-running replaces the stored run, so default to the whole dataset, not the
+        # (often filtered) current view; the form still lets the user choose.
+        params["view_target"] = "DATASET"
         ctx.prompt(uri, params=params)
 
     # ---- state --------------------------------------------------------------------------------
