@@ -146,7 +146,7 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
                 page.get_by_text("audit_duplicates", exact=False).first.wait_for(timeout=30_000)
             finally:
                 page.screenshot(path=str(shots / "04_operator_browser.png"))
-            for name in ("audit_agreement", "audit_predictions"):  # TODO splits
+            for name in ("audit_agreement", "audit_predictions", "audit_splits"):
                 assert page.get_by_text(name, exact=False).count() > 0, f"{name} not in the operator browser"
             page.keyboard.press("Escape")
 
