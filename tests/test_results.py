@@ -229,3 +229,19 @@ def test_docstring_examples_hold():
     for module in (iou_audit.results.findings, iou_audit.results.result, iou_audit.table.model):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_other_field_labels_are_tagged_in_their_own_field(bccd):
+    bccd.clone_sample_field("gt", "gt2")
+    t1, t2 = read_label_table(bccd, "gt"), read_label_table(bccd, "gt2")
+    f = make_findings([{"kind": "low_agreement", "sample_id": t1.sample_ids[0], "field": "gt", "label_id": t1.label_id[0],
+                        "other_field": "gt2", "other_label_id": t2.label_id[1], "score": 0.4, "iou": 0.6}], audit="agreement")
+    save_audit(bccd, AuditResult("agreement", "agr", {}, f),
+               label_attributes={"gt": {"iou": {t1.label_id[0]: 0.6}}, "gt2": {"iou": {t2.label_id[1]: 0.6}}})
+    assert bccd.count_label_tags("gt") == {"agr:low_agreement": 1}
+    assert bccd.count_label_tags("gt2") == {"agr:low_agreement": 1}
+    assert bccd.select_labels(tags="agr:low_agreement", fields="gt").values("gt.detections.id", unwind=True) == [t1.label_id[0]]
+    assert bccd.select_labels(tags="agr:low_agreement", fields="gt2").values("gt2.detections.id", unwind=True) == [t2.label_id[1]]
+    assert set(bccd.load_saved_view("agr-low_agreement").values("id")) == {t1.sample_ids[0]}
+    delete_audit(bccd, "agr")
+    assert bccd.count_label_tags() == {} and bccd.get_field("gt2.detections.agr_iou") is None
