@@ -1,4 +1,4 @@
-"""FiftyOne label objects -> geometry: ``compute_ious`` over lists of Detections or filled Polylines.
+"""FiftyOne label objects -> geometry: ``compute_ious`` over Detections or filled Polylines.
 
 Same contract as ``fiftyone.utils.iou.compute_ious(preds, gts, ..., tolerance=None)`` (a
 ``len(preds) x len(gts)`` matrix; ``iscrowd`` is the name of a boolean attribute or a function of a
@@ -44,6 +44,7 @@ from iou_audit.geometry.masks import cropped_mask_iou
 from iou_audit.geometry.polygons import polygon_iou
 
 Crowd = str | Callable[[fol.Label], bool] | None
+_CUBOID_FIELDS = ("dimensions", "location", "rotation")  # FiftyOne's test for a 3-D detection
 
 
 def _crowd_flags(gts: Sequence[fol.Label], iscrowd: Crowd) -> np.ndarray | None:
@@ -64,11 +65,12 @@ def _kind(labels: Sequence[fol.Label], name: str) -> type:
     kind = kinds.pop()
     if not issubclass(kind, (fol.Detection, fol.Polyline)):
         raise ValueError(
-            f"{name} holds {kind.__name__} labels; compute_ious supports Detection and filled Polyline"
+            f"{name} holds {kind.__name__} labels; compute_ious supports Detection and filled "
+            "Polyline"
         )
     if issubclass(kind, fol.Detection):
         for k, det in enumerate(labels):
-            if all(getattr(det, a, None) is not None for a in ("dimensions", "location", "rotation")):
+            if all(getattr(det, a, None) is not None for a in _CUBOID_FIELDS):
                 raise ValueError(f"{name}[{k}] (id {det.id}) is a 3-D cuboid: not supported")
     return kind
 
@@ -85,7 +87,7 @@ def _detection_boxes(dets: Sequence[fol.Detection], name: str) -> np.ndarray:
 
 
 def _polyline_boxes(polylines: Sequence[fol.Polyline]) -> np.ndarray:
-    """Extent of each polyline's points clamped to [0, 1] (``Polyline.to_detection``'s box), xyxy."""
+    """Extent of each polyline's points clamped to [0, 1] (``Polyline.to_detection``'s box)."""
     out = np.full((len(polylines), 4), np.nan)
     for k, pl in enumerate(polylines):
         pts = [p for shape in pl.points or [] for p in shape]
@@ -100,13 +102,15 @@ def _masks(dets: Sequence[fol.Detection], name: str) -> list[np.ndarray]:
     for k, det in enumerate(dets):
         mask = det.get_mask()
         if mask is None:
-            raise ValueError(f"{name}[{k}] (id {det.id}) has no mask (use_masks=True needs mask or mask_path)")
+            raise ValueError(
+                f"{name}[{k}] (id {det.id}) has no mask (use_masks=True needs mask or mask_path)"
+            )
         masks.append(mask)
     return masks
 
 
 def infer_frame_size(masks: Sequence[np.ndarray], boxes: np.ndarray) -> tuple[int, int]:
-    """The frame size every (mask, relative xyxy box) pair implies, as FiftyOne guesses it per object.
+    """The frame size that every (mask, relative xyxy box) pair implies, as FiftyOne guesses it.
 
     ``(round(mask_w / box_w), round(mask_h / box_h))``; degenerate boxes are skipped. Raises a
     ``ValueError`` when objects imply different sizes (pass ``frame_size`` then).
@@ -165,8 +169,10 @@ def compute_ious(
         >>> import fiftyone as fo
         >>> a = fo.Detection(label="cat", bounding_box=[0.0, 0.0, 0.5, 0.5])
         >>> b = fo.Detection(label="dog", bounding_box=[0.25, 0.25, 0.5, 0.5])
-        >>> compute_ious([a], [a, b]).round(4).tolist(), compute_ious([a], [a, b], classwise=True).tolist()
-        ([[1.0, 0.1429]], [[1.0, 0.0]])
+        >>> compute_ious([a], [a, b]).round(4).tolist()
+        [[1.0, 0.1429]]
+        >>> compute_ious([a], [a, b], classwise=True).tolist()
+        [[1.0, 0.0]]
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -181,12 +187,17 @@ def compute_ious(
         raise ValueError(f"iscrowd is only defined for metric='iou', got {metric!r}")
     polygons = issubclass(kind, fol.Polyline) and not use_boxes
     if (polygons or (use_masks and kind is fol.Detection)) and metric != "iou":
-        raise ValueError(f"metric {metric!r} is only available for boxes; masks and polygons use 'iou'")
+        raise ValueError(
+            f"metric {metric!r} is only available for boxes; masks and polygons use 'iou'"
+        )
 
     if polygons:
         if not any(g.filled for g in gts):
-            raise ValueError("gts are open polylines (filled=False): only filled polygons are supported")
-        ious = polygon_iou([p.points or [] for p in preds], [g.points or [] for g in gts], crowd=crowd)
+            raise ValueError(
+                "gts are open polylines (filled=False): only filled polygons are supported"
+            )
+        polys1, polys2 = [p.points or [] for p in preds], [g.points or [] for g in gts]
+        ious = polygon_iou(polys1, polys2, crowd=crowd)
     elif issubclass(kind, fol.Polyline):
         ious = box_iou(_polyline_boxes(preds), _polyline_boxes(gts), crowd=crowd)
     elif use_masks:

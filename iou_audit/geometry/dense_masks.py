@@ -79,7 +79,7 @@ def semantic_iou(
 
 
 def mask_to_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
-    """Boundary band of a binary mask: the mask minus its erosion by ``d = round(ratio * diagonal)``.
+    """Boundary band of a binary mask: the mask minus its erosion by ``d = round(ratio * diag)``.
 
     Follows ``mask_to_boundary`` of the Boundary IoU reference code (Cheng et al., CVPR 2021):
     ``d >= 1``; the image is padded with one background pixel so that a mask cut by the image border

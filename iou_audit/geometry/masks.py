@@ -4,20 +4,22 @@ Two such masks are compared by placing each in the frame as ``Detection.to_segme
 it and counting pixels only inside the overlap of the two placed windows: no full-image canvas is
 ever built, per-mask areas are counted once, and pairs whose windows do not overlap cost nothing.
 
-Placement (``rounding="floor"``, the default, is FiftyOne's ``to_segmentation``): the relative box is
-clamped to [0, 1], its corners are scaled by the frame size and truncated (``x0 = int(W * x1)``,
-``x1_px = int(W * x2)``); a mask whose shape differs from that window is resized into it with
-OpenCV's default (bilinear) interpolation on its ``uint8`` values and then made boolean (``!= 0``),
-as ``eta.core.image.render_instance_mask`` does. One deliberate difference: corners within 1e-6 px
-*below* an integer are snapped up to it. ``int(640 * (1 / 640 + 7 / 640))`` is 7, not 8: about 8% of
-pixel-aligned boxes hit this float artifact in FiftyOne and get their mask stretched by one pixel;
-here they are placed where they belong. ``rounding="round"`` rounds corners to the nearest integer,
-which is how FiftyOne's COCO importer crops masks (``mask[round(y):round(y + h), ...]``) and close
-to how ``fiftyone.utils.iou`` places them.
+Placement (``rounding="floor"``, the default, is FiftyOne's ``to_segmentation``): the relative
+box is clamped to [0, 1], its corners are scaled by the frame size and truncated
+(``x0 = int(W * x1)``, ``x1_px = int(W * x2)``); a mask whose shape differs from that window is
+resized into it with OpenCV's default (bilinear) interpolation on its ``uint8`` values and then made
+boolean (``!= 0``), as ``eta.core.image.render_instance_mask`` does. One deliberate difference:
+corners within 1e-6 px *below* an integer are snapped up to it. ``int(640 * (1 / 640 + 7 / 640))``
+is 7, not 8: about 8% of pixel-aligned boxes hit this float artifact in FiftyOne and get their mask
+stretched by one pixel; here they are placed where they belong. ``rounding="round"`` rounds corners
+to the nearest integer instead: that is where FiftyOne's COCO importer cut the masks
+(``mask[round(y):round(y + h), round(x):round(x + w)]``), so use it for COCO-imported masks; it is
+also close to how ``fiftyone.utils.iou`` places them.
 
 Conventions: 0/0 IoU is 0; a degenerate box (zero or negative size, NaN, inf), an empty mask or a
-missing one (``None``, as a LabelTable row without a mask holds) has IoU 0 with everything; crowd IoU (intersection over the area of the *first* mask, as pycocotools
-does for crowd ground truth) only for the columns flagged in ``crowd``.
+missing one (``None``, as a LabelTable row without a mask holds) has IoU 0 with everything; crowd
+IoU (intersection over the area of the *first* mask, as pycocotools does for crowd ground truth)
+only for the columns flagged in ``crowd``.
 
 Full-image masks (semantic IoU, Boundary IoU) live in ``dense_masks`` and are re-exported here.
 """
@@ -67,7 +69,9 @@ def _pixel_rects(boxes, sizes, rounding):
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
     if not (np.isfinite(sizes).all() and (sizes > 0).all()):
-        raise ValueError(f"frame_size must be positive finite (width, height), got {sizes.tolist()}")
+        raise ValueError(
+            f"frame_size must be positive finite (width, height), got {sizes.tolist()}"
+        )
     rects = np.empty((len(boxes), 4), np.int64)
     starts = np.empty(len(boxes) + 1, np.int64)
     _rects_kernel(boxes, sizes, rounding == "floor", rects, starts)
@@ -77,7 +81,7 @@ def _pixel_rects(boxes, sizes, rounding):
 def mask_pixel_rects(
     boxes: np.ndarray, frame_sizes: np.ndarray, rounding: str = "floor"
 ) -> np.ndarray:
-    """Integer pixel windows ``[x0, y0, x1, y1)`` in which masks with relative ``xyxy`` boxes are drawn.
+    """Integer pixel windows ``[x0, y0, x1, y1)`` for masks with relative ``xyxy`` boxes.
 
     Args:
         boxes: (L, 4) relative ``xyxy``.
@@ -125,7 +129,7 @@ def _concatenate(masks):
 
 
 def _flatten_masks(masks, rects, starts, name):
-    """One uint8 0/1 buffer holding every mask rendered into its window (row-major, window-sized)."""
+    """One uint8 0/1 buffer holding every mask rendered into its window (row-major)."""
     shapes = list(zip((rects[:, 3] - rects[:, 1]).tolist(), (rects[:, 2] - rects[:, 0]).tolist()))
     try:  # fast path: bool/uint8 arrays already of their window's shape (the common case)
         if [m.shape for m in masks] == shapes and {m.dtype for m in masks} <= _FAST_DTYPES:
@@ -141,7 +145,7 @@ def _flatten_masks(masks, rects, starts, name):
             m = m[:, :, 0]
         if m.ndim != 2:
             raise ValueError(f"{name}[{i}] must be a 2-D mask, got shape {m.shape}")
-        # np.asarray(..., uint8) is what eta's render_instance_mask does (floats truncate, bools -> 0/1).
+        # np.asarray(..., uint8) is what eta's render_instance_mask does (floats truncate).
         m = np.asarray(m, dtype=np.uint8)
         if m.shape != (h, w):
             m = _resize_like_fiftyone(m, w, h)
@@ -189,7 +193,7 @@ def _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, crowd2,
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _single_image_kernel(b1, b2, sizes, floor, shapes, buf, crowd2, out):
-    """Fast path of :func:`cropped_mask_iou` in one compiled call; False if a mask needs resizing."""
+    """Fast path of :func:`cropped_mask_iou`: one compiled call; False if a mask needs resizing."""
     n1, n2 = b1.shape[0], b2.shape[0]
     r1, st1 = np.empty((n1, 4), np.int64), np.empty(n1 + 1, np.int64)
     r2, st2 = np.empty((n2, 4), np.int64), np.empty(n2 + 1, np.int64)
@@ -209,7 +213,9 @@ def _single_image_kernel(b1, b2, sizes, floor, shapes, buf, crowd2, out):
 def _check_offsets(offsets, n, name):
     off = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
     if len(off) < 1 or off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any():
-        raise ValueError(f"{name} must start at 0, be non-decreasing and end at {n}, got {off.tolist()}")
+        raise ValueError(
+            f"{name} must start at 0, be non-decreasing and end at {n}, got {off.tolist()}"
+        )
     return off
 
 
@@ -240,7 +246,7 @@ def batched_cropped_mask_iou(
     crowd2: np.ndarray | None = None,
     rounding: str = "floor",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cropped-mask IoU of all same-sample pairs of two flattened tables (ARCHITECTURE batched layout).
+    """Cropped-mask IoU of all same-sample pairs of two flattened tables (the batched layout).
 
     Args:
         masks1, boxes1, offsets1: L1 cropped masks, (L1, 4) relative ``xyxy`` boxes and (S+1,)
@@ -313,8 +319,8 @@ def cropped_mask_iou(
     Example:
         >>> full = np.ones((2, 2), bool)
         >>> ring = np.array([[1, 1], [1, 0]], bool)
-        >>> cropped_mask_iou([full], [[0, 0, .5, .5]], [ring, full], [[0, 0, .5, .5], [.25, .25, .75, .75]],
-        ...                  (4, 4)).round(4)
+        >>> cropped_mask_iou([full], [[0, 0, .5, .5]],
+        ...                  [ring, full], [[0, 0, .5, .5], [.25, .25, .75, .75]], (4, 4)).round(4)
         array([[0.75  , 0.1429]])
         >>> cropped_mask_iou([full], [[0, 0, .5, .5]], [full], [[.25, .25, .75, .75]], (4, 4),
         ...                  crowd=[True]).tolist()
