@@ -2,8 +2,8 @@
 
 Reads: one ``read_label_table`` per annotator field (or one field split by an annotator attribute),
 one ``values()`` call for the coverage field. Writes (through ``iou_audit.results.save_audit``):
-label attributes ``<key>_cluster``, ``<key>_iou`` (mean IoU with the other members),
-``<key>_n_annotators``, ``<key>_support``; label tags ``<key>:<kind>``; per-sample ``<key>_f1``,
+label attributes ``<key>_iou`` (mean IoU with the other members of its object),
+``<key>_n_annotators`` (annotators who drew the object) and, for masks, ``<key>_boundary_iou``; label tags ``<key>:<kind>``; per-sample ``<key>_f1``,
 ``<key>_mean_iou``, ``<key>_alpha`` and finding counts; a saved view per kind; a custom run holding
 config, findings, tables and metrics. The optional consensus field is written with one
 ``set_values`` call. Input label fields are never modified except for those attributes and tags.
@@ -109,7 +109,8 @@ def audit_agreement(
 
     Returns:
         AuditResult with findings, tables (pairs, matrix_f1, matrix_f1_class, matrix_mean_iou,
-        per_image, per_class, annotators, clusters, threshold_curve, map_pairs) and metrics.
+        per_image, per_class, annotators, threshold_curve, map_pairs) and metrics (alpha_nominal,
+        alpha_interval, f1, f1_class, mean_iou, map, map50, boundary_iou for masks, counts).
     """
     report = progress or (lambda fraction, label: None)
     report(0.0, "reading labels")

@@ -24,7 +24,11 @@ DEFAULT_CURVE = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 
 @dataclass
 class Agreement:
-    """Everything the audit computed; ``tables`` and ``metrics`` go into the AuditResult."""
+    """Everything the audit computed; ``tables`` and ``metrics`` go into the AuditResult.
+
+    ``cluster_table`` (one row per object) and ``members`` (one row per label) stay here rather than
+    in the stored run: they are as long as the label fields.
+    """
 
     findings: pd.DataFrame
     tables: dict
@@ -49,10 +53,14 @@ def coverage_matrix(tables, coverage: np.ndarray | None) -> np.ndarray:
     return cov | has
 
 
-def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray):
+def class_codes(tables) -> np.ndarray:
+    """Integer class code of every label of all annotators (concatenated in annotator order)."""
+    labels = np.concatenate([np.asarray(t.label, dtype=str) for t in tables])
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64) if len(labels) else np.zeros(0, np.int64)
+
+
+def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: np.ndarray):
     """(unit, value, sample) per covering annotator of each cluster; value -1 codes "empty"."""
-    labels = np.concatenate([np.asarray(t.label, dtype=object) for t in tables])
-    _, codes = np.unique(labels.astype(str), return_inverse=True) if len(labels) else (None, np.zeros(0, np.int64))
     start = np.cumsum([0] + [len(t.label) for t in tables])
     units, values = [], []
     cov = covered[clusters.sample_index]
@@ -111,13 +119,14 @@ def compute_agreement(
     per_image.insert(0, "sample_id", sample_ids)
     reliability = annotator_reliability(names, clusters, ctab, mem, covered, quorum)
 
-    unit, value, smp = _alpha_observations(tables, clusters, covered)
+    codes = class_codes(tables)
+    unit, value, smp = _alpha_observations(tables, clusters, covered, codes)
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
     groups, alpha_img = kalpha.nominal_alpha_counts(unit, value, group=smp)
     per_image["alpha"] = pd.Series(alpha_img, index=groups).reindex(range(S)).to_numpy()
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
-    curve = threshold_curve(tables, pms, covered, ranks, iou_thresh, curve_thresholds)
+    curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds)
     findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
     findings["field"] = findings["field"].astype(object)
 
@@ -129,7 +138,6 @@ def compute_agreement(
         "per_image": per_image,
         "per_class": per_class,
         "annotators": reliability,
-        "clusters": ctab.drop(columns=["iou_pair_sum"]).assign(sample_id=sample_ids[ctab.sample_index.to_numpy()]),
         "threshold_curve": curve,
     }
     tot_labels = pairs.n_a.sum() + pairs.n_b.sum()
@@ -153,8 +161,7 @@ def compute_agreement(
         mk = mem[mem.annotator == k].sort_values("row")
         c = mk.cluster.to_numpy()
         label_values.append({
-            "cluster": c, "n_annotators": ctab.n_present.to_numpy()[c], "iou": mk.member_iou.to_numpy(),
-            "support": ctab.n_present.to_numpy()[c] / np.maximum(ctab.n_covering.to_numpy()[c], 1),
+            "n_annotators": ctab.n_present.to_numpy()[c], "iou": mk.member_iou.to_numpy(),
         })
         if boundary is not None:
             label_values[-1]["boundary_iou"] = boundary[k]
@@ -182,7 +189,7 @@ def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
         return [np.where(c > 0, s / np.maximum(c, 1), np.nan) for s, c in zip(sums, counts)]
 
 
-def threshold_curve(tables, pms, covered, ranks, iou_thresh, thresholds) -> pd.DataFrame:
+def threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, thresholds) -> pd.DataFrame:
     """Nominal alpha and matching F1 when only matches with IoU >= t count, for each t >= iou_thresh.
 
     The matching itself is the one made at ``iou_thresh``; a stricter t drops its weaker pairs
@@ -194,7 +201,7 @@ def threshold_curve(tables, pms, covered, ranks, iou_thresh, thresholds) -> pd.D
         if t < iou_thresh - 1e-9:
             continue
         cl = build_clusters(tables, pms, min_iou=t, ranks=ranks)
-        u, v, _ = _alpha_observations(tables, cl, covered)
+        u, v, _ = _alpha_observations(tables, cl, covered, codes)
         m = den = 0
         for pm in pms:
             both = covered[:, pm.a] & covered[:, pm.b]

@@ -90,13 +90,12 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     votes = ctab.votes.to_numpy()
     conflict = (ctab.n_classes.to_numpy()[mc] > 1)
     if conflict.any():
-        r = mem[conflict]
+        own = mem.own_votes.to_numpy()
+        maj = ctab.majority_votes.to_numpy()[mc]
+        flag = conflict & ((own < maj) | ctab.majority_tie.to_numpy()[mc])
+        r = mem[flag]
         c = r.cluster.to_numpy()
-        own = np.array([votes[ci][lab] for ci, lab in zip(c, r.label)])
-        maj = ctab.majority_votes.to_numpy()[c]
-        tie = np.array([sum(v == maj_i for v in votes[ci].values()) > 1 for ci, maj_i in zip(c, maj)])
-        flag = (own < maj) | tie
-        r, c, own = r[flag], c[flag], own[flag]
+        own = own[flag]
         score = (n_present[c] - own) / np.maximum(n_present[c] - 1, 1)
         out.append(_frame(kind=["class_conflict"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
                           label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),

@@ -35,32 +35,27 @@ def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray 
     if len(unit) == 0:
         return float("nan") if group is None else (np.zeros(0, np.int64), np.zeros(0))
     _, u = np.unique(unit, return_inverse=True)
-    m = np.bincount(u)
-    keep = m[u] >= 2
+    keep = np.bincount(u)[u] >= 2  # units with fewer than 2 pairable values carry no information
     u, value, g = u[keep], value[keep], g[keep]
-    groups = np.unique(g)
+    groups, gi = np.unique(g, return_inverse=True)
     if len(u) == 0:
         return float("nan") if group is None else (groups, np.full(len(groups), np.nan))
-    # n_uc^2 summed per unit, n_c^2 summed per group: counts of (unit, value) and (group, value).
-    _, uv = np.unique(np.stack([u, value]), axis=1, return_inverse=True)
-    n_uv = np.bincount(uv.ravel())
-    first = np.unique(uv.ravel(), return_index=True)[1]
-    unit_of_uv = u[first]
-    sq_unit = np.bincount(unit_of_uv, weights=n_uv.astype(float) ** 2, minlength=len(m))
-    m_unit = np.bincount(u, minlength=len(m)).astype(float)
+    # Sums of squared counts per unit and per group, from 1-D integer keys (fast np.unique).
+    v = value - value.min()
+    nv = int(v.max()) + 1
+    ukeys, ucounts = np.unique(u * nv + v, return_counts=True)
+    n_units = int(u.max()) + 1
+    sq_unit = np.bincount(ukeys // nv, weights=ucounts.astype(float) ** 2, minlength=n_units)
+    m_unit = np.bincount(u, minlength=n_units).astype(float)
     ok = m_unit >= 2
-    d_unit = np.zeros(len(m_unit))
+    d_unit = np.zeros(n_units)
     d_unit[ok] = (m_unit[ok] ** 2 - sq_unit[ok]) / (m_unit[ok] - 1)
-    unit_group = np.zeros(len(m_unit), dtype=np.int64)
-    unit_group[u] = g
-    gi = np.searchsorted(groups, unit_group)
-    do_sum = np.bincount(gi[ok], weights=d_unit[ok], minlength=len(groups))
-    _, gv = np.unique(np.stack([g, value]), axis=1, return_inverse=True)
-    n_gv = np.bincount(gv.ravel())
-    first = np.unique(gv.ravel(), return_index=True)[1]
-    g_of_gv = np.searchsorted(groups, g[first])
-    sq_group = np.bincount(g_of_gv, weights=n_gv.astype(float) ** 2, minlength=len(groups))
-    n = np.bincount(np.searchsorted(groups, g), minlength=len(groups)).astype(float)
+    unit_group = np.zeros(n_units, dtype=np.int64)
+    unit_group[u] = gi
+    do_sum = np.bincount(unit_group[ok], weights=d_unit[ok], minlength=len(groups))
+    gkeys, gcounts = np.unique(gi * nv + v, return_counts=True)
+    sq_group = np.bincount(gkeys // nv, weights=gcounts.astype(float) ** 2, minlength=len(groups))
+    n = np.bincount(gi, minlength=len(groups)).astype(float)
     alpha = _ratio(n, do_sum, n**2 - sq_group)
     return float(alpha[0]) if group is None else (groups, alpha)
 

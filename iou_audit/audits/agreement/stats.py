@@ -71,7 +71,7 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     """Per-cluster statistics and the long member table (with per-member agreement).
 
     Cluster columns: sample_index, n_covering, n_present, quorum, mean_iou, min_iou (NaN for a
-    single member), label (majority class; ties -> alphabetical), votes (``{class: count}``),
+    single member), label (majority class; ties -> alphabetical), votes (``"cat:2, dog:1"``),
     n_classes, edge offsets ``d_left/d_top/d_right/d_bottom`` (largest member deviation of that
     edge from the members' mean box, in units of the mean box's width or height).
     """
@@ -107,16 +107,22 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     votes = mem.groupby(["cluster", "label"], sort=True).size().rename("n").reset_index()
     votes = votes.sort_values(["cluster", "n", "label"], ascending=[True, False, True], kind="stable")
     top = votes.drop_duplicates("cluster").set_index("cluster").reindex(range(C))
-    vote_dict = votes.groupby("cluster").apply(lambda d: dict(zip(d.label, d.n.astype(int))), include_groups=False).reindex(range(C))
+    # "cat:2, dog:1" per cluster (strings built once, joined per cluster: no per-group Python apply)
+    vote_text = (votes.label.astype(str) + ":" + votes.n.astype(str)).groupby(votes.cluster.to_numpy()).agg(", ".join).reindex(range(C))
     n_cov = covered[clusters.sample_index].sum(axis=1)
     table = pd.DataFrame({
         "cluster": np.arange(C), "sample_index": clusters.sample_index, "n_covering": n_cov,
         "n_present": n_present, "quorum": quorum_count(n_cov, quorum), "mean_iou": mean_iou, "min_iou": iou_min,
         "label": top["label"].to_numpy(), "majority_votes": top["n"].to_numpy(),
-        "n_classes": votes.groupby("cluster").size().reindex(range(C)).to_numpy(), "votes": vote_dict.to_numpy(),
+        "n_classes": votes.groupby("cluster").size().reindex(range(C)).to_numpy(), "votes": vote_text.to_numpy(),
     })
     table = pd.concat([table, edges.reset_index(drop=True)], axis=1)
     table["iou_pair_sum"] = iou_sum
+    # Votes for each member's own class (class_conflict scores); ties for the majority.
+    own = votes.set_index(["cluster", "label"]).n
+    mem["own_votes"] = own.reindex(pd.MultiIndex.from_arrays([mem.cluster, mem.label])).to_numpy()
+    n_top = votes.groupby("cluster").n.transform("max")
+    table["majority_tie"] = (votes[votes.n == n_top].groupby("cluster").size().reindex(range(C)) > 1).to_numpy()
     return table, mem
 
 
