@@ -61,7 +61,8 @@ def test_constructed_cases_give_each_kind_once():
         oob = f[f.kind == "out_of_bounds"].iloc[0]
         assert oob.label_id == ids[7] and oob.score == pytest.approx(0.5)  # 0.2 of 0.4 width outside
         assert attrs["max_iou"][ids[0]] == attrs["max_iou"][ids[1]] == 1.0
-        assert attrs["max_iou"][ids[2]] == 0.0  # its only overlap is with another class
+        assert ids[2] not in attrs["max_iou"]  # its only overlap is with another class
+        assert attrs["max_iou"][ids[4]] == attrs["max_iou"][ids[5]] == pytest.approx(1 / 16)
         assert set(f.sample_id[f.kind == "out_of_bounds"]) == {ds.last().id}
     finally:
         ds.delete()

@@ -183,8 +183,10 @@ def duplicate_findings(
     Returns:
         ``(findings, label_attributes)``: a DataFrame with ``FINDING_COLUMNS`` and
         ``{"max_iou": {label_id: float}, "dup_of": {label_id: other_label_id}}``; ``max_iou`` is the
-        largest IoU with another label of the same class in the sample (0 when none), given for
-        every label; ``dup_of`` only for labels flagged ``duplicate``.
+        largest IoU with another label of the same class in the sample, given only for labels that
+        overlap one (a label without it overlaps none: writing only touched labels keeps the write
+        proportional to the overlaps, see bench/bench_duplicates.py); ``dup_of`` only for labels
+        flagged ``duplicate``.
 
     Example:
         >>> # two copies of one box (IoU 1) and a zero-width box, in one sample
@@ -234,7 +236,8 @@ def duplicate_findings(
     best = k[np.lexsort((-iou[k], rj[k]))]
     first = np.r_[True, rj[best][1:] != rj[best][:-1]] if len(best) else np.zeros(0, bool)
     dup_of = dict(zip(table.label_id[rj[best][first]], table.label_id[ri[best][first]]))
-    return findings, {"max_iou": dict(zip(table.label_id, max_iou.tolist())), "dup_of": dup_of}
+    touched = max_iou > 0
+    return findings, {"max_iou": dict(zip(table.label_id[touched], max_iou[touched].tolist())), "dup_of": dup_of}
 
 
 def _rows(table, audit, kind, rows, other_rows, score, iou, detail) -> pd.DataFrame:
@@ -273,7 +276,8 @@ def audit_duplicates(
     Reads ``label_field`` of ``samples`` (a dataset or view) in batches of ``batch_size`` samples
     (memory bounded by the batch), computes the findings on whole batches at once and, when
     ``save``, writes them under ``audit_key`` with ``iou_audit.results.save_audit``: label tags
-    ``<audit_key>:<kind>``, label attributes ``<audit_key>_max_iou`` (every label) and
+    ``<audit_key>:<kind>``, label attributes ``<audit_key>_max_iou`` (labels overlapping another
+    label of their class) and
     ``<audit_key>_dup_of`` (flagged duplicates), per-sample counts, a saved view per kind and a
     custom run. Original labels are not modified.
 
@@ -307,7 +311,7 @@ def audit_duplicates(
     config = {"label_field": label_field, "iou_thresh": float(iou_thresh), "conflict_iou": float(conflict_iou),
               "contain_ios": float(contain_ios), "geometry": geometry}
     frames, label_attrs = [], {"max_iou": {}, "dup_of": {}}
-    total, done = len(samples), 0
+    total, done, n_labels = len(samples), 0, 0
     report = _progress_reporter(progress, total)
     for table in iter_label_tables(samples, label_field, batch_size=batch_size, attributes=attributes,
                                    masks=masks):
@@ -316,12 +320,13 @@ def audit_duplicates(
         for name, values in attrs.items():
             label_attrs[name].update(values)
         done += table.num_samples
+        n_labels += len(table)
         report(done)
     report(None)
     findings = concat_findings(frames)
     counts = findings["kind"].value_counts()
     metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
-    metrics["n_labels"] = len(label_attrs["max_iou"])
+    metrics["n_labels"] = n_labels
     result = AuditResult(AUDIT, audit_key, config, findings, metrics=metrics)
     if save:
         save_audit(samples, result, label_attributes={label_field: label_attrs})
