@@ -42,7 +42,10 @@ def make_findings(rows: Any = None, **constants: Any) -> pd.DataFrame:
         else:
             values = [None] * n
         if col in FLOAT_COLUMNS:
-            out[col] = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(np.float64)
+            try:
+                out[col] = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"finding column {col!r} must be numeric (or None): {e}") from None
         else:
             out[col] = pd.Series(["" if _missing(v) else str(v) for v in values], dtype=object)
     findings = pd.DataFrame(out, columns=FINDING_COLUMNS)

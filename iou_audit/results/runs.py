@@ -79,6 +79,7 @@ def save_audit(
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
     dataset.reload()
+    logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
     return plan["manifest"]
 
 
