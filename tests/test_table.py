@@ -363,3 +363,21 @@ def test_repeated_label_id_in_one_list_is_written_once(dataset):
     tag_labels_by_id(dataset, "gt", [d.id], "qa:x")
     assert dataset.values("gt.detections.qa", unwind=True) == [1.0, 1.0]
     assert dataset.values("gt.detections.tags") == [[["qa:x"], ["qa:x"]]]
+
+
+def test_real_bccd_sizes_computed_from_media(shared_data):
+    from PIL import Image
+
+    ds = fo.Dataset.from_dir(dataset_type=fo.types.VOCDetectionDataset,
+                             data_path=str(shared_data / "bccd" / "JPEGImages"),
+                             labels_path=str(shared_data / "bccd" / "Annotations"),
+                             label_field="gt", max_samples=4, shuffle=False, progress=False)
+    try:
+        ds.set_values("metadata", [None] * len(ds))  # force the missing-metadata path
+        t = read_label_table(ds, "gt")
+        sizes = [Image.open(p).size for p in t.filepaths]
+        assert t.width.tolist() == [float(w) for w, _ in sizes]
+        assert t.height.tolist() == [float(h) for _, h in sizes]
+        require_frame_sizes(t, "CIoU")  # known now: no error
+    finally:
+        ds.delete()
