@@ -15,9 +15,12 @@ Both fields are written into a FiftyOne dataset and every method reads the same 
 - cleanlab: ``cleanlab.object_detection.rank.get_label_quality_scores`` (pixel xyxy, per-class
   prediction arrays); image score = 1 - its label quality score;
 - FiftyOne brain: ``compute_mistakenness(pred, label_field)``; image score = the sample's
-  ``mistakenness`` (its documented per-sample score; None/-1 -> 0); and, generously, "fo-brain
-  best-field": per kind the most fitting output (drop: ``possible_missing`` count; spurious,
-  duplicate: ``possible_spurious`` count; shift, rescale: max ``mistakenness_loc``; swap: ``mistakenness``).
+  ``mistakenness`` (its documented per-sample score; None/-1 -> 0);
+- "best-field" rows, which assume one already knows the kind of error sought: FiftyOne's most fitting
+  output per kind (drop: ``possible_missing`` count; spurious, duplicate: ``possible_spurious`` count;
+  shift, rescale: max ``mistakenness_loc``; swap: ``mistakenness``) and ours (the number of the
+  matching kind's findings per image, i.e. the ``<key>_<kind>`` sample counts the audit writes, score >= 0.5,
+  ties broken by the image's top score of that kind).
 
 Scoring per error kind: the pool is the images with that kind plus all clean images; ties are broken
 by one fixed random permutation shared by all methods. P@k at k = half the positives (purity of the top
@@ -115,6 +118,7 @@ def ranking_metrics(score, positive, pool, tiebreak):
 
 def run_one(name, ds, clean, seed, rows):
     from iou_audit.audits.predictions.core import compute_prediction_audit
+    from iou_audit.audits.predictions.errors import group_max
     from iou_audit.simulate.predictions import (
         KINDS, boxes_from_table, inject_label_errors, simulate_detections, to_detections)
     from iou_audit.table import read_label_table
@@ -133,6 +137,18 @@ def run_one(name, ds, clean, seed, rows):
     a = compute_prediction_audit(pred, gt, coco_metrics=False, tide=False)
     ours = 1.0 - a.image_quality
     timings["ours"] = time.perf_counter() - t0
+    S = len(gt.sample_ids)
+    e = a.errors
+
+    def count_then_max(idx, v):  # findings per image (score >= 0.5), ties broken by the top score
+        return np.bincount(idx, v >= 0.5, minlength=S) + 0.5 * group_max(idx, v, S)[0]
+
+    ours_best = {"drop": count_then_max(pred.sample_index, e.possible_missing),
+                 "spurious": count_then_max(gt.sample_index, e.possible_spurious),
+                 "duplicate": count_then_max(gt.sample_index, e.possible_spurious),
+                 "shift": count_then_max(gt.sample_index, e.mislocated),
+                 "rescale": count_then_max(gt.sample_index, e.mislocated),
+                 "swap": count_then_max(gt.sample_index, e.class_swap)}
     t0 = time.perf_counter()
     cl = cleanlab_scores(gt, pred, classes, sizes)
     timings["cleanlab"] = time.perf_counter() - t0
@@ -147,7 +163,7 @@ def run_one(name, ds, clean, seed, rows):
             continue
         pool = pos | clean_img
         for method, score in (("ours", ours), ("cleanlab", cl), ("fo-brain", fo_m),
-                              ("fo-brain best-field", fo_best[kind])):
+                              ("ours best-field", ours_best[kind]), ("fo-brain best-field", fo_best[kind])):
             p, r, auc, n = ranking_metrics(score, pos, pool, tiebreak)
             rows.append((name, seed, kind, method, n, p, r, auc))
     print(f"[{name} seed {seed}] seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
@@ -172,8 +188,9 @@ def main(argv=None):
     pd.set_option("display.width", 160)
     print(summary.round(3).to_string())
     best = summary["AUROC"].unstack("method")
-    others = [c for c in best.columns if c != "ours"]
-    best["ours ahead (AUROC)"] = best["ours"] > best[others].max(axis=1)
+    best = best[["ours", "cleanlab", "fo-brain", "ours best-field", "fo-brain best-field"]]
+    best["single score: ours ahead"] = best["ours"] > best[["cleanlab", "fo-brain"]].max(axis=1)
+    best["best-field: ours ahead"] = best["ours best-field"] > best["fo-brain best-field"]
     print()
     print(best.round(3).to_string())
     return 0
