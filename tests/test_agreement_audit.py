@@ -75,3 +75,18 @@ def test_bad_input_errors_name_the_problem(three):
     with pytest.raises(ValueError, match="unknown annotators"):
         three.set_values("covered", [["a", "zed"], None])
         audit_agreement(three, ["a", "b", "c"], coverage_field="covered")
+
+
+def test_filled_polylines_use_polygon_iou(dataset):
+    from shapely.geometry import Polygon
+
+    tri = [(0.1, 0.1), (0.5, 0.1), (0.1, 0.5)]
+    tri2 = [(0.12, 0.1), (0.5, 0.12), (0.1, 0.45)]
+    poly = lambda pts, lab: fo.Polyline(label=lab, points=[pts], closed=True, filled=True)  # noqa: E731
+    dataset.add_samples([fo.Sample(filepath="/nonexistent/p.jpg",
+                                   a=fo.Polylines(polylines=[poly(tri, "road")]),
+                                   b=fo.Polylines(polylines=[poly(tri2, "road")]))])
+    res = audit_agreement(dataset, ["a", "b"], compute_map=False)
+    want = Polygon(tri).intersection(Polygon(tri2)).area / Polygon(tri).union(Polygon(tri2)).area
+    assert res.metrics["geometry"] == "polygon"
+    assert res.tables["pairs"].mean_iou.iloc[0] == pytest.approx(want, abs=1e-12)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from iou_audit.geometry.boxes import batched_box_iou
 from iou_audit.geometry.masks import batched_cropped_mask_iou
+from iou_audit.geometry.polygons import batched_polygon_iou
 from iou_audit.matching import batched_match
 
 GEOMETRIES = ("box", "mask", "polygon")
@@ -85,13 +86,7 @@ def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
     elif geometry == "mask":
         values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b, frame_sizes(ta))
     else:
-        from iou_audit.geometry.polygons import polygon_iou
-
-        pair_offsets = np.concatenate([[0], np.cumsum(np.diff(off_a) * np.diff(off_b))]).astype(np.int64)
-        values = np.zeros(pair_offsets[-1], dtype=np.float64)
-        for s in np.flatnonzero((np.diff(off_a) > 0) & (np.diff(off_b) > 0)):
-            block = polygon_iou(ta.polygons[off_a[s]:off_a[s + 1]], tb.polygons[off_b[s]:off_b[s + 1]])
-            values[pair_offsets[s]:pair_offsets[s + 1]] = np.asarray(block[0] if isinstance(block, tuple) else block).ravel()
+        values, pair_offsets = batched_polygon_iou(ta.polygons, off_a, tb.polygons, off_b)
     return np.asarray(values, dtype=np.float64), np.asarray(pair_offsets, dtype=np.int64)
 
 
