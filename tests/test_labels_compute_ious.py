@@ -293,3 +293,50 @@ def test_diou_uses_pixels():
     # distance 100, enclosing diagonal sqrt(200^2 + 50^2): DIoU = -100^2 / (200^2 + 50^2).
     got = compute_ious([a], [b], metric="diou", frame_size=(200, 100))
     assert got[0, 0] == pytest.approx(-(100**2) / (200**2 + 50**2), abs=1e-12)
+
+
+def test_coco_imported_by_fiftyone_with_round_placement(shared_data, tmp_path, dataset):
+    """FiftyOne's own COCO importer crops masks at rounded box corners: rounding="round" places them
+    back exactly (pycocotools on the original annotations is the oracle), the default to_segmentation
+    placement does not. Images are empty placeholder files: no pixels are needed."""
+    root = shared_data / "coco-val2014-100"
+    gt = json.loads((root / "instances_val2014_100.json").read_text())
+    for im in gt["images"]:
+        (tmp_path / im["file_name"]).touch()
+    ds = dataset
+    ds.add_dir(dataset_type=fo.types.COCODetectionDataset, data_path=str(tmp_path),
+               labels_path=str(root / "instances_val2014_100.json"), label_types=["segmentations"],
+               label_field="gt", include_id=True, progress=False)
+    images = {im["id"]: im for im in gt["images"]}
+    per_image = {}
+    for a in gt["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a)
+    exact_pairs, floor_errors = 0, []
+    for coco_id, dets in zip(ds.values("gt_coco_id"), ds.values("gt_segmentations")):
+        dets = dets.detections if dets else []
+        if not dets:
+            continue
+        w, h = images[coco_id]["width"], images[coco_id]["height"]
+        anns = per_image[coco_id]
+        assert len(anns) == len(dets)
+        rles = []
+        for det, a in zip(dets, anns):  # the importer keeps the file's order: check it
+            np.testing.assert_allclose(det.bounding_box, np.array(a["bbox"]) / [w, h, w, h])
+            seg = a["segmentation"]
+            rles.append(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if isinstance(seg, list)
+                        else mask_utils.frPyObjects(seg, h, w))
+        # Objects whose pixels stick out of their rounded box lost them in the import: skip those
+        # (all crowd RLEs: COCO's crowd boxes are one pixel short of their masks).
+        whole = np.array([int(d.mask.sum()) == int(mask_utils.area(r)) for d, r in zip(dets, rles)])
+        crowd = np.array([a["iscrowd"] for a in anns], np.uint8)
+        expected = np.asarray(mask_utils.iou(rles, rles, crowd))
+        keep = whole[:, None] & whole[None, :]
+        ours = compute_ious(dets, dets, iscrowd="iscrowd", use_masks=True, frame_size=(w, h),
+                            rounding="round")
+        np.testing.assert_allclose(ours[keep], expected[keep], atol=1e-6, rtol=0)
+        floor = compute_ious(dets, dets, iscrowd="iscrowd", use_masks=True, frame_size=(w, h))
+        sel = keep & (expected > 0)
+        exact_pairs += int(sel.sum())
+        floor_errors.extend(np.abs(floor - expected)[sel].tolist())
+    assert exact_pairs > 1000
+    assert max(floor_errors) > 0.01  # why rounding="round" exists
