@@ -3,7 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 import fiftyone as fo
 
@@ -25,10 +25,13 @@ def planted(shared_data, tmp_path, dataset):
     resized = tmp_path / "img1_small.jpg"
     im = Image.open(paths[1])
     im.resize((im.width // 2, im.height // 2)).save(resized, quality=70)
+    shifted = tmp_path / "img9_shifted.jpg"  # the stage moved by 8 % right, 6 % down (new content wraps in)
+    im = Image.open(paths[9])
+    ImageChops.offset(im, int(0.08 * im.width), int(0.06 * im.height)).save(shifted, quality=90)
     splits = ["train", "train", "train", "train", "val", "val", "val", "test", "test", "test", "train", "val"]
     samples = [fo.Sample(filepath=p, split=s) for p, s in zip(paths, splits)]
     samples += [fo.Sample(filepath=exact, split="test"), fo.Sample(filepath=str(resized), split="val"),
-                fo.Sample(filepath=paths[2], split="test")]
+                fo.Sample(filepath=paths[2], split="test"), fo.Sample(filepath=str(shifted), split="train")]
     rng = np.random.default_rng(0)
     boxes = {}
     for k, s in enumerate(samples):
@@ -58,7 +61,9 @@ def test_planted_leaks_are_found(planted):
     ds, paths, exact, resized = planted
     r = audit_splits(ds, split_field="split", group_field="video")
     assert _pairs(r, "leak_exact", ds) == {("copy_of_img0.jpg", "img0.jpg"), ("img2.jpg", "img2.jpg")}
-    assert _pairs(r, "leak_near", ds) == {("img1_small.jpg", "img1.jpg")}
+    assert _pairs(r, "leak_near", ds) == {("img1_small.jpg", "img1.jpg"), ("img9.jpg", "img9_shifted.jpg")}
+    shift = r.findings[r.findings.detail.str.contains("shifted view")]
+    assert len(shift) == 1 and shift.score.iloc[0] >= 0.8
     assert _pairs(r, "leak_annotation", ds) == {("img4.jpg", "img3.jpg")}
     assert _pairs(r, "leak_group", ds) == {("img5.jpg", "img10.jpg"), ("img10.jpg", "img5.jpg")}
     ann = r.findings[r.findings.kind == "leak_annotation"].iloc[0]
@@ -76,8 +81,12 @@ def test_views_pair_field_cache_and_delete(planted):
     assert r.metrics["hash_cache_hits"] == 0
     view = ds.load_saved_view("sp-leak_near")
     names = [p.rsplit("/", 1)[-1] for p in view.values("filepath")]
-    assert sorted(names) == ["img1.jpg", "img1_small.jpg"]
-    assert len(set(view.values("sp_pair"))) == 1
+    assert sorted(names) == ["img1.jpg", "img1_small.jpg", "img9.jpg", "img9_shifted.jpg"]
+    pair_ids = view.values("sp_pair")
+    assert pair_ids == sorted(pair_ids) and len(set(pair_ids)) == 2
+    # the two sides of each pair are adjacent in the view
+    assert {frozenset(names[:2]), frozenset(names[2:])} == {frozenset({"img1.jpg", "img1_small.jpg"}),
+                                                          frozenset({"img9.jpg", "img9_shifted.jpg"})}
     # the exact view shows both pairs, each pair's two samples adjacent
     exact_view = ds.load_saved_view("sp-leak_exact")
     pair_ids = exact_view.values("sp_pair")
@@ -109,7 +118,7 @@ def test_split_tags_and_sample_with_two_splits(planted):
     self_leak = r.findings[(r.findings.kind == "leak_exact") & (r.findings.sample_id == first.id)]
     assert (self_leak.other_sample_id == first.id).any()
     assert "leak_annotation" not in set(r.findings.kind)  # label_field=None skips label checks
-    assert r.metrics["n_leak_near"] == 1
+    assert r.metrics["n_leak_near"] == 2  # resized copy and shifted copy
 
 
 def test_embeddings_leak(planted):
@@ -120,7 +129,7 @@ def test_embeddings_leak(planted):
     emb[7] = emb[8] + 1e-4  # test vs test: same split, not a leak
     emb[11] = emb[0] + 1e-4  # val vs train
     ds.set_values("emb", [e.tolist() for e in emb])
-    r = audit_splits(ds, split_field="split", embeddings_field="emb", label_field=None, save=False)
+    r = audit_splits(ds, split_field="split", embeddings_field="emb", label_field=None, save=False, shifted=False)
     near = r.findings[(r.findings.kind == "leak_near") & r.findings.detail.str.contains("embedding")]
     assert set(zip(near.sample_id, near.other_sample_id)) == {(ids[11], ids[0])}
 

@@ -3,8 +3,10 @@ split membership from ImageSets/Main/*.txt, file identity with sha256sum, pixel 
 correlation of downsampled images, annotation matches by scipy's linear_sum_assignment over an
 IoU matrix written out here, class counts from the VOC XML files.
 
-Checked by eye (side-by-side images): BloodImage_00037 (val) and BloodImage_00038 (train) are the
-same field of view photographed twice with a focus change (pHash distance 4 bits) - a real leak.
+Checked by eye (side-by-side images, the reviewer's own judgement, not this code's output): these
+cross-split pairs are the same field of view photographed twice - refocused (00037/00038) or with the
+stage moved by 5-15 % of the image (the others). BCCD also holds two such pairs inside train
+(00231/00256, 00382/00395), which are not leaks.
 """
 import collections
 import itertools
@@ -17,6 +19,11 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 import fiftyone as fo
+
+SAME_FIELD_OF_VIEW = {("BloodImage_00037", "BloodImage_00038"), ("BloodImage_00204", "BloodImage_00277"),
+                      ("BloodImage_00226", "BloodImage_00261"), ("BloodImage_00227", "BloodImage_00260"),
+                      ("BloodImage_00229", "BloodImage_00258"), ("BloodImage_00230", "BloodImage_00257"),
+                      ("BloodImage_00236", "BloodImage_00253"), ("BloodImage_00386", "BloodImage_00391")}
 
 from iou_audit.audits.splits import audit_splits
 
@@ -69,27 +76,41 @@ def test_exact_leaks_match_sha256sum(bccd):
 
 
 def _gray(root, stem):
-    im = Image.open(root / "JPEGImages" / f"{stem}.jpg").convert("L").resize((64, 48), Image.Resampling.BILINEAR)
-    x = np.asarray(im, dtype=np.float64).ravel()
-    x -= x.mean()
-    return x / np.linalg.norm(x)
+    im = Image.open(root / "JPEGImages" / f"{stem}.jpg").convert("L").resize((80, 60), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.float64)
+
+
+def _best_shift_correlation(a, b, max_dx=16, max_dy=12):
+    """Pearson correlation of the overlap of two 80 x 60 images at the best integer shift (up to
+    20 % of the side), by exhaustive search. Over 300 random BCCD pairs the maximum is 0.55; the
+    closest distinct fields of view reach 0.73."""
+    best, (h, w) = -1.0, a.shape
+    for dy in range(-max_dy, max_dy + 1):
+        for dx in range(-max_dx, max_dx + 1):
+            x = a[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+            y = b[max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
+            x, y = x - x.mean(), y - y.mean()
+            best = max(best, float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum())))
+    return best
 
 
 def test_near_leaks_are_real_and_complete(bccd):
     ds, result, split_of, root = bccd
     found = _pairs(ds, result, "leak_near")
-    # independent pixel check: downsampled images of every reported pair correlate strongly (distinct
-    # BCCD images stay below 0.64; the 99.9th percentile over all pairs is 0.48)
+    # independent pixel check: every reported pair overlaps almost perfectly at some shift
     for a, b in found:
-        assert float(_gray(root, a) @ _gray(root, b)) > 0.9, (a, b)
-    assert ("BloodImage_00037", "BloodImage_00038") in found  # checked by eye, see module docstring
-    # completeness of the index search: all pairs of the cached hashes, compared with Python ints
+        assert _best_shift_correlation(_gray(root, a), _gray(root, b)) > 0.9, (a, b)
+    assert SAME_FIELD_OF_VIEW <= found  # checked by eye, see module docstring
+    # completeness of the index search for whole-image pHashes: all pairs of the cached hashes,
+    # compared with Python ints
+    near = result.findings[(result.findings.kind == "leak_near") & result.findings.detail.str.contains(": pHash")]
     stem = _stem(ds)
+    by_phash = {tuple(sorted((stem[a], stem[b]))) for a, b in zip(near.sample_id, near.other_sample_id)}
     hashes = [(stem[i], int(h, 16)) for i, h in zip(ds.values("id"), ds.values("bccd_splits_phash"))]
     threshold = result.config["near_threshold"]
     expected = {tuple(sorted((a, b))) for (a, ha), (b, hb) in itertools.combinations(hashes, 2)
                 if split_of[a] != split_of[b] and bin(ha ^ hb).count("1") <= threshold}
-    assert found == expected
+    assert by_phash == expected
 
 
 def _voc(root, stem):

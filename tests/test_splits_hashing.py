@@ -98,8 +98,8 @@ KINDS = ["jpeg20", "jpeg50", "png", "half", "quarter", "upscale", "brighter", "d
 
 def test_threshold_separates_copies_from_distinct_images(bccd_images, tmp_path):
     """Transformed copies must fall within the default threshold and distinct BCCD images outside
-    it (the single known exception, 37/38, is a real re-shoot of the same field: see
-    tests/test_splits_bccd.py)."""
+    it. Known exceptions, checked by eye (tests/test_splits_bccd.py): 00037/00038 are one field of
+    view refocused, 00386/00391 one field of view with the stage moved."""
     originals = phash_files(bccd_images)
     sample = bccd_images[::12]
     copy_dist = []
@@ -120,5 +120,7 @@ def test_threshold_separates_copies_from_distinct_images(bccd_images, tmp_path):
           f"distinct: {len(distinct)} pairs, smallest {np.sort(distinct)[:12].tolist()}")
     assert copy_dist.max() <= DEFAULT_NEAR_THRESHOLD
     assert close <= {("BloodImage_00037.jpg", "BloodImage_00038.jpg")}
-    # the margin on the distinct side: nothing else within threshold + 4 bits
-    assert (distinct <= DEFAULT_NEAR_THRESHOLD + 4).sum() <= 1
+    # the margin on the distinct side: only the known re-shoots within threshold + 4 bits
+    margin = {(names[a], names[b]) for a, b in zip(i[distinct <= DEFAULT_NEAR_THRESHOLD + 4],
+                                                   j[distinct <= DEFAULT_NEAR_THRESHOLD + 4])}
+    assert margin <= {("BloodImage_00037.jpg", "BloodImage_00038.jpg"), ("BloodImage_00386.jpg", "BloodImage_00391.jpg")}

@@ -88,3 +88,19 @@ def test_choose_n_bands_and_bad_radius():
     with pytest.raises(ValueError, match="radius"):
         near_pairs(np.zeros(3, np.uint64), -1)
     assert all(len(a) == 0 for a in near_pairs(np.zeros(1, np.uint64), 3))
+
+
+@pytest.mark.parametrize("radius", [0, 3, 8, 12])
+def test_query_pairs_equals_python_oracle(radius):
+    from iou_audit.audits.splits.index import query_pairs
+
+    rng = np.random.default_rng(10 + radius)
+    database = _clustered_hashes(rng, 300, radius)
+    queries = database[rng.integers(0, len(database), 80)].copy()
+    for k in range(len(queries)):
+        for bit in rng.choice(64, rng.integers(0, radius + 3), replace=False):
+            queries[k] ^= np.uint64(1) << np.uint64(bit)
+    expected = [(q, d, bin(int(a) ^ int(b)).count("1")) for q, a in enumerate(queries)
+                for d, b in enumerate(database) if bin(int(a) ^ int(b)).count("1") <= radius]
+    assert _as_triples(query_pairs(queries, database, radius)) == expected
+    assert expected

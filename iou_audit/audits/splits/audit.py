@@ -5,8 +5,9 @@ order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train
 - ``leak_exact``: identical file bytes (SHA-256) or the same file path in two splits; also a sample
   carrying two split tags (``other_sample_id`` = itself).
 - ``leak_near``: near-identical pixels: 64-bit DCT perceptual hashes within ``near_threshold`` bits
-  (multi-index hash search, no all-pairs comparison); optionally cosine distance <=
-  ``embeddings_threshold`` on an existing embeddings field. Byte-identical pairs are only exact.
+  (multi-index hash search, no all-pairs comparison); shifted views of one scene (window hashes,
+  verified by aligned pixel correlation); optionally cosine distance <= ``embeddings_threshold``
+  on an existing embeddings field. Byte-identical pairs are only exact.
 - ``leak_annotation``: near-identical label sets (same classes and counts, every box matched
   one-to-one class-wise at IoU >= ``annotation_iou``), from candidate pairs bucketed by class
   multiset and box layout.
@@ -17,7 +18,8 @@ order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train
   (see ``drift``). Tables ``drift_tests`` and ``class_counts`` hold every test.
 Every sample in a leak gets ``<key>_pair`` (the id of its connected group of leaked pairs); each
 leak kind's saved view ``<key>-<kind>`` selects both sides sorted by it, so pairs sit side by side.
-Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_filestat`` for fast re-runs.
+Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_whash`` / ``<key>_filestat``
+for fast re-runs.
 """
 from __future__ import annotations
 
@@ -27,9 +29,11 @@ import pandas as pd
 from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
 from iou_audit.audits.splits.leaks import (
-    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks,
+    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks, shifted_leaks,
 )
-from iou_audit.audits.splits.sources import image_hashes, read_embeddings, read_groups, read_splits
+from iou_audit.audits.splits.sources import (
+    image_hashes, read_embeddings, read_groups, read_splits, window_hex, windows_loader,
+)
 
 AUDIT = "splits"
 LEAK_KINDS = ("leak_exact", "leak_near", "leak_annotation", "leak_group")
@@ -42,6 +46,13 @@ KINDS = LEAK_KINDS + ("split_drift",)
 # 0.85 sits between, with margin on both sides.
 DEFAULT_ANNOTATION_IOU = 0.85
 DEFAULT_EMBEDDINGS_THRESHOLD = 0.05
+# Shifted views, measured on BCCD (all 66,066 pairs, tests/test_splits_bccd.py): the 10 pairs that
+# are the same field of view with the stage moved (checked by eye) have window pHash distance 2-6
+# and aligned pixel correlation 0.83-0.97; every other pair has distance >= 8 and correlation
+# <= 0.75 (99.9th percentile 0.69). Candidates within 8 bits (2 bits of margin), kept at
+# correlation >= 0.8 (in the gap between 0.75 and 0.83).
+DEFAULT_SHIFT_THRESHOLD = 8
+DEFAULT_SHIFT_CORRELATION = 0.8
 
 
 def _findings(kind: str, pairs: LeakPairs, ids, split, names, field: str = "", orient: bool = True) -> pd.DataFrame:
@@ -122,6 +133,8 @@ def audit_splits(
     embeddings_threshold: float = DEFAULT_EMBEDDINGS_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     min_effect: float = DEFAULT_MIN_EFFECT,
+    shifted: bool = True,
+    shift_correlation: float = DEFAULT_SHIFT_CORRELATION,
     save: bool = True,
     progress=None,
     workers: int | None = None,
@@ -142,6 +155,8 @@ def audit_splits(
             None = skip both.
         embeddings_threshold: cosine distance for embedding leaks.
         alpha, min_effect: drift finding rule (Bonferroni-adjusted p < alpha and effect >= min_effect).
+        shifted: also look for shifted views of one scene (window pHashes, verified by the pixel
+            correlation of the best-aligned windows >= ``shift_correlation``), as ``leak_near``.
         save: write into the dataset (tags are not used: findings are per sample pair).
         progress: callable ``progress(fraction, label)``, or True for a tqdm bar.
         workers: threads reading image files.
@@ -166,10 +181,11 @@ def audit_splits(
               "group_field": group_field, "embeddings_field": embeddings_field, "label_field": label_field,
               "near_threshold": int(near_threshold), "annotation_iou": float(annotation_iou),
               "embeddings_threshold": float(embeddings_threshold), "alpha": float(alpha),
-              "min_effect": float(min_effect)}
+              "min_effect": float(min_effect), "shifted": bool(shifted),
+              "shift_correlation": float(shift_correlation)}
     filepaths = samples.values("filepath")
     report(0.0, "hashing images")
-    sha, phash, stats, cached = image_hashes(
+    sha, phash, whash, stats, cached = image_hashes(
         samples, filepaths, audit_key, workers,
         lambda done, total: report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
 
@@ -180,8 +196,14 @@ def audit_splits(
         rows = [{"audit": AUDIT, "kind": "leak_exact", "sample_id": sid, "other_sample_id": sid, "score": 1.0,
                  "detail": f"one sample tagged with several splits: {', '.join(tags)}"} for sid, tags in multi.items()]
         frames.append(make_findings(rows))
-    frames.append(_findings("leak_near", near_leaks(phash, split, int(near_threshold), exclude=exact),
-                            ids, split, names))
+    near = near_leaks(phash, split, int(near_threshold), exclude=exact)
+    frames.append(_findings("leak_near", near, ids, split, names))
+    if shifted:
+        report(0.72, "shifted views")
+        found = LeakPairs.build(np.r_[exact.i, near.i], np.r_[exact.j, near.j], np.ones(len(exact) + len(near)))
+        frames.append(_findings("leak_near", shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD,
+                                                           float(shift_correlation), windows_loader(filepaths, workers),
+                                                           exclude=found), ids, split, names))
     if embeddings_field:
         frames.append(_findings("leak_near", embedding_leaks(read_embeddings(samples, embeddings_field), split,
                                                              float(embeddings_threshold)), ids, split, names))
@@ -203,7 +225,7 @@ def audit_splits(
     result = AuditResult(AUDIT, audit_key, config, findings, tables=tables, metrics=metrics)
     if save:
         report(0.9, "saving")
-        _save(samples, result, ids, sha, phash, stats)
+        _save(samples, result, ids, sha, phash, whash, stats)
     report(1.0, "done")
     return result
 
@@ -231,7 +253,7 @@ def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha
     return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}
 
 
-def _save(samples, result, ids, sha, phash, stats) -> None:
+def _save(samples, result, ids, sha, phash, whash, stats) -> None:
     from fiftyone import ViewField as F
 
     from iou_audit.results import save_audit
@@ -241,7 +263,7 @@ def _save(samples, result, ids, sha, phash, stats) -> None:
     leaks = f[f["kind"].isin(LEAK_KINDS)]
     pair_of = pair_groups(leaks["sample_id"].to_numpy(), leaks["other_sample_id"].to_numpy())
     sample_fields = {"sha256": dict(zip(ids, sha)), "phash": dict(zip(ids, hash_to_hex(phash))),
-                     "filestat": dict(zip(ids, stats))}
+                     "whash": dict(zip(ids, window_hex(whash))), "filestat": dict(zip(ids, stats))}
     if pair_of:
         sample_fields["pair"] = pair_of
     save_audit(samples, result, sample_fields=sample_fields)

@@ -22,10 +22,11 @@ from PIL import Image
 
 # Default Hamming radius for "near-identical" (of 64 bits). Measured on BCCD (364 real microscope
 # images, tests/test_splits_hashing.py): re-encoded (JPEG q20-q50, PNG), resized (x0.25-x1.5),
-# brightened/darkened 15%, contrast +20%, blurred (sigma 1-2) copies are 0-4 bits from their
-# originals; distinct images are >= 14 bits apart except one real refocused re-shoot (4 bits).
-# 8 sits between the two distributions with a margin of 4 bits on the copy side and 6 on the
-# distinct side (pHash distances are even: exactly 32 of 64 bits are set above the median).
+# brightened/darkened 15 %, contrast +20 %, blurred (sigma 1-2) copies are 0-4 bits from their
+# originals (0-6 when resize, brightening, blur and JPEG q60 are combined); distinct images are
+# >= 14 bits apart, except two real re-shoots of one field of view (4 bits: refocused; 12: stage
+# moved). 8 sits between the two distributions (pHash distances are even: exactly 32 of the 64
+# bits are set above the median).
 DEFAULT_NEAR_THRESHOLD = 8
 
 PHASH_SIZE = 32  # side of the grayscale thumbnail fed to the DCT
@@ -72,16 +73,24 @@ def _checked(fn):
     return run
 
 
-def load_gray_thumbnail(path: str, size: int = PHASH_SIZE) -> np.ndarray:
-    """Decode an image file to a (size, size) float32 grayscale array with box-filter shrinking.
+def load_gray_thumbnail(path, size: int = PHASH_SIZE) -> np.ndarray:
+    """Decode an image file (path or file object) to a (size, size) float32 grayscale array with
+    box-filter shrinking.
 
     JPEG ``draft`` mode lets libjpeg decode at 1/2..1/8 scale directly, which is several times
     faster than a full decode and does not change the low frequencies the hash keeps.
     """
+    return decode_gray(path, (size,))[0]
+
+
+def decode_gray(path, sizes: Sequence[int]) -> list[np.ndarray]:
+    """One decode of an image, shrunk (box filter) to a (size, size) float32 grayscale array per
+    requested size; the JPEG draft keeps at least twice the largest size."""
     with Image.open(path) as im:
-        im.draft("L", (size * 4, size * 4))
-        gray = im.convert("L").resize((size, size), Image.Resampling.BOX)
-        return np.asarray(gray, dtype=np.float32)
+        side = 2 * max(sizes)
+        im.draft("L", (side, side))
+        gray = im.convert("L")
+        return [np.asarray(gray.resize((n, n), Image.Resampling.BOX), dtype=np.float32) for n in sizes]
 
 
 def load_gray_thumbnails(paths: Sequence[str], size: int = PHASH_SIZE, workers: int | None = None) -> np.ndarray:
@@ -126,6 +135,48 @@ def bits_to_hash(bits: np.ndarray) -> np.ndarray:
     """
     bits = np.asarray(bits, dtype=bool)
     return (bits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
+
+
+# Shifted views (the same scene photographed with the stage moved, a crop): pHashes of 81 windows.
+# A 144 x 144 thumbnail is pooled 3 x 3 to 48 x 48; every window is 32 x 32 pooled cells (2/3 of the
+# image side) at offsets 0, 2, ..., 16 cells (a 9 x 9 grid, steps of 4.2 % of the side), so a shift
+# of up to 1/6 of the image in x and y leaves the centre window of one image within 2.1 % of some
+# window of the other.
+WINDOW_THUMB = 144
+WINDOW_POOL = 3
+WINDOW_STEP = 2
+WINDOW_GRID = 9
+CENTER_WINDOW = (WINDOW_GRID * WINDOW_GRID) // 2
+
+
+def window_stack(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 144, 144) thumbnails -> (N, 81, 32, 32) pooled windows (row-major window grid).
+
+    >>> window_stack(np.zeros((2, 144, 144), np.float32)).shape
+    (2, 81, 32, 32)
+    """
+    thumbs = np.asarray(thumbs, dtype=np.float32)
+    n, side = len(thumbs), WINDOW_THUMB // WINDOW_POOL
+    if thumbs.shape[1:] != (WINDOW_THUMB, WINDOW_THUMB):
+        raise ValueError(f"window_stack expects (N, {WINDOW_THUMB}, {WINDOW_THUMB}) thumbnails, got {thumbs.shape}")
+    pooled = thumbs.reshape(n, side, WINDOW_POOL, side, WINDOW_POOL).mean(axis=(2, 4))
+    windows = np.lib.stride_tricks.sliding_window_view(pooled, (PHASH_SIZE, PHASH_SIZE), axis=(1, 2))
+    windows = windows[:, ::WINDOW_STEP, ::WINDOW_STEP]
+    return windows.reshape(n, WINDOW_GRID * WINDOW_GRID, PHASH_SIZE, PHASH_SIZE)
+
+
+def window_hashes_from_gray(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 144, 144) thumbnails -> (N, 81) uint64 pHashes of the window grid."""
+    windows = window_stack(thumbs)
+    return phash_from_gray(windows.reshape(-1, PHASH_SIZE, PHASH_SIZE)).reshape(len(windows), -1)
+
+
+def normalised_windows(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 81, 1024) zero-mean, unit-norm window pixels: dot products are Pearson correlations."""
+    w = window_stack(thumbs).reshape(len(thumbs), WINDOW_GRID * WINDOW_GRID, -1).astype(np.float64)
+    w -= w.mean(axis=2, keepdims=True)
+    norm = np.linalg.norm(w, axis=2, keepdims=True)
+    return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
 
 
 def phash_files(paths: Sequence[str], workers: int | None = None) -> np.ndarray:

@@ -238,3 +238,47 @@ def brute_force_pairs(hashes: np.ndarray, radius: int, chunk_rows: int = 256
     order = np.lexsort((j, i))
     i, j = i[order], j[order]
     return i, j, hamming(hashes[i], hashes[j])
+
+
+def query_pairs(queries: np.ndarray, database: np.ndarray, radius: int, n_bands: int | None = None,
+                chunk_size: int = 1 << 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ``(q, d)`` with ``hamming(queries[q], database[d]) <= radius``, by multi-index hashing
+    of ``database`` (same pigeonhole bands as :func:`near_pairs`, probed from every query).
+
+    Returns ``(query_rows, database_rows, distances)`` sorted by ``(q, d)``.
+
+    >>> q = np.array([0b0000, 0xFF00], np.uint64); db = np.array([0b0001, 0xFF00, 0b0111], np.uint64)
+    >>> [a.tolist() for a in query_pairs(q, db, radius=1)]
+    [[0, 1], [0, 1], [1, 0]]
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.uint64).ravel()
+    database = np.ascontiguousarray(database, dtype=np.uint64).ravel()
+    radius = int(radius)
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    n_db = len(database)
+    m = n_bands or max(3, choose_n_bands(max(n_db, 1), radius))
+    found_q, found_d = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    if len(queries) and n_db:
+        for (shift, width), probe_flips in zip(_band_layout(m), band_probe_radii(radius, m)):
+            if probe_flips < 0:
+                continue
+            mask_bits = np.uint64((1 << width) - 1)
+            band_db = ((database >> np.uint64(shift)) & mask_bits).astype(np.int64)
+            band_q = ((queries >> np.uint64(shift)) & mask_bits).astype(np.int64)
+            order = np.argsort(band_db, kind="stable")
+            counts = np.bincount(band_db, minlength=1 << width)
+            starts = np.cumsum(counts) - counts
+            for mask in _flip_masks(width, probe_flips):
+                for lo in range(0, len(queries), chunk_size):
+                    q = np.arange(lo, min(len(queries), lo + chunk_size))
+                    probe = band_q[q] ^ mask
+                    hits = counts[probe]
+                    partner = order[_ragged_arange(starts[probe], hits)]
+                    q = np.repeat(q, hits)
+                    close = hamming(queries[q], database[partner]) <= radius
+                    found_q.append(q[close])
+                    found_d.append(partner[close])
+    key = np.unique(np.concatenate(found_q) * max(n_db, 1) + np.concatenate(found_d))
+    qi, di = key // max(n_db, 1), key % max(n_db, 1)
+    return qi, di, hamming(queries[qi], database[di])

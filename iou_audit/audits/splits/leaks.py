@@ -276,3 +276,52 @@ def annotation_leaks(offsets, label, box, split, iou_thresh: float, chunk_pairs:
     detail = np.array([f"{n} labels, same classes; matched IoU mean {m:.3f}, min {s:.3f}"
                        for n, m, s in zip(n_labels[i].tolist(), mean.tolist(), low.tolist())], dtype=object)
     return LeakPairs.build(i, j, mean, iou=low, detail=detail)
+
+
+def shifted_leaks(window_hashes: np.ndarray, split: np.ndarray, radius: int, min_correlation: float,
+                  load_windows, exclude: LeakPairs | None = None) -> LeakPairs:
+    """Pairs in different splits that show the same scene shifted (stage moved, re-cropped).
+
+    Candidates: the centre-window pHash of one image within ``radius`` bits of any window pHash of
+    the other (``query_pairs``: multi-index search, not all pairs). Verified with pixels: the
+    Pearson correlation of the centre window with the best-aligned window of the other image
+    (``load_windows(rows) -> (len(rows), 81, 1024)`` normalised windows) must reach
+    ``min_correlation``. Pairs in ``exclude`` (already exact or near leaks) are left out.
+    Score = that correlation.
+    """
+    from iou_audit.audits.splits.hashing import CENTER_WINDOW, WINDOW_GRID
+    from iou_audit.audits.splits.index import query_pairs
+
+    wh = np.asarray(window_hashes, np.uint64)
+    n, k = wh.shape
+    usable = np.flatnonzero(split >= 0)
+    q, d, dist = query_pairs(wh[usable, CENTER_WINDOW], wh[usable].ravel(), radius)
+    a, b = usable[q], usable[d // k]
+    keep = cross_split(a, b, split)
+    a, b, dist = a[keep], b[keep], dist[keep]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo * n + hi
+    if exclude is not None and len(exclude):
+        drop = np.isin(key, np.minimum(exclude.i, exclude.j) * n + np.maximum(exclude.i, exclude.j))
+        lo, hi, key, dist = lo[~drop], hi[~drop], key[~drop], dist[~drop]
+    key = np.unique(key)
+    if not len(key):
+        return LeakPairs.build([], [], [])
+    best_dist = np.full(len(key), 64)
+    np.minimum.at(best_dist, np.searchsorted(key, lo * n + hi), dist)
+    i, j = key // n, key % n
+    rows = np.unique(np.r_[i, j])
+    windows = load_windows(rows)
+    pos_i, pos_j = np.searchsorted(rows, i), np.searchsorted(rows, j)
+    # centre of each side against every window of the other; keep the better direction
+    corr_ij = np.einsum("pd,pkd->pk", windows[pos_i, CENTER_WINDOW], windows[pos_j])
+    corr_ji = np.einsum("pd,pkd->pk", windows[pos_j, CENTER_WINDOW], windows[pos_i])
+    best = np.maximum(corr_ij.max(axis=1), corr_ji.max(axis=1))
+    at = np.where(corr_ij.max(axis=1) >= corr_ji.max(axis=1), corr_ij.argmax(axis=1), corr_ji.argmax(axis=1))
+    ok = best >= min_correlation
+    step = 100.0 * 2 / 48  # window grid step in % of the image side (WINDOW_STEP / pooled side)
+    centre = WINDOW_GRID // 2
+    detail = np.array([f"shifted view: window pHash distance {dd}/64 bits, aligned pixel correlation {c:.3f} "
+                       f"at offset ({(w % WINDOW_GRID - centre) * step:+.0f}%, {(w // WINDOW_GRID - centre) * step:+.0f}%)"
+                       for dd, c, w in zip(best_dist[ok].tolist(), best[ok].tolist(), at[ok].tolist())], dtype=object)
+    return LeakPairs.build(i[ok], j[ok], np.clip(best[ok], 0.0, 1.0), detail=detail)

@@ -9,7 +9,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from iou_audit.audits.splits.hashing import hash_to_hex, hex_to_hash, load_gray_thumbnail, phash_from_gray
+from iou_audit.audits.splits.hashing import (
+    PHASH_SIZE, WINDOW_GRID, WINDOW_THUMB, decode_gray, hash_to_hex, hex_to_hash, normalised_windows,
+    phash_from_gray, window_hashes_from_gray,
+)
+
+N_WINDOWS = WINDOW_GRID * WINDOW_GRID
 
 HASH_CHUNK = 256  # files per progress step
 # Order of split names read from a field: training first, evaluation last (findings name the sample
@@ -67,16 +72,23 @@ def file_stat_key(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _hash_one(path: str) -> tuple[str, np.ndarray]:
-    """SHA-256 and pHash thumbnail from one read of the file."""
+def _hash_one(path: str):
+    """SHA-256 and both thumbnails (pHash 32 x 32, windows 144 x 144) from one read of the file."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-        return hashlib.sha256(data).hexdigest(), load_gray_thumbnail(io.BytesIO(data))
+        small, large = decode_gray(io.BytesIO(data), (PHASH_SIZE, WINDOW_THUMB))
+        return hashlib.sha256(data).hexdigest(), small, large
     except FileNotFoundError as e:
         raise FileNotFoundError(f"image file not found: {path!r}") from e
     except OSError as e:
         raise ValueError(f"cannot read image {path!r}: {e}") from e
+
+
+def _pool(workers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers or max(1, min(8, os.cpu_count() or 1)))
 
 
 def image_hashes(
@@ -85,41 +97,60 @@ def image_hashes(
     cache_prefix: str,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """SHA-256 and pHash of every sample's file, reusing cached values.
+):
+    """SHA-256, pHash and window pHashes of every sample's file, reusing cached values.
 
-    The cache is the sample fields ``<prefix>_sha256``, ``<prefix>_phash`` (16 hex digits) and
-    ``<prefix>_filestat`` (size and modification time); a value is reused when the file's current
-    size:mtime matches. Files are read in a thread pool (hashlib and Pillow release the GIL).
+    The cache is the sample fields ``<prefix>_sha256``, ``<prefix>_phash`` (16 hex digits),
+    ``<prefix>_whash`` (81 window hashes, 16 hex digits each) and ``<prefix>_filestat`` (size and
+    modification time); a value is reused when the file's current size:mtime matches. Files are
+    read in a thread pool (hashlib and Pillow release the GIL).
 
-    Returns ``(sha256 (S,) object, phash (S,) uint64, filestat (S,) object, n_cached)``.
+    Returns ``(sha256 (S,) object, phash (S,) uint64, window_hashes (S, 81) uint64,
+    filestat (S,) object, n_cached)``.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     n = len(filepaths)
     stats = np.array([file_stat_key(p) for p in filepaths], dtype=object)
-    names = [f"{cache_prefix}_{k}" for k in ("sha256", "phash", "filestat")]
-    if all(samples.get_field(f) is not None for f in names):
-        sha, ph, st = (np.array(samples.values(f), dtype=object) for f in names)
-        valid = (st == stats) & np.array([isinstance(v, str) and len(v) == 16 for v in ph]) & \
-            np.array([isinstance(v, str) and len(v) == 64 for v in sha])
-    else:
-        sha, ph = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
-        valid = np.zeros(n, dtype=bool)
+    names = [f"{cache_prefix}_{k}" for k in ("sha256", "phash", "whash", "filestat")]
+    sha = np.full(n, None, dtype=object)
     phash = np.zeros(n, dtype=np.uint64)
-    if valid.any():
-        phash[valid] = hex_to_hash(list(ph[valid]))
+    whash = np.zeros((n, N_WINDOWS), dtype=np.uint64)
+    valid = np.zeros(n, dtype=bool)
+    if all(samples.get_field(f) is not None for f in names):
+        c_sha, c_ph, c_wh, c_st = (np.array(samples.values(f), dtype=object) for f in names)
+        valid = (c_st == stats) & np.array(
+            [isinstance(a, str) and len(a) == 64 and isinstance(b, str) and len(b) == 16 and isinstance(c, str)
+             and len(c) == 16 * N_WINDOWS for a, b, c in zip(c_sha, c_ph, c_wh)], dtype=bool)
+        if valid.any():
+            sha[valid] = c_sha[valid]
+            phash[valid] = hex_to_hash(list(c_ph[valid]))
+            whash[valid] = hex_to_hash([h[k:k + 16] for h in c_wh[valid] for k in range(0, 16 * N_WINDOWS, 16)]
+                                       ).reshape(-1, N_WINDOWS)
     todo = np.flatnonzero(~valid)
-    sha = sha.copy()
-    with ThreadPoolExecutor(workers or max(1, min(8, os.cpu_count() or 1))) as pool:
+    with _pool(workers) as pool:
         for lo in range(0, len(todo), HASH_CHUNK):
             rows = todo[lo:lo + HASH_CHUNK]
             results = list(pool.map(_hash_one, [filepaths[r] for r in rows]))
             sha[rows] = [r[0] for r in results]
             phash[rows] = phash_from_gray(np.stack([r[1] for r in results]))
+            whash[rows] = window_hashes_from_gray(np.stack([r[2] for r in results]))
             if progress:
                 progress(lo + len(rows), len(todo))
-    return sha, phash, stats, int(valid.sum())
+    return sha, phash, whash, stats, int(valid.sum())
+
+
+def window_hex(whash: np.ndarray) -> list[str]:
+    """(S, 81) window hashes -> one 1,296-digit hex string per sample (the cached form)."""
+    return ["".join(f"{int(h):016x}" for h in row) for row in np.asarray(whash, np.uint64)]
+
+
+def windows_loader(filepaths: Sequence[str], workers: int | None = None):
+    """``load(rows) -> (len(rows), 81, 1024)`` normalised window pixels of those samples' files."""
+    def load(rows):
+        with _pool(workers) as pool:
+            thumbs = list(pool.map(lambda r: _hash_one(filepaths[r])[2], rows))
+        return normalised_windows(np.stack(thumbs)) if thumbs else np.zeros((0, N_WINDOWS, PHASH_SIZE ** 2))
+
+    return load
 
 
 def read_groups(samples, group_field: str) -> np.ndarray:
@@ -150,4 +181,5 @@ def read_embeddings(samples, embeddings_field: str) -> np.ndarray:
     return out
 
 
-__all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "hash_to_hex"]
+__all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "hash_to_hex",
+           "window_hex", "windows_loader"]
