@@ -198,6 +198,9 @@ def test_bad_input_names_the_problem():
         cropped_mask_iou([np.ones(4)], [[0, 0, 1, 1]], [], np.zeros((0, 4)), (4, 4))
     with pytest.raises(ValueError, match="frame_size"):
         cropped_mask_iou([np.ones((2, 2))], [[0, 0, 1, 1]], [], np.zeros((0, 4)), (0, 4))
+    with pytest.raises(ValueError, match=r"samples \[1\] have \[\[nan, 4.0\]\]"):
+        batched_cropped_mask_iou([np.ones((2, 2))] * 2, [[0, 0, 1, 1]] * 2, [0, 1, 2], [], np.zeros((0, 4)),
+                                 [0, 0, 0], np.array([[4, 4], [np.nan, 4]]))
     with pytest.raises(ValueError, match="rounding"):
         mask_pixel_rects(np.zeros((1, 4)), np.array([4, 4]), rounding="ceil")
 

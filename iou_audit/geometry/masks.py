@@ -73,9 +73,12 @@ def _rects_kernel(boxes, sizes, floor, rects, starts):
 def _pixel_rects(boxes, sizes, rounding):
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    if not (np.isfinite(sizes).all() and (sizes > 0).all()):
+    bad = np.flatnonzero(~(np.isfinite(sizes) & (sizes > 0)).all(axis=1))
+    if len(bad):
+        where = "" if len(sizes) == 1 else f" for label rows {bad[:5].tolist()}"
         raise ValueError(
-            f"frame_size must be positive finite (width, height), got {sizes.tolist()}"
+            f"frame_size must be positive finite (width, height) in pixels, got "
+            f"{sizes[bad[:5]].tolist()}{where} (mask placement needs the image size)"
         )
     rects = np.empty((len(boxes), 4), np.int64)
     starts = np.empty(len(boxes) + 1, np.int64)
@@ -282,6 +285,12 @@ def batched_cropped_mask_iou(
     if sizes.shape == (2,):
         sizes1 = sizes2 = sizes.reshape(1, 2)
     elif sizes.shape == (n_samples, 2):
+        bad = np.flatnonzero(~(np.isfinite(sizes) & (sizes > 0)).all(axis=1))
+        if len(bad):
+            raise ValueError(
+                f"frame_sizes must be positive finite (width, height) in pixels; samples "
+                f"{bad[:5].tolist()} have {sizes[bad[:5]].tolist()} (mask placement needs them)"
+            )
         sizes1 = np.repeat(sizes, np.diff(off1), axis=0)
         sizes2 = np.repeat(sizes, np.diff(off2), axis=0)
     else:
