@@ -63,6 +63,11 @@ def fruits_tables(order=(0, 1, 2)):
 def test_fruits_matches_kalphacv_end_to_end():
     r = compute_agreement(fruits_tables(), names=["Ann1", "Ann2", "ann3"], compute_map=False)
     assert round(r.metrics["alpha_nominal"], 4) == 0.0222
+    # Per class (units grouped by majority class), by hand with the same formula:
+    # class 1 units (1,1,E) (1,1,2) (E,E,1): n=9, Do_sum=6, De_sum=81-(25+9+1)=46 -> 1-8*6/46;
+    # class 2 unit (2,2,1): n=3, Do_sum=2, De_sum=9-(4+1)=4 -> 1-2*2/4 = 0.
+    per_class = r.tables["per_class"].set_index("label").alpha
+    assert per_class["1"] == pytest.approx(1 - 48 / 46) and per_class["2"] == pytest.approx(0.0)
     # Units as kalphacv's coincidence-matrix test lists them: {1,6,9}, {2,5}, {3,4,8}, {7}.
     ids = {frozenset(m.label_id) for _, m in r.members.groupby("cluster")}
     assert ids == {frozenset("169"), frozenset("25"), frozenset("348"), frozenset("7")}

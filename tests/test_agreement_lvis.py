@@ -107,7 +107,7 @@ def matched_mask_iou(lvis):
 def test_lvis_double_annotations_match_pycocotools(lvis):
     ds = lvis_dataset(lvis)
     try:
-        res = audit_agreement(ds, ["r1", "r2"], audit_key="lvis")
+        res = audit_agreement(ds, ["r1", "r2"], audit_key="lvis", consensus_field="consensus")
         assert res.metrics["geometry"] == "mask"
         pair = res.tables["pairs"].iloc[0]
         want_iou, want_n, pairs = matched_mask_iou(lvis)
@@ -128,6 +128,16 @@ def test_lvis_double_annotations_match_pycocotools(lvis):
             want = boundary_iou(mask_utils.decode(rle1), mask_utils.decode(rle2))
             assert stored[a1["id"]] == pytest.approx(want, abs=1e-12)
         assert res.metrics["boundary_iou"] < pair["mean_iou"]
+        # Consensus of 2 raters: one label per matched pair (quorum = both); with two members the
+        # per-pixel majority keeps pixels covered by at least one, i.e. the union (pycocotools merge).
+        cons = ds.values("consensus.detections", unwind=True)
+        assert len(cons) == want_n
+        by_members = {tuple(sorted(d.members)): d for d in cons}
+        id_of = dict(zip(ds.values("r1.detections.lvis_id", unwind=True), ds.values("r1.detections.id", unwind=True)))
+        id_of.update(zip(ds.values("r2.detections.lvis_id", unwind=True), ds.values("r2.detections.id", unwind=True)))
+        for (a1, rle1), (a2, rle2) in pairs[:60]:
+            d = by_members[tuple(sorted((id_of[a1["id"]], id_of[a2["id"]])))]
+            assert int(d.mask.sum()) == int(mask_utils.area(mask_utils.merge([rle1, rle2], intersect=False)))
         print(f"LVIS-200 inter-annotator mAP@[.5:.95] {res.metrics['map']:.4f} (r1 ref {map_12:.4f}, r2 ref {map_21:.4f}); "
               f"mAP@.5 {res.metrics['map50']:.4f}; mean matched mask IoU {pair['mean_iou']:.4f} over {want_n} pairs, Boundary IoU {res.metrics['boundary_iou']:.4f}; "
               f"alpha nominal {res.metrics['alpha_nominal']:.4f}, interval {res.metrics['alpha_interval']:.4f}")

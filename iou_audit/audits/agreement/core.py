@@ -124,6 +124,11 @@ def compute_agreement(
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
     groups, alpha_img = kalpha.nominal_alpha_counts(unit, value, group=smp)
     per_image["alpha"] = pd.Series(alpha_img, index=groups).reindex(range(S)).to_numpy()
+    # Per class: the units (objects) whose majority class is that class.
+    maj = ctab.label.to_numpy().astype(str)
+    cls_names, cls_of_unit = np.unique(maj, return_inverse=True)
+    groups, alpha_cls = kalpha.nominal_alpha_counts(unit, value, group=cls_of_unit[unit])
+    per_class["alpha"] = pd.Series(alpha_cls, index=cls_names[groups]).reindex(per_class.label.astype(str)).to_numpy()
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
     curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds)
