@@ -118,7 +118,7 @@ def _resize_like_fiftyone(mask: np.ndarray, width: int, height: int) -> np.ndarr
         return np.zeros((height, width), dtype=np.uint8)
     import cv2  # opencv-python-headless ships with fiftyone; only needed for mismatched masks
 
-    return cv2.resize(mask, (width, height))
+    return cv2.resize(np.ascontiguousarray(mask), (width, height))
 
 
 _FAST_DTYPES = {np.dtype(bool), np.dtype(np.uint8)}
