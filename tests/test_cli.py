@@ -170,3 +170,11 @@ def test_ingest_other_formats(tmp_path, shared_data):
         for name in names:
             if fo.dataset_exists(name):
                 fo.delete_dataset(name)
+
+
+def test_ingest_bccd_says_it_needs_the_data(tmp_path, monkeypatch):
+    from iou_audit.ingest import ingest_bccd
+
+    monkeypatch.setenv("IOU_AUDIT_BCCD", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="needs the BCCD dataset"):
+        ingest_bccd(f"bccd-absent-{uuid.uuid4().hex[:6]}")

@@ -163,7 +163,6 @@ def test_mask_geometry_matches_fiftyone_rendering():
 
 
 def test_filled_polylines_use_polygon_iou():
-    pytest.importorskip("iou_audit.geometry.polygons")
     tri1 = [[(0.1, 0.1), (0.5, 0.1), (0.1, 0.5)]]   # lower-left triangle of the box
     tri2 = [[(0.5, 0.5), (0.5, 0.1), (0.1, 0.5)]]   # upper-right triangle: same box, IoU 0 as polygons
     tri3 = [[(0.1, 0.1), (0.5, 0.1), (0.1, 0.49)]]

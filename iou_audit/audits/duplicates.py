@@ -106,23 +106,15 @@ def _mask_pair_overlaps(table: LabelTable, ri: np.ndarray, rj: np.ndarray):
 
 
 def _polygon_pair_overlaps(table: LabelTable, ri: np.ndarray, rj: np.ndarray):
-    """Polygon (IoU, IoS) of the given row pairs; one shapely call per sample that has pairs."""
-    from iou_audit.geometry.polygons import polygon_iou
+    """Polygon (IoU, IoS) of the given row pairs, each pair treated as its own one-to-one "sample"."""
+    from iou_audit.geometry.polygons import batched_polygon_iou
 
-    iou, ios = np.zeros(len(ri)), np.zeros(len(ri))
-    samples = table.sample_index[ri]
-    bounds = np.flatnonzero(np.r_[True, samples[1:] != samples[:-1], True])  # pairs are sample-ordered
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        rows = np.union1d(ri[start:stop], rj[start:stop])
-        local = {r: k for k, r in enumerate(rows)}
-        polys = [table.polygons[r] for r in rows]
-        full_iou = polygon_iou(polys, polys)
-        over_first = polygon_iou(polys, polys, crowd=np.ones(len(rows), dtype=bool))  # I / area(row)
-        a = np.array([local[r] for r in ri[start:stop]])
-        b = np.array([local[r] for r in rj[start:stop]])
-        iou[start:stop] = full_iou[a, b]
-        ios[start:stop] = np.maximum(over_first[a, b], over_first[b, a])
-    return iou, ios
+    one = np.arange(len(ri) + 1)
+    crowd = np.ones(len(ri), dtype=bool)
+    pi, pj = [table.polygons[k] for k in ri], [table.polygons[k] for k in rj]
+    c1, _ = batched_polygon_iou(pi, one, pj, one, crowd2=crowd)  # I / area(i)
+    c2, _ = batched_polygon_iou(pj, one, pi, one, crowd2=crowd)  # I / area(j)
+    return _ios_from_crowd(c1, c2)
 
 
 def pair_overlaps(table: LabelTable, geometry: str = "auto"):
