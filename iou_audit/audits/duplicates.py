@@ -131,9 +131,14 @@ def pair_overlaps(table: LabelTable, geometry: str = "auto"):
         used per pair (object array).
 
     Example:
-        >>> t = LabelTable.empty("gt", sample_ids=["s"])  # doctest: +SKIP
-        >>> pair_overlaps(t)[2]                          # doctest: +SKIP
-        array([], dtype=float64)
+        >>> from dataclasses import replace
+        >>> t = replace(LabelTable.empty("gt", sample_ids=["s"]), offsets=np.array([0, 2]),
+        ...             sample_index=np.array([0, 0]), label_id=np.array(["a", "b"], dtype=object),
+        ...             label=np.array(["RBC", "RBC"], dtype=object), confidence=np.full(2, np.nan),
+        ...             box=np.array([[0, 0, .2, .2], [0, 0, .2, .1]]), iscrowd=np.zeros(2, bool))
+        >>> ri, rj, iou, ios, used = pair_overlaps(t)
+        >>> ri.tolist(), rj.tolist(), iou.round(6).tolist(), ios.round(6).tolist(), used.tolist()
+        ([0], [1], [0.5], [1.0], ['boxes'])
     """
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
@@ -181,10 +186,17 @@ def duplicate_findings(
         flagged ``duplicate``.
 
     Example:
-        >>> # two copies of one box (IoU 1) and a zero-width box, in one sample
-        >>> findings, attrs = duplicate_findings(table)             # doctest: +SKIP
-        >>> findings[["kind", "score"]].values.tolist()             # doctest: +SKIP
-        [['duplicate', 1.0], ['degenerate_box', 1.0]]
+        >>> from dataclasses import replace
+        >>> t = replace(LabelTable.empty("gt", sample_ids=["s"]), offsets=np.array([0, 3]),
+        ...             sample_index=np.zeros(3, int), label_id=np.array(["a", "b", "c"], dtype=object),
+        ...             label=np.array(["RBC"] * 3, dtype=object), confidence=np.full(3, np.nan),
+        ...             box=np.array([[0, 0, .2, .2], [0, 0, .2, .19], [.5, .5, .5, .7]]),
+        ...             iscrowd=np.zeros(3, bool))
+        >>> findings, attrs = duplicate_findings(t)
+        >>> findings[["kind", "label_id", "other_label_id", "score"]].values.tolist()
+        [['duplicate', 'b', 'a', 0.95], ['degenerate_box', 'c', None, 1.0]]
+        >>> attrs
+        {'max_iou': {'a': 0.95, 'b': 0.95}, 'dup_of': {'b': 'a'}}
     """
     for name, value in (("iou_thresh", iou_thresh), ("conflict_iou", conflict_iou), ("contain_ios", contain_ios)):
         if not 0.0 < float(value) <= 1.0:
