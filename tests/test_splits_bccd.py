@@ -171,3 +171,36 @@ def test_saved_view_shows_pairs_side_by_side(bccd):
             view = ds.load_saved_view(name)
             pairs = view.values("bccd_splits_pair")
             assert pairs == sorted(pairs) and None not in pairs
+
+
+def test_shift_defaults_separate_reshoots_from_distinct_fields(bccd):
+    """Over all 66,066 BCCD pairs (any split), the default shifted-view rule (window pHash distance
+    <= DEFAULT_SHIFT_THRESHOLD, then aligned correlation >= DEFAULT_SHIFT_CORRELATION) keeps exactly
+    the re-shoots identified by eye, with margin on both criteria."""
+    from iou_audit.audits.splits.audit import DEFAULT_SHIFT_CORRELATION, DEFAULT_SHIFT_THRESHOLD
+    from iou_audit.audits.splits.hashing import CENTER_WINDOW
+    from iou_audit.audits.splits.sources import windows_loader
+
+    ds, _, _, _ = bccd
+    stems = [p.rsplit("/", 1)[-1][:-4] for p in ds.values("filepath")]
+    wh = np.array([[int(h[k:k + 16], 16) for k in range(0, len(h), 16)] for h in ds.values("bccd_splits_whash")],
+                  dtype=np.uint64)
+    dist = np.bitwise_count(wh[:, CENTER_WINDOW][:, None, None] ^ wh[None, :, :]).min(axis=2)
+    dist = np.minimum(dist, dist.T)
+    i, j = np.triu_indices(len(stems), 1)
+    d = dist[i, j]
+    reshoots = SAME_FIELD_OF_VIEW | {("BloodImage_00231", "BloodImage_00256"), ("BloodImage_00382", "BloodImage_00395")}
+    is_reshoot = np.array([(stems[a], stems[b]) in reshoots for a, b in zip(i, j)])
+    assert d[is_reshoot].max() <= DEFAULT_SHIFT_THRESHOLD - 2
+    cand = np.flatnonzero(d <= DEFAULT_SHIFT_THRESHOLD + 4)
+    windows = windows_loader(ds.values("filepath"))(np.arange(len(stems)))
+    corr = np.maximum(np.einsum("pd,pkd->pk", windows[i[cand], CENTER_WINDOW], windows[j[cand]]).max(1),
+                      np.einsum("pd,pkd->pk", windows[j[cand], CENTER_WINDOW], windows[i[cand]]).max(1))
+    kept = {(stems[i[c]], stems[j[c]]) for c, r in zip(cand, corr)
+            if r >= DEFAULT_SHIFT_CORRELATION and d[c] <= DEFAULT_SHIFT_THRESHOLD}
+    assert kept == reshoots
+    others = corr[~is_reshoot[cand]]
+    print(f"re-shoots: distance <= {d[is_reshoot].max()}, correlation >= {corr[is_reshoot[cand]].min():.3f}; "
+          f"other candidates within {DEFAULT_SHIFT_THRESHOLD + 4} bits: {len(others)}, correlation <= {others.max():.3f}")
+    assert corr[is_reshoot[cand]].min() >= DEFAULT_SHIFT_CORRELATION + 0.02
+    assert others.max() <= DEFAULT_SHIFT_CORRELATION - 0.02

@@ -169,7 +169,7 @@ def audit_splits(
         >>> r = audit_splits(dataset, split_field="split")        # doctest: +SKIP
         >>> r.summary()                                           # doctest: +SKIP
     """
-    from iou_audit.results import AuditResult, concat_findings, make_findings, save_audit
+    from iou_audit.results import AuditResult, concat_findings, make_findings
 
     if not 0 <= int(near_threshold) <= 32:
         raise ValueError(f"near_threshold must be 0..32 bits, got {near_threshold!r}")

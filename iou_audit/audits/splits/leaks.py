@@ -12,7 +12,7 @@ from itertools import product
 
 import numpy as np
 
-from iou_audit.audits.splits.index import _ragged_arange, equal_pairs, hamming, near_pairs
+from iou_audit.audits.splits.index import _ragged_arange, equal_pairs, near_pairs
 
 
 @dataclass

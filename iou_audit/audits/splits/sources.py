@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from iou_audit.audits.splits.hashing import (
-    PHASH_SIZE, WINDOW_GRID, WINDOW_THUMB, decode_gray, hash_to_hex, hex_to_hash, normalised_windows,
+    PHASH_SIZE, WINDOW_GRID, WINDOW_THUMB, decode_gray, hex_to_hash, normalised_windows,
     phash_from_gray, window_hashes_from_gray,
 )
 
@@ -181,5 +181,5 @@ def read_embeddings(samples, embeddings_field: str) -> np.ndarray:
     return out
 
 
-__all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "hash_to_hex",
-           "window_hex", "windows_loader"]
+__all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "window_hex",
+           "windows_loader"]
