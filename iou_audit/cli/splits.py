@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     print_table(result.summary(), "findings per kind:")
     leaks = result.findings[result.findings.kind.str.startswith("leak")]
     if len(leaks):
-        print_table(leaks[["kind", "sample_id", "other_sample_id", "score", "detail"]].reset_index(drop=True),
-                    "leaked pairs (sample in the later split, its partner):")
+        name = {i: p.rsplit("/", 1)[-1] for i, p in zip(samples.values("id"), samples.values("filepath"))}
+        shown = leaks.assign(file=leaks.sample_id.map(name), other_file=leaks.other_sample_id.map(name))
+        print_table(shown[["kind", "file", "other_file", "score", "detail", "sample_id", "other_sample_id"]]
+                    .reset_index(drop=True), "leaked pairs (sample in the later split, its partner):")
     drift = result.findings[result.findings.kind == "split_drift"]
     if len(drift):
         print_table(drift[["label", "score", "detail"]].reset_index(drop=True), "drift:")
