@@ -172,3 +172,17 @@ def test_interval_alpha_equals_nominal_when_iou_is_all_or_nothing():
     unit = np.repeat(np.arange(4), n_cov)
     value = np.array([1, 1, 2, EMPTY, 3, 3, 3, 4, 4, EMPTY])
     assert interval_alpha(n_cov, n_present, iou_sum) == pytest.approx(nominal_alpha_counts(unit, value))
+
+
+def test_empty_annotators_do_not_crash():
+    def empty(S):
+        return T(offsets=np.zeros(S + 1, np.int64), label_id=np.zeros(0, str), label=np.zeros(0, str),
+                 box=np.zeros((0, 4)), sample_ids=np.array([f"s{i}" for i in range(S)]))
+
+    r = compute_agreement([empty(3), empty(3)])
+    assert r.findings.empty and r.metrics["n_objects"] == 0 and np.isnan(r.metrics["alpha_nominal"])
+    one = box_table([(0, "x", "cat", [0, 0, .5, .5])], S=3)
+    r = compute_agreement([one, empty(3), empty(3)])
+    assert r.findings[["kind", "label_id"]].values.tolist() == [["extra_in_annotator", "x"]]
+    # b and c as references have no labels (AP undefined); a as reference: nothing detected, AP 0
+    assert r.tables["map_pairs"]["map"].tolist()[:2] == [0.0, 0.0]

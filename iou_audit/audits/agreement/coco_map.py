@@ -52,7 +52,13 @@ def directional_map(values, pair_offsets, off_ref, off_other, labels_ref, labels
     scores = np.ones(int(off_other[-1]))
     r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, np.asarray(labels_other).astype(str),
                       np.asarray(labels_ref).astype(str))
-    return {"map": r.AP, "map50": r.AP50, "map75": r.AP75}
+    # pycocotools' -1 (no reference labels at all) becomes NaN so averages skip it.
+    return {k: (v if v >= 0 else float("nan")) for k, v in (("map", r.AP), ("map50", r.AP50), ("map75", r.AP75))}
+
+
+def _mean2(x: float, y: float) -> float:
+    vals = [v for v in (x, y) if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.DataFrame:
@@ -73,7 +79,8 @@ def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.
         b_ref = directional_map(v, po, ob, oa, lb, la)
         rows.append({
             "annotator_a": names[pm.a], "annotator_b": names[pm.b],
-            **{k: (a_ref[k] + b_ref[k]) / 2 for k in ("map", "map50", "map75")},
+            # mean of the defined directions (a direction whose reference has no label is undefined)
+            **{k: _mean2(a_ref[k], b_ref[k]) for k in ("map", "map50", "map75")},
             "map_a_ref": a_ref["map"], "map_b_ref": b_ref["map"],
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["annotator_a", "annotator_b", "map", "map50", "map75", "map_a_ref", "map_b_ref"])

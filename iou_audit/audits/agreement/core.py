@@ -67,7 +67,8 @@ def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: 
     for k in range(len(tables)):
         rows = np.flatnonzero(cov[:, k])
         member = clusters.members[rows, k]
-        v = np.where(member >= 0, codes[np.maximum(member, 0) + start[k]] if len(codes) else -1, -1)
+        idx = np.where(member >= 0, member + start[k], 0)
+        v = np.where(member >= 0, codes[idx], -1) if len(codes) else np.full(len(rows), -1)
         units.append(rows), values.append(v)
     u = np.concatenate(units)
     return u, np.concatenate(values), clusters.sample_index[u]
@@ -158,8 +159,8 @@ def compute_agreement(
 
         m = inter_annotator_map(tables, pms, covered, names)
         tables_out["map_pairs"] = m
-        metrics["map"] = float(m["map"].mean()) if len(m) else float("nan")
-        metrics["map50"] = float(m["map50"].mean()) if len(m) else float("nan")
+        metrics["map"] = float(m["map"].mean()) if m["map"].notna().any() else float("nan")
+        metrics["map50"] = float(m["map50"].mean()) if m["map50"].notna().any() else float("nan")
     boundary = _boundary(tables, pms, pairs, metrics) if geometry == "mask" else None
     label_values = []
     for k in range(K):
