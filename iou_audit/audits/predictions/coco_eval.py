@@ -47,6 +47,7 @@ class CocoEvaluation:
     recall: np.ndarray
     stats: np.ndarray
     classes: np.ndarray
+    areas_known: bool = True
 
     def stats_dict(self) -> dict[str, float]:
         return {name: float(v) for name, v in zip(STAT_NAMES, self.stats)}

@@ -123,7 +123,10 @@ def compute_prediction_audit(
     audit.tables["per_sample"] = _metrics.per_sample_table(gt.sample_ids, counts, iq)
     if coco_metrics:
         ev = _metrics.coco_metrics(values, pair_offsets, pred, gt, pc, gc, scores, classes, iou_type)
-        audit.metrics.update(ev.stats_dict())
+        stats = ev.stats_dict()
+        if not ev.areas_known:  # image sizes unknown: no pixel areas, so no small/medium/large split
+            stats.update({k: float("nan") for k in stats if k.endswith(("_small", "_medium", "_large"))})
+        audit.metrics.update(stats)
         ap = ev.per_class_ap()
         for name, col in ap.items():
             audit.tables["per_class"][name] = np.where(col > -1, col, np.nan)

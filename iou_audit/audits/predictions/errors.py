@@ -27,8 +27,8 @@ matched to another label (a prediction that explains one label cannot also vouch
   same-class prediction (or, if unmatched, its best free ``loc`` prediction): 0 at a good fit, 1 at or
   below the matching threshold; the edge that is off is the one whose offset (as a fraction of the
   prediction's width or height) is largest;
-- ``possible_missing[p] = c_p`` for an unmatched, non-duplicate prediction that overlaps no unmatched
-  label at IoU >= t_b (if it did, it is that label's loc or class explanation, not a new object);
+- ``possible_missing[p] = c_p`` for an unmatched, non-duplicate, non-degenerate prediction that
+  overlaps no unmatched label at IoU >= t_b (if it did, it is that label's loc or class explanation, not a new object);
 - ``duplicate_prediction[p] = c_p`` for ``duplicate`` predictions (a model error, reported for triage).
 
 No distance term is used: cleanlab's box similarity adds ``0.1 * (1 - exp(-0.1 d))``, which *grows*
@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iou_audit.audits.predictions.pairs import pair_rows
+from iou_audit.geometry.boxes import valid_boxes
 
 PRED_KINDS = ("tp", "ignored", "duplicate", "class", "loc", "both", "background")
 EDGES = np.array(["left", "top", "right", "bottom"], dtype=object)
@@ -199,7 +200,8 @@ def classify_errors(
     near_free = np.zeros(P, bool)
     touch = free_gt[r2] & (v >= bg_thresh)
     near_free[r1[touch]] = True
-    unexplained = un & ~near_free & (kind != PRED_KINDS.index("duplicate"))
+    # a degenerate predicted box (zero size, NaN) is model junk, not evidence of a missing label
+    unexplained = un & ~near_free & (kind != PRED_KINDS.index("duplicate")) & valid_boxes(pred_boxes)
     possible_missing = np.where(unexplained, c, 0.0)
     duplicate_prediction = np.where(kind == PRED_KINDS.index("duplicate"), c, 0.0)
 
