@@ -140,6 +140,10 @@ def test_errors_name_the_problem(planted):
         audit_splits(ds, split_field="nope", save=False)
     with pytest.raises(ValueError, match="exactly one"):
         audit_splits(ds, split_field="split", split_tags=["train"], save=False)
+    with pytest.raises(ValueError, match="near_threshold"):
+        audit_splits(ds, split_field="split", near_threshold=40, save=False)
+    with pytest.raises(ValueError, match="annotation_iou"):
+        audit_splits(ds, split_field="split", annotation_iou=1.5, save=False)
     with pytest.raises(ValueError, match="missing_group"):
         audit_splits(ds, split_field="split", group_field="missing_group", save=False)
     ds.add_sample(fo.Sample(filepath="/nonexistent/gone.jpg", split="val"))

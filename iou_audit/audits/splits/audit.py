@@ -173,6 +173,12 @@ def audit_splits(
 
     if not 0 <= int(near_threshold) <= 32:
         raise ValueError(f"near_threshold must be 0..32 bits, got {near_threshold!r}")
+    if not 0.0 < float(annotation_iou) < 1.0:
+        raise ValueError(f"annotation_iou must be in (0, 1), got {annotation_iou!r}")
+    if not -1.0 <= float(shift_correlation) <= 1.0:
+        raise ValueError(f"shift_correlation must be a correlation in [-1, 1], got {shift_correlation!r}")
+    if not 0.0 <= float(embeddings_threshold) <= 2.0:
+        raise ValueError(f"embeddings_threshold must be a cosine distance in [0, 2], got {embeddings_threshold!r}")
     report = _progress(progress)
     ids, split, names, multi = read_splits(samples, split_field, split_tags)
     if label_field == "auto":
