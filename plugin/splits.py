@@ -77,7 +77,8 @@ class AuditSplits(foo.Operator):
                   "Existing embeddings for an extra cosine-distance near-duplicate check")
         detections = sorted(ctx.dataset.get_field_schema(embedded_doc_type=fo.Detections)) if ctx.dataset else []
         _dropdown(inputs, "label_field", detections, "Label field (optional)",
-                  "Detections field for annotation leaks and drift", default=detections[0] if detections else None)
+                  "Detections field for annotation leaks and drift",
+                  default="ground_truth" if "ground_truth" in detections else (detections[0] if detections else None))
         inputs.int("near_threshold", default=DEFAULT_NEAR_THRESHOLD, min=0, max=32, label="Near-duplicate bits",
                    description="Perceptual-hash Hamming distance (of 64 bits) for a near duplicate")
         threshold_input(inputs, "annotation_iou", DEFAULT_ANNOTATION_IOU, "Annotation IoU",

@@ -204,3 +204,19 @@ def test_shift_defaults_separate_reshoots_from_distinct_fields(bccd):
           f"other candidates within {DEFAULT_SHIFT_THRESHOLD + 4} bits: {len(others)}, correlation <= {others.max():.3f}")
     assert corr[is_reshoot[cand]].min() >= DEFAULT_SHIFT_CORRELATION + 0.02
     assert others.max() <= DEFAULT_SHIFT_CORRELATION - 0.02
+
+
+def test_demo_function_with_a_second_detections_field(bccd):
+    """run_demo_splits on BCCD with a simulated predictions field present (the demo's situation):
+    every same-field-of-view pair seen by eye, nothing else."""
+    from iou_audit.audits.splits import run_demo_splits
+
+    ds, _, _, _ = bccd
+    ds.clone_sample_field("ground_truth", "sim_predictions")
+    try:
+        result = run_demo_splits(ds)
+        assert result.config["label_field"] == "ground_truth"
+        assert _pairs(ds, result, "leak_near") == SAME_FIELD_OF_VIEW
+        assert ds.has_saved_view("splits-leak_near")
+    finally:
+        ds.delete_sample_field("sim_predictions")

@@ -98,6 +98,8 @@ def _default_label_field(samples) -> str | None:
 
     fields = sorted(samples.get_field_schema(embedded_doc_type=fo.Detections))
     if len(fields) > 1:
+        if "ground_truth" in fields:  # FiftyOne's conventional name for the human labels
+            return "ground_truth"
         raise ValueError(f"several Detections fields {fields}: choose one with label_field=")
     return fields[0] if fields else None
 
@@ -151,8 +153,8 @@ def audit_splits(
         near_threshold: pHash Hamming radius (bits of 64) for ``leak_near`` (default 8, measured
             on BCCD, see ``hashing.DEFAULT_NEAR_THRESHOLD``).
         annotation_iou: IoU every box must reach for ``leak_annotation``.
-        label_field: Detections field for annotation leaks and drift; ``"auto"`` = the only one,
-            None = skip both.
+        label_field: Detections field for annotation leaks and drift; ``"auto"`` = the only one (or
+            ``ground_truth`` among several), None = skip both.
         embeddings_threshold: cosine distance for embedding leaks.
         alpha, min_effect: drift finding rule (Bonferroni-adjusted p < alpha and effect >= min_effect).
         shifted: also look for shifted views of one scene (window pHashes, verified by the pixel
@@ -282,6 +284,11 @@ def _save(samples, result, ids, sha, phash, whash, stats) -> None:
                           f"both sides of each pair, sorted by {key}_pair", overwrite=True)
 
 
-def run_demo_splits(dataset, split_field: str = "split"):
-    """The demo's split audit (audit key ``splits``) on BCCD's official split field."""
-    return audit_splits(dataset, split_field=split_field, audit_key="splits", progress=True)
+def run_demo_splits(dataset, split_field: str = "split", label_field: str = "ground_truth"):
+    """The demo's split audit (audit key ``splits``) on BCCD's official split field and human labels.
+
+    On BCCD it reports 8 leak_near pairs: one field of view refocused (00037/00038) and seven
+    photographed again with the stage moved (shifted views), each across two official splits.
+    """
+    return audit_splits(dataset, split_field=split_field, label_field=label_field, audit_key="splits",
+                        progress=True)
