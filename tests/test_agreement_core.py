@@ -145,6 +145,11 @@ def test_findings_hand_counted():
     assert rel.loc["c", "reliability"] < rel.loc["a", "reliability"]
     # c: others' consensus = X, Y, W (3); c has X (tp 1), misses Y and W (fn 2), Z is fp.
     assert (rel.loc["c", "tp"], rel.loc["c", "fn"], rel.loc["c", "fp"]) == (1, 2, 1)
+    # a: the others (b, c) jointly have X, Y, W and Z -> a misses Z only; its classes agree with the
+    # others' plurality (X: b says cat, c says dog -> a tie, counted as agreement). c's dog does not.
+    assert (rel.loc["a", "tp"], rel.loc["a", "fn"], rel.loc["a", "fp"]) == (3, 1, 0)
+    assert rel.loc["a", "class_accuracy"] == 1.0 and rel.loc["c", "class_accuracy"] == 0.0
+    assert rel.loc["c", "reliability_class"] == 0.0 and rel.loc["c", "rank"] == 3
 
 
 def test_coverage_excludes_unlabelled_samples():

@@ -125,7 +125,9 @@ def compute_agreement(
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
     groups, alpha_img = kalpha.nominal_alpha_counts(unit, value, group=smp)
     per_image["alpha"] = pd.Series(alpha_img, index=groups).reindex(range(S)).to_numpy()
-    # Per class: the units (objects) whose majority class is that class.
+    # Per class: the units (objects) whose majority class is that class. Inside one class nearly
+    # every value is that class (or "empty"), so alpha there is low whenever one value dominates
+    # (the prevalence paradox of chance-corrected coefficients): read it next to the class F1.
     maj = ctab.label.to_numpy().astype(str)
     cls_names, cls_of_unit = np.unique(maj, return_inverse=True)
     groups, alpha_cls = kalpha.nominal_alpha_counts(unit, value, group=cls_of_unit[unit])

@@ -205,29 +205,46 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
 def annotator_reliability(names, clusters, ctab: pd.DataFrame, mem: pd.DataFrame, covered: np.ndarray, quorum) -> pd.DataFrame:
     """Each annotator against the consensus of the *others* (leave-one-out), to rank annotators.
 
-    An object is in the others' consensus when at least ``quorum_count`` of the other covering
-    annotators have it. TP = such objects this annotator also has, FN = ones it lacks, FP = its
-    labels the others' consensus lacks. ``reliability`` is that F1; ``class_accuracy`` is the share
-    of TPs whose class equals the cluster majority; ``mean_iou`` its members' mean IoU with others.
+    An object is in the others' consensus when at least half of the other covering annotators
+    (ceil(n/2), at least 1) have it -- "half", not a strict majority, so that with two others one
+    annotator's miss does not discredit the third. TP = such objects this annotator also has,
+    FN = ones it lacks, FP = its labels outside the others' consensus. ``reliability`` is that F1
+    (geometry only); ``class_accuracy`` is the share of TPs whose class is the others' plurality
+    class (ties count as agreement); ``reliability_class`` counts only those TPs (the ranking key);
+    ``mean_iou`` is its labels' mean IoU with the other members. ``quorum`` is not used here.
     """
     rows = []
     present = clusters.members >= 0
     cov = covered[clusters.sample_index]
+    # Per member: votes of the *others* for its class, and the others' best count for another class.
+    own_others = mem.own_votes.to_numpy() - 1
+    counts = mem.groupby(["cluster", "label"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["cluster", "n"], ascending=[True, False], kind="stable")
+    first = counts.drop_duplicates("cluster").set_index("cluster")
+    second = counts[counts.duplicated("cluster")].drop_duplicates("cluster").set_index("cluster").n
+    c = mem.cluster.to_numpy()
+    top_label = first.label.reindex(c).to_numpy()
+    top_n = first.n.reindex(c).to_numpy()
+    second_n = second.reindex(c).fillna(0).to_numpy()
+    best_other_class = np.where(mem.label.to_numpy() == top_label, second_n, top_n)
+    class_ok = (own_others >= 1) & (own_others >= best_other_class)
     for k, name in enumerate(names):
         others = present.sum(axis=1) - present[:, k]
-        consensus = cov[:, k] & (others >= quorum_count(np.maximum(cov.sum(axis=1) - 1, 1), quorum)) & (others > 0)
+        n_others = np.maximum(cov.sum(axis=1) - cov[:, k], 1)
+        consensus = cov[:, k] & (others >= np.maximum((n_others + 1) // 2, 1)) & (others > 0)
         tp = consensus & present[:, k]
         fn, fp = consensus & ~present[:, k], ~consensus & present[:, k]
-        mk = mem[mem.annotator == k]
-        tp_rows = mk[tp[mk.cluster.to_numpy()]]
-        agree = (tp_rows.label.to_numpy() == ctab.label.to_numpy()[tp_rows.cluster.to_numpy()])
+        is_k = mem.annotator.to_numpy() == k
+        tp_member = is_k & tp[c]
+        tp_class = int((tp_member & class_ok).sum())
         den = 2 * tp.sum() + fp.sum() + fn.sum()
         rows.append({
             "annotator": name, "n_labels": int(present[:, k].sum()), "tp": int(tp.sum()), "fn": int(fn.sum()),
             "fp": int(fp.sum()), "reliability": 2 * tp.sum() / den if den else np.nan,
-            "class_accuracy": float(agree.mean()) if len(agree) else np.nan,
-            "mean_iou": float(np.nanmean(tp_rows.member_iou)) if len(tp_rows) else np.nan,
+            "class_accuracy": tp_class / tp_member.sum() if tp_member.sum() else np.nan,
+            "reliability_class": 2 * tp_class / den if den else np.nan,
+            "mean_iou": float(np.nanmean(mem.member_iou.to_numpy()[tp_member])) if tp_member.any() else np.nan,
         })
     out = pd.DataFrame(rows)
-    out["rank"] = out.reliability.rank(ascending=False, method="min")
+    out["rank"] = out.reliability_class.rank(ascending=False, method="min")
     return out
