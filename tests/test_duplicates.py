@@ -181,3 +181,20 @@ def test_filled_polylines_use_polygon_iou():
         assert set(zip(f.kind, f.label_id, f.other_label_id)) == {("duplicate", t.label_id[2], t.label_id[0])}
     finally:
         ds.delete()
+
+
+def test_samples_without_labels_and_empty_views():
+    from iou_audit.audits.duplicates import audit_duplicates
+
+    ds = _dataset_with([[_det("a", .1, .1, .3, .3), _det("a", .1, .1, .3, .3)], []])
+    ds.add_sample(fo.Sample(filepath="/nonexistent/none.png"))  # ground_truth is None
+    try:
+        result = audit_duplicates(ds, "ground_truth", audit_key="d", save=False)
+        assert result.counts() == {"duplicate": 1}
+        assert result.metrics["n_labels"] == 2
+        empty = audit_duplicates(ds.limit(0), "ground_truth", audit_key="d", save=False)
+        assert len(empty.findings) == 0 and empty.metrics["n_duplicate"] == 0
+        with pytest.raises(ValueError, match="nope"):
+            audit_duplicates(ds, "nope", save=False)
+    finally:
+        ds.delete()
