@@ -191,3 +191,21 @@ def test_empty_annotators_do_not_crash():
     assert r.findings[["kind", "label_id"]].values.tolist() == [["extra_in_annotator", "x"]]
     # b and c as references have no labels (AP undefined); a as reference: nothing detected, AP 0
     assert r.tables["map_pairs"]["map"].tolist()[:2] == [0.0, 0.0]
+
+
+def test_threshold_curve_counts_pairs_at_each_threshold():
+    # One sample, two annotators, three objects with IoUs 0.4, 0.6 and 0.9 (boxes shifted in x).
+    def shifted(iou):  # unit-height boxes [0, 1] and [d, 1 + d]: IoU = (1 - d) / (1 + d)
+        d = (1 - iou) / (1 + iou)
+        return [0, 0, 1, 1], [d, 0, 1 + d, 1]
+
+    rows_a, rows_b = [], []
+    for k, iou in enumerate([0.4, 0.6, 0.9]):
+        a, b = shifted(iou)
+        off = 3 * k
+        rows_a.append((0, f"a{k}", "cat", [(a[0] + off) / 10, a[1], (a[2] + off) / 10, a[3]]))
+        rows_b.append((0, f"b{k}", "cat", [(b[0] + off) / 10, b[1], (b[2] + off) / 10, b[3]]))
+    r = compute_agreement([box_table(rows_a), box_table(rows_b)], compute_map=False,
+                          curve_thresholds=(0.3, 0.5, 0.7, 0.95))
+    curve = r.tables["threshold_curve"].set_index("iou_thresh").f1
+    assert curve.to_dict() == pytest.approx({0.3: 1.0, 0.5: 2 / 3, 0.7: 1 / 3, 0.95: 0.0})

@@ -15,7 +15,7 @@ import pandas as pd
 from iou_audit.audits.agreement import kalpha
 from iou_audit.audits.agreement.clusters import Clusters, build_clusters, label_rank
 from iou_audit.audits.agreement.findings import agreement_findings
-from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, pick_geometry
+from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks, pick_geometry
 from iou_audit.audits.agreement.stats import (annotator_reliability, cluster_table, matrix, pair_table,
                                               per_image_and_class)
 
@@ -134,7 +134,7 @@ def compute_agreement(
     per_class["alpha"] = pd.Series(alpha_cls, index=cls_names[groups]).reindex(per_class.label.astype(str)).to_numpy()
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
-    curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds)
+    curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds, method)
     findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
     findings["field"] = findings["field"].astype(object)
 
@@ -197,17 +197,21 @@ def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
         return [np.where(c > 0, s / np.maximum(c, 1), np.nan) for s, c in zip(sums, counts)]
 
 
-def threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, thresholds) -> pd.DataFrame:
-    """Nominal alpha and matching F1 when only matches with IoU >= t count, for each t >= iou_thresh.
+def threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, thresholds, method="hungarian") -> pd.DataFrame:
+    """Nominal alpha and matching F1 when only matches with IoU >= t count, for each threshold t.
 
-    The matching itself is the one made at ``iou_thresh``; a stricter t drops its weaker pairs
-    (which then become an "empty" against a lone label), so the curve is monotone in spirit and
-    costs no re-matching. Thresholds below ``iou_thresh`` are skipped.
+    The matching is made once, at the lowest threshold of the curve (the audit's own matching when
+    that is ``iou_thresh``, the default); a stricter t drops its weaker pairs (each then becomes
+    an "empty" against a lone label) instead of re-matching, which keeps the curve cheap and
+    monotone. The stored IoU blocks are reused, so a lower threshold costs one matching, no IoU.
     """
     rows = []
+    lowest = min(thresholds) if len(thresholds) else iou_thresh
+    if lowest < iou_thresh - 1e-9:
+        pms = [PairMatch(pm.a, pm.b, pm.values, pm.pair_offsets,
+                         *match_blocks(pm.values, pm.pair_offsets, tables[pm.a].offsets, tables[pm.b].offsets,
+                                       lowest, method)) for pm in pms]
     for t in thresholds:
-        if t < iou_thresh - 1e-9:
-            continue
         cl = build_clusters(tables, pms, min_iou=t, ranks=ranks)
         u, v, _ = _alpha_observations(tables, cl, covered, codes)
         m = den = 0
