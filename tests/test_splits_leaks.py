@@ -185,3 +185,15 @@ def test_no_drift_between_identical_distributions():
     box = np.c_[xy, xy + rng.uniform(0.05, 0.3, (offsets[-1], 2))]
     tests, _ = drift_tests(split, offsets, label, box, np.full(n, np.nan), np.full(n, np.nan), ["x", "y"])
     assert not drifted(tests).any()
+
+
+@pytest.mark.parametrize("name", ["hashing", "index", "leaks", "drift", "audit"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    import fiftyone  # noqa: F401  imported before the doctests (they can leave an ndarray in builtins._)
+
+    module = importlib.import_module(f"iou_audit.audits.splits.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

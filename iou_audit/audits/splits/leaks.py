@@ -238,6 +238,15 @@ def annotation_leaks(offsets, label, box, split, iou_thresh: float, chunk_pairs:
     counts, and a one-to-one class-wise matching (Hungarian, maximum total IoU) in which every box
     matches at IoU >= ``iou_thresh``. Candidates come from :func:`annotation_candidates`, not all
     pairs. Score = mean matched IoU, ``iou`` = the smallest matched IoU.
+
+    Example (sample 1 copies sample 0's two boxes, moved slightly; sample 2 is elsewhere):
+        >>> offsets = np.array([0, 2, 4, 6])
+        >>> label = np.array(["a", "b", "b", "a", "a", "b"], dtype=object)
+        >>> box = np.array([[.1, .1, .3, .3], [.5, .5, .9, .9], [.5, .5, .9, .905], [.1, .1, .3, .3],
+        ...                 [.6, .1, .8, .3], [.1, .5, .5, .9]])
+        >>> p = annotation_leaks(offsets, label, box, np.array([0, 1, 1]), 0.85)
+        >>> p.i.tolist(), p.j.tolist(), p.iou.round(3).tolist()
+        ([0], [1], [0.988])
     """
     from iou_audit.geometry.boxes import batched_box_iou
     from iou_audit.matching import batched_match
