@@ -139,7 +139,12 @@ def test_floor_placement_snaps_float_artifacts():
     assert int(640 * 1.0 * (1 / 640 + 7 / 640)) == 7  # the artifact is real (else this test is moot)
 
 
-def test_batched_matches_per_sample_pycocotools():
+@pytest.mark.parametrize("chunk_pixels", [None, 1, 5000])
+def test_batched_matches_per_sample_pycocotools(chunk_pixels, monkeypatch):
+    if chunk_pixels is not None:  # samples go through in several chunks (one each with 1 pixel)
+        import iou_audit.geometry.masks as masks_module
+
+        monkeypatch.setattr(masks_module, "_CHUNK_PIXELS", chunk_pixels)
     rng = np.random.default_rng(11)
     sizes = [(64, 48), (120, 90), (50, 70), (80, 80)]
     masks1, boxes1, off1, masks2, boxes2, off2, expected = [], [], [0], [], [], [0], []

@@ -136,7 +136,10 @@ def _concatenate(masks):
     return (buf != 0).view(np.uint8) if len(buf) and buf.max() > 1 else buf
 
 
-def _flatten_masks(masks, rects, starts, name):
+_CHUNK_PIXELS = 1 << 21
+
+
+def _flatten_masks(masks, rects, starts, name, first=0):
     """One uint8 0/1 buffer holding every mask rendered into its window (row-major)."""
     shapes = list(zip((rects[:, 3] - rects[:, 1]).tolist(), (rects[:, 2] - rects[:, 0]).tolist()))
     try:  # fast path: bool/uint8 arrays already of their window's shape (the common case)
@@ -152,7 +155,7 @@ def _flatten_masks(masks, rects, starts, name):
         if m.ndim == 3 and m.shape[2] == 1:
             m = m[:, :, 0]
         if m.ndim != 2:
-            raise ValueError(f"{name}[{i}] must be a 2-D mask, got shape {m.shape}")
+            raise ValueError(f"{name}[{first + i}] must be a 2-D mask, got shape {m.shape}")
         # np.asarray(..., uint8) is what eta's render_instance_mask does (floats truncate).
         m = np.asarray(m, dtype=np.uint8)
         if m.shape != (h, w):
@@ -303,13 +306,25 @@ def batched_cropped_mask_iou(
         raise ValueError(f"frame_sizes must be (2,) or ({n_samples}, 2), got {sizes.shape}")
     r1, st1 = _pixel_rects(b1, sizes1, rounding)
     r2, st2 = _pixel_rects(b2, sizes2, rounding)
-    buf1 = _flatten_masks(masks1, r1, st1, "masks1")
-    buf2 = _flatten_masks(masks2, r2, st2, "masks2")
     pair_off = np.zeros(n_samples + 1, dtype=np.int64)
     np.cumsum(np.diff(off1) * np.diff(off2), out=pair_off[1:])
     values = np.empty(int(pair_off[-1]), dtype=np.float64)
     flags = _crowd_flags(crowd2, len(b2), "crowd2")
-    _mask_iou_kernel(buf1, st1, r1, buf2, st2, r2, off1, off2, pair_off, flags, values)
+    # Samples go through in chunks of about _CHUNK_PIXELS mask pixels, so the flattened masks stay
+    # in cache (one buffer for a whole large batch ran 3x slower at 512 x 512).
+    pixels = np.cumsum(st1[off1[1:]] - st1[off1[:-1]] + st2[off2[1:]] - st2[off2[:-1]])
+    sa = 0
+    while sa < n_samples:
+        done = pixels[sa - 1] if sa else 0
+        sb = max(int(np.searchsorted(pixels, done + _CHUNK_PIXELS, side="right")), sa + 1)
+        i0, i1, j0, j1 = off1[sa], off1[sb], off2[sa], off2[sb]
+        c_st1, c_st2 = st1[i0 : i1 + 1] - st1[i0], st2[j0 : j1 + 1] - st2[j0]
+        buf1 = _flatten_masks(masks1[i0:i1], r1[i0:i1], c_st1, "masks1", first=i0)
+        buf2 = _flatten_masks(masks2[j0:j1], r2[j0:j1], c_st2, "masks2", first=j0)
+        _mask_iou_kernel(buf1, c_st1, r1[i0:i1], buf2, c_st2, r2[j0:j1], off1[sa : sb + 1] - i0,
+                         off2[sa : sb + 1] - j0, pair_off[sa : sb + 1] - pair_off[sa],
+                         flags[j0:j1], values[pair_off[sa] : pair_off[sb]])
+        sa = sb
     return values, pair_off
 
 
