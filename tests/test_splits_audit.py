@@ -149,3 +149,22 @@ def test_errors_name_the_problem(planted):
     ds.add_sample(fo.Sample(filepath="/nonexistent/gone.jpg", split="val"))
     with pytest.raises(FileNotFoundError, match="gone.jpg"):
         audit_splits(ds, split_field="split", save=False)
+
+
+def test_drift_findings_and_view(planted):
+    """Test images get only Platelets, which train never has: class drift and an absent class."""
+    ds, *_ = planted
+    test = ds.match(fo.ViewField("split") == "test")
+    test.set_values("ground_truth.detections.label", [["Platelets"] * len(d) for d in test.values("ground_truth.detections")])
+    r = audit_splits(ds, split_field="split", audit_key="dr", shifted=False)
+    drift = r.findings[r.findings.kind == "split_drift"]
+    absent = drift[drift.detail.str.contains("absent from")]
+    # train and val have RBC and WBC, test only Platelets: 3 absences against each of train and val
+    assert sorted(absent.label) == ["Platelets", "Platelets", "RBC", "RBC", "WBC", "WBC"]
+    assert all("test" in d for d in drift.detail)
+    chi = r.tables["drift_tests"]
+    row = chi[(chi.split_a == "train") & (chi.split_b == "test") & (chi.test == "chi-square")].iloc[0]
+    assert row.effect_size > 0.9  # Cramer's V: the class tells the split apart almost perfectly
+    view = ds.load_saved_view("dr-split_drift")
+    assert set(view.values("split")) == set(r.metrics["drift_splits"]) and "test" in r.metrics["drift_splits"]
+    assert view.values("split") == sorted(view.values("split"))

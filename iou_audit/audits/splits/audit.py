@@ -222,14 +222,17 @@ def audit_splits(
     report(0.75, "reading labels")
     tables = {"splits": pd.DataFrame({"split": names, "samples": np.bincount(split[split >= 0], minlength=len(names))})}
     if label_field:
-        frames_l, tables_l = _label_checks(samples, label_field, ids, split, names, float(annotation_iou),
-                                           float(alpha), float(min_effect))
+        frames_l, tables_l, drift_splits = _label_checks(samples, label_field, ids, split, names,
+                                                         float(annotation_iou), float(alpha), float(min_effect))
         frames += frames_l
         tables.update(tables_l)
+    else:
+        drift_splits = []
     findings = concat_findings(frames)
     counts = findings["kind"].value_counts()
     metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
-    metrics.update(n_samples=len(ids), n_without_split=int((split < 0).sum()), hash_cache_hits=cached)
+    metrics.update(n_samples=len(ids), n_without_split=int((split < 0).sum()), hash_cache_hits=cached,
+                   drift_splits=drift_splits)
     result = AuditResult(AUDIT, audit_key, config, findings, tables=tables, metrics=metrics)
     if save:
         report(0.9, "saving")
@@ -258,7 +261,8 @@ def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha
         "score": score, "detail": (flagged["split_a"] + " vs " + flagged["split_b"] + ": " + flagged["quantity"]
                                    + " " + flagged["test"] + ": " + flagged["detail"]),
     }))
-    return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}
+    involved = sorted(set(flagged["split_a"]) | set(flagged["split_b"]))
+    return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}, involved
 
 
 def _save(samples, result, ids, sha, phash, whash, stats) -> None:
@@ -282,6 +286,17 @@ def _save(samples, result, ids, sha, phash, whash, stats) -> None:
         view = samples.select(members).sort_by(F(f"{key}_pair"))
         dataset.save_view(f"{key}-{kind}", view, description=f"iou-audit {key}: {kind} ({len(group)} pairs), "
                           f"both sides of each pair, sorted by {key}_pair", overwrite=True)
+    # Drift findings name splits, not samples: show the drifting splits' samples, split by split.
+    drift = f[f["kind"] == "split_drift"]
+    if len(drift):
+        involved = result.metrics.get("drift_splits", [])
+        split_field, split_tags = result.config.get("split_field"), result.config.get("split_tags")
+        if split_field:
+            view = samples.match(F(split_field).is_in(involved)).sort_by(split_field)
+        else:
+            view = samples.match_tags([t for t in split_tags if t in involved])
+        dataset.save_view(f"{key}-split_drift", view, overwrite=True,
+                          description=f"iou-audit {key}: split_drift ({len(drift)} findings), samples of {involved}")
 
 
 def run_demo_splits(dataset, split_field: str = "split", label_field: str = "ground_truth"):
