@@ -245,16 +245,14 @@ def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha
     from iou_audit.table import read_label_table
 
     table = read_label_table(samples, label_field, masks=False)
-    if not np.array_equal(np.asarray(table.sample_ids, dtype=object), ids):
-        position = {s: k for k, s in enumerate(table.sample_ids)}  # align by id if orders differ
-        table = table.take(np.concatenate([np.arange(table.offsets[position[s]], table.offsets[position[s] + 1])
-                                           for s in ids] or [np.zeros(0, np.int64)]))
+    if not np.array_equal(np.asarray(table.sample_ids, dtype=object), ids):  # same view read twice: same order
+        raise ValueError(f"label table of {label_field!r} is not in the collection's sample order")
     pairs = annotation_leaks(table.offsets, table.label, table.box, split, annotation_iou)
     frames = [_findings("leak_annotation", pairs, ids, split, names, field=label_field)]
     tests, counts = drift_tests(split, table.offsets, table.label, table.box, table.width, table.height, names)
     flagged = tests[drifted(tests, alpha, min_effect)]
     absent = flagged["test"] == "absent class"
-    cls = flagged["detail"].str.extract(r"^'(.*)' in ")[0].where(absent, "")
+    cls = flagged["class"].where(absent, "")
     score = np.where(absent, 1.0 - flagged["p_value"].fillna(1.0), flagged["effect_size"].clip(0, 1))
     frames.append(pd.DataFrame({
         "audit": AUDIT, "kind": "split_drift", "sample_id": "", "field": label_field, "label": cls.fillna(""),

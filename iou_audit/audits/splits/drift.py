@@ -29,7 +29,7 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_EFFECT = 0.1
 
 TEST_COLUMNS = ["split_a", "split_b", "quantity", "test", "statistic", "p_value", "p_adjusted",
-                "effect", "effect_size", "n_a", "n_b", "detail"]
+                "effect", "effect_size", "n_a", "n_b", "detail", "class"]
 
 
 def class_counts(label: np.ndarray, label_split: np.ndarray, split_names: list[str]) -> pd.DataFrame:
@@ -98,7 +98,7 @@ def drift_tests(
         px_h = np.where(np.isfinite(height), height, 1.0)[sample_index]
         log_aspect = np.where((w_rel > 0) & (h_rel > 0), np.log((w_rel * px_w) / (h_rel * px_h)), np.nan)
     counts = class_counts(label[in_split], label_split[in_split], split_names)
-    rows = []
+    rows, class_of_row = [], {}  # class_of_row: row number -> class, for "absent class" rows
     for a, b_ in combinations(range(len(split_names)), 2):
         name_a, name_b = split_names[a], split_names[b_]
         ca, cb = counts[name_a].to_numpy(), counts[name_b].to_numpy()
@@ -122,6 +122,7 @@ def drift_tests(
                     rows.append((name_a, name_b, "classes", "absent class", float(n_here), chance, "class_share",
                                  share, na, nb, f"{cls!r} in {here} ({n_here} labels, {share:.2%}), absent from "
                                  f"{there}; chance of that split by luck {chance:.2g}"))
+                    class_of_row[len(rows) - 1] = cls
         la, lb = label_split == a, label_split == b_
         for quantity, values in (("box_area", area), ("box_log_aspect", log_aspect)):
             d, p, n1, n2 = _ks(values[la], values[lb])
@@ -132,7 +133,8 @@ def drift_tests(
         d, p, n1, n2 = _ks(oa, ob)
         rows.append((name_a, name_b, "objects_per_image", "ks", d, p, "ks_d", d, n1, n2,
                      f"KS D={d:.3f}; mean {oa.mean() if n1 else np.nan:.2f} vs {ob.mean() if n2 else np.nan:.2f}"))
-    tests = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c != "p_adjusted"])
+    tests = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c not in ("p_adjusted", "class")])
+    tests["class"] = pd.Series([class_of_row.get(k, "") for k in range(len(rows))], dtype=object)
     n_tests = int(tests["p_value"].notna().sum())
     tests.insert(6, "p_adjusted", np.minimum(1.0, tests["p_value"] * max(n_tests, 1)))
     for col in ("statistic", "p_value", "p_adjusted", "effect_size"):
