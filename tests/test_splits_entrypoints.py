@@ -89,3 +89,19 @@ def test_operator_delegated(leaky):
     assert doc.result.result["n_leak_exact"] == 1
     leaky.reload()
     assert "sp_del" in list_audits(leaky) and leaky.has_saved_view("sp_del-leak_exact")
+
+
+def test_operator_form_offers_fields_and_tags(leaky):
+    from fiftyone.operators.executor import ExecutionContext
+
+    leaky.set_values("emb", [[float(k), 1.0] for k in range(len(leaky))])
+    op = foo.get_operator(URI)
+    props = op.resolve_type(ExecutionContext(request_params={"dataset_name": leaky.name, "params": {}}),
+                            "inputs").type.properties
+    assert props["split_source"].default == "field"
+    assert props["split_field"].default == "split"
+    assert "emb" in props["embeddings_field"].type.values
+    assert props["label_field"].type.values == ["gt"] and props["label_field"].default == "gt"
+    props = op.resolve_type(ExecutionContext(request_params={
+        "dataset_name": leaky.name, "params": {"split_source": "tags"}}), "inputs").type.properties
+    assert "split_field" not in props and props["split_tags"].default == ["train", "test"]
