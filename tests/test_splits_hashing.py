@@ -90,10 +90,14 @@ def _transform(im, kind):
         return ImageEnhance.Contrast(im).enhance(1.2)
     if kind == "blur":
         return im.filter(ImageFilter.GaussianBlur(1.5))
+    if kind == "combined":  # resized, brightened, blurred and re-encoded at once
+        im = ImageEnhance.Brightness(im.resize((400, 300), Image.Resampling.BILINEAR)).enhance(1.1)
+        return _transform(im.filter(ImageFilter.GaussianBlur(1)), "jpeg60")
     raise ValueError(kind)
 
 
-KINDS = ["jpeg20", "jpeg50", "png", "half", "quarter", "upscale", "brighter", "darker", "contrast", "blur"]
+KINDS = ["jpeg20", "jpeg50", "png", "half", "quarter", "upscale", "brighter", "darker", "contrast", "blur",
+         "combined"]
 
 
 def test_threshold_separates_copies_from_distinct_images(bccd_images, tmp_path):
