@@ -39,6 +39,7 @@ _EXPORTS = {
     "delete_audit": "iou_audit.results",
     "audit_duplicates": "iou_audit.audits.duplicates",
     "ingest": "iou_audit.ingest",
+    "ingest_bccd": "iou_audit.ingest",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
