@@ -25,6 +25,8 @@ _EXPORTS = {
     "to_geometries": "iou_audit.geometry.polygons",
     "rotated_box_to_polygon": "iou_audit.geometry.polygons",
     "cropped_mask_iou": "iou_audit.geometry.masks",
+    "batched_cropped_mask_iou": "iou_audit.geometry.masks",
+    "compute_ious": "iou_audit.labels",
     "semantic_iou": "iou_audit.geometry.masks",
     "boundary_iou": "iou_audit.geometry.masks",
     "greedy_match": "iou_audit.matching",
