@@ -107,8 +107,15 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     votes = mem.groupby(["cluster", "label"], sort=True).size().rename("n").reset_index()
     votes = votes.sort_values(["cluster", "n", "label"], ascending=[True, False, True], kind="stable")
     top = votes.drop_duplicates("cluster").set_index("cluster").reindex(range(C))
-    # "cat:2, dog:1" per cluster (strings built once, joined per cluster: no per-group Python apply)
-    vote_text = (votes.label.astype(str) + ":" + votes.n.astype(str)).groupby(votes.cluster.to_numpy()).agg(", ".join).reindex(range(C))
+    # "cat:2, dog:1" per cluster; the per-group join runs only on clusters with several classes.
+    pieces = votes.label.astype(str) + ":" + votes.n.astype(str)
+    n_cls = votes.groupby("cluster").size()
+    multi = votes.cluster.map(n_cls).to_numpy() > 1
+    vote_text = pd.Series(pieces.to_numpy()[~multi], index=votes.cluster.to_numpy()[~multi], dtype=object)
+    if multi.any():
+        joined = pieces[multi].groupby(votes.cluster.to_numpy()[multi]).agg(", ".join)
+        vote_text = pd.concat([vote_text, joined])
+    vote_text = vote_text.reindex(range(C))
     n_cov = covered[clusters.sample_index].sum(axis=1)
     table = pd.DataFrame({
         "cluster": np.arange(C), "sample_index": clusters.sample_index, "n_covering": n_cov,
