@@ -22,6 +22,10 @@ Both fields are written into a FiftyOne dataset and every method reads the same 
   matching kind's findings per image, i.e. the ``<key>_<kind>`` sample counts the audit writes, score >= 0.5,
   ties broken by the image's top score of that kind).
 
+Label level (ours and FiftyOne only; cleanlab's public ``get_label_quality_scores`` scores images): each
+injected label (all kinds but drop) against the clean labels; ours = 1 - label quality, FiftyOne =
+max(mistakenness, mistakenness_loc, 1 if possible_spurious).
+
 Scoring per error kind: the pool is the images with that kind plus all clean images; ties are broken
 by one fixed random permutation shared by all methods. P@k at k = half the positives (purity of the top
 of the queue), R@k at k = twice the positives (coverage with a budget of 2x), AUROC (Mann-Whitney).
@@ -99,7 +103,13 @@ def fo_scores(ds, gt_field, pred_field):
     loc = np.array([max([x for x in (v or []) if x is not None], default=0.0)
                     for v in ds.values(f"{gt_field}.detections.mistakenness_loc")], float)
     best = {"drop": miss, "spurious": spur, "duplicate": spur, "shift": loc, "rescale": loc, "swap": m}
-    return m, best
+    # per label: max of class mistakenness, localization mistakenness and the possible_spurious flag
+    flat = lambda path: [x for v in ds.values(path) for x in (v or [])]  # noqa: E731
+    per_label = np.array([max(0.0 if a is None else a, 0.0 if b is None else b, 1.0 if c else 0.0)
+                          for a, b, c in zip(flat(f"{gt_field}.detections.mistakenness"),
+                                             flat(f"{gt_field}.detections.mistakenness_loc"),
+                                             flat(f"{gt_field}.detections.possible_spurious"))])
+    return m, best, per_label
 
 
 def ranking_metrics(score, positive, pool, tiebreak):
@@ -116,7 +126,7 @@ def ranking_metrics(score, positive, pool, tiebreak):
     return p_at, r_at, auroc, n_pos
 
 
-def run_one(name, ds, clean, seed, rows):
+def run_one(name, ds, clean, seed, rows, label_rows):
     from iou_audit.audits.predictions.core import compute_prediction_audit
     from iou_audit.audits.predictions.errors import group_max
     from iou_audit.simulate.predictions import (
@@ -153,7 +163,7 @@ def run_one(name, ds, clean, seed, rows):
     cl = cleanlab_scores(gt, pred, classes, sizes)
     timings["cleanlab"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fo_m, fo_best = fo_scores(ds, "noisy_gt", "sim_predictions")
+    fo_m, fo_best, fo_label = fo_scores(ds, "noisy_gt", "sim_predictions")
     timings["fo-brain"] = time.perf_counter() - t0
     tiebreak = np.random.default_rng(seed + 7).permutation(len(ours))
     clean_img = image_kind == ""
@@ -166,6 +176,17 @@ def run_one(name, ds, clean, seed, rows):
                               ("ours best-field", ours_best[kind]), ("fo-brain best-field", fo_best[kind])):
             p, r, auc, n = ranking_metrics(score, pos, pool, tiebreak)
             rows.append((name, seed, kind, method, n, p, r, auc))
+    # label level (ours and FiftyOne score every label; cleanlab's public API scores images only)
+    label_err = np.asarray(noisy.error, dtype=object)
+    tb = np.random.default_rng(seed + 11).permutation(len(label_err))
+    for kind in KINDS:
+        pos = label_err == kind
+        if not pos.any():
+            continue
+        pool = pos | (label_err == "")
+        for method, score in (("ours", 1.0 - a.label_quality), ("fo-brain", fo_label)):
+            p, r, auc, n = ranking_metrics(score, pos, pool, tb)
+            label_rows.append((name, seed, kind, method, n, p, r, auc))
     print(f"[{name} seed {seed}] seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
 
 
@@ -177,11 +198,11 @@ def main(argv=None):
     seeds = args.seeds[:1] if args.quick else args.seeds
     import pandas as pd
 
-    rows = []
+    rows, label_rows = [], []
     datasets = [("bccd", *load_bccd(80 if args.quick else None)), ("coco100", *load_coco())]
     for name, ds, clean in datasets:
         for seed in seeds:
-            run_one(name, ds, clean, seed, rows)
+            run_one(name, ds, clean, seed, rows, label_rows)
         ds.delete()
     df = pd.DataFrame(rows, columns=["data", "seed", "kind", "method", "n_pos", "P@k", "R@2k", "AUROC"])
     summary = df.groupby(["data", "kind", "method"], sort=False)[["n_pos", "P@k", "R@2k", "AUROC"]].mean()
@@ -193,6 +214,12 @@ def main(argv=None):
     best["best-field: ours ahead"] = best["ours best-field"] > best["fo-brain best-field"]
     print()
     print(best.round(3).to_string())
+    lf = pd.DataFrame(label_rows, columns=["data", "seed", "kind", "method", "n_pos", "P@k", "R@2k", "AUROC"])
+    lab = lf.groupby(["data", "kind", "method"], sort=False)["AUROC"].mean().unstack("method")
+    lab["ours ahead"] = lab["ours"] > lab["fo-brain"]
+    print()
+    print("label level (AUROC; injected labels vs clean labels):")
+    print(lab.round(3).to_string())
     return 0
 
 
