@@ -209,3 +209,24 @@ def test_threshold_curve_counts_pairs_at_each_threshold():
                           curve_thresholds=(0.3, 0.5, 0.7, 0.95))
     curve = r.tables["threshold_curve"].set_index("iou_thresh").f1
     assert curve.to_dict() == pytest.approx({0.3: 1.0, 0.5: 2 / 3, 0.7: 1 / 3, 0.95: 0.0})
+
+
+def test_resampled_alpha_equals_duplicated_units():
+    # Weights must act exactly like repeating a sample's units (an independent recount).
+    from iou_audit.audits.agreement.kalpha import nominal_alpha_ci, nominal_alpha_resampled
+
+    rng = np.random.default_rng(5)
+    unit = np.repeat(np.arange(30), 3)
+    value = rng.integers(0, 4, len(unit))
+    sample = unit // 5  # 6 samples of 5 units
+    w = rng.integers(0, 3, 6).astype(float)
+    got = nominal_alpha_resampled(unit, value, sample, w[None, :])[0]
+    units, values = [], []
+    for s in range(6):
+        for copy in range(int(w[s])):
+            sel = sample == s
+            units.append(unit[sel] + 1000 * (copy + 1)), values.append(value[sel])
+    assert got == pytest.approx(nominal_alpha_counts(np.concatenate(units), np.concatenate(values)))
+    assert nominal_alpha_resampled(unit, value, sample, np.ones((1, 6)))[0] == pytest.approx(nominal_alpha_counts(unit, value))
+    lo, hi = nominal_alpha_ci(unit, value, sample, 6)
+    assert lo <= nominal_alpha_counts(unit, value) <= hi

@@ -132,6 +132,7 @@ def compute_agreement(
     cls_names, cls_of_unit = np.unique(maj, return_inverse=True)
     groups, alpha_cls = kalpha.nominal_alpha_counts(unit, value, group=cls_of_unit[unit])
     per_class["alpha"] = pd.Series(alpha_cls, index=cls_names[groups]).reindex(per_class.label.astype(str)).to_numpy()
+    alpha_ci = kalpha.nominal_alpha_ci(unit, value, smp, S)
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
     curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds, method)
@@ -151,7 +152,7 @@ def compute_agreement(
     tot_labels = pairs.n_a.sum() + pairs.n_b.sum()
     metrics = {
         "n_annotators": K, "n_samples": S, "n_objects": len(ctab), "geometry": geometry,
-        "alpha_nominal": alpha_nominal, "alpha_interval": alpha_interval,
+        "alpha_nominal": alpha_nominal, "alpha_nominal_ci95": list(alpha_ci), "alpha_interval": alpha_interval,
         "f1": float(2 * pairs.matched.sum() / tot_labels) if tot_labels else float("nan"),
         "f1_class": float(2 * pairs.matched_same_class.sum() / tot_labels) if tot_labels else float("nan"),
         "mean_iou": float(np.average(pairs.mean_iou.fillna(0), weights=pairs.matched)) if pairs.matched.sum() else float("nan"),
