@@ -28,10 +28,15 @@ def planted(shared_data, tmp_path, dataset):
     shifted = tmp_path / "img9_shifted.jpg"  # the stage moved by 8 % right, 6 % down (new content wraps in)
     im = Image.open(paths[9])
     ImageChops.offset(im, int(0.08 * im.width), int(0.06 * im.height)).save(shifted, quality=90)
+    mirrored = tmp_path / "img8_mirrored.jpg"  # pre-augmented copy: flipped left-right
+    Image.open(paths[8]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored, quality=85)
+    rotated = tmp_path / "img7_rot90.jpg"  # and rotated by 90 degrees (portrait now)
+    Image.open(paths[7]).transpose(Image.Transpose.ROTATE_90).save(rotated, quality=85)
     splits = ["train", "train", "train", "train", "val", "val", "val", "test", "test", "test", "train", "val"]
     samples = [fo.Sample(filepath=p, split=s) for p, s in zip(paths, splits)]
     samples += [fo.Sample(filepath=exact, split="test"), fo.Sample(filepath=str(resized), split="val"),
-                fo.Sample(filepath=paths[2], split="test"), fo.Sample(filepath=str(shifted), split="train")]
+                fo.Sample(filepath=paths[2], split="test"), fo.Sample(filepath=str(shifted), split="train"),
+                fo.Sample(filepath=str(mirrored), split="val"), fo.Sample(filepath=str(rotated), split="train")]
     rng = np.random.default_rng(0)
     boxes = {}
     for k, s in enumerate(samples):
@@ -61,7 +66,10 @@ def test_planted_leaks_are_found(planted):
     ds, paths, exact, resized = planted
     r = audit_splits(ds, split_field="split", group_field="video")
     assert _pairs(r, "leak_exact", ds) == {("copy_of_img0.jpg", "img0.jpg"), ("img2.jpg", "img2.jpg")}
-    assert _pairs(r, "leak_near", ds) == {("img1_small.jpg", "img1.jpg"), ("img9.jpg", "img9_shifted.jpg")}
+    assert _pairs(r, "leak_near", ds) == {("img1_small.jpg", "img1.jpg"), ("img9.jpg", "img9_shifted.jpg"),
+                                          ("img8.jpg", "img8_mirrored.jpg"), ("img7.jpg", "img7_rot90.jpg")}
+    copies = r.findings[r.findings.detail.str.contains(" copy: ")]
+    assert sorted(d.split(": ")[1] for d in copies.detail) == ["mirrored left-right copy", "rotated 90-degree copy"]
     shift = r.findings[r.findings.detail.str.contains("shifted view")]
     assert len(shift) == 1 and shift.score.iloc[0] >= 0.8
     assert _pairs(r, "leak_annotation", ds) == {("img4.jpg", "img3.jpg")}
@@ -81,12 +89,12 @@ def test_views_pair_field_cache_and_delete(planted):
     assert r.metrics["hash_cache_hits"] == 0
     view = ds.load_saved_view("sp-leak_near")
     names = [p.rsplit("/", 1)[-1] for p in view.values("filepath")]
-    assert sorted(names) == ["img1.jpg", "img1_small.jpg", "img9.jpg", "img9_shifted.jpg"]
     pair_ids = view.values("sp_pair")
-    assert pair_ids == sorted(pair_ids) and len(set(pair_ids)) == 2
+    assert pair_ids == sorted(pair_ids) and len(set(pair_ids)) == 4
     # the two sides of each pair are adjacent in the view
-    assert {frozenset(names[:2]), frozenset(names[2:])} == {frozenset({"img1.jpg", "img1_small.jpg"}),
-                                                          frozenset({"img9.jpg", "img9_shifted.jpg"})}
+    assert {frozenset(names[k:k + 2]) for k in range(0, 8, 2)} == {
+        frozenset({"img1.jpg", "img1_small.jpg"}), frozenset({"img9.jpg", "img9_shifted.jpg"}),
+        frozenset({"img8.jpg", "img8_mirrored.jpg"}), frozenset({"img7.jpg", "img7_rot90.jpg"})}
     # the exact view shows both pairs, each pair's two samples adjacent
     exact_view = ds.load_saved_view("sp-leak_exact")
     pair_ids = exact_view.values("sp_pair")
@@ -118,7 +126,7 @@ def test_split_tags_and_sample_with_two_splits(planted):
     self_leak = r.findings[(r.findings.kind == "leak_exact") & (r.findings.sample_id == first.id)]
     assert (self_leak.other_sample_id == first.id).any()
     assert "leak_annotation" not in set(r.findings.kind)  # label_field=None skips label checks
-    assert r.metrics["n_leak_near"] == 2  # resized copy and shifted copy
+    assert r.metrics["n_leak_near"] == 4  # resized, shifted, mirrored and rotated copies
 
 
 def test_embeddings_leak(planted):

@@ -220,3 +220,26 @@ def test_demo_function_with_a_second_detections_field(bccd):
         assert ds.has_saved_view("splits-leak_near")
     finally:
         ds.delete_sample_field("sim_predictions")
+
+
+def test_transform_default_is_far_from_distinct_images(bccd):
+    """No BCCD image, mirrored or rotated in any of the 7 ways, correlates with another image anywhere
+    near DEFAULT_TRANSFORM_CORRELATION (measured maximum 0.57)."""
+    from iou_audit.audits.splits.audit import DEFAULT_TRANSFORM_CORRELATION
+    from iou_audit.audits.splits.hashing import DIHEDRAL, dihedral
+    from iou_audit.audits.splits.sources import thumbs_loader
+
+    ds, _, _, _ = bccd
+    thumbs = thumbs_loader(ds.values("filepath"))(np.arange(len(ds)))
+
+    def unit(a):
+        a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    plain = unit(thumbs)
+    worst = 0.0
+    for name in DIHEDRAL:
+        corr = unit(dihedral(thumbs, name)) @ plain.T
+        np.fill_diagonal(corr, -1.0)
+        worst = max(worst, float(corr.max()))
+    assert worst < DEFAULT_TRANSFORM_CORRELATION - 0.2, worst

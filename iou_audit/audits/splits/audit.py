@@ -6,7 +6,8 @@ order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train
   carrying two split tags (``other_sample_id`` = itself).
 - ``leak_near``: near-identical pixels: 64-bit DCT perceptual hashes within ``near_threshold`` bits
   (multi-index hash search, no all-pairs comparison); shifted views of one scene (window hashes,
-  verified by aligned pixel correlation); optionally cosine distance <= ``embeddings_threshold``
+  verified by aligned pixel correlation); mirrored or rotated copies (symmetry hashes, verified by
+  pixel correlation); optionally cosine distance <= ``embeddings_threshold``
   on an existing embeddings field. Byte-identical pairs are only exact.
 - ``leak_annotation``: near-identical label sets (same classes and counts, every box matched
   one-to-one class-wise at IoU >= ``annotation_iou``), from candidate pairs bucketed by class
@@ -18,8 +19,8 @@ order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train
   (see ``drift``). Tables ``drift_tests`` and ``class_counts`` hold every test.
 Every sample in a leak gets ``<key>_pair`` (the id of its connected group of leaked pairs); each
 leak kind's saved view ``<key>-<kind>`` selects both sides sorted by it, so pairs sit side by side.
-Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_whash`` / ``<key>_filestat``
-for fast re-runs.
+Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_whash`` / ``<key>_thash`` /
+``<key>_filestat`` for fast re-runs.
 """
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ import pandas as pd
 
 from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
+from iou_audit.audits.splits.copies import shifted_leaks, transformed_leaks
 from iou_audit.audits.splits.leaks import (
-    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks, shifted_leaks,
+    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks,
 )
 from iou_audit.audits.splits.sources import (
-    image_hashes, read_embeddings, read_groups, read_splits, window_hex, windows_loader,
+    image_hashes, read_embeddings, read_groups, read_splits, thumbs_loader, window_hex, windows_loader,
 )
 
 AUDIT = "splits"
@@ -53,6 +55,11 @@ DEFAULT_EMBEDDINGS_THRESHOLD = 0.05
 # correlation >= 0.8 (in the gap between 0.75 and 0.83).
 DEFAULT_SHIFT_THRESHOLD = 8
 DEFAULT_SHIFT_CORRELATION = 0.8
+# Mirrored/rotated copies: candidates at the pHash threshold, kept at pixel correlation >= 0.9 of the
+# 48 x 48 thumbnails. Measured on BCCD: flipped/rotated copies re-encoded at JPEG q75 correlate
+# >= 0.99 with the original after undoing the symmetry; distinct images, under any of the 7
+# symmetries, never above 0.57 (tests/test_splits_bccd.py).
+DEFAULT_TRANSFORM_CORRELATION = 0.9
 
 
 def _findings(kind: str, pairs: LeakPairs, ids, split, names, field: str = "", orient: bool = True) -> pd.DataFrame:
@@ -136,6 +143,7 @@ def audit_splits(
     alpha: float = DEFAULT_ALPHA,
     min_effect: float = DEFAULT_MIN_EFFECT,
     shifted: bool = True,
+    transformed: bool = True,
     shift_correlation: float = DEFAULT_SHIFT_CORRELATION,
     save: bool = True,
     progress=None,
@@ -159,6 +167,8 @@ def audit_splits(
         alpha, min_effect: drift finding rule (Bonferroni-adjusted p < alpha and effect >= min_effect).
         shifted: also look for shifted views of one scene (window pHashes, verified by the pixel
             correlation of the best-aligned windows >= ``shift_correlation``), as ``leak_near``.
+        transformed: also look for mirrored or rotated copies (pHashes of the 7 symmetries of the
+            thumbnail, verified by pixel correlation), as ``leak_near``.
         save: write into the dataset (tags are not used: findings are per sample pair).
         progress: callable ``progress(fraction, label)``, or True for a tqdm bar.
         workers: threads reading image files.
@@ -189,11 +199,11 @@ def audit_splits(
               "group_field": group_field, "embeddings_field": embeddings_field, "label_field": label_field,
               "near_threshold": int(near_threshold), "annotation_iou": float(annotation_iou),
               "embeddings_threshold": float(embeddings_threshold), "alpha": float(alpha),
-              "min_effect": float(min_effect), "shifted": bool(shifted),
+              "min_effect": float(min_effect), "shifted": bool(shifted), "transformed": bool(transformed),
               "shift_correlation": float(shift_correlation)}
     filepaths = samples.values("filepath")
     report(0.0, "hashing images")
-    sha, phash, whash, stats, cached = image_hashes(
+    sha, phash, whash, thash, stats, cached = image_hashes(
         samples, filepaths, audit_key, workers,
         lambda done, total: report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
 
@@ -206,12 +216,22 @@ def audit_splits(
         frames.append(make_findings(rows))
     near = near_leaks(phash, split, int(near_threshold), exclude=exact)
     frames.append(_findings("leak_near", near, ids, split, names))
+    found = [exact, near]  # pixel-verified searches skip pairs already reported
+
+    def already() -> LeakPairs:
+        return LeakPairs.build(np.concatenate([p.i for p in found]), np.concatenate([p.j for p in found]),
+                               np.ones(sum(len(p) for p in found)))
+
     if shifted:
         report(0.72, "shifted views")
-        found = LeakPairs.build(np.r_[exact.i, near.i], np.r_[exact.j, near.j], np.ones(len(exact) + len(near)))
-        frames.append(_findings("leak_near", shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD,
-                                                           float(shift_correlation), windows_loader(filepaths, workers),
-                                                           exclude=found), ids, split, names))
+        found.append(shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD, float(shift_correlation),
+                                   windows_loader(filepaths, workers), exclude=already()))
+        frames.append(_findings("leak_near", found[-1], ids, split, names))
+    if transformed:
+        report(0.74, "mirrored and rotated copies")
+        found.append(transformed_leaks(thash, phash, split, int(near_threshold), DEFAULT_TRANSFORM_CORRELATION,
+                                       thumbs_loader(filepaths, workers), exclude=already()))
+        frames.append(_findings("leak_near", found[-1], ids, split, names))
     if embeddings_field:
         frames.append(_findings("leak_near", embedding_leaks(read_embeddings(samples, embeddings_field), split,
                                                              float(embeddings_threshold)), ids, split, names))
@@ -236,7 +256,7 @@ def audit_splits(
     result = AuditResult(AUDIT, audit_key, config, findings, tables=tables, metrics=metrics)
     if save:
         report(0.9, "saving")
-        _save(samples, result, ids, sha, phash, whash, stats)
+        _save(samples, result, ids, sha, phash, whash, thash, stats)
     report(1.0, "done")
     return result
 
@@ -263,7 +283,7 @@ def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha
     return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}, involved
 
 
-def _save(samples, result, ids, sha, phash, whash, stats) -> None:
+def _save(samples, result, ids, sha, phash, whash, thash, stats) -> None:
     from fiftyone import ViewField as F
 
     from iou_audit.results import save_audit
@@ -273,7 +293,8 @@ def _save(samples, result, ids, sha, phash, whash, stats) -> None:
     leaks = f[f["kind"].isin(LEAK_KINDS)]
     pair_of = pair_groups(leaks["sample_id"].to_numpy(), leaks["other_sample_id"].to_numpy())
     sample_fields = {"sha256": dict(zip(ids, sha)), "phash": dict(zip(ids, hash_to_hex(phash))),
-                     "whash": dict(zip(ids, window_hex(whash))), "filestat": dict(zip(ids, stats))}
+                     "whash": dict(zip(ids, window_hex(whash))), "thash": dict(zip(ids, window_hex(thash))),
+                     "filestat": dict(zip(ids, stats))}
     if pair_of:
         sample_fields["pair"] = pair_of
     save_audit(samples, result, sample_fields=sample_fields)

@@ -179,6 +179,36 @@ def normalised_windows(thumbs: np.ndarray) -> np.ndarray:
     return np.divide(w, norm, out=np.zeros_like(w), where=norm > 0)
 
 
+# Mirrored and rotated copies (pre-augmented datasets split after augmentation): the 7 non-identity
+# symmetries of the square. Thumbnails are squashed to a square, so a 90-degree rotation of a
+# 640 x 480 image becomes a rotation of its thumbnail too.
+DIHEDRAL = ("hflip", "vflip", "rot180", "transpose", "rot90", "rot270", "antitranspose")
+
+
+def dihedral(arrays: np.ndarray, name: str) -> np.ndarray:
+    """Apply one symmetry of the square to (N, n, n) arrays.
+
+    >>> a = np.arange(4).reshape(1, 2, 2); dihedral(a, "hflip")[0].tolist(), dihedral(a, "rot90")[0].tolist()
+    ([[1, 0], [3, 2]], [[1, 3], [0, 2]])
+    """
+    ops = {"hflip": lambda a: a[:, :, ::-1], "vflip": lambda a: a[:, ::-1, :], "rot180": lambda a: a[:, ::-1, ::-1],
+           "transpose": lambda a: a.transpose(0, 2, 1), "rot90": lambda a: np.rot90(a, 1, axes=(1, 2)),
+           "rot270": lambda a: np.rot90(a, 3, axes=(1, 2)),
+           "antitranspose": lambda a: a[:, ::-1, ::-1].transpose(0, 2, 1)}
+    if name not in ops:
+        raise ValueError(f"unknown symmetry {name!r}; one of {DIHEDRAL}")
+    return np.ascontiguousarray(ops[name](np.asarray(arrays)))
+
+
+def dihedral_hashes(thumbs: np.ndarray) -> np.ndarray:
+    """(N, 32, 32) thumbnails -> (N, 7) uint64 pHashes of their mirrored/rotated versions
+    (column order ``DIHEDRAL``): a flipped copy of image A has a pHash close to A's column."""
+    thumbs = np.asarray(thumbs, dtype=np.float32)
+    if not len(thumbs):
+        return np.zeros((0, len(DIHEDRAL)), np.uint64)
+    return np.stack([phash_from_gray(dihedral(thumbs, name)) for name in DIHEDRAL], axis=1)
+
+
 def phash_files(paths: Sequence[str], workers: int | None = None) -> np.ndarray:
     """(N,) uint64 perceptual hashes of image files (decoded in a thread pool)."""
     return phash_from_gray(load_gray_thumbnails(paths, workers=workers))

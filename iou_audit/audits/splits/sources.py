@@ -10,8 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from iou_audit.audits.splits.hashing import (
-    PHASH_SIZE, WINDOW_GRID, WINDOW_THUMB, decode_gray, hex_to_hash, normalised_windows,
-    phash_from_gray, window_hashes_from_gray,
+    DIHEDRAL, PHASH_SIZE, WINDOW_GRID, WINDOW_POOL, WINDOW_THUMB, decode_gray, dihedral_hashes, hex_to_hash,
+    normalised_windows, phash_from_gray, window_hashes_from_gray,
 )
 
 N_WINDOWS = WINDOW_GRID * WINDOW_GRID
@@ -98,33 +98,37 @@ def image_hashes(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ):
-    """SHA-256, pHash and window pHashes of every sample's file, reusing cached values.
+    """SHA-256, pHash, window pHashes and mirrored/rotated pHashes of every sample's file, reusing
+    cached values.
 
     The cache is the sample fields ``<prefix>_sha256``, ``<prefix>_phash`` (16 hex digits),
-    ``<prefix>_whash`` (81 window hashes, 16 hex digits each) and ``<prefix>_filestat`` (size and
-    modification time); a value is reused when the file's current size:mtime matches. Files are
-    read in a thread pool (hashlib and Pillow release the GIL).
+    ``<prefix>_whash`` (81 window hashes, 16 hex digits each), ``<prefix>_thash`` (7 symmetry
+    hashes) and ``<prefix>_filestat`` (size and modification time); a value is reused when the
+    file's current size:mtime matches. Files are read in a thread pool (hashlib and Pillow
+    release the GIL).
 
     Returns ``(sha256 (S,) object, phash (S,) uint64, window_hashes (S, 81) uint64,
-    filestat (S,) object, n_cached)``.
+    symmetry_hashes (S, 7) uint64, filestat (S,) object, n_cached)``.
     """
     n = len(filepaths)
     stats = np.array([file_stat_key(p) for p in filepaths], dtype=object)
-    names = [f"{cache_prefix}_{k}" for k in ("sha256", "phash", "whash", "filestat")]
+    names = [f"{cache_prefix}_{k}" for k in ("sha256", "phash", "whash", "thash", "filestat")]
     sha = np.full(n, None, dtype=object)
     phash = np.zeros(n, dtype=np.uint64)
     whash = np.zeros((n, N_WINDOWS), dtype=np.uint64)
+    thash = np.zeros((n, len(DIHEDRAL)), dtype=np.uint64)
     valid = np.zeros(n, dtype=bool)
     if all(samples.get_field(f) is not None for f in names):
-        c_sha, c_ph, c_wh, c_st = (np.array(samples.values(f), dtype=object) for f in names)
-        valid = (c_st == stats) & np.array(
-            [isinstance(a, str) and len(a) == 64 and isinstance(b, str) and len(b) == 16 and isinstance(c, str)
-             and len(c) == 16 * N_WINDOWS for a, b, c in zip(c_sha, c_ph, c_wh)], dtype=bool)
+        c_sha, c_ph, c_wh, c_th, c_st = (np.array(samples.values(f), dtype=object) for f in names)
+        lengths = ((c_sha, 64), (c_ph, 16), (c_wh, 16 * N_WINDOWS), (c_th, 16 * len(DIHEDRAL)))
+        valid = c_st == stats
+        for column, length in lengths:
+            valid &= np.array([isinstance(v, str) and len(v) == length for v in column], dtype=bool)
         if valid.any():
             sha[valid] = c_sha[valid]
             phash[valid] = hex_to_hash(list(c_ph[valid]))
-            whash[valid] = hex_to_hash([h[k:k + 16] for h in c_wh[valid] for k in range(0, 16 * N_WINDOWS, 16)]
-                                       ).reshape(-1, N_WINDOWS)
+            whash[valid] = _split_hex(c_wh[valid], N_WINDOWS)
+            thash[valid] = _split_hex(c_th[valid], len(DIHEDRAL))
     todo = np.flatnonzero(~valid)
     with _pool(workers) as pool:
         for lo in range(0, len(todo), HASH_CHUNK):
@@ -133,14 +137,37 @@ def image_hashes(
             sha[rows] = [r[0] for r in results]
             phash[rows] = phash_from_gray(np.stack([r[1] for r in results]))
             whash[rows] = window_hashes_from_gray(np.stack([r[2] for r in results]))
+            thash[rows] = dihedral_hashes(np.stack([r[1] for r in results]))
             if progress:
                 progress(lo + len(rows), len(todo))
-    return sha, phash, whash, stats, int(valid.sum())
+    return sha, phash, whash, thash, stats, int(valid.sum())
+
+
+def _split_hex(values, per_row: int) -> np.ndarray:
+    return hex_to_hash([h[k:k + 16] for h in values for k in range(0, 16 * per_row, 16)]).reshape(-1, per_row)
 
 
 def window_hex(whash: np.ndarray) -> list[str]:
-    """(S, 81) window hashes -> one 1,296-digit hex string per sample (the cached form)."""
+    """(S, K) hashes -> one string of K 16-digit hex numbers per sample (the cached form).
+
+    >>> window_hex(np.array([[1, 255]], np.uint64))
+    ['000000000000000100000000000000ff']
+    """
     return ["".join(f"{int(h):016x}" for h in row) for row in np.asarray(whash, np.uint64)]
+
+
+def thumbs_loader(filepaths: Sequence[str], workers: int | None = None):
+    """``load(rows) -> (len(rows), 48, 48)`` grayscale thumbnails (3 x 3 pooled) of those files."""
+    side = WINDOW_THUMB // WINDOW_POOL
+
+    def load(rows):
+        with _pool(workers) as pool:
+            thumbs = list(pool.map(lambda r: _hash_one(filepaths[r])[2], rows))
+        if not thumbs:
+            return np.zeros((0, side, side))
+        return np.stack(thumbs).reshape(len(thumbs), side, WINDOW_POOL, side, WINDOW_POOL).mean(axis=(2, 4))
+
+    return load
 
 
 def windows_loader(filepaths: Sequence[str], workers: int | None = None):
@@ -182,4 +209,4 @@ def read_embeddings(samples, embeddings_field: str) -> np.ndarray:
 
 
 __all__ = ["read_splits", "image_hashes", "read_groups", "read_embeddings", "file_stat_key", "window_hex",
-           "windows_loader"]
+           "windows_loader", "thumbs_loader"]
