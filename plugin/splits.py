@@ -83,6 +83,10 @@ class AuditSplits(foo.Operator):
                    description="Perceptual-hash Hamming distance (of 64 bits) for a near duplicate")
         threshold_input(inputs, "annotation_iou", DEFAULT_ANNOTATION_IOU, "Annotation IoU",
                         "IoU every box must reach for two label sets to be near-identical")
+        inputs.bool("shifted", default=True, label="Shifted views",
+                     description="Also find the same scene photographed with the camera/stage moved")
+        inputs.bool("transformed", default=True, label="Mirrored or rotated copies",
+                     description="Also find flipped or 90/180-degree rotated copies (pre-augmented data)")
         audit_key_input(inputs, default="splits")
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
@@ -104,6 +108,8 @@ class AuditSplits(foo.Operator):
             audit_key=key,
             near_threshold=int(param(ctx, "near_threshold", DEFAULT_NEAR_THRESHOLD)),
             annotation_iou=float(param(ctx, "annotation_iou", DEFAULT_ANNOTATION_IOU)),
+            shifted=bool(param(ctx, "shifted", True)),
+            transformed=bool(param(ctx, "transformed", True)),
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
         counts = result.counts()

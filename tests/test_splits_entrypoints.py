@@ -44,7 +44,7 @@ def test_cli_split_field_and_tags(leaky, capsys):
     assert "sp_cli" in list_audits(leaky)
     assert _exact_pair_paths(leaky, "sp_cli") == {("copy.jpg", leaky.first().filepath.rsplit("/", 1)[-1])}
     assert main(["splits", "-d", name, "--split-tags", "train", "test", "--audit-key", "sp_tags",
-                 "--label-field", "none", "--no-save"]) == 0
+                 "--label-field", "none", "--no-shifted", "--no-transformed", "--no-save"]) == 0
     assert "sp_tags" not in list_audits(leaky)
     assert "leak_exact" in capsys.readouterr().out
 
@@ -73,9 +73,10 @@ def test_operator_tags_on_current_view(leaky):
     view = leaky.match_tags(["train", "test"]).limit(8)  # drops the copy: no leak left
     res = foo.execute_operator(URI, ctx=dict(dataset=leaky, view=view, params={
         "split_source": "tags", "split_tags": ["train", "test"], "audit_key": "sp_tags",
-        "view_target": "CURRENT_VIEW"}))
+        "view_target": "CURRENT_VIEW", "shifted": False}))
     assert res.result["n_leak_exact"] == 0
-    assert load_audit(leaky, "sp_tags").config["split_tags"] == ["train", "test"]
+    config = load_audit(leaky, "sp_tags").config
+    assert config["split_tags"] == ["train", "test"] and config["shifted"] is False and config["transformed"] is True
 
 
 def test_operator_delegated(leaky):

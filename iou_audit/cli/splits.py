@@ -41,6 +41,10 @@ def add_parser(subparsers) -> None:
                    help=f"Bonferroni-adjusted p-value below which a drift test is significant (default {DEFAULT_ALPHA})")
     p.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT,
                    help=f"smallest effect size (Cramer's V, JSD, KS D) reported as drift (default {DEFAULT_MIN_EFFECT})")
+    p.add_argument("--no-shifted", dest="shifted", action="store_false",
+                   help="skip the search for shifted views of one scene (window hashes + pixel check)")
+    p.add_argument("--no-transformed", dest="transformed", action="store_false",
+                   help="skip the search for mirrored or rotated copies (symmetry hashes + pixel check)")
     p.add_argument("--audit-key", default="splits",
                    help="name under which results are stored; re-running replaces them (default: splits)")
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         embeddings_field=args.embeddings_field, audit_key=args.audit_key, near_threshold=args.near_threshold,
         annotation_iou=args.annotation_iou, label_field=label_field,
         embeddings_threshold=args.embeddings_threshold, alpha=args.alpha, min_effect=args.min_effect,
-        save=args.save, progress=True, workers=args.workers)
+        shifted=args.shifted, transformed=args.transformed, save=args.save, progress=True, workers=args.workers)
     print(f"splits audit of {args.dataset} ({len(samples)} samples), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
     print_table(result.tables["splits"].set_index("split"), "samples per split:")
