@@ -140,6 +140,6 @@ def test_lvis_double_annotations_match_pycocotools(lvis):
             assert int(d.mask.sum()) == int(mask_utils.area(mask_utils.merge([rle1, rle2], intersect=False)))
         print(f"LVIS-200 inter-annotator mAP@[.5:.95] {res.metrics['map']:.4f} (r1 ref {map_12:.4f}, r2 ref {map_21:.4f}); "
               f"mAP@.5 {res.metrics['map50']:.4f}; mean matched mask IoU {pair['mean_iou']:.4f} over {want_n} pairs, Boundary IoU {res.metrics['boundary_iou']:.4f}; "
-              f"alpha nominal {res.metrics['alpha_nominal']:.4f}, interval {res.metrics['alpha_interval']:.4f}")
+              f"alpha nominal {res.metrics['alpha_nominal']:.4f} (CI {res.metrics['alpha_nominal_ci95']}), interval {res.metrics['alpha_interval']:.4f}")
     finally:
         ds.delete()

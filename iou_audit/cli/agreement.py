@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"agreement audit of {args.dataset}: annotators {', '.join(result.config['annotators'])} "
           f"({m['n_samples']} samples, {m['n_objects']} objects, {m['geometry']}), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
-    line = f"alpha nominal {m['alpha_nominal']:.3f}, interval {m['alpha_interval']:.3f}; F1 {m['f1']:.3f}; mean IoU {m['mean_iou']:.3f}"
+    lo, hi = m.get("alpha_nominal_ci95", [float("nan")] * 2)
+    line = f"alpha nominal {m['alpha_nominal']:.3f} (95% CI {lo:.3f}-{hi:.3f}), interval {m['alpha_interval']:.3f}; F1 {m['f1']:.3f}; mean IoU {m['mean_iou']:.3f}"
     if "map" in m:
         line += f"; inter-annotator mAP@[.5:.95] {m['map']:.3f}"
     print(line)
