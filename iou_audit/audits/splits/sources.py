@@ -33,34 +33,28 @@ def read_splits(samples, split_field: str | None = None, split_tags: Sequence[st
     """
     if (split_field is None) == (not split_tags):
         raise ValueError("give exactly one of split_field (a sample field) or split_tags (a list of sample tags)")
-    ids = samples.values("id")
+    ids = np.asarray(samples.values("id"), dtype=object)
     multi: dict[str, list[str]] = {}
     if split_field is not None:
         if samples.get_field(split_field) is None:
             raise ValueError(f"split field {split_field!r} does not exist on {samples._dataset.name!r}")
-        raw = samples.values(split_field)
-        names = [None if v is None or v == "" else str(v) for v in raw]
-        present = sorted({n for n in names if n is not None})
-        sizes = {n: 0 for n in present}
-        for n in names:
-            if n is not None:
-                sizes[n] += 1
-        split_names = sorted(present, key=lambda n: (SPLIT_ORDER.get(n.lower(), 3), -sizes[n], n))
-        code_of = {n: k for k, n in enumerate(split_names)}
-        codes = np.array([code_of.get(n, -1) for n in names], dtype=np.int64)
+        raw = np.array(["" if v is None else str(v) for v in samples.values(split_field)], dtype=object)
+        present, inverse, sizes = np.unique(raw.astype(str), return_inverse=True, return_counts=True)
+        named = [(str(n), int(c)) for n, c in zip(present, sizes) if n != ""]
+        split_names = [n for n, c in sorted(named, key=lambda nc: (SPLIT_ORDER.get(nc[0].lower(), 3), -nc[1], nc[0]))]
+        code_of_unique = np.array([split_names.index(str(n)) if n != "" else -1 for n in present], dtype=np.int64)
+        codes = code_of_unique[inverse.ravel()] if len(ids) else np.zeros(0, np.int64)
     else:
         split_names = [str(t) for t in split_tags]
         if len(set(split_names)) != len(split_names):
             raise ValueError(f"split_tags has repeated tags: {split_names}")
-        code_of = {n: k for k, n in enumerate(split_names)}
-        codes = np.full(len(ids), -1, dtype=np.int64)
-        for sid, tags, k in zip(ids, samples.values("tags"), range(len(ids))):
-            mine = [t for t in split_names if t in (tags or ())]
-            if mine:
-                codes[k] = code_of[mine[0]]
-            if len(mine) > 1:
-                multi[sid] = mine
-    return np.asarray(ids, dtype=object), codes, split_names, multi
+        # one bulk query per split tag; a sample's code is its first split tag
+        tagged = np.stack([np.isin(ids, np.asarray(samples.match_tags(t).values("id"), dtype=object))
+                           for t in split_names], axis=1) if len(ids) else np.zeros((0, len(split_names)), bool)
+        codes = np.where(tagged.any(axis=1), tagged.argmax(axis=1), -1).astype(np.int64)
+        for row in np.flatnonzero(tagged.sum(axis=1) > 1):
+            multi[str(ids[row])] = [split_names[k] for k in np.flatnonzero(tagged[row])]
+    return ids, codes, split_names, multi
 
 
 def file_stat_key(path: str) -> str:
