@@ -187,7 +187,7 @@ def test_no_drift_between_identical_distributions():
     assert not drifted(tests).any()
 
 
-@pytest.mark.parametrize("name", ["hashing", "index", "leaks", "drift", "audit"])
+@pytest.mark.parametrize("name", ["hashing", "index", "leaks", "drift", "audit", "copies", "sources"])
 def test_docstring_examples(name):
     import doctest
     import importlib
