@@ -53,15 +53,14 @@ class AuditPredictions(foo.Operator):
         from iou_audit.audits.predictions.audit import audit_predictions
 
         samples = target_view(ctx)
-        ctx.set_progress(progress=0.1, label="matching predictions to labels")
         key = param(ctx, "audit_key", "predictions")
         result = audit_predictions(
             samples, ctx.params["pred_field"], param(ctx, "gt_field", "ground_truth"),
             iou_thresh=float(param(ctx, "iou_thresh", 0.5)), method=param(ctx, "method", "coco"),
             classwise=bool(param(ctx, "classwise", True)), audit_key=key,
             min_score=float(param(ctx, "min_score", 0.5)),
+            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
-        ctx.set_progress(progress=1.0, label="done")
         counts = result.counts()
         top = max(counts, key=counts.get) if counts else None
         finish_in_app(ctx, f"{key}-{top}" if top else None)

@@ -41,10 +41,18 @@ def run(args: argparse.Namespace) -> int:
 
     from iou_audit.audits.predictions.audit import audit_predictions
 
+    from tqdm import tqdm
+
     samples = load_view(load_dataset(args.dataset), args.view)
-    result = audit_predictions(samples, args.pred_field, args.gt_field, iou_thresh=args.iou_thresh,
-                               method=args.method, classwise=args.classwise, audit_key=args.audit_key,
-                               iou_type=args.iou_type, min_score=args.min_score, save=args.save)
+    with tqdm(total=100, desc="predictions audit", unit="%") as bar:
+        def progress(fraction, label):
+            bar.set_postfix_str(label)
+            bar.update(round(100 * fraction) - bar.n)
+
+        result = audit_predictions(samples, args.pred_field, args.gt_field, iou_thresh=args.iou_thresh,
+                                   method=args.method, classwise=args.classwise, audit_key=args.audit_key,
+                                   iou_type=args.iou_type, min_score=args.min_score, save=args.save,
+                                   progress=progress)
     m = result.metrics
     print(f"predictions audit of {args.dataset}: {args.pred_field} vs {args.gt_field} ({len(samples)} samples), "
           f"key {args.audit_key!r}" + ("" if args.save else " (not saved)"))

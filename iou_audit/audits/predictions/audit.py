@@ -23,6 +23,7 @@ def audit_predictions(
     coco_metrics: bool = True,
     tide: bool = True,
     save: bool = True,
+    progress=None,
 ) -> AuditResult:
     """Find label errors from a model's predictions, with COCO-exact matching and ranked findings.
 
@@ -40,6 +41,7 @@ def audit_predictions(
         min_score: findings (and tags) are emitted for scores >= this.
         coco_metrics, tide: compute COCO AP@[.5:.95] and the TIDE dAP attribution.
         save: write results into the dataset.
+        progress: optional ``callable(fraction, label)`` told when each stage (read, audit, write) starts.
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
@@ -55,17 +57,22 @@ def audit_predictions(
         >>> r = audit_predictions(ds, "sim_predictions", "ground_truth")   # doctest: +SKIP
         >>> r.metrics["AP"], r.summary()                                   # doctest: +SKIP
     """
+    report = progress or (lambda fraction, label: None)
     segm = iou_type == "segm"
+    report(0.0, "reading labels")
     pred = read_label_table(samples, pred_field, masks=segm)
     gt_attrs = ("area",) if samples.has_field(f"{gt_field}.detections.area") else ()
     gt = read_label_table(samples, gt_field, attributes=gt_attrs, masks=segm)
     if pred.label_type != "detections" or gt.label_type != "detections":
         raise ValueError(f"audit_predictions needs Detections fields; got {pred_field!r} ({pred.label_type}) "
                          f"and {gt_field!r} ({gt.label_type})")
+    report(0.3, "matching and scoring")
     a = compute_prediction_audit(pred, gt, iou_thresh, method, classwise, iou_type, good_fit,
                                  coco_metrics=coco_metrics, tide=tide)
     result = to_audit_result(a, audit_key, min_score)
     if save:
+        report(0.6, "writing results")
         quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
         save_audit(samples, result, label_attributes=label_values(a), sample_fields={"quality": quality})
+    report(1.0, "done")
     return result
