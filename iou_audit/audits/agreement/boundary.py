@@ -52,11 +52,13 @@ def pair_boundary_iou(mask_a, box_a, mask_b, box_b, frame: tuple[int, int], dila
 
 
 def matched_boundary_iou(ta, tb, match_a: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
-    """Boundary IoU for every matched row of annotator a (NaN for unmatched rows)."""
+    """Boundary IoU for every matched row of annotator a (NaN when unmatched or a mask is missing)."""
     out = np.full(len(match_a), np.nan)
     sample = np.repeat(np.arange(len(ta.offsets) - 1), np.diff(ta.offsets))
     for i in np.flatnonzero(match_a >= 0):
         j, s = match_a[i], sample[i]
+        if ta.masks[i] is None or tb.masks[j] is None:
+            continue  # matched by boxes: no outline to compare
         out[i] = pair_boundary_iou(ta.masks[i], ta.box[i], tb.masks[j], tb.box[j],
                                    (int(ta.width[s]), int(ta.height[s])), dilation_ratio)
     return out

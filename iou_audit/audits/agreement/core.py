@@ -186,7 +186,7 @@ def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
     means, all_values = [], []
     for pm in pms:
         b = matched_boundary_iou(tables[pm.a], tables[pm.b], pm.match_a)
-        hit = np.flatnonzero(pm.match_a >= 0)
+        hit = np.flatnonzero((pm.match_a >= 0) & np.isfinite(b))
         np.add.at(sums[pm.a], hit, b[hit]), np.add.at(counts[pm.a], hit, 1)
         np.add.at(sums[pm.b], pm.match_a[hit], b[hit]), np.add.at(counts[pm.b], pm.match_a[hit], 1)
         means.append(float(b[hit].mean()) if len(hit) else np.nan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from iou_audit.geometry.boxes import batched_box_iou
+from iou_audit.geometry.boxes import batched_box_iou, batched_pair_rows
 from iou_audit.geometry.masks import batched_cropped_mask_iou
 from iou_audit.geometry.polygons import batched_polygon_iou
 from iou_audit.matching import batched_match
@@ -85,6 +85,13 @@ def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
         values, pair_offsets = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
     elif geometry == "mask":
         values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b, frame_sizes(ta))
+        # A label without a mask is compared by its box (rather than scoring IoU 0 with everything).
+        no_a = np.array([m is None for m in ta.masks], dtype=bool)
+        no_b = np.array([m is None for m in tb.masks], dtype=bool)
+        if no_a.any() or no_b.any():
+            _, i, j = batched_pair_rows(off_a, len(no_a), off_b, len(no_b))
+            boxes, _ = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
+            values = np.where(no_a[i] | no_b[j], boxes, values)
     else:
         values, pair_offsets = batched_polygon_iou(ta.polygons, off_a, tb.polygons, off_b)
     return np.asarray(values, dtype=np.float64), np.asarray(pair_offsets, dtype=np.int64)
