@@ -10,7 +10,6 @@ config, findings, tables and metrics. The optional consensus field is written wi
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -143,9 +142,12 @@ def audit_agreement(
     return result
 
 
-def _clean(v):
-    v = v.item() if hasattr(v, "item") else v
-    return None if isinstance(v, float) and math.isnan(v) else v
+def _plain(values) -> list:
+    """Python values for the database: numpy scalars unboxed, NaN -> None (no value)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        return np.where(np.isnan(arr), None, arr.astype(object)).tolist()
+    return arr.tolist()
 
 
 def _label_attributes(tables, fields, r: Agreement) -> dict:
@@ -153,13 +155,13 @@ def _label_attributes(tables, fields, r: Agreement) -> dict:
     for t, field, values in zip(tables, fields, r.label_values):
         attrs = out.setdefault(field, {})
         for name, arr in values.items():
-            attrs.setdefault(name, {}).update({lid: _clean(v) for lid, v in zip(t.label_id, arr)})
+            attrs.setdefault(name, {}).update(zip(t.label_id.tolist(), _plain(arr)))
     return out
 
 
 def _sample_fields(r: Agreement) -> dict:
     img = r.tables["per_image"]
-    return {col: {sid: _clean(v) for sid, v in zip(img.sample_id, img[col])} for col in ("f1", "mean_iou", "alpha")}
+    return {col: dict(zip(img.sample_id.tolist(), _plain(img[col].to_numpy(dtype=float)))) for col in ("f1", "mean_iou", "alpha")}
 
 
 def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
