@@ -230,3 +230,25 @@ def test_resampled_alpha_equals_duplicated_units():
     assert nominal_alpha_resampled(unit, value, sample, np.ones((1, 6)))[0] == pytest.approx(nominal_alpha_counts(unit, value))
     lo, hi = nominal_alpha_ci(unit, value, sample, 6)
     assert lo <= nominal_alpha_counts(unit, value) <= hi
+
+
+def test_clusters_are_order_independent_on_random_crowded_images():
+    rng = np.random.default_rng(11)
+    S, K = 20, 4
+    base = rng.uniform(0, 0.8, (S, 6, 2))
+    tables = []
+    for k in range(K):
+        rows = []
+        for s in range(S):
+            for o in range(6):
+                if rng.random() < 0.8:  # each annotator draws most objects, jittered
+                    x, y = base[s, o] + rng.normal(0, 0.02, 2)
+                    rows.append((s, f"k{k}s{s}o{o}", str(rng.choice(["p", "q"])), [x, y, x + .15, y + .15]))
+        tables.append(box_table(rows, S=S))
+    sets = None
+    for order in itertools.permutations(range(K)):
+        r = compute_agreement([tables[i] for i in order], compute_map=False)
+        got = {frozenset(m.label_id) for _, m in r.members.groupby("cluster")}
+        assert all(len({lid[:2] for lid in c}) == len(c) for c in got)  # one label per annotator
+        sets = got if sets is None else sets
+        assert got == sets
