@@ -63,6 +63,12 @@ def fruits_tables(order=(0, 1, 2)):
 def test_fruits_matches_kalphacv_end_to_end():
     r = compute_agreement(fruits_tables(), names=["Ann1", "Ann2", "ann3"], compute_map=False)
     assert round(r.metrics["alpha_nominal"], 4) == 0.0222
+    assert r.tables["alpha"].alpha.iloc[0] == r.metrics["alpha_nominal"]
+    # Pair Ann1-Ann2 alone: units {1,6} (2,2), {2,5} (1,1), {3,4} (1,1) -> perfect agreement.
+    # Pair Ann1-ann3: {1,9} (2,1), {2,E} (1,E), {3,8} (1,2), {E,7} (E,1): n=8, counts 1:4 2:2 E:2,
+    # every unit disagrees -> Do_sum = 8, De_sum = 64 - (16+4+4) = 40 -> alpha = 1 - 7*8/40 = -0.4.
+    pa = r.tables["pairs"].set_index(["annotator_a", "annotator_b"]).alpha
+    assert pa[("Ann1", "Ann2")] == 1.0 and pa[("Ann1", "ann3")] == pytest.approx(-0.4)
     # Per class (units grouped by majority class), by hand with the same formula:
     # class 1 units (1,1,E) (1,1,2) (E,E,1): n=9, Do_sum=6, De_sum=81-(25+9+1)=46 -> 1-8*6/46;
     # class 2 unit (2,2,1): n=3, Do_sum=2, De_sum=9-(4+1)=4 -> 1-2*2/4 = 0.

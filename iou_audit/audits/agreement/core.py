@@ -59,19 +59,30 @@ def class_codes(tables) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].astype(np.int64) if len(labels) else np.zeros(0, np.int64)
 
 
-def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: np.ndarray):
-    """(unit, value, sample) per covering annotator of each cluster; value -1 codes "empty"."""
+def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: np.ndarray, with_annotator: bool = False):
+    """(unit, value, sample[, annotator]) per covering annotator of each cluster; value -1 = "empty"."""
     start = np.cumsum([0] + [len(t.label) for t in tables])
-    units, values = [], []
+    units, values, annotators = [], [], []
     cov = covered[clusters.sample_index]
     for k in range(len(tables)):
         rows = np.flatnonzero(cov[:, k])
         member = clusters.members[rows, k]
         idx = np.where(member >= 0, member + start[k], 0)
         v = np.where(member >= 0, codes[idx], -1) if len(codes) else np.full(len(rows), -1)
-        units.append(rows), values.append(v)
+        units.append(rows), values.append(v), annotators.append(np.full(len(rows), k))
     u = np.concatenate(units)
-    return u, np.concatenate(values), clusters.sample_index[u]
+    out = (u, np.concatenate(values), clusters.sample_index[u])
+    return (*out, np.concatenate(annotators)) if with_annotator else out
+
+
+def pair_alphas(clusters: Clusters, unit, value, annotator, pms) -> list:
+    """Nominal alpha of each annotator pair alone: its observations on the objects either one drew."""
+    out = []
+    for pm in pms:
+        drawn = (clusters.members[:, pm.a] >= 0) | (clusters.members[:, pm.b] >= 0)
+        sel = ((annotator == pm.a) | (annotator == pm.b)) & drawn[unit]
+        out.append(kalpha.nominal_alpha_counts(unit[sel], value[sel]))
+    return out
 
 
 def compute_agreement(
@@ -121,8 +132,9 @@ def compute_agreement(
     reliability = annotator_reliability(names, clusters, ctab, mem, covered, quorum)
 
     codes = class_codes(tables)
-    unit, value, smp = _alpha_observations(tables, clusters, covered, codes)
+    unit, value, smp, ann = _alpha_observations(tables, clusters, covered, codes, with_annotator=True)
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
+    pairs["alpha"] = pair_alphas(clusters, unit, value, ann, pms)
     groups, alpha_img = kalpha.nominal_alpha_counts(unit, value, group=smp)
     per_image["alpha"] = pd.Series(alpha_img, index=groups).reindex(range(S)).to_numpy()
     # Per class: the units (objects) whose majority class is that class. Inside one class nearly
@@ -148,6 +160,10 @@ def compute_agreement(
         "per_class": per_class,
         "annotators": reliability,
         "threshold_curve": curve,
+        "alpha": pd.DataFrame({
+            "variant": ["nominal (class, empty when unmatched)", "interval (1 - IoU)"],
+            "alpha": [alpha_nominal, alpha_interval], "ci95_low": [alpha_ci[0], np.nan], "ci95_high": [alpha_ci[1], np.nan],
+            "iou_thresh": [iou_thresh, iou_thresh]}),
     }
     tot_labels = pairs.n_a.sum() + pairs.n_b.sum()
     metrics = {
