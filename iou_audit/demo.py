@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ./run app --dataset {dataset.name}        (then open the 'iou-audit review' panel, "
           "or the saved views in the sidebar)")
     print(f"  .venv/bin/iou-audit list --dataset {dataset.name}")
-    print(f"  .venv/bin/iou-audit export --dataset {dataset.name} --audit-key duplicates --output findings.csv")
+    print(f"  .venv/bin/iou-audit export --dataset {dataset.name} --audit-key duplicates findings.csv")
     return 0
 
 
