@@ -8,6 +8,7 @@ written to fields whose names start with ``sim_`` so nobody mistakes them for re
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -33,19 +34,30 @@ def _show(result, seconds: float) -> None:
     print(f"({len(result.findings)} findings in {seconds:.1f} s; audit key '{result.audit_key}')")
 
 
-def _top(result, n: int = 5) -> None:
-    f = result.findings.sort_values("score", ascending=False, kind="stable").head(n)
+def _top(result, names: dict[str, str], n: int = 5) -> None:
+    """The n most suspicious findings, one per kind first so every kind shows up."""
+    f = result.findings.sort_values("score", ascending=False, kind="stable")
+    f = f.loc[list(f.groupby("kind", sort=False).head(1).index) + list(f.index)].drop_duplicates().head(n)
     for r in f.itertuples(index=False):
-        other = f" vs sample {r.other_sample_id}" if r.other_sample_id and r.other_sample_id != r.sample_id else ""
-        print(f"  {r.kind:<22} score {r.score:.2f}  {r.label or '':<10} sample {r.sample_id}{other}  {r.detail}")
+        image = names.get(r.sample_id, r.sample_id)
+        if r.other_sample_id and r.other_sample_id != r.sample_id:
+            image += f" vs {names.get(r.other_sample_id, r.other_sample_id)}"
+        print(f"  {r.kind:<20} {r.score:.2f}  {r.label or '':<9} {image}: {r.detail}")
 
 
 def steps():
     """(title, function(dataset) -> AuditResult) for every audit the demo runs, in order."""
     from iou_audit.audits.duplicates import run_demo_duplicates
+    from iou_audit.audits.predictions import run_demo_predictions
+    from iou_audit.audits.splits.audit import run_demo_splits
+    from iou_audit.simulate.annotators import run_demo_agreement
 
     return [
         ("Duplicate and degenerate boxes in the human labels", run_demo_duplicates),
+        ("Agreement: human labels vs two SIMULATED annotators (sim_annotator_b, sim_annotator_c)",
+         run_demo_agreement),
+        ("Label errors from SIMULATED detector predictions (sim_predictions)", run_demo_predictions),
+        ("Train/val/test leakage and drift in the official split", run_demo_splits),
     ]
 
 
@@ -70,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{dataset.count(f'{LABEL_FIELD}.detections')} boxes, splits {dataset.count_values('split')} "
           f"({time.perf_counter() - t0:.1f} s)")
 
+    ids, paths = dataset.values(["id", "filepath"])
+    names = {i: os.path.basename(p) for i, p in zip(ids, paths)}
     for title, run in steps():
         _banner(title)
         t0 = time.perf_counter()
         result = run(dataset)
         _show(result, time.perf_counter() - t0)
-        _top(result)
+        _top(result, names)
 
     _banner("Open the results in the FiftyOne App")
     print(f"  ./run app --dataset {dataset.name}        (then open the 'iou-audit review' panel, "
