@@ -19,8 +19,9 @@ import pandas as pd
 
 from iou_audit.results.findings import FINDING_COLUMNS, make_findings
 from iou_audit.results.result import AuditResult, jsonify
-from iou_audit.table.read import check_label_field
-from iou_audit.table.write import untag_labels, update_labels, write_sample_values
+from iou_audit.table.bulk import strip_labels
+from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.write import _check_writable, write_many
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 RUN_MARKER = "iou_audit"
 
 
+@_gc_paused()  # plans and writes a few small containers per finding: GC scans would dominate
 def save_audit(
     samples,
     result: AuditResult,
@@ -48,8 +50,6 @@ def save_audit(
         >>> save_audit(ds, result, {"gt": {"iou": {lid: 0.93}}})            # doctest: +SKIP
         {'label_attributes': {'gt': ['dup_iou']}, 'tags': {'gt': ['dup:duplicate']}, ...}
     """
-    from iou_audit.table.write import _check_writable
-
     dataset = _check_writable(samples)
     key = result.audit_key
     _check_key(key)
@@ -72,13 +72,15 @@ def save_audit(
     samples.register_run(key, config)
     _save_results(samples, key, result, findings, plan["manifest"])
 
-    for field in sorted(set(plan["attributes"]) | set(plan["tags"])):
-        update_labels(samples, field, attributes=plan["attributes"].get(field), tags=plan["tags"].get(field))
-    if plan["sample_values"]:
-        write_sample_values(samples, plan["sample_values"])
+    # every field's attributes and tags and the per-sample counts: one schema merge, one bulk write
+    write_many(
+        samples,
+        labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
+                for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
+        sample_values=plan["sample_values"],
+    )
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
-    dataset.reload()
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
     return plan["manifest"]
 
@@ -122,17 +124,19 @@ def delete_audit(dataset, key: str) -> dict:
     _info(dataset, key)
     res = dataset.load_run_results(key, cache=False, load_view=False)
     manifest = getattr(res, "written", None) or {}
-    for field, attrs in manifest.get("label_attributes", {}).items():
+    attrs_by_field, tags_by_field = manifest.get("label_attributes", {}), manifest.get("tags", {})
+    schema_paths = []
+    for field in sorted(set(attrs_by_field) | set(tags_by_field)):
         if dataset.get_field(field) is None:
             continue
         _, list_path = check_label_field(dataset, field)
-        for attr in attrs:
-            _unset_label_attr(dataset, list_path, attr)
-    for field, tags in manifest.get("tags", {}).items():
-        if dataset.get_field(field) is None:
-            continue
-        for tag in tags:
-            untag_labels(dataset, field, tag)
+        attrs = attrs_by_field.get(field, [])
+        # one server-side update per field, matching only the samples that hold our attributes/tags
+        strip_labels(dataset, field, attributes=attrs, tags=tags_by_field.get(field, []))
+        schema_paths += [f"{list_path}.{a}" for a in attrs if dataset.get_field(f"{list_path}.{a}") is not None]
+    if schema_paths:
+        # schema only: the data is already gone (delete_sample_field would rewrite every sample)
+        dataset.remove_dynamic_sample_fields(schema_paths)
     names = [n for n in manifest.get("sample_fields", []) if dataset.get_field(n) is not None]
     if names:
         dataset.delete_sample_fields(names)
@@ -140,7 +144,6 @@ def delete_audit(dataset, key: str) -> dict:
         if dataset.has_saved_view(name):
             dataset.delete_saved_view(name)
     dataset.delete_run(key)
-    dataset.reload()
     return manifest
 
 
@@ -239,19 +242,6 @@ def _save_results(samples, key, result, findings, manifest) -> None:
         written=manifest,
     )
     samples.save_run_results(key, results, cache=False)
-
-
-def _unset_label_attr(dataset, list_path: str, attr: str) -> None:
-    """Remove a label attribute from the data (touched samples only) and from the schema."""
-    from iou_audit.table.write import _now
-
-    path = f"{list_path}.{attr}"
-    dataset._sample_collection.update_many(
-        {path: {"$exists": True}},
-        {"$unset": {f"{list_path}.$[].{attr}": ""}, "$set": {"last_modified_at": _now()}},
-    )
-    if dataset.get_field(path) is not None:
-        dataset.delete_sample_field(path)
 
 
 def _version() -> str:

@@ -1,22 +1,24 @@
 """Bulk write-back by label id: per-label attributes, label tags and per-sample fields.
 
-Every write is one MongoDB ``bulk_write`` of one ``UpdateOne`` per touched sample. Labels are
-addressed by their ``_id`` through ``arrayFilters`` (``<field>.detections.$[l0].<attr>`` with
-``{"l0._id": ObjectId(...)}``), never by list position, so a label list edited between read
-and write never receives another label's value. Only touched samples get a new
-``last_modified_at``; new attributes/fields are declared in the dataset schema so
-``get_field_schema()`` and the App see them. ``sample.save()`` is never called.
+This module validates input (names, tags, label ids, value types against the existing schema)
+and declares new attributes/fields, all columns of one call in a single schema merge (one
+dataset-document save; ``add_sample_field`` costs one save and reload per field), so
+``get_field_schema()`` and the App see them. The write itself (:mod:`iou_audit.table.bulk`) is one
+unordered ``bulk_write`` with one ``UpdateOne`` per touched sample, labels matched by ``_id``
+through ``arrayFilters``, never by list position: a label list edited between read and write never
+receives another label's value. Only touched samples get a new ``last_modified_at``; bad input
+raises before anything is written. ``sample.save()`` is never called.
 """
 from __future__ import annotations
 
-import datetime
 import logging
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from iou_audit.table.read import check_label_field
+from iou_audit.table import bulk
+from iou_audit.table.read import _gc_paused, check_label_field
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ PROTECTED_SAMPLE_FIELDS = frozenset({
     "id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at", "media_type",
     "_media_type", "_rand", "_dataset_id", "frames",
 })
-BULK_CHUNK = 1000  # UpdateOne ops per bulk_write round trip
 
 
 def write_label_attributes(samples, field: str, values: Mapping[str, Mapping[str, Any]]) -> dict:
@@ -56,23 +57,8 @@ def update_labels(
         >>> update_labels(ds, "gt", {"dup_iou": {lid: 0.9}}, {lid: ["dup:duplicate"]})  # doctest: +SKIP
         {'labels': 1, 'samples': 1, 'missing': []}
     """
-    attributes = attributes or {}
-    for attr in attributes:
-        _check_attr_name(field, attr)
-    # a bare string is one tag, not a sequence of one-letter tags
-    tags = {k: [v] if isinstance(v, str) else list(v) for k, v in (tags or {}).items()}
-    for label_tags in tags.values():
-        for tag in label_tags:
-            _check_tag(tag)
-    per_label: dict[str, dict[str, Any]] = defaultdict(dict)
-    for attr, by_id in attributes.items():
-        for label_id, value in by_id.items():
-            per_label[str(label_id)][attr] = _to_bson(value)
-    add_tags = {str(k): v for k, v in tags.items()}
-    _declare_label_attrs(samples, field, attributes)  # validates types before anything is written
-    stats = _update_labels(samples, field, sets=per_label, add_tags=add_tags)
-    samples._root_dataset.reload()
-    return stats
+    stats = write_many(samples, labels={field: {"attributes": attributes or {}, "tags": tags or {}}})
+    return stats["labels"][field]
 
 
 def tag_labels_by_id(samples, field: str, label_ids: Iterable[str], tag: str) -> dict:
@@ -86,99 +72,90 @@ def untag_labels(samples, field: str, tag: str) -> dict:
     _check_tag(tag)
     _check_writable(samples)
     _, list_path = check_label_field(samples, field)
-    ids, tag_lists = samples.values([f"{list_path}.id", f"{list_path}.tags"])
-    tagged = {
-        lid: [tag]
-        for lids, tls in zip(ids, tag_lists) if lids
-        for lid, tl in zip(lids, tls) if tl and tag in tl
-    }
+    db_list = samples._handle_db_field(list_path)
+    has_tag = {"$filter": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
+                           "cond": {"$in": [tag, {"$ifNull": ["$$l.tags", []]}]}}}
+    stages = [{"$project": {"L": {"$map": {"input": has_tag, "as": "l", "in": {"$toString": "$$l._id"}}}}}]
+    tagged = {lid: [tag] for d in samples._aggregate(pipeline=stages) for lid in d["L"]}
     if not tagged:
         return {"labels": 0, "samples": 0, "missing": []}
-    stats = _update_labels(samples, field, pull_tags=tagged)
-    samples._root_dataset.reload()
-    return stats
+    write = bulk.LabelWrite(db_list, pull_tags=tagged)
+    return bulk.apply(samples, {field: write}, {})["labels"][field]
 
 
 def write_sample_values(samples, values: Mapping[str, Mapping[str, Any]]) -> dict:
     """Set top-level sample fields by sample id: ``{name: {sample_id: value}}``.
 
-    Only samples of the view that appear in ``values`` are touched.
+    Only samples of the view that appear in ``values`` are touched. Returns
+    ``{"samples": n_touched, "missing": [sample ids not in the view]}``.
+    """
+    stats = write_many(samples, sample_values=values)
+    return {"samples": stats["samples"], "missing": stats["missing_samples"]}
+
+
+@_gc_paused()  # builds a few small containers per label: GC scans would dominate
+def write_many(
+    samples,
+    labels: Mapping[str, Mapping[str, Mapping]] | None = None,
+    sample_values: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict:
+    """Label attributes and tags of several fields plus sample fields in one schema merge and one bulk.
+
+    Args:
+        samples: a dataset or a view of its samples (only its samples and labels are written).
+        labels: ``{field: {"attributes": {attr: {label_id: value}}, "tags": {label_id: [tag, ...]}}}``.
+        sample_values: ``{name: {sample_id: value}}``.
+
+    Returns:
+        ``{"labels": {field: {"labels", "samples", "missing"}}, "samples": n_touched,
+        "missing_samples": [sample ids not in the view]}``.
+
+    Example:
+        >>> write_many(ds, {"gt": {"attributes": {"q_iou": {lid: 0.9}}, "tags": {lid: ["q:dup"]}}},
+        ...            {"q_count": {sid: 1}})                                     # doctest: +SKIP
+        {'labels': {'gt': {'labels': 1, 'samples': 1, 'missing': []}}, 'samples': 1, 'missing_samples': []}
     """
     from bson import ObjectId
-    from pymongo import UpdateOne
 
     dataset = _check_writable(samples)
-    for name in values:
+    labels, sample_values = labels or {}, sample_values or {}
+    writes: dict[str, bulk.LabelWrite] = {}
+    columns = []  # (schema path, values, what) to declare
+    for field, spec in labels.items():
+        unknown = set(spec) - {"attributes", "tags"}
+        if unknown:
+            raise ValueError(f"field {field!r}: unknown write keys {sorted(unknown)} (use 'attributes', 'tags')")
+        _, list_path = check_label_field(samples, field)
+        write = bulk.LabelWrite(samples._handle_db_field(list_path))
+        for attr, by_id in (spec.get("attributes") or {}).items():
+            _check_attr_name(field, attr)
+            columns.append((f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}"))
+            for label_id, value in by_id.items():
+                write.sets.setdefault(str(label_id), {})[attr] = _to_bson(value)
+        for label_id, tags in (spec.get("tags") or {}).items():
+            tags = [tags] if isinstance(tags, str) else list(tags)  # a bare string is one tag
+            for tag in tags:
+                _check_tag(tag)
+            write.add_tags[str(label_id)] = tags
+        for label_id in write.wanted:
+            if not ObjectId.is_valid(label_id):
+                raise ValueError(f"field {field!r}: {label_id!r} is not a label id")
+        writes[field] = write
+    sample_sets: dict[str, dict[str, Any]] = defaultdict(dict)
+    for name, by_id in sample_values.items():
         _check_sample_field_name(samples, name)
-    for name, by_id in values.items():
-        _declare(dataset, name, by_id.values(), f"sample field {name!r}")
-    in_view = set(samples.values("id"))
-    per_sample: dict[str, dict[str, Any]] = defaultdict(dict)
-    missing = []
-    for name, by_id in values.items():
+        columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
-            if sid in in_view:
-                per_sample[sid][name] = _to_bson(value)
-            else:
-                missing.append(sid)
-    now = _now()
-    ops = [UpdateOne({"_id": ObjectId(sid)}, {"$set": {**sets, "last_modified_at": now}})
-           for sid, sets in per_sample.items()]
-    _bulk_write(dataset, ops)
-    dataset.reload()
-    if missing:
-        logger.warning("%d sample id(s) not in the view were not written", len(set(missing)))
-    return {"samples": len(per_sample), "missing": sorted(set(missing))}
+            sample_sets[str(sid)][name] = _to_bson(value)
 
-
-def _update_labels(samples, field, sets=None, add_tags=None, pull_tags=None) -> dict:
-    """One UpdateOne per touched sample, labels matched by ``_id`` via arrayFilters."""
-    from bson import ObjectId
-    from pymongo import UpdateOne
-
-    dataset = _check_writable(samples)
-    _, list_path = check_label_field(samples, field)
-    sets, add_tags, pull_tags = sets or {}, add_tags or {}, pull_tags or {}
-    wanted = set(sets) | set(add_tags) | set(pull_tags)
-    for label_id in wanted:
-        if not ObjectId.is_valid(label_id):
-            raise ValueError(f"field {field!r}: {label_id!r} is not a label id")
-
-    sample_ids, label_lists = samples.values(["id", f"{list_path}.id"])
-    by_sample: dict[str, list[str]] = defaultdict(list)
-    for sid, lids in zip(sample_ids, label_lists):
-        for lid in dict.fromkeys(lids or ()):  # a label id repeated in one list is written once
-            if lid in wanted:
-                by_sample[sid].append(lid)
-    found = sum(len(v) for v in by_sample.values())
-    missing = sorted(wanted - {lid for v in by_sample.values() for lid in v}) if found < len(wanted) else []
-
-    now = _now()
-    ops = []
-    for sid, lids in by_sample.items():
-        update: dict[str, dict] = {"$set": {"last_modified_at": now}}
-        filters = []
-        for j, lid in enumerate(lids):
-            ident = f"l{j}"
-            filters.append({f"{ident}._id": ObjectId(lid)})
-            for attr, value in sets.get(lid, {}).items():
-                update["$set"][f"{list_path}.$[{ident}].{attr}"] = value
-            if lid in add_tags:
-                update.setdefault("$addToSet", {})[f"{list_path}.$[{ident}].tags"] = {"$each": list(add_tags[lid])}
-            if lid in pull_tags:
-                update.setdefault("$pull", {})[f"{list_path}.$[{ident}].tags"] = {"$in": list(pull_tags[lid])}
-        query = {"_id": ObjectId(sid), f"{list_path}._id": {"$in": [f[f"l{j}._id"] for j, f in enumerate(filters)]}}
-        ops.append(UpdateOne(query, update, array_filters=filters))
-    _bulk_write(dataset, ops)
-    if missing:
-        logger.warning("field %r: %d label id(s) not found in the view were not written", field, len(missing))
-    return {"labels": found, "samples": len(by_sample), "missing": missing}
-
-
-def _bulk_write(dataset, ops: list) -> None:
-    coll = dataset._sample_collection
-    for start in range(0, len(ops), BULK_CHUNK):
-        coll.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
+    _declare(dataset, columns)  # raises on a type conflict before anything is written
+    stats = bulk.apply(samples, writes, sample_sets)
+    for field, st in stats["labels"].items():
+        if st["missing"]:
+            logger.warning("field %r: %d label id(s) not found in the view were not written", field, len(st["missing"]))
+    if stats["missing_samples"]:
+        logger.warning("%d sample id(s) not in the view were not written", len(stats["missing_samples"]))
+    return stats
 
 
 def _check_writable(samples):
@@ -213,28 +190,31 @@ def _check_tag(tag: str) -> None:
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
 
 
-def _declare_label_attrs(samples, field: str, values: Mapping[str, Mapping[str, Any]]) -> None:
-    dataset = samples._root_dataset
-    _, list_path = check_label_field(dataset, field)
-    for attr, by_id in values.items():
-        _declare(dataset, f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}")
+def _declare(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> None:
+    """Declare ``(path, values, what)`` columns in the schema with the type of their values.
 
-
-def _declare(dataset, path: str, values: Iterable[Any], what: str) -> None:
-    """Add ``path`` to the schema with the type of ``values``; refuse values the existing type rejects."""
+    Every column is checked first (values the existing type rejects raise, naming ``what``, and
+    nothing is declared); the new paths are then merged in one schema update.
+    """
     import fiftyone as fo
+    from fiftyone.core.odm.utils import create_field
 
-    ftype = _infer_field_type(values)
-    existing = dataset.get_field(path)
-    if existing is None:
-        if ftype is not None:
-            dataset.add_sample_field(path, ftype)
-        return
-    if ftype is None or isinstance(existing, ftype):
-        return
-    if isinstance(existing, fo.FloatField) and ftype is fo.IntField:
-        return
-    raise ValueError(f"{what} exists as {type(existing).__name__}; cannot write {ftype.__name__} values into it")
+    new = {}
+    for path, values, what in columns:
+        ftype = _infer_field_type(values)
+        existing = dataset.get_field(path)
+        if existing is None:
+            if ftype is not None:
+                new[path] = create_field(path.rsplit(".", 1)[-1], ftype)
+            continue
+        if ftype is None or isinstance(existing, ftype):
+            continue
+        if isinstance(existing, fo.FloatField) and ftype is fo.IntField:
+            continue
+        raise ValueError(f"{what} exists as {type(existing).__name__}; cannot write {ftype.__name__} values into it")
+    if new:
+        # one merge = one dataset-document save and reload (add_sample_field: one per path)
+        dataset._merge_sample_field_schema(new)
 
 
 def _infer_field_type(values: Iterable[Any]):
@@ -285,9 +265,3 @@ def _to_bson(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_bson(v) for v in value]
     return value
-
-
-def _now() -> datetime.datetime:
-    # FiftyOne stores naive UTC datetimes with millisecond precision (BSON dates)
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
