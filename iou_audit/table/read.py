@@ -149,14 +149,12 @@ def _to_table(samples, docs, field, label_type, list_path, label_keys, attribute
     filepaths = np.array([d.get("filepath") or "" for d in docs], dtype=object)
     width = np.array([d.get("w") for d in docs], dtype=np.float64)
     height = np.array([d.get("h") for d in docs], dtype=np.float64)
-    per_sample = [d["L"] or () for d in docs]
-    counts = np.fromiter(map(len, per_sample), np.int64, len(docs))
+    counts = np.fromiter((len(d["c0"]) for d in docs), np.int64, len(docs))
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     n = int(offsets[-1])
-    rows = list(chain.from_iterable(per_sample))  # one short list per label, in label_keys order
-    columns = list(zip(*rows)) if rows else [()] * len(label_keys)
-    col = dict(zip(label_keys, columns))
+    # column k of every sample, concatenated in sample order (C-level chain, no per-label rows)
+    col = {key: list(chain.from_iterable(d[f"c{k}"] for d in docs)) for k, key in enumerate(label_keys)}
     if compute_metadata:
         _fill_missing_sizes(samples, sample_ids, filepaths, width, height, counts)
 
@@ -192,8 +190,13 @@ def _to_table(samples, docs, field, label_type, list_path, label_keys, attribute
 
 
 def _fetch(samples, list_path: str, label_keys: Sequence[str], only_ids=None) -> list[dict]:
-    """One aggregation: the view's pipeline, then per sample ``_id``, ``filepath``, ``w``, ``h``
-    and ``L`` = one array per label holding ``label_keys`` (missing subfields -> None)."""
+    """One aggregation: the view's pipeline, then per sample ``sid``, ``filepath``, ``w``, ``h``
+    and ``c<k>`` = the values of ``label_keys[k]`` over the sample's labels (missing -> None).
+
+    Example (one sample, two labels, keys ``["id", "label"]``):
+        ``{"sid": "6b07...", "filepath": "/a.jpg", "w": 640, "h": 480,
+        "c0": ["6b08...", "6b09..."], "c1": ["cat", None]}``
+    """
     db_list = samples._handle_db_field(list_path)
     db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
     stages = []
@@ -205,8 +208,9 @@ def _fetch(samples, list_path: str, label_keys: Sequence[str], only_ids=None) ->
         "w": "$metadata.width",
         "h": "$metadata.height",
         "sid": {"$toString": "$_id"},
-        "L": {"$map": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
-                       "in": [_as_string(f"$$l.{k}") if k == "_id" else f"$$l.{k}" for k in db_keys]}},
+        **{f"c{i}": {"$map": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
+                              "in": _as_string(f"$$l.{k}") if k == "_id" else f"$$l.{k}"}}
+           for i, k in enumerate(db_keys)},
     }})
     return list(samples._aggregate(pipeline=stages))
 
