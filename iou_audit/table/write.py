@@ -12,6 +12,7 @@ raises before anything is written. ``sample.save()`` is never called.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -21,6 +22,9 @@ from iou_audit.table import bulk
 from iou_audit.table.read import _gc_paused, check_label_field
 
 logger = logging.getLogger(__name__)
+
+_PLAIN = frozenset({float, int, str, bool, type(None)})  # values pymongo encodes as they are
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
 
 # Label attributes owned by FiftyOne or by the original annotation: never written by us.
 PROTECTED_LABEL_ATTRS = frozenset({
@@ -115,8 +119,6 @@ def write_many(
         ...            {"q_count": {sid: 1}})                                     # doctest: +SKIP
         {'labels': {'gt': {'labels': 1, 'samples': 1, 'missing': []}}, 'samples': 1, 'missing_samples': []}
     """
-    from bson import ObjectId
-
     dataset = _check_writable(samples)
     labels, sample_values = labels or {}, sample_values or {}
     writes: dict[str, bulk.LabelWrite] = {}
@@ -131,22 +133,23 @@ def write_many(
             _check_attr_name(field, attr)
             columns.append((f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}"))
             for label_id, value in by_id.items():
-                write.sets.setdefault(str(label_id), {})[attr] = _to_bson(value)
+                write.sets.setdefault(str(label_id), {})[attr] = value if type(value) in _PLAIN else _to_bson(value)
         for label_id, tags in (spec.get("tags") or {}).items():
             tags = [tags] if isinstance(tags, str) else list(tags)  # a bare string is one tag
             for tag in tags:
                 _check_tag(tag)
             write.add_tags[str(label_id)] = tags
-        for label_id in write.wanted:
-            if not ObjectId.is_valid(label_id):
-                raise ValueError(f"field {field!r}: {label_id!r} is not a label id")
+        wanted = write.wanted
+        if not all(map(_OBJECT_ID.fullmatch, wanted)):
+            bad = next(i for i in wanted if not _OBJECT_ID.fullmatch(i))
+            raise ValueError(f"field {field!r}: {bad!r} is not a label id")
         writes[field] = write
     sample_sets: dict[str, dict[str, Any]] = defaultdict(dict)
     for name, by_id in sample_values.items():
         _check_sample_field_name(samples, name)
         columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
-            sample_sets[str(sid)][name] = _to_bson(value)
+            sample_sets[str(sid)][name] = value if type(value) in _PLAIN else _to_bson(value)
 
     _declare(dataset, columns)  # raises on a type conflict before anything is written
     stats = bulk.apply(samples, writes, sample_sets)
@@ -218,24 +221,29 @@ def _declare(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> None
 
 
 def _infer_field_type(values: Iterable[Any]):
-    """FiftyOne field class for a column of values (None ignored); None when mixed/unknown."""
+    """FiftyOne field class for a column of values (None ignored); None when mixed/unknown.
+
+    Example:
+        >>> _infer_field_type([1, 2.5, None]).__name__, _infer_field_type([True]).__name__
+        ('FloatField', 'BooleanField')
+    """
     import fiftyone as fo
 
     kinds = set()
-    for v in values:
-        if v is None:
+    for t in set(map(type, values)):  # classify the distinct types, not every value
+        if t is type(None):
             continue
-        if isinstance(v, (bool, np.bool_)):
+        if issubclass(t, (bool, np.bool_)):
             kinds.add("bool")
-        elif isinstance(v, (int, np.integer)):
+        elif issubclass(t, (int, np.integer)):
             kinds.add("int")
-        elif isinstance(v, (float, np.floating)):
+        elif issubclass(t, (float, np.floating)):
             kinds.add("float")
-        elif isinstance(v, str):
+        elif issubclass(t, str):
             kinds.add("str")
-        elif isinstance(v, (list, tuple, np.ndarray)):
+        elif issubclass(t, (list, tuple, np.ndarray)):
             kinds.add("list")
-        elif isinstance(v, dict):
+        elif issubclass(t, dict):
             kinds.add("dict")
         else:
             return None
