@@ -20,6 +20,7 @@ from iou_audit.table import (  # noqa: E402
     write_label_attributes,
     write_sample_values,
 )
+from iou_audit.table.write import write_many  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -381,3 +382,105 @@ def test_real_bccd_sizes_computed_from_media(shared_data):
         require_frame_sizes(t, "CIoU")  # known now: no error
     finally:
         ds.delete()
+
+
+# ------------------------------------------------- bulk paths (one aggregation read, one bulk write)
+
+
+def test_iter_label_tables_on_a_sorted_view_keeps_its_order(det_dataset):
+    view = det_dataset.sort_by("filepath", reverse=True)
+    full = read_label_table(view, "gt", attributes=["rater"])
+    parts = list(iter_label_tables(view, "gt", batch_size=4, attributes=["rater"]))
+    assert [p.num_samples for p in parts] == [4, 4, 4, 2]
+    assert np.concatenate([p.sample_ids for p in parts]).tolist() == view.values("id")
+    assert np.concatenate([p.label_id for p in parts]).tolist() == view.values("gt.detections.id", unwind=True)
+    assert np.concatenate([p.attributes["rater"] for p in parts]).tolist() == full.attributes["rater"].tolist()
+
+
+def test_read_attributes_equal_fiftyone_values(dataset):
+    dets = [fo.Detection(label="a", bounding_box=[0.1, 0.1, 0.2, 0.2], score=0.5, meta={"k": 1}, n=3),
+            fo.Detection(label="b", bounding_box=[0.3, 0.3, 0.2, 0.2], score=None, meta={"k": 2}, n=4),
+            fo.Detection(label="c", bounding_box=[0.5, 0.5, 0.2, 0.2])]
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/a.png", gt=fo.Detections(detections=dets)))
+    t = read_label_table(dataset, "gt", attributes=["score", "meta", "n"])
+    for attr in ("score", "meta", "n"):  # FiftyOne's typed read is the oracle (None -> NaN for numbers)
+        expected = dataset.values(f"gt.detections.{attr}", unwind=True)
+        got = [None if isinstance(v, float) and np.isnan(v) else v for v in t.attributes[attr].tolist()]
+        assert got == expected, attr
+    assert t.attributes["score"].dtype == np.float64 and t.attributes["meta"].dtype == object
+
+
+def test_writes_reload_samples_held_in_memory(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    held = det_dataset[t.sample_ids[int(np.flatnonzero(t.counts)[0])]]  # a Sample object kept by the user
+    lid = held.gt.detections[0].id
+    update_labels(det_dataset, "gt", {"qa_m": {lid: 0.5}}, {lid: ["qa:held"]})
+    write_sample_values(det_dataset, {"qa_c": {held.id: 7}})
+    assert held.gt.detections[0].qa_m == 0.5 and held.gt.detections[0].tags == ["qa:held"] and held.qa_c == 7
+
+
+def _update_ops_count(ds) -> int:
+    """Update statements MongoDB has run on the dataset's sample collection (its ``top`` counters)."""
+    coll = ds._sample_collection
+    totals = coll.database.client.admin.command("top")["totals"]
+    return totals.get(f"{coll.database.name}.{coll.name}", {}).get("update", {}).get("count", 0)
+
+
+def test_write_many_is_one_update_per_touched_sample(det_dataset):
+    det_dataset.clone_sample_field("gt", "gt2")
+    t1, t2 = read_label_table(det_dataset, "gt"), read_label_table(det_dataset, "gt2")
+    # b: the clones of three of a's labels, so both fields are written in the same samples
+    a, b = t1.label_id[:4].tolist(), t2.label_id[1:4].tolist()
+    lonely = t1.sample_ids[t1.counts == 0][0]  # gets a sample value only
+    owner = dict(zip(t1.label_id, t1.row_sample_id)) | dict(zip(t2.label_id, t2.row_sample_id))
+    expected_touched = {owner[i] for i in a + b} | {lonely}
+    before = _docs(det_dataset)
+    ops_before = _update_ops_count(det_dataset)
+    stats = write_many(
+        det_dataset,
+        {"gt": {"attributes": {"qa_s": {i: 1.5 for i in a}}, "tags": {a[0]: "qa:x"}},
+         "gt2": {"attributes": {"qa_s": {i: 2 for i in b}}}},
+        {"qa_n": {lonely: 3, "0" * 24: 1}},
+    )
+    assert {owner[i] for i in b} <= {owner[i] for i in a}  # separate writes per field would run more updates
+    assert _update_ops_count(det_dataset) - ops_before == len(expected_touched)
+    assert stats["samples"] == len(expected_touched) and stats["missing_samples"] == ["0" * 24]
+    assert stats["labels"]["gt"]["labels"] == 4 and stats["labels"]["gt2"]["labels"] == 3
+    after = _docs(det_dataset)
+    assert {str(k) for k in after if after[k]["last_modified_at"] != before[k]["last_modified_at"]} == expected_touched
+    got1 = dict(zip(det_dataset.values("gt.detections.id", unwind=True), det_dataset.values("gt.detections.qa_s", unwind=True)))
+    got2 = dict(zip(det_dataset.values("gt2.detections.id", unwind=True), det_dataset.values("gt2.detections.qa_s", unwind=True)))
+    assert {k: v for k, v in got1.items() if v is not None} == {i: 1.5 for i in a}
+    assert {k: v for k, v in got2.items() if v is not None} == {i: 2 for i in b}
+    assert det_dataset.count_label_tags() == {"qa:x": 1}
+    assert isinstance(det_dataset.get_field("gt2.detections.qa_s"), fo.IntField)
+    assert det_dataset[lonely].qa_n == 3
+
+    # a type conflict in any column: nothing written, nothing declared
+    with pytest.raises(ValueError, match="gt2.detections.qa_s exists as IntField; cannot write StringField"):
+        write_many(det_dataset, {"gt": {"attributes": {"qa_new": {a[1]: 1.0}}},
+                                 "gt2": {"attributes": {"qa_s": {b[0]: "x"}}}}, {"qa_new_n": {lonely: 1}})
+    assert _docs(det_dataset) == after
+    assert det_dataset.get_field("gt.detections.qa_new") is None and det_dataset.get_field("qa_new_n") is None
+
+
+def test_untag_on_a_filtered_view_only_touches_its_labels(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    tag_labels_by_id(det_dataset, "gt", t.label_id, "qa:all")
+    cats = det_dataset.filter_labels("gt", F("label") == "cat")
+    n_cats = cats.count("gt.detections")
+    assert untag_labels(cats, "gt", "qa:all")["labels"] == n_cats
+    assert det_dataset.count_label_tags() == {"qa:all": len(t) - n_cats}
+    assert cats.count_label_tags() == {}
+
+
+def test_write_modules_docstring_examples_hold():
+    import doctest
+
+    import iou_audit.table.bulk
+    import iou_audit.table.read
+    import iou_audit.table.write
+
+    for module in (iou_audit.table.read, iou_audit.table.write, iou_audit.table.bulk):
+        failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert failed == 0, module.__name__
