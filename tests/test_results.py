@@ -245,3 +245,25 @@ def test_other_field_labels_are_tagged_in_their_own_field(bccd):
     assert set(bccd.load_saved_view("agr-low_agreement").values("id")) == {t1.sample_ids[0]}
     delete_audit(bccd, "agr")
     assert bccd.count_label_tags() == {} and bccd.get_field("gt2.detections.agr_iou") is None
+
+
+def test_save_touches_only_samples_with_results_in_one_update_each(bccd):
+    def stamps():
+        return {str(d["_id"]): d["last_modified_at"] for d in bccd._sample_collection.find({}, {"last_modified_at": 1})}
+
+    def sample_updates():
+        coll = bccd._sample_collection
+        totals = coll.database.client.admin.command("top")["totals"]
+        return totals.get(f"{coll.database.name}.{coll.name}", {}).get("update", {}).get("count", 0)
+
+    t, result, attrs = _duplicates_like(bccd)
+    f = result.findings
+    owner = dict(zip(t.label_id, t.row_sample_id))
+    expected = ({owner[i] for i in f["label_id"] if i} | {owner[i] for i in f["other_label_id"] if i}
+                | set(f["sample_id"]) - {""})
+    before, updates_before = stamps(), sample_updates()
+    save_audit(bccd, result, label_attributes=attrs)
+    after = stamps()
+    assert {k for k in after if after[k] != before[k]} == expected
+    # labels' attributes and tags of the field plus the per-sample counts: one update per sample
+    assert sample_updates() - updates_before == len(expected)
