@@ -5,7 +5,8 @@ size). Timed, in rotating order within each round (medians of the rounds are rep
 - read:   ``read_label_table(ds, "pred")`` vs iterating FiftyOne samples (``iter_samples``) and
           collecting the same columns.
 - write:  2 per-label attributes + 1 label tag on every ``pred`` label:
-          ours (``update_labels``: one UpdateOne per sample, labels matched by id via arrayFilters)
+          ours (``update_labels``: one unordered bulk_write, one UpdateOne per sample, labels matched
+          by id via arrayFilters, new attributes declared in one schema merge)
           vs ``set_values`` on the label-list paths (positional nested lists, 3 calls)
           vs ``set_label_values`` (FiftyOne's by-id API, one UpdateOne per label, 2 calls) +
              ``select_labels(ids).tag_labels``
@@ -22,6 +23,7 @@ Before timing, ours and set_label_values are checked to write identical values.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -160,6 +162,7 @@ def main() -> None:
                                 (list(write_methods), lambda n: write_methods[n](ds, ids, iou, match, r))):
                 names = names[r % len(names):] + names[:r % len(names)]  # rotate the order
                 for name in names:
+                    gc.collect()  # untimed: the previous contender's garbage is not this one's cost
                     t = time.perf_counter()
                     call(name)
                     times[name].append(time.perf_counter() - t)

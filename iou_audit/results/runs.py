@@ -11,6 +11,7 @@ Original labels are never modified: only new attributes and our own tags are tou
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from typing import Any, Mapping
@@ -112,7 +113,7 @@ def load_audit(dataset, key: str) -> AuditResult:
         audit=info.config.audit,
         audit_key=key,
         config=info.config.params or {},
-        findings=make_findings(pd.DataFrame(getattr(res, "findings", None) or {}, columns=FINDING_COLUMNS)),
+        findings=make_findings(pd.DataFrame(_stored_findings(res), columns=FINDING_COLUMNS)),
         tables={k: pd.DataFrame(**v) for k, v in (getattr(res, "tables", None) or {}).items()},
         metrics=getattr(res, "metrics", None) or {},
     )
@@ -234,14 +235,25 @@ def _check_collisions(dataset, manifest: dict) -> None:
 
 
 def _save_results(samples, key, result, findings, manifest) -> None:
+    # Findings as one JSON string of columns: FiftyOne serializes run results value by value in
+    # Python (about 25 us per value, 0.4 s for 15,000 findings); the C json encoder takes ~1/20 of it.
+    columns = {c: findings[c].tolist() for c in FINDING_COLUMNS}
     results = samples.init_run_results(
         key,
-        findings={c: findings[c].tolist() for c in FINDING_COLUMNS},
+        findings_json=json.dumps(columns),
         tables={k: jsonify(v.to_dict(orient="split")) for k, v in result.tables.items()},
         metrics=jsonify(result.metrics),
         written=manifest,
     )
     samples.save_run_results(key, results, cache=False)
+
+
+def _stored_findings(res) -> dict:
+    """The stored findings columns (``findings_json``; runs saved before it hold ``findings``)."""
+    text = getattr(res, "findings_json", None)
+    if text:
+        return json.loads(text)
+    return getattr(res, "findings", None) or {}
 
 
 def _version() -> str:
