@@ -267,3 +267,17 @@ def test_save_touches_only_samples_with_results_in_one_update_each(bccd):
     assert {k for k in after if after[k] != before[k]} == expected
     # labels' attributes and tags of the field plus the per-sample counts: one update per sample
     assert sample_updates() - updates_before == len(expected)
+
+
+def test_runs_stored_with_findings_as_columns_still_load(bccd):
+    """Runs saved before findings were stored as one JSON string hold ``findings={col: list}``."""
+    from iou_audit.results.findings import FINDING_COLUMNS as COLS
+
+    _, result, attrs = _duplicates_like(bccd)
+    manifest = save_audit(bccd, result, label_attributes=attrs)
+    old = bccd.init_run_results("dup", findings={c: result.findings[c].tolist() for c in COLS}, tables={},
+                                metrics={}, written=manifest)
+    bccd.save_run_results("dup", old, overwrite=True, cache=False)
+    pd.testing.assert_frame_equal(load_audit(bccd, "dup").findings, result.findings)
+    delete_audit(bccd, "dup")
+    assert bccd.count_label_tags() == {} and bccd.get_field("gt.detections.dup_iou") is None
