@@ -258,3 +258,19 @@ def test_clusters_are_order_independent_on_random_crowded_images():
         assert all(len({lid[:2] for lid in c}) == len(c) for c in got)  # one label per annotator
         sets = got if sets is None else sets
         assert got == sets
+
+
+def test_threshold_curve_alpha_equals_alpha_of_clusters_rebuilt_at_each_threshold():
+    # The curve's fast path (filtered union-find roots) against the full path: clusters rebuilt
+    # from the matches above t, observations from their member table, the formula checked above.
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.core import _alpha_observations, class_codes
+
+    tables = fruits_tables()
+    r = compute_agreement(tables, compute_map=False, curve_thresholds=(0.5, 0.85, 0.9, 0.95))
+    covered = np.ones((1, 3), bool)
+    for t, got in r.tables["threshold_curve"].set_index("iou_thresh").alpha_nominal.items():
+        cl = build_clusters(tables, r.pair_matches, min_iou=t)
+        u, v, _ = _alpha_observations(tables, cl, covered, class_codes(tables))
+        assert got == pytest.approx(nominal_alpha_counts(u, v))
+    assert r.tables["threshold_curve"].alpha_nominal.iloc[0] == pytest.approx(r.metrics["alpha_nominal"])

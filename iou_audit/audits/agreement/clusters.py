@@ -59,7 +59,7 @@ def _constrained_union(n_nodes, node_annotator, edge_u, edge_v):
     roots = np.empty(n_nodes, dtype=np.int64)
     for i in range(n_nodes):
         roots[i] = _find(parent, i)
-    return roots
+    return roots, owners
 
 
 def label_rank(tables) -> list[np.ndarray]:
@@ -71,13 +71,60 @@ def label_rank(tables) -> list[np.ndarray]:
     return [rank[sizes[k]:sizes[k + 1]] for k in range(len(tables))]
 
 
-def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=None) -> Clusters:
+@dataclass
+class EdgeGraph:
+    """All labels as nodes (annotator-major order) and all matches as edges, in visiting order."""
+
+    node_start: np.ndarray  # (K+1,) first node of each annotator
+    node_annotator: np.ndarray
+    node_sample: np.ndarray
+    node_rank: np.ndarray
+    u: np.ndarray  # edges sorted by (sample, -IoU, smaller label id, larger label id)
+    v: np.ndarray
+    w: np.ndarray
+
+    def roots(self, min_iou: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster root of every node and each root's annotator bit set, for edges with IoU >= min_iou.
+
+        Filtering the sorted edges keeps their order, so this equals sorting the filtered edges.
+        """
+        keep = slice(None) if min_iou is None else self.w >= min_iou
+        return _constrained_union(len(self.node_annotator), self.node_annotator, self.u[keep], self.v[keep])
+
+
+def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
+    """The match graph of K annotators with its edges in the deterministic visiting order."""
+    k = len(tables)
+    if k > 62:
+        raise ValueError(f"at most 62 annotators are supported, got {k}")
+    sizes = np.array([len(t.label_id) for t in tables], dtype=np.int64)
+    node_start = np.concatenate([[0], np.cumsum(sizes)])
+    node_annotator = np.repeat(np.arange(k), sizes).astype(np.int64)
+    node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, np.int64)
+    ranks = label_rank(tables) if ranks is None else ranks
+    node_rank = np.concatenate(ranks) if k else np.zeros(0, np.int64)
+    us, vs, ious = [], [], []
+    for pm in pair_matches:
+        rows = np.flatnonzero(pm.match_a >= 0)
+        us.append(rows + node_start[pm.a])
+        vs.append(pm.match_a[rows] + node_start[pm.b])
+        ious.append(pm.iou_a[rows])
+    u = np.concatenate(us).astype(np.int64) if us else np.zeros(0, np.int64)
+    v = np.concatenate(vs).astype(np.int64) if vs else np.zeros(0, np.int64)
+    w = np.concatenate(ious) if ious else np.zeros(0)
+    lo, hi = np.minimum(node_rank[u], node_rank[v]), np.maximum(node_rank[u], node_rank[v])
+    order = np.lexsort((hi, lo, -w, node_sample[u]))
+    return EdgeGraph(node_start, node_annotator, node_sample.astype(np.int64), node_rank, u[order], v[order], w[order])
+
+
+def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=None, graph: EdgeGraph | None = None) -> Clusters:
     """Cluster labels of K annotators from their pairwise matches.
 
     Args:
         tables: K annotator tables (``offsets``, ``label_id``, same sample order).
         pair_matches: :class:`~iou_audit.audits.agreement.pairs.PairMatch` list.
         min_iou: if given, only matches with IoU >= ``min_iou`` are edges (threshold sweeps).
+        graph: a prebuilt :func:`edge_graph` of the same matches (saves re-sorting).
 
     Example:
         >>> from types import SimpleNamespace as T
@@ -87,39 +134,32 @@ def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=Non
         >>> build_clusters(ts, match_all_pairs(ts)).members
         array([[0, 0, 0]])
     """
+    g = graph if graph is not None else edge_graph(tables, pair_matches, ranks)
     k = len(tables)
-    if k > 62:
-        raise ValueError(f"at most 62 annotators are supported, got {k}")
-    sizes = np.array([len(t.label_id) for t in tables], dtype=np.int64)
-    node_start = np.concatenate([[0], np.cumsum(sizes)])
-    node_annotator = np.repeat(np.arange(k), sizes)
-    node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, np.int64)
-    ranks = label_rank(tables) if ranks is None else ranks
-    node_rank = np.concatenate(ranks) if k else np.zeros(0, np.int64)
-    us, vs, ious = [], [], []
-    for pm in pair_matches:
-        rows = np.flatnonzero(pm.match_a >= 0)
-        if min_iou is not None:
-            rows = rows[pm.iou_a[rows] >= min_iou]
-        us.append(rows + node_start[pm.a])
-        vs.append(pm.match_a[rows] + node_start[pm.b])
-        ious.append(pm.iou_a[rows])
-    u = np.concatenate(us).astype(np.int64) if us else np.zeros(0, np.int64)
-    v = np.concatenate(vs).astype(np.int64) if vs else np.zeros(0, np.int64)
-    w = np.concatenate(ious) if ious else np.zeros(0)
-    lo, hi = np.minimum(node_rank[u], node_rank[v]), np.maximum(node_rank[u], node_rank[v])
-    order = np.lexsort((hi, lo, -w, node_sample[u]))
-    roots = _constrained_union(int(node_start[-1]), node_annotator.astype(np.int64), u[order], v[order])
+    roots, _ = g.roots(min_iou)
     # Number clusters by (sample, smallest member label id) so ids do not depend on field order.
     uniq, inverse = np.unique(roots, return_inverse=True)
     min_rank = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(min_rank, inverse, node_rank)
-    c_sample = node_sample[uniq]
+    np.minimum.at(min_rank, inverse, g.node_rank)
+    c_sample = g.node_sample[uniq]
     c_order = np.lexsort((min_rank, c_sample))
     new_id = np.empty(len(uniq), dtype=np.int64)
     new_id[c_order] = np.arange(len(uniq))
     node_cluster = new_id[inverse]
     members = np.full((len(uniq), k), -1, dtype=np.int64)
-    members[node_cluster, node_annotator] = np.arange(len(node_annotator)) - node_start[node_annotator]
-    cluster_of = [node_cluster[node_start[a]:node_start[a + 1]] for a in range(k)]
+    members[node_cluster, g.node_annotator] = np.arange(len(g.node_annotator)) - g.node_start[g.node_annotator]
+    cluster_of = [node_cluster[g.node_start[a]:g.node_start[a + 1]] for a in range(k)]
     return Clusters(c_sample[c_order], members, cluster_of)
+
+
+def alpha_observations_from_roots(g: EdgeGraph, roots: np.ndarray, owners: np.ndarray, covered: np.ndarray,
+                                  codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit, value) observations for nominal alpha straight from union-find roots (no renumbering):
+    every label gives its class code; every covering annotator absent from a cluster gives -1."""
+    units, values = [roots], [codes]
+    r = np.flatnonzero(roots == np.arange(len(roots)))
+    cov = covered[g.node_sample[r]]
+    for k in range(covered.shape[1]):
+        empty = cov[:, k] & (((owners[r] >> k) & 1) == 0)
+        units.append(r[empty]), values.append(np.full(int(empty.sum()), -1))
+    return np.concatenate(units), np.concatenate(values)

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import Clusters, build_clusters, label_rank
+from iou_audit.audits.agreement.clusters import (Clusters, alpha_observations_from_roots, build_clusters, edge_graph,
+                                                 label_rank)
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks, pick_geometry
 from iou_audit.audits.agreement.stats import (annotator_reliability, cluster_table, matrix, pair_table,
@@ -228,9 +229,9 @@ def threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, thresholds, 
         pms = [PairMatch(pm.a, pm.b, pm.values, pm.pair_offsets,
                          *match_blocks(pm.values, pm.pair_offsets, tables[pm.a].offsets, tables[pm.b].offsets,
                                        lowest, method)) for pm in pms]
+    graph = edge_graph(tables, pms, ranks)  # edges sorted once; each threshold filters them
     for t in thresholds:
-        cl = build_clusters(tables, pms, min_iou=t, ranks=ranks)
-        u, v, _ = _alpha_observations(tables, cl, covered, codes)
+        u, v = alpha_observations_from_roots(graph, *graph.roots(t), covered, codes)
         m = den = 0
         for pm in pms:
             both = covered[:, pm.a] & covered[:, pm.b]
