@@ -47,7 +47,10 @@ def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, M
     """
     fields = list(labels)
     wanted = [labels[f].wanted for f in fields]
-    located = locate(samples, [labels[f].db_list for f in fields])
+    if not any(wanted) and not sample_sets:
+        return {"labels": {f: {"labels": 0, "samples": 0, "missing": []} for f in fields},
+                "samples": 0, "missing_samples": []}
+    located = locate(samples, [labels[f].db_list for f in fields], wanted, sample_sets)
     per_field_hits: list[dict[str, list[str]]] = [{} for _ in fields]
     for sid, lists in located.items():
         for k in range(len(fields)):
@@ -71,14 +74,28 @@ def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, M
     return {"labels": stats, "samples": len(touched), "missing_samples": missing_samples}
 
 
-def locate(samples, db_lists: list[str]) -> dict[str, list[list[str]]]:
-    """``{sample_id: [label ids of db_lists[0], of db_lists[1], ...]}`` for every sample of the view,
-    in one raw aggregation (ids converted to strings on the server; no FiftyOne label objects)."""
-    stages = [{"$project": {
+def locate(samples, db_lists: list[str], wanted=None, sample_ids=()) -> dict[str, list[list[str]]]:
+    """``{sample_id: [label ids of db_lists[0], of db_lists[1], ...]}`` for the samples of the view,
+    in one raw aggregation (ids converted to strings on the server; no FiftyOne label objects).
+
+    With ``wanted`` (one set of label ids per list), only samples holding one of those labels or
+    listed in ``sample_ids`` are returned: writing a few labels of a large view does not ship
+    every label id of the view back.
+    """
+    from bson import ObjectId
+
+    stages = []
+    if wanted is not None:
+        holds = [{f"{p}._id": {"$in": [ObjectId(i) for i in ids]}} for p, ids in zip(db_lists, wanted) if ids]
+        oids = [ObjectId(i) for i in sample_ids if ObjectId.is_valid(i)]
+        if oids:
+            holds.append({"_id": {"$in": oids}})
+        stages.append({"$match": {"$or": holds} if holds else {"_id": None}})
+    stages.append({"$project": {
         "_id": {"$toString": "$_id"},
         **{f"f{k}": {"$map": {"input": {"$ifNull": [f"${p}", []]}, "as": "l", "in": {"$toString": "$$l._id"}}}
            for k, p in enumerate(db_lists)},
-    }}]
+    }})
     with _gc_paused():
         return {d["_id"]: [d[f"f{k}"] for k in range(len(db_lists))] for d in samples._aggregate(pipeline=stages)}
 
