@@ -484,3 +484,10 @@ def test_write_modules_docstring_examples_hold():
     for module in (iou_audit.table.read, iou_audit.table.write, iou_audit.table.bulk):
         failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failed == 0, module.__name__
+
+
+def test_sample_values_for_unknown_or_malformed_ids_are_reported_not_written(det_dataset):
+    before = _docs(det_dataset)
+    stats = write_sample_values(det_dataset, {"qa_k": {"nope": 1, "f" * 24: 2}})
+    assert stats == {"samples": 0, "missing": ["f" * 24, "nope"]}
+    assert _docs(det_dataset) == before
