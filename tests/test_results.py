@@ -281,3 +281,15 @@ def test_runs_stored_with_findings_as_columns_still_load(bccd):
     pd.testing.assert_frame_equal(load_audit(bccd, "dup").findings, result.findings)
     delete_audit(bccd, "dup")
     assert bccd.count_label_tags() == {} and bccd.get_field("gt.detections.dup_iou") is None
+
+
+def test_bad_label_ids_change_nothing(bccd):
+    _, result, attrs = _duplicates_like(bccd)
+    attrs["gt"]["iou"]["not-a-label-id"] = 0.5
+    docs_before = list(bccd._sample_collection.find({}))
+    schema_before = set(bccd.get_field_schema(flat=True))
+    with pytest.raises(ValueError, match="'not-a-label-id' is not a label id"):
+        save_audit(bccd, result, label_attributes=attrs)
+    assert list(bccd._sample_collection.find({})) == docs_before
+    assert set(bccd.get_field_schema(flat=True)) == schema_before
+    assert bccd.list_runs() == [] and bccd.list_saved_views() == []

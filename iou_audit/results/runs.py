@@ -22,7 +22,7 @@ from iou_audit.results.findings import FINDING_COLUMNS, make_findings
 from iou_audit.results.result import AuditResult, jsonify
 from iou_audit.table.bulk import strip_labels
 from iou_audit.table.read import _gc_paused, check_label_field
-from iou_audit.table.write import _check_writable, write_many
+from iou_audit.table.write import _check_writable, prepare_writes
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +54,22 @@ def save_audit(
     dataset = _check_writable(samples)
     key = result.audit_key
     _check_key(key)
+    findings = make_findings(result.findings)
+    plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})  # validates fields
     if key in dataset.list_runs():
         if not is_audit(dataset, key):
             raise ValueError(f"run key {key!r} is used by another (non iou-audit) run of {dataset.name!r}")
         delete_audit(dataset, key)
 
-    findings = make_findings(result.findings)
-    plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})
     _check_collisions(dataset, plan["manifest"])
+    # every field's attributes and tags and the per-sample counts, validated before anything is
+    # written; then one schema merge and one bulk write
+    writes = prepare_writes(
+        samples,
+        labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
+                for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
+        sample_values=plan["sample_values"],
+    )
 
     # Register first, with the full manifest, so a failure half-way can still be cleaned up.
     config = samples.init_run(
@@ -73,13 +81,7 @@ def save_audit(
     samples.register_run(key, config)
     _save_results(samples, key, result, findings, plan["manifest"])
 
-    # every field's attributes and tags and the per-sample counts: one schema merge, one bulk write
-    write_many(
-        samples,
-        labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
-                for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
-        sample_values=plan["sample_values"],
-    )
+    writes.run()
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)

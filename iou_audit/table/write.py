@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -119,6 +120,40 @@ def write_many(
         ...            {"q_count": {sid: 1}})                                     # doctest: +SKIP
         {'labels': {'gt': {'labels': 1, 'samples': 1, 'missing': []}}, 'samples': 1, 'missing_samples': []}
     """
+    return prepare_writes(samples, labels, sample_values).run()
+
+
+@dataclass
+class PreparedWrites:
+    """Validated writes (see :func:`prepare_writes`); :meth:`run` declares the schema and writes."""
+
+    samples: Any
+    labels: dict[str, bulk.LabelWrite]
+    sample_sets: dict[str, dict[str, Any]]
+    new_fields: dict[str, Any]  # schema path -> FiftyOne field to declare
+
+    @_gc_paused()
+    def run(self) -> dict:
+        if self.new_fields:
+            # one merge = one dataset-document save and reload (add_sample_field: one per path)
+            self.samples._root_dataset._merge_sample_field_schema(self.new_fields)
+        stats = bulk.apply(self.samples, self.labels, self.sample_sets)
+        for field, st in stats["labels"].items():
+            if st["missing"]:
+                logger.warning("field %r: %d label id(s) not in the view were not written", field, len(st["missing"]))
+        if stats["missing_samples"]:
+            logger.warning("%d sample id(s) not in the view were not written", len(stats["missing_samples"]))
+        return stats
+
+
+@_gc_paused()
+def prepare_writes(
+    samples,
+    labels: Mapping[str, Mapping[str, Mapping]] | None = None,
+    sample_values: Mapping[str, Mapping[str, Any]] | None = None,
+) -> PreparedWrites:
+    """Validate everything :func:`write_many` would write, touching nothing: names, tags, label
+    ids, and value types against the existing schema. Raises ValueError naming the culprit."""
     dataset = _check_writable(samples)
     labels, sample_values = labels or {}, sample_values or {}
     writes: dict[str, bulk.LabelWrite] = {}
@@ -150,15 +185,7 @@ def write_many(
         columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
             sample_sets[str(sid)][name] = value if type(value) in _PLAIN else _to_bson(value)
-
-    _declare(dataset, columns)  # raises on a type conflict before anything is written
-    stats = bulk.apply(samples, writes, sample_sets)
-    for field, st in stats["labels"].items():
-        if st["missing"]:
-            logger.warning("field %r: %d label id(s) not found in the view were not written", field, len(st["missing"]))
-    if stats["missing_samples"]:
-        logger.warning("%d sample id(s) not in the view were not written", len(stats["missing_samples"]))
-    return stats
+    return PreparedWrites(samples, writes, dict(sample_sets), _new_fields(dataset, columns))
 
 
 def _check_writable(samples):
@@ -193,11 +220,10 @@ def _check_tag(tag: str) -> None:
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
 
 
-def _declare(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> None:
-    """Declare ``(path, values, what)`` columns in the schema with the type of their values.
+def _new_fields(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> dict[str, Any]:
+    """The fields to declare for ``(path, values, what)`` columns, typed by their values.
 
-    Every column is checked first (values the existing type rejects raise, naming ``what``, and
-    nothing is declared); the new paths are then merged in one schema update.
+    Raises ValueError (naming ``what``) when the existing type of a path rejects the values.
     """
     import fiftyone as fo
     from fiftyone.core.odm.utils import create_field
@@ -215,9 +241,7 @@ def _declare(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> None
         if isinstance(existing, fo.FloatField) and ftype is fo.IntField:
             continue
         raise ValueError(f"{what} exists as {type(existing).__name__}; cannot write {ftype.__name__} values into it")
-    if new:
-        # one merge = one dataset-document save and reload (add_sample_field: one per path)
-        dataset._merge_sample_field_schema(new)
+    return new
 
 
 def _infer_field_type(values: Iterable[Any]):
