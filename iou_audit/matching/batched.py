@@ -4,7 +4,8 @@ Side 1 (predictions, or annotator A) and side 2 (ground truth, or annotator B) a
 per-sample ``offsets1`` / ``offsets2``; their IoUs are ``values`` with ``pair_offsets`` (sample ``s``'s
 block is ``values[pair_offsets[s]:pair_offsets[s+1]].reshape(n1_s, n2_s)``), e.g. from
 ``geometry.boxes.batched_box_iou``. Greedy runs as one compiled pass over all samples; Hungarian
-calls scipy once per sample that has at least one candidate pair.
+takes every candidate pair of samples where no row or column has two candidates (vectorised) and
+calls scipy once per remaining sample.
 """
 from __future__ import annotations
 
@@ -148,16 +149,40 @@ def _pair_iou(v, po, o1, o2, match1) -> np.ndarray:
 
 
 def _hungarian_batched(v, po, o1, o2, thresh, codes1, codes2, use):
+    """Per-sample Hungarian; samples whose candidate pairs form a conflict-free set skip scipy.
+
+    A sample is conflict-free when each of its rows and columns has at most one candidate pair
+    (IoU >= thresh, > 0, same class when ``use``). Its candidates are disjoint edges of positive
+    weight, so taking all of them is the unique maximum-weight assignment -- exactly what
+    ``linear_sum_assignment`` returns there. Only samples with a row or column holding two
+    candidates go to scipy (in crowded scenes, a minority: most objects overlap one partner).
+    """
     n1, n2 = int(o1[-1]), int(o2[-1])
     match1 = np.full(n1, -1, np.int64)
     match2 = np.full(n2, -1, np.int64)
     with np.errstate(invalid="ignore"):
         cand = (v >= thresh) & (v > 0)
-    # Only samples that own at least one candidate pair go to scipy.
-    pair_sample = np.repeat(np.arange(len(po) - 1), np.diff(po))
-    for s in np.unique(pair_sample[cand]):
-        a1, b1, a2, b2 = o1[s], o1[s + 1], o2[s], o2[s + 1]
-        block = v[po[s]:po[s + 1]].reshape(b1 - a1, b2 - a2)
+    idx = np.flatnonzero(cand)
+    if not len(idx):
+        return match1, match2
+    # Global (row1, row2) of every candidate pair, from its position inside its sample's block.
+    s = np.searchsorted(po, idx, side="right") - 1
+    local = idx - po[s]
+    width = o2[s + 1] - o2[s]
+    r1 = o1[s] + local // width
+    r2 = o2[s] + local % width
+    if use:
+        same = codes1[r1] == codes2[r2]
+        idx, s, r1, r2 = idx[same], s[same], r1[same], r2[same]
+    conflict_rows = np.bincount(r1, minlength=n1) > 1
+    conflict_cols = np.bincount(r2, minlength=n2) > 1
+    in_conflict = conflict_rows[r1] | conflict_cols[r2]
+    free = ~np.isin(s, np.unique(s[in_conflict]))
+    match1[r1[free]] = r2[free]
+    match2[r2[free]] = r1[free]
+    for t in np.unique(s[~free]):
+        a1, b1, a2, b2 = o1[t], o1[t + 1], o2[t], o2[t + 1]
+        block = v[po[t]:po[t + 1]].reshape(b1 - a1, b2 - a2)
         if use:
             block = np.where(codes1[a1:b1, None] == codes2[None, a2:b2], block, 0.0)
         r, c = assign_block(block, thresh)
