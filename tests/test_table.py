@@ -491,3 +491,18 @@ def test_sample_values_for_unknown_or_malformed_ids_are_reported_not_written(det
     stats = write_sample_values(det_dataset, {"qa_k": {"nope": 1, "f" * 24: 2}})
     assert stats == {"samples": 0, "missing": ["f" * 24, "nope"]}
     assert _docs(det_dataset) == before
+
+
+def test_locate_without_the_id_filter_gives_the_same_writes(det_dataset, monkeypatch):
+    """Large writes skip locate's $match on ids (query size limit): same result either way."""
+    import iou_audit.table.bulk as bulk
+
+    t = read_label_table(det_dataset, "gt")
+    ids = t.label_id[::2].tolist()
+    write_label_attributes(det_dataset, "gt", {"qa_a": {i: 1.0 for i in ids}})
+    monkeypatch.setattr(bulk, "LOCATE_MATCH_MAX_IDS", 0)
+    stats = write_label_attributes(det_dataset, "gt", {"qa_b": {i: 2.0 for i in ids} | {"0" * 24: 3.0}})
+    assert stats["labels"] == len(ids) and stats["missing"] == ["0" * 24]
+    got_a = det_dataset.values("gt.detections.qa_a", unwind=True)
+    got_b = det_dataset.values("gt.detections.qa_b", unwind=True)
+    assert [a is None for a in got_a] == [b is None for b in got_b] and got_a.count(1.0) == len(ids)

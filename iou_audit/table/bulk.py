@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 from iou_audit.table.read import _gc_paused, check_label_field
 
 BULK_CHUNK = 1000  # UpdateOne ops per bulk_write round trip
+LOCATE_MATCH_MAX_IDS = 100_000  # ids in locate's $match (~1.7 MB of query)
 
 
 @dataclass
@@ -80,12 +81,13 @@ def locate(samples, db_lists: list[str], wanted=None, sample_ids=()) -> dict[str
 
     With ``wanted`` (one set of label ids per list), only samples holding one of those labels or
     listed in ``sample_ids`` are returned: writing a few labels of a large view does not ship
-    every label id of the view back.
+    every label id of the view back. Above ``LOCATE_MATCH_MAX_IDS`` ids the filter is skipped (the
+    query document must stay far below MongoDB's 16 MB limit; ~17 bytes per id).
     """
     from bson import ObjectId
 
     stages = []
-    if wanted is not None:
+    if wanted is not None and sum(map(len, wanted)) + len(sample_ids) <= LOCATE_MATCH_MAX_IDS:
         holds = [{f"{p}._id": {"$in": [ObjectId(i) for i in ids]}} for p, ids in zip(db_lists, wanted) if ids]
         oids = [ObjectId(i) for i in sample_ids if ObjectId.is_valid(i)]
         if oids:
