@@ -15,9 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from iou_audit.audits.agreement.consensus import consensus_labels
-from iou_audit.audits.agreement.core import Agreement, compute_agreement
+from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
 from iou_audit.results import AuditResult, save_audit
-from iou_audit.table import read_label_table, split_by_attribute
+from iou_audit.table import iter_label_tables, read_label_table, split_by_attribute
+from iou_audit.table.read import check_label_field
 
 AUDIT = "agreement"
 
@@ -49,6 +50,47 @@ def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: 
     if len(names) < 2:
         raise ValueError(f"field {field!r} has labels of {len(names)} annotator(s) {names} in {annotator_attr!r}; need >= 2")
     return [split[n] for n in names], [str(n) for n in names], [field] * len(names)
+
+
+def iter_annotator_batches(samples, label_fields: str | Sequence[str], annotator_attr: str | None = None,
+                           batch_size: int = 2000):
+    """``(names, fields, batches)``: ``batches`` yields one list of K LabelTables per batch of
+    ``batch_size`` samples (view order; every annotator's table covers the same samples).
+
+    With ``annotator_attr`` the annotator names are read first (one ``distinct``), so a batch where
+    an annotator drew nothing still gets its (empty) table.
+    """
+    if isinstance(label_fields, str):
+        label_fields = [label_fields]
+    label_fields = list(label_fields)
+    if annotator_attr is None:
+        read_annotators_check(label_fields)
+        iters = [iter_label_tables(samples, f, batch_size=batch_size) for f in label_fields]
+        return label_fields, label_fields, (list(ts) for ts in zip(*iters))
+    if len(label_fields) != 1:
+        raise ValueError(f"with annotator_attr, pass exactly one label field, got {label_fields}")
+    field = label_fields[0]
+    _, list_path = check_label_field(samples, field)
+    names = sorted((v for v in samples.distinct(f"{list_path}.{annotator_attr}") if v is not None), key=str)
+    if len(names) < 2:
+        raise ValueError(f"field {field!r} has labels of {len(names)} annotator(s) {names} in {annotator_attr!r}; need >= 2")
+
+    def batches():
+        for t in iter_label_tables(samples, field, batch_size=batch_size, attributes=[annotator_attr]):
+            split = split_by_attribute(t, annotator_attr)
+            if None in split:
+                n = len(split[None].label_id)
+                raise ValueError(f"{n} labels of field {field!r} have no {annotator_attr!r} attribute, e.g. label {split[None].label_id[0]}")
+            yield [split[n] if n in split else t.take(np.zeros(0, np.int64)) for n in names]
+
+    return [str(n) for n in names], [field] * len(names), batches()
+
+
+def read_annotators_check(label_fields: list) -> None:
+    if len(label_fields) < 2:
+        raise ValueError(f"agreement needs >= 2 label fields (one per annotator) or annotator_attr; got {label_fields}")
+    if len(set(label_fields)) != len(label_fields):
+        raise ValueError(f"label_fields lists a field twice: {label_fields}")
 
 
 def read_coverage(samples, coverage_field: str, names: Sequence[str]) -> np.ndarray:
@@ -84,6 +126,7 @@ def audit_agreement(
     compute_map: bool = True,
     save: bool = True,
     progress=None,
+    batch_size: int = 2000,
 ) -> AuditResult:
     """Multi-annotator agreement audit of a FiftyOne collection.
 
@@ -105,6 +148,9 @@ def audit_agreement(
         compute_map: also compute the inter-annotator mAP@[.5:.95].
         save: write results into the dataset (False: compute only).
         progress: optional ``callback(fraction, label)`` called between stages.
+        batch_size: samples read and matched at a time. Geometry (masks, polygons) and IoU blocks
+            are held for one batch only; per-label results (O(labels)) are kept to compute the
+            global statistics, which equal those of a single pass.
 
     Returns:
         AuditResult with findings, tables (pairs, matrix_f1, matrix_f1_class, matrix_mean_iou,
@@ -112,18 +158,27 @@ def audit_agreement(
         alpha_interval, f1, f1_class, mean_iou, map, map50, boundary_iou for masks, counts).
     """
     report = progress or (lambda fraction, label: None)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    report = progress or (lambda fraction, label: None)
     report(0.0, "reading labels")
-    tables, names, fields = read_annotators(samples, label_fields, annotator_attr)
+    names, fields, tables_iter = iter_annotator_batches(samples, label_fields, annotator_attr, batch_size)
     coverage = read_coverage(samples, coverage_field, names) if coverage_field else None
-    if geometry == "auto" and tables[0].label_type == "polylines":
-        geometry = "polygon"
-    if geometry == "auto" and any(t.masks is None for t in tables):
-        geometry = "box"  # masks only where every annotator has them
-    report(0.2, f"matching {len(names)} annotators")
-    r: Agreement = compute_agreement(
-        tables, names=names, fields=fields, sample_ids=tables[0].sample_ids, iou_thresh=iou_thresh,
-        method=method, quorum=quorum, coverage=coverage, geometry=geometry, low_iou=low_iou,
-        compute_map=compute_map)
+    n_samples = max(len(samples), 1)
+    state = {"start": 0}
+
+    def batches():
+        for tables in tables_iter:
+            n = len(tables[0].offsets) - 1
+            cov = None if coverage is None else coverage[state["start"]:state["start"] + n]
+            state["start"] += n
+            report(0.6 * state["start"] / n_samples, f"matching {len(names)} annotators ({state['start']} samples)")
+            yield tables, cov
+
+    r: Agreement = compute_agreement_batches(
+        batches(), names=names, fields=fields, iou_thresh=iou_thresh, method=method, quorum=quorum,
+        geometry=geometry, low_iou=low_iou, compute_map=compute_map, consensus=bool(consensus_field))
+    tables = r.label_tables
     config = {"label_fields": list(label_fields) if not isinstance(label_fields, str) else [label_fields],
               "annotators": names, "iou_thresh": iou_thresh, "method": method, "quorum": quorum,
               "consensus_field": consensus_field, "annotator_attr": annotator_attr,
@@ -170,7 +225,7 @@ def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
 
     if samples._dataset.get_field(consensus_field) is not None:
         raise ValueError(f"consensus field {consensus_field!r} already exists; choose a new name")
-    fused = consensus_labels(tables, r.cluster_table, r.members, r.geometry)
+    fused = r.consensus if r.consensus is not None else consensus_labels(tables, r.cluster_table, r.members, r.geometry)
     per_sample: list[list] = [[] for _ in range(len(tables[0].sample_ids))]
     for row in fused.itertuples():
         x1, y1, x2, y2 = (float(v) for v in row.box)

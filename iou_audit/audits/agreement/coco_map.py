@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.matching import coco_evaluate
+from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
 
 
 def transpose_blocks(values: np.ndarray, pair_offsets: np.ndarray, n_a: np.ndarray, n_b: np.ndarray) -> np.ndarray:
@@ -47,26 +48,54 @@ def _subset(values, pair_offsets, off_a, off_b, keep):
     return vals, new_p, new_a, new_b, rows_a, rows_b
 
 
-def directional_map(values, pair_offsets, off_ref, off_other, labels_ref, labels_other) -> dict:
-    """COCO AP of ``other`` (confidence 1) against ``ref``; ``values`` are (other x ref) blocks."""
-    scores = np.ones(int(off_other[-1]))
-    r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, np.asarray(labels_other).astype(str),
-                      np.asarray(labels_ref).astype(str))
-    # pycocotools' -1 (no reference labels at all) becomes NaN so averages skip it.
-    return {k: (v if v >= 0 else float("nan")) for k, v in (("map", r.AP), ("map50", r.AP50), ("map75", r.AP75))}
+def directional_part(values, pair_offsets, off_ref, off_other, labels_ref, labels_other) -> dict:
+    """Per-detection COCO outcome of ``other`` (confidence 1) against ``ref`` on one batch of samples.
 
-
-def _mean2(x: float, y: float) -> float:
-    vals = [v for v in (x, y) if not np.isnan(v)]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.DataFrame:
-    """One row per annotator pair: mAP@[.5:.95], mAP@.5, mAP@.75 averaged over both directions.
-
-    Columns ``map_<a>_ref`` / ``map_<b>_ref`` keep each direction (reference annotator named).
+    Keeps O(labels): which detections are evaluated (COCO's 100 per image and class), whether each
+    is a true positive at every IoU threshold, and the labels; :func:`ap_from_parts` turns the parts
+    of consecutive batches into pycocotools' AP. ``values`` are (other x ref) blocks.
     """
-    rows = []
+    labels_other = np.asarray(labels_other).astype(str)
+    labels_ref = np.asarray(labels_ref).astype(str)
+    scores = np.ones(int(off_other[-1]))
+    r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, labels_other, labels_ref)
+    return {"evaluated": r.evaluated, "hit": r.match >= 0, "label": labels_other, "ref_label": labels_ref}
+
+
+def ap_from_parts(parts: list[dict]) -> dict:
+    """mAP@[.5:.95], @.5, @.75 of concatenated :func:`directional_part` outputs (batches in order).
+
+    Mirrors ``coco_evaluate``'s accumulation: with every confidence 1, pycocotools' stable sort keeps
+    detections in sample order then table order, i.e. batch order; a class without reference labels
+    is left out (-1), and no reference label at all gives NaN.
+    """
+    evaluated = np.concatenate([p["evaluated"] for p in parts])
+    hit = np.concatenate([p["hit"] for p in parts], axis=1)
+    label = np.concatenate([p["label"] for p in parts])
+    ref = np.concatenate([p["ref_label"] for p in parts])
+    cats, ref_code = np.unique(np.concatenate([label, ref]), return_inverse=True)
+    num_gt = np.bincount(ref_code[len(label):], minlength=len(cats))
+    code = ref_code[:len(label)]
+    T, R = len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS)
+    precision = -np.ones((T, R, len(cats)))
+    ones, no = np.ones(len(label)), np.zeros(len(label), bool)
+    for k in np.flatnonzero(num_gt):
+        rows = np.flatnonzero(evaluated & (code == k))
+        for t in range(T):
+            precision[t, :, k], _ = precision_at_recall(hit[t, rows], ones[rows], int(num_gt[k]), ignored=no[rows])
+
+    def mean(p):
+        valid = p[p > -1]
+        return float(np.mean(valid)) if len(valid) else float("nan")
+
+    t50 = np.flatnonzero(np.isclose(COCO_IOU_THRESHOLDS, 0.5))
+    t75 = np.flatnonzero(np.isclose(COCO_IOU_THRESHOLDS, 0.75))
+    return {"map": mean(precision), "map50": mean(precision[t50]), "map75": mean(precision[t75])}
+
+
+def map_parts(tables, pair_matches, covered: np.ndarray) -> list:
+    """Per annotator pair, the two directions' :func:`directional_part` on this batch (a, then b as reference)."""
+    out = []
     for pm in pair_matches:
         ta, tb = tables[pm.a], tables[pm.b]
         off_a, off_b = np.asarray(ta.offsets, np.int64), np.asarray(tb.offsets, np.int64)
@@ -75,8 +104,25 @@ def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.
         la, lb = np.asarray(ta.label)[ra], np.asarray(tb.label)[rb]
         # a as reference: detections are b's rows, so blocks must be (b x a).
         vt = transpose_blocks(v, po, np.diff(oa), np.diff(ob))
-        a_ref = directional_map(vt, po, oa, ob, la, lb)
-        b_ref = directional_map(v, po, ob, oa, lb, la)
+        out.append((directional_part(vt, po, oa, ob, la, lb), directional_part(v, po, ob, oa, lb, la)))
+    return out
+
+
+def _mean2(x: float, y: float) -> float:
+    vals = [v for v in (x, y) if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def map_table(parts_by_batch: list[list], pair_matches, names) -> pd.DataFrame:
+    """One row per annotator pair: mAP@[.5:.95], mAP@.5, mAP@.75 averaged over both directions.
+
+    ``parts_by_batch[i]`` is :func:`map_parts` of batch ``i``. Columns ``map_a_ref`` / ``map_b_ref``
+    keep each direction (reference annotator a, resp. b).
+    """
+    rows = []
+    for j, pm in enumerate(pair_matches):
+        a_ref = ap_from_parts([p[j][0] for p in parts_by_batch])
+        b_ref = ap_from_parts([p[j][1] for p in parts_by_batch])
         rows.append({
             "annotator_a": names[pm.a], "annotator_b": names[pm.b],
             # mean of the defined directions (a direction whose reference has no label is undefined)
@@ -84,3 +130,8 @@ def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.
             "map_a_ref": a_ref["map"], "map_b_ref": b_ref["map"],
         })
     return pd.DataFrame(rows, columns=["annotator_a", "annotator_b", "map", "map50", "map75", "map_a_ref", "map_b_ref"])
+
+
+def inter_annotator_map(tables, pair_matches, covered: np.ndarray, names) -> pd.DataFrame:
+    """:func:`map_table` of one batch holding every sample."""
+    return map_table([map_parts(tables, pair_matches, covered)], pair_matches, names)

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import (Clusters, alpha_observations_from_roots, build_clusters, edge_graph,
-                                                 label_rank)
+from iou_audit.audits.agreement.clusters import Clusters, alpha_observations_from_roots, edge_graph, label_rank
 from iou_audit.audits.agreement.findings import agreement_findings
-from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks, pick_geometry
-from iou_audit.audits.agreement.stats import (annotator_reliability, cluster_table, matrix, pair_table,
+from iou_audit.audits.agreement.pairs import pick_geometry
+from iou_audit.audits.agreement.parts import compute_part, merge_parts
+from iou_audit.audits.agreement.stats import (annotator_reliability, matrix, pair_table,
                                               per_image_and_class)
 
 DEFAULT_CURVE = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
@@ -40,6 +40,8 @@ class Agreement:
     pair_matches: list = field(repr=False)
     label_values: list = field(repr=False)  # per annotator: {attr: (L_k,) array}
     geometry: str = "box"
+    consensus: pd.DataFrame | None = field(default=None, repr=False)  # fused labels, if asked
+    label_tables: list | None = field(default=None, repr=False)  # per annotator: offsets, label_id, label, box, sample_ids
 
 
 def coverage_matrix(tables, coverage: np.ndarray | None) -> np.ndarray:
@@ -99,6 +101,7 @@ def compute_agreement(
     low_iou: float = 0.75,
     curve_thresholds=DEFAULT_CURVE,
     compute_map: bool = True,
+    consensus: bool = False,
 ) -> Agreement:
     """Match, cluster and score K annotators (see the package docstring for every definition).
 
@@ -114,19 +117,52 @@ def compute_agreement(
         >>> r.findings.kind.tolist()
         ['extra_in_annotator']
     """
-    K = len(tables)
-    if K < 2:
-        raise ValueError(f"agreement needs at least 2 annotators, got {K}")
+    return compute_agreement_batches(
+        [(tables, coverage)], names=names, fields=fields, sample_ids=sample_ids, iou_thresh=iou_thresh, method=method,
+        quorum=quorum, geometry=geometry, low_iou=low_iou, curve_thresholds=curve_thresholds, compute_map=compute_map,
+        consensus=consensus)
+
+
+def compute_agreement_batches(
+    batches,
+    names=None,
+    fields=None,
+    sample_ids=None,
+    iou_thresh: float = 0.5,
+    method: str = "hungarian",
+    quorum: float | int | None = None,
+    geometry: str = "auto",
+    low_iou: float = 0.75,
+    curve_thresholds=DEFAULT_CURVE,
+    compute_map: bool = True,
+    consensus: bool = False,
+) -> Agreement:
+    """:func:`compute_agreement` over consecutive batches of samples, memory O(batch) + O(labels).
+
+    ``batches`` yields ``(tables, coverage)``: the K annotator tables of one batch of samples (same
+    samples, same order) and its (S_b, K) coverage or None. Results equal one pass over all samples
+    (see ``parts.py``: geometry stays in its batch, O(labels) arrays are joined, then the global
+    statistics are computed once). ``consensus=True`` also fuses the consensus labels per batch.
+    """
+    parts, K, curve_lowest = [], None, min(curve_thresholds) if len(curve_thresholds) else iou_thresh
+    for tables, coverage in batches:
+        if K is None:
+            K = len(tables)
+            if K < 2:
+                raise ValueError(f"agreement needs at least 2 annotators, got {K}")
+            geometry = pick_geometry(tables, geometry)
+        parts.append(compute_part(tables, coverage_matrix(tables, coverage), iou_thresh, method, geometry, quorum,
+                                  curve_lowest, compute_map, consensus))
+    if not parts:
+        raise ValueError("no batch of samples to audit")
+    m = merge_parts(parts)
+    del parts
+    tables, covered, pms, clusters, ctab, mem = m.tables, m.covered, m.pms, m.clusters, m.ctab, m.mem
     names = list(names) if names is not None else [f"annotator_{k}" for k in range(K)]
     fields = list(fields) if fields is not None else names
-    S = len(tables[0].offsets) - 1
-    sample_ids = np.asarray(sample_ids if sample_ids is not None else getattr(tables[0], "sample_ids", np.arange(S)), dtype=object)
-    geometry = pick_geometry(tables, geometry)
-    covered = coverage_matrix(tables, coverage)
+    S = len(covered)
+    sample_ids = np.asarray(sample_ids if sample_ids is not None else tables[0].sample_ids, dtype=object)
     ranks = label_rank(tables)
-    pms: list[PairMatch] = match_all_pairs(tables, iou_thresh, method, geometry)
-    clusters = build_clusters(tables, pms, ranks=ranks)
-    ctab, mem = cluster_table(tables, clusters, pms, covered, quorum)
     pairs = pair_table(tables, names, pms, covered)
     per_image, per_class = per_image_and_class(tables, pms, covered)
     per_image.insert(0, "sample_id", sample_ids)
@@ -148,7 +184,7 @@ def compute_agreement(
     alpha_ci = kalpha.nominal_alpha_ci(unit, value, smp, S)
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
-    curve = threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, curve_thresholds, method)
+    curve = threshold_curve(tables, m.curve_pms or pms, covered, ranks, codes, curve_thresholds)
     findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
     findings["field"] = findings["field"].astype(object)
 
@@ -175,13 +211,13 @@ def compute_agreement(
         "mean_iou": float(np.average(pairs.mean_iou.fillna(0), weights=pairs.matched)) if pairs.matched.sum() else float("nan"),
     }
     if compute_map:
-        from iou_audit.audits.agreement.coco_map import inter_annotator_map
+        from iou_audit.audits.agreement.coco_map import map_table
 
-        m = inter_annotator_map(tables, pms, covered, names)
-        tables_out["map_pairs"] = m
-        metrics["map"] = float(m["map"].mean()) if m["map"].notna().any() else float("nan")
-        metrics["map50"] = float(m["map50"].mean()) if m["map50"].notna().any() else float("nan")
-    boundary = _boundary(tables, pms, pairs, metrics) if geometry == "mask" else None
+        mp = map_table(m.map_parts, pms, names)
+        tables_out["map_pairs"] = mp
+        metrics["map"] = float(mp["map"].mean()) if mp["map"].notna().any() else float("nan")
+        metrics["map50"] = float(mp["map50"].mean()) if mp["map50"].notna().any() else float("nan")
+    boundary = _boundary(tables, pms, m.boundary, pairs, metrics) if geometry == "mask" else None
     label_values = []
     for k in range(K):
         mk = mem[mem.annotator == k].sort_values("row")
@@ -191,18 +227,16 @@ def compute_agreement(
         })
         if boundary is not None:
             label_values[-1]["boundary_iou"] = boundary[k]
-    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry)
+    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables)
 
 
-def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
-    """Boundary IoU of matched mask pairs: pair-table column, overall metric, per-label mean."""
-    from iou_audit.audits.agreement.boundary import matched_boundary_iou
-
+def _boundary(tables, pms, per_pair: list, pairs: pd.DataFrame, metrics: dict) -> list:
+    """Boundary IoU of matched mask pairs (``per_pair``: one array per pair, computed per batch):
+    pair-table column, overall metric, per-label mean."""
     sums = [np.zeros(len(t.label_id)) for t in tables]
     counts = [np.zeros(len(t.label_id)) for t in tables]
     means, all_values = [], []
-    for pm in pms:
-        b = matched_boundary_iou(tables[pm.a], tables[pm.b], pm.match_a)
+    for pm, b in zip(pms, per_pair):
         hit = np.flatnonzero((pm.match_a >= 0) & np.isfinite(b))
         np.add.at(sums[pm.a], hit, b[hit]), np.add.at(counts[pm.a], hit, 1)
         np.add.at(sums[pm.b], pm.match_a[hit], b[hit]), np.add.at(counts[pm.b], pm.match_a[hit], 1)
@@ -215,20 +249,15 @@ def _boundary(tables, pms, pairs: pd.DataFrame, metrics: dict) -> list:
         return [np.where(c > 0, s / np.maximum(c, 1), np.nan) for s, c in zip(sums, counts)]
 
 
-def threshold_curve(tables, pms, covered, ranks, codes, iou_thresh, thresholds, method="hungarian") -> pd.DataFrame:
+def threshold_curve(tables, pms, covered, ranks, codes, thresholds) -> pd.DataFrame:
     """Nominal alpha and matching F1 when only matches with IoU >= t count, for each threshold t.
 
-    The matching is made once, at the lowest threshold of the curve (the audit's own matching when
-    that is ``iou_thresh``, the default); a stricter t drops its weaker pairs (each then becomes
-    an "empty" against a lone label) instead of re-matching, which keeps the curve cheap and
-    monotone. The stored IoU blocks are reused, so a lower threshold costs one matching, no IoU.
+    ``pms`` is one matching, made at the lowest threshold of the curve (the audit's own matching
+    when that is ``iou_thresh``, the default; else ``parts.compute_part`` re-matches each batch);
+    a stricter t drops its weaker pairs (each then becomes an "empty" against a lone label)
+    instead of re-matching, which keeps the curve cheap and monotone.
     """
     rows = []
-    lowest = min(thresholds) if len(thresholds) else iou_thresh
-    if lowest < iou_thresh - 1e-9:
-        pms = [PairMatch(pm.a, pm.b, pm.values, pm.pair_offsets,
-                         *match_blocks(pm.values, pm.pair_offsets, tables[pm.a].offsets, tables[pm.b].offsets,
-                                       lowest, method)) for pm in pms]
     graph = edge_graph(tables, pms, ranks)  # edges sorted once; each threshold filters them
     for t in thresholds:
         u, v = alpha_observations_from_roots(graph, *graph.roots(t), covered, codes)

@@ -1,0 +1,138 @@
+"""The agreement audit in batches of samples: what each batch keeps, and how batches are joined.
+
+Everything that needs geometry (IoU blocks, masks, polygons) is done inside a batch: pairwise IoU
+and matching, clusters (objects never span samples), the per-object table, Boundary IoU, the
+per-detection COCO outcomes for mAP, re-matching for the threshold curve, consensus fusion. A
+batch then keeps only O(labels) data: per label its id, class, box, match and IoU in every pair,
+its cluster row; per object its statistics row. :func:`merge_parts` joins batches in order,
+shifting row, cluster and sample indices, into exactly what one pass over all samples would hold
+(clusters are numbered by sample, then by label id, and label-id order inside a sample does not
+depend on the batch). Global statistics (F1, mean IoU, alpha and its bootstrap, mAP, threshold
+curve, per-class/per-pair/per-annotator tables, findings) are then computed once on that.
+
+Memory: O(batch) for geometry and IoU blocks; O(labels) for the kept arrays (a few dozen bytes
+per label per annotator pair, plus 10 booleans per label and pair direction for mAP).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.agreement.clusters import Clusters, build_clusters, label_rank
+from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks
+from iou_audit.audits.agreement.stats import cluster_table
+
+
+@dataclass
+class BatchPart:
+    """One batch's O(labels) results (indices local to the batch)."""
+
+    tables: list  # compact: offsets, label_id, label, box, sample_ids
+    covered: np.ndarray  # (S_b, K)
+    pms: list  # PairMatch without IoU blocks
+    curve_pms: list | None  # matches at the curve's lowest threshold, when below iou_thresh
+    clusters: Clusters
+    ctab: pd.DataFrame
+    mem: pd.DataFrame
+    boundary: list | None  # per pair: (La_b,) Boundary IoU of a's matched labels
+    map_parts: list | None  # coco_map.map_parts of this batch
+    fused: pd.DataFrame | None  # consensus_labels of this batch
+
+
+def compact(t) -> SimpleNamespace:
+    """The O(labels) columns of an annotator table (no masks or polygons)."""
+    n = len(t.offsets) - 1
+    return SimpleNamespace(
+        offsets=np.asarray(t.offsets, np.int64), label_id=np.asarray(t.label_id, dtype=object),
+        label=np.asarray(t.label, dtype=object), box=np.asarray(t.box, dtype=np.float64).reshape(-1, 4),
+        sample_ids=np.asarray(getattr(t, "sample_ids", np.arange(n)), dtype=object), masks=None, polygons=None)
+
+
+def _strip(pm: PairMatch) -> PairMatch:
+    return PairMatch(pm.a, pm.b, None, None, pm.match_a, pm.iou_a, pm.match_b, pm.iou_b)
+
+
+def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lowest, compute_map, consensus) -> BatchPart:
+    """Match, cluster and score one batch; keep what :func:`merge_parts` and the statistics need."""
+    pms = match_all_pairs(tables, iou_thresh, method, geometry)
+    clusters = build_clusters(tables, pms, ranks=label_rank(tables))
+    ctab, mem = cluster_table(tables, clusters, pms, covered, quorum)
+    curve_pms = None
+    if curve_lowest < iou_thresh - 1e-9:
+        curve_pms = [_strip(PairMatch(pm.a, pm.b, pm.values, pm.pair_offsets, *match_blocks(
+            pm.values, pm.pair_offsets, tables[pm.a].offsets, tables[pm.b].offsets, curve_lowest, method))) for pm in pms]
+    boundary = None
+    if geometry == "mask":
+        from iou_audit.audits.agreement.boundary import matched_boundary_iou
+
+        boundary = [matched_boundary_iou(tables[pm.a], tables[pm.b], pm.match_a) for pm in pms]
+    maps = None
+    if compute_map:
+        from iou_audit.audits.agreement.coco_map import map_parts
+
+        maps = map_parts(tables, pms, covered)
+    fused = None
+    if consensus:
+        from iou_audit.audits.agreement.consensus import consensus_labels
+
+        fused = consensus_labels(tables, ctab, mem, geometry)
+    return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
+                     boundary, maps, fused)
+
+
+def _shift(match: np.ndarray, by: int) -> np.ndarray:
+    return np.where(match >= 0, match + by, -1)
+
+
+def _merge_pms(pms_by_batch, row_start) -> list:
+    out = []
+    for j, pm in enumerate(pms_by_batch[0]):
+        cols = [[], [], [], []]
+        for i, pms in enumerate(pms_by_batch):
+            p = pms[j]
+            cols[0].append(_shift(p.match_a, row_start[i][p.b])), cols[1].append(p.iou_a)
+            cols[2].append(_shift(p.match_b, row_start[i][p.a])), cols[3].append(p.iou_b)
+        out.append(PairMatch(pm.a, pm.b, None, None, *(np.concatenate(c) for c in cols)))
+    return out
+
+
+def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
+    """Join consecutive batches into the arrays a single pass would hold (see the module docstring)."""
+    K = len(parts[0].tables)
+    n_rows = np.array([[len(t.label_id) for t in p.tables] for p in parts], dtype=np.int64).reshape(len(parts), K)
+    row_start = np.vstack([np.zeros((1, K), np.int64), np.cumsum(n_rows, axis=0)])
+    n_samples = np.array([len(p.covered) for p in parts], dtype=np.int64)
+    s_start = np.concatenate([[0], np.cumsum(n_samples)])
+    n_clusters = np.array([len(p.ctab) for p in parts], dtype=np.int64)
+    c_start = np.concatenate([[0], np.cumsum(n_clusters)])
+    tables = []
+    for k in range(K):
+        ts = [p.tables[k] for p in parts]
+        offsets = np.concatenate([[0]] + [t.offsets[1:] + row_start[i][k] for i, t in enumerate(ts)])
+        tables.append(SimpleNamespace(
+            offsets=offsets, label_id=np.concatenate([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
+            box=np.concatenate([t.box for t in ts]), sample_ids=np.concatenate([t.sample_ids for t in ts]),
+            masks=None, polygons=None))
+    members = np.concatenate([np.where(p.clusters.members >= 0, p.clusters.members + row_start[i][None, :], -1)
+                              for i, p in enumerate(parts)])
+    clusters = Clusters(np.concatenate([p.clusters.sample_index + s_start[i] for i, p in enumerate(parts)]), members,
+                        [np.concatenate([p.clusters.cluster_of[k] + c_start[i] for i, p in enumerate(parts)]) for k in range(K)])
+    ctabs, mems, fused = [], [], []
+    for i, p in enumerate(parts):
+        ctabs.append(p.ctab.assign(cluster=p.ctab.cluster + c_start[i], sample_index=p.ctab.sample_index + s_start[i]))
+        mems.append(p.mem.assign(cluster=p.mem.cluster + c_start[i], row=p.mem.row + row_start[i][p.mem.annotator.to_numpy()]))
+        if p.fused is not None:
+            fused.append(p.fused.assign(cluster=p.fused.cluster + c_start[i], sample_index=p.fused.sample_index + s_start[i]))
+    # A single pass lists members annotator by annotator, each in row order.
+    mem = pd.concat(mems, ignore_index=True).sort_values(["annotator", "row"], kind="stable").reset_index(drop=True)
+    pms = _merge_pms([p.pms for p in parts], row_start)
+    curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
+    boundary = None if parts[0].boundary is None else [np.concatenate([p.boundary[j] for p in parts]) for j in range(len(pms))]
+    return SimpleNamespace(
+        tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
+        ctab=pd.concat(ctabs, ignore_index=True), mem=mem, boundary=boundary,
+        map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
+        fused=pd.concat(fused, ignore_index=True) if fused else None)
