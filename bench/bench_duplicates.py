@@ -5,7 +5,7 @@ being shifted copies of another box of the sample (so every contender has real w
 field of jittered copies with confidences for ``evaluate_detections``. Timed on the same dataset, in
 rotating order within each round, medians of the rounds reported:
 - ours:  ``audit_duplicates(ds, "gt", iou_thresh=0.75)``: reads the field, computes every same-sample
-         pair, writes ``<key>_max_iou`` on every label, ``<key>_dup_of`` and tags on the flagged ones,
+         pair, writes ``<key>_max_iou``, ``<key>_dup_of`` and tags on the flagged labels,
          per-sample counts, saved views and the run (a fresh key per round; removed untimed after it).
 - ours, re-run: the same with an audit key already used, so it first deletes the previous results.
 - parts of ours, for the breakdown: reading the table only; the compute core only (table already read).

@@ -84,7 +84,7 @@ def test_duplicate_ious_and_fiftyone_find_duplicates(bccd):
 def test_saved_results_and_delete_restore_the_dataset(bccd):
     before_boxes = bccd.values("ground_truth.detections.bounding_box")
     before_fields = set(bccd.get_field_schema(flat=True))
-    result = audit_duplicates(bccd, "ground_truth", audit_key="dups_saved")
+    result = audit_duplicates(bccd, "ground_truth", audit_key="dups_saved", max_iou_labels="overlapping")
     n_dup = int((result.findings.kind == "duplicate").sum())
     assert "dups_saved" in list_audits(bccd)
     tags = bccd.count_label_tags()
@@ -102,9 +102,13 @@ def test_saved_results_and_delete_restore_the_dataset(bccd):
     flagged = bccd.filter_labels("ground_truth", fo.ViewField("dups_saved_dup_of") != None)
     assert set(flagged.values("ground_truth.detections.id", unwind=True)) == set(
         result.findings.label_id[result.findings.kind == "duplicate"])
-    # same key again: replaced, not duplicated
-    audit_duplicates(bccd, "ground_truth", audit_key="dups_saved")
+    # same key again: replaced, not duplicated; by default max_iou only on the flagged pairs' labels
+    again = audit_duplicates(bccd, "ground_truth", audit_key="dups_saved")
     assert bccd.count_label_tags() == tags
+    pairs = again.findings[again.findings.kind.isin(["duplicate", "class_conflict", "contained"])]
+    with_attr = bccd.filter_labels("ground_truth", fo.ViewField("dups_saved_max_iou") != None)
+    assert set(with_attr.values("ground_truth.detections.id", unwind=True)) == (
+        set(pairs.label_id) | set(pairs.other_label_id))
     assert bccd.values("ground_truth.detections.bounding_box") == before_boxes
     delete_audit(bccd, "dups_saved")
     assert "dups_saved" not in list_audits(bccd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from iou_audit.audits.duplicates import (DEFAULT_CONFLICT_IOU, DEFAULT_CONTAIN_IOS, DEFAULT_IOU_THRESH,
-                                         GEOMETRIES)
+                                         GEOMETRIES, MAX_IOU_LABELS)
 from iou_audit.cli._common import add_dataset_argument, load_dataset, load_view, print_table
 
 
@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--geometry", choices=GEOMETRIES, default="auto",
                    help="overlap geometry: boxes, instance masks, polygons, or auto (masks when present, "
                         "polygons for Polylines, else boxes)")
+    p.add_argument("--max-iou-labels", choices=MAX_IOU_LABELS, default="flagged",
+                   help="which labels get <key>_max_iou: those of flagged pairs (default) or every label "
+                        "overlapping another of its class (to choose a threshold in the App)")
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
     p.add_argument("--batch-size", type=int, default=2000, help="samples read per batch (bounds memory)")
     p.add_argument("--no-save", dest="save", action="store_false",
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     result = audit_duplicates(samples, args.field, iou_thresh=args.iou_thresh, audit_key=args.audit_key,
                               conflict_iou=args.conflict_iou, contain_ios=args.contain_ios,
                               geometry=args.geometry, batch_size=args.batch_size, save=args.save,
-                              progress=True)
+                              progress=True, max_iou_labels=args.max_iou_labels)
     print(f"duplicates audit of {args.dataset}.{args.field} ({len(samples)} samples, "
           f"{result.metrics.get('n_labels', 0)} labels), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
