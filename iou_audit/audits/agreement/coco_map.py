@@ -55,10 +55,13 @@ def directional_part(values, pair_offsets, off_ref, off_other, labels_ref, label
     is a true positive at every IoU threshold, and the labels; :func:`ap_from_parts` turns the parts
     of consecutive batches into pycocotools' AP. ``values`` are (other x ref) blocks.
     """
-    labels_other = np.asarray(labels_other).astype(str)
-    labels_ref = np.asarray(labels_ref).astype(str)
+    labels_other = np.asarray(labels_other, dtype=object)
+    labels_ref = np.asarray(labels_ref, dtype=object)
+    # Integer classes for the evaluation (hashing, not string sorting); the strings are kept.
+    codes = pd.factorize(np.concatenate([labels_other, labels_ref]))[0]
     scores = np.ones(int(off_other[-1]))
-    r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, labels_other, labels_ref)
+    r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, codes[:len(labels_other)],
+                      codes[len(labels_other):])
     return {"evaluated": r.evaluated, "hit": r.match >= 0, "label": labels_other, "ref_label": labels_ref}
 
 
@@ -73,7 +76,7 @@ def ap_from_parts(parts: list[dict]) -> dict:
     hit = np.concatenate([p["hit"] for p in parts], axis=1)
     label = np.concatenate([p["label"] for p in parts])
     ref = np.concatenate([p["ref_label"] for p in parts])
-    cats, ref_code = np.unique(np.concatenate([label, ref]), return_inverse=True)
+    ref_code, cats = pd.factorize(np.concatenate([label, ref]).astype(str), sort=True)
     num_gt = np.bincount(ref_code[len(label):], minlength=len(cats))
     code = ref_code[:len(label)]
     T, R = len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS)

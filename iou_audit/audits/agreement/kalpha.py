@@ -17,6 +17,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def dense_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for int keys; a bincount when their range is small.
+
+    Example:
+        >>> dense_codes(np.array([7, 2, 7, 5]))
+        (array([2, 5, 7]), array([2, 0, 2, 1]))
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(keys) and keys.min() >= 0 and keys.max() <= 4 * len(keys) + 1024:
+        present = np.bincount(keys) > 0
+        rank = np.cumsum(present) - 1
+        return np.flatnonzero(present), rank[keys]
+    return np.unique(keys, return_inverse=True)
+
+
+def _square_sums(key: np.ndarray, nv: int, n_rows: int) -> np.ndarray:
+    """Per row ``r``: sum over values of (count of ``key == r * nv + value``)^2 (exact integers)."""
+    if n_rows * nv <= 4 * len(key) + 1024:
+        counts = np.bincount(key, minlength=n_rows * nv).astype(float)
+        return (counts**2).reshape(n_rows, nv).sum(axis=1)
+    keys, counts = np.unique(key, return_counts=True)
+    return np.bincount(keys // nv, weights=counts.astype(float) ** 2, minlength=n_rows)
+
+
 def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray | None = None):
     """Nominal alpha from (unit, value) observations; optionally one alpha per ``group``.
 
@@ -34,18 +58,17 @@ def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray 
     g = np.zeros(len(unit), dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64)
     if len(unit) == 0:
         return float("nan") if group is None else (np.zeros(0, np.int64), np.zeros(0))
-    _, u = np.unique(unit, return_inverse=True)
+    _, u = dense_codes(unit)
     keep = np.bincount(u)[u] >= 2  # units with fewer than 2 pairable values carry no information
     u, value, g = u[keep], value[keep], g[keep]
-    groups, gi = np.unique(g, return_inverse=True)
+    groups, gi = dense_codes(g)
     if len(u) == 0:
         return float("nan") if group is None else (groups, np.full(len(groups), np.nan))
-    # Sums of squared counts per unit and per group, from 1-D integer keys (fast np.unique).
+    # Sums of squared counts per unit and per group, from 1-D integer keys (bincount or np.unique).
     v = value - value.min()
     nv = int(v.max()) + 1
-    ukeys, ucounts = np.unique(u * nv + v, return_counts=True)
     n_units = int(u.max()) + 1
-    sq_unit = np.bincount(ukeys // nv, weights=ucounts.astype(float) ** 2, minlength=n_units)
+    sq_unit = _square_sums(u * nv + v, nv, n_units)
     m_unit = np.bincount(u, minlength=n_units).astype(float)
     ok = m_unit >= 2
     d_unit = np.zeros(n_units)
@@ -53,8 +76,7 @@ def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray 
     unit_group = np.zeros(n_units, dtype=np.int64)
     unit_group[u] = gi
     do_sum = np.bincount(unit_group[ok], weights=d_unit[ok], minlength=len(groups))
-    gkeys, gcounts = np.unique(gi * nv + v, return_counts=True)
-    sq_group = np.bincount(gkeys // nv, weights=gcounts.astype(float) ** 2, minlength=len(groups))
+    sq_group = _square_sums(gi * nv + v, nv, len(groups))
     n = np.bincount(gi, minlength=len(groups)).astype(float)
     alpha = _ratio(n, do_sum, n**2 - sq_group)
     return float(alpha[0]) if group is None else (groups, alpha)
@@ -127,7 +149,7 @@ def nominal_alpha_resampled(unit, value, sample, weights: np.ndarray) -> np.ndar
     S = weights.shape[1]
     if len(unit) == 0:
         return np.full(len(weights), np.nan)
-    _, u = np.unique(unit, return_inverse=True)
+    _, u = dense_codes(unit)
     keep = np.bincount(u)[u] >= 2
     u, value, sample = u[keep], value[keep], sample[keep]
     if len(u) == 0:
@@ -135,8 +157,7 @@ def nominal_alpha_resampled(unit, value, sample, weights: np.ndarray) -> np.ndar
     v = value - value.min()
     nv = int(v.max()) + 1
     n_units = int(u.max()) + 1
-    ukeys, ucounts = np.unique(u * nv + v, return_counts=True)
-    sq_unit = np.bincount(ukeys // nv, weights=ucounts.astype(float) ** 2, minlength=n_units)
+    sq_unit = _square_sums(u * nv + v, nv, n_units)
     m_unit = np.bincount(u, minlength=n_units).astype(float)
     unit_sample = np.zeros(n_units, np.int64)
     unit_sample[u] = sample
