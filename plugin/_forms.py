@@ -122,3 +122,18 @@ def counts_output(outputs: types.Object, counts: dict[str, int], title: str = "F
     outputs.str("audit_key", label="Audit key")
     for kind in counts:
         outputs.int(f"n_{kind}", label=f"{title}: {kind}")
+
+
+def finish_audit(ctx, result, kinds, view_priority=None) -> dict:
+    """End an audit operator: show the first non-empty kind's saved view, return counts per kind.
+
+    ``view_priority`` orders the kinds whose saved view is worth opening first (default: the kind
+    with the most findings). Returns ``{"audit_key": key, "n_<kind>": count, ...}`` for resolve_output.
+    """
+    counts = result.counts()
+    key = result.audit_key
+    if view_priority is None:
+        view_priority = sorted(counts, key=counts.get, reverse=True)
+    shown = next((k for k in view_priority if counts.get(k)), None)
+    finish_in_app(ctx, f"{key}-{shown}" if shown else None)
+    return {"audit_key": key, **{f"n_{kind}": int(counts.get(kind, 0)) for kind in kinds}}

@@ -4,7 +4,7 @@ import fiftyone.operators.types as types
 
 from iou_audit.audits.agreement import audit_agreement
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, label_fields, param,
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_fields, param,
                      resolve_delegation, target_view, threshold_input)
 
 KINDS = ("low_agreement", "missing_in_annotator", "extra_in_annotator", "class_conflict")
@@ -65,11 +65,8 @@ class AuditAgreement(foo.Operator):
             audit_key=key,
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
-        counts = result.counts()
-        shown = next((k for k in VIEW_PRIORITY if counts.get(k)), None)
-        finish_in_app(ctx, f"{key}-{shown}" if shown else None)
         m = result.metrics
-        return {"audit_key": key, **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS},
+        return {**finish_audit(ctx, result, KINDS, VIEW_PRIORITY),
                 "alpha": float(m["alpha_nominal"]), "f1": float(m["f1"]), "map": float(m.get("map", float("nan")))}
 
     def resolve_output(self, ctx):

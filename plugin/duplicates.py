@@ -6,7 +6,7 @@ from iou_audit.audits.duplicates import (DEFAULT_CONFLICT_IOU, DEFAULT_CONTAIN_I
                                          audit_duplicates)
 from iou_audit.results import audit_info, delete_audit, list_audits
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, label_field_input, param,
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_field_input, param,
                      resolve_delegation, target_view, threshold_input)
 
 # Saved view shown after an immediate run, first kind that has findings (save_audit names it <key>-<kind>).
@@ -55,10 +55,7 @@ class AuditDuplicates(foo.Operator):
             contain_ios=float(param(ctx, "contain_ios", DEFAULT_CONTAIN_IOS)),
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
-        counts = result.counts()
-        shown = next((k for k in VIEW_PRIORITY if counts.get(k)), None)
-        finish_in_app(ctx, f"{key}-{shown}" if shown else None)
-        return {"audit_key": key, **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
+        return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 
     def resolve_output(self, ctx):
         outputs = types.Object()

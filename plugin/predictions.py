@@ -5,7 +5,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, label_field_input, label_fields, param,
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_field_input, label_fields, param,
                      resolve_delegation, target_view, threshold_input)
 
 KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
@@ -61,10 +61,7 @@ class AuditPredictions(foo.Operator):
             min_score=float(param(ctx, "min_score", 0.5)),
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
-        counts = result.counts()
-        top = max(counts, key=counts.get) if counts else None
-        finish_in_app(ctx, f"{key}-{top}" if top else None)
-        out = {"audit_key": key, **{f"n_{k}": int(counts.get(k, 0)) for k in KINDS}}
+        out = finish_audit(ctx, result, KINDS)
         for name in ("AP", "AP50", "precision", "recall"):
             value = result.metrics.get(name)
             out[name] = None if value is None else float(value)

@@ -7,7 +7,7 @@ from iou_audit.audits.splits import KINDS, audit_splits
 from iou_audit.audits.splits.audit import DEFAULT_ANNOTATION_IOU
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_in_app, param, resolve_delegation,
+from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, param, resolve_delegation,
                      target_view, threshold_input)
 
 # Saved view shown after an immediate run: the first leak kind that has findings.
@@ -112,10 +112,7 @@ class AuditSplits(foo.Operator):
             transformed=bool(param(ctx, "transformed", True)),
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
         )
-        counts = result.counts()
-        shown = next((k for k in VIEW_PRIORITY if counts.get(k)), None)
-        finish_in_app(ctx, f"{key}-{shown}" if shown else None)
-        return {"audit_key": key, **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
+        return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 
     def resolve_output(self, ctx):
         outputs = types.Object()
