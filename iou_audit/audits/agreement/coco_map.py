@@ -13,9 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from iou_audit.matching import coco_evaluate
 from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
+
+
+@njit(cache=True)
+def _transpose_kernel(values, pair_offsets, n_a, n_b, out):
+    for s in range(len(n_a)):
+        base = pair_offsets[s]
+        for i in range(n_a[s]):
+            for j in range(n_b[s]):
+                out[base + j * n_a[s] + i] = values[base + i * n_b[s] + j]
 
 
 def transpose_blocks(values: np.ndarray, pair_offsets: np.ndarray, n_a: np.ndarray, n_b: np.ndarray) -> np.ndarray:
@@ -26,13 +36,9 @@ def transpose_blocks(values: np.ndarray, pair_offsets: np.ndarray, n_a: np.ndarr
         ...                  np.array([2, 1]), np.array([3, 1]))
         array([1., 4., 2., 5., 3., 6., 9.])
     """
-    sizes = np.diff(pair_offsets)
-    sample = np.repeat(np.arange(len(sizes)), sizes)
-    k = np.arange(len(values)) - pair_offsets[:-1][sample]
-    nb = n_b[sample]
-    i, j = k // np.maximum(nb, 1), k % np.maximum(nb, 1)
+    values = np.ascontiguousarray(values, dtype=np.float64)
     out = np.empty_like(values)
-    out[pair_offsets[:-1][sample] + j * n_a[sample] + i] = values
+    _transpose_kernel(values, np.asarray(pair_offsets, np.int64), np.asarray(n_a, np.int64), np.asarray(n_b, np.int64), out)
     return out
 
 
@@ -76,7 +82,11 @@ def ap_from_parts(parts: list[dict]) -> dict:
     hit = np.concatenate([p["hit"] for p in parts], axis=1)
     label = np.concatenate([p["label"] for p in parts])
     ref = np.concatenate([p["ref_label"] for p in parts])
-    ref_code, cats = pd.factorize(np.concatenate([label, ref]).astype(str), sort=True)
+    # Classes compared as strings, in sorted order (as coco_evaluate's np.unique); hashing first,
+    # so only the distinct labels are converted and sorted.
+    codes, uniq = pd.factorize(np.concatenate([label, ref]))
+    cats, as_cat = np.unique(np.asarray(uniq, dtype=object).astype(str), return_inverse=True)
+    ref_code = as_cat[codes]
     num_gt = np.bincount(ref_code[len(label):], minlength=len(cats))
     code = ref_code[:len(label)]
     T, R = len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS)
