@@ -113,7 +113,13 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     multi = votes.cluster.map(n_cls).to_numpy() > 1
     vote_text = pd.Series(pieces.to_numpy()[~multi], index=votes.cluster.to_numpy()[~multi], dtype=object)
     if multi.any():
-        joined = pieces[multi].groupby(votes.cluster.to_numpy()[multi]).agg(", ".join)
+        # ", ".join per cluster as one object-array reduceat (votes of a cluster are contiguous)
+        p = pieces.to_numpy(dtype=object)[multi]
+        cl = votes.cluster.to_numpy()[multi]
+        new = np.r_[True, cl[1:] != cl[:-1]]
+        p = np.where(np.r_[new[1:], True], p, p + ", ")
+        starts = np.flatnonzero(new)
+        joined = pd.Series(np.add.reduceat(p, starts), index=cl[starts], dtype=object)
         vote_text = pd.concat([vote_text, joined])
     vote_text = vote_text.reindex(range(C))
     n_cov = covered[clusters.sample_index].sum(axis=1)
