@@ -429,3 +429,91 @@ def test_matching_imports_neither_fiftyone_nor_pandas():
             "if m.split('.')[0] in ('fiftyone', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_coco_evaluate_area_ranges_and_max_dets_equal_pycocotools():
+    """COCO's four area ranges and maxDets 1/10/100 on synthetic boxes of every size, with the
+    ground truth's ``area`` field differing from its box area (pycocotools uses the field):
+    precision and recall arrays, the 12 stats, and area "all" matches, ignore flags and
+    per-image TP/FP/FN equal COCOeval's."""
+    from pycocotools.coco import COCO
+
+    from iou_audit.geometry.boxes import batched_box_iou
+    from iou_audit.matching import coco_evaluate
+    from iou_audit.matching.coco import STAT_NAMES
+
+    rng = np.random.default_rng(11)
+    n_img, n_gt, n_dt, n_cat = 30, 8, 15, 3
+    gt_xy = rng.uniform(0, 300, (n_img * n_gt, 2))
+    # widths from 4 to 200 pixels: small (< 32^2), medium and large areas all occur
+    gt = np.concatenate([gt_xy, gt_xy + np.exp(rng.uniform(np.log(4), np.log(200), gt_xy.shape))], axis=1)
+    src = gt.reshape(n_img, n_gt, 4)[:, rng.integers(0, n_gt, n_dt)].reshape(-1, 4)
+    dt = src + rng.normal(0, 2, src.shape) * (src[:, [2, 3, 2, 3]] - src[:, [0, 1, 0, 1]]) / 10
+    dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
+    gt_cat = rng.integers(1, n_cat + 1, len(gt))
+    dt_cat = rng.integers(1, n_cat + 1, len(dt))
+    crowd = rng.random(len(gt)) < 0.08
+    scores = rng.choice([0.2, 0.4, 0.6, 0.8], len(dt))
+    gt_off, dt_off = np.arange(n_img + 1) * n_gt, np.arange(n_img + 1) * n_dt
+
+    def xywh(b):
+        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    g, d = xywh(gt), xywh(dt)
+    gt_area = g[:, 2] * g[:, 3] * rng.uniform(0.6, 1.0, len(g))  # like a mask's area
+    dt_area = d[:, 2] * d[:, 3]  # loadRes: box area
+    img_gt, img_dt = np.repeat(np.arange(1, n_img + 1), n_gt), np.repeat(np.arange(1, n_img + 1), n_dt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dict(
+            images=[dict(id=i) for i in range(1, n_img + 1)],
+            categories=[dict(id=c) for c in range(1, n_cat + 1)],
+            annotations=[dict(id=i + 1, image_id=int(img_gt[i]), category_id=int(gt_cat[i]), bbox=g[i].tolist(),
+                              area=float(gt_area[i]), iscrowd=int(crowd[i])) for i in range(len(g))])
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([dict(image_id=int(img_dt[i]), category_id=int(dt_cat[i]), bbox=d[i].tolist(),
+                                        score=float(scores[i])) for i in range(len(d))])
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.maxDets = [1, 4, 10]  # 10 < detections per image and category sometimes
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+
+    values, po = batched_box_iou(dt, dt_off, gt, gt_off, crowd2=crowd)
+    r = coco_evaluate(values, po, dt_off, gt_off, scores, dt_cat, gt_cat, gt_crowd=crowd, max_dets=(1, 4, 10),
+                      categories=np.arange(1, n_cat + 1), dt_area=dt_area, gt_area=gt_area)
+    np.testing.assert_array_equal(r.eval_precision, ev.eval["precision"])
+    np.testing.assert_array_equal(r.eval_recall, ev.eval["recall"])
+    np.testing.assert_array_equal(r.stats, ev.stats)
+    assert list(r.stats_dict()) == list(STAT_NAMES) and r.areas_known
+    assert (ev.eval["precision"][:, :, :, 1:] > -1).any(axis=(0, 1, 2, 4)).all()  # every range has gt
+    gt_ids = np.append(np.arange(1, len(gt) + 1), 0)
+    tp, fp, fn = np.zeros_like(r.tp), np.zeros_like(r.fp), np.zeros_like(r.fn)
+    for e in ev.evalImgs:
+        if e is None or e["aRng"] != ev.params.areaRng[0]:
+            continue
+        s = e["image_id"] - 1
+        rows = np.array(e["dtIds"], np.int64) - 1
+        if len(rows):
+            np.testing.assert_array_equal(gt_ids[r.match[:, rows]], e["dtMatches"])
+            np.testing.assert_array_equal(r.ignored[:, rows], e["dtIgnore"].astype(bool))
+        counted = ~e["dtIgnore"].astype(bool)
+        tp[:, s] += ((e["dtMatches"] > 0) & counted).sum(axis=1)
+        fp[:, s] += ((e["dtMatches"] == 0) & counted).sum(axis=1)
+        gt_counted = ~np.asarray(e["gtIgnore"], bool)
+        fn[:, s] += ((e["gtMatches"] == 0) & gt_counted).sum(axis=1)
+    np.testing.assert_array_equal(r.tp, tp)
+    np.testing.assert_array_equal(r.fp, fp)
+    np.testing.assert_array_equal(r.fn, fn)
+
+
+def test_coco_evaluate_rejects_half_given_areas():
+    from iou_audit.matching import coco_evaluate
+
+    args = (np.array([0.8]), np.array([0, 1]), np.array([0, 1]), np.array([0, 1]), np.array([0.9]),
+            np.array([1]), np.array([1]))
+    with pytest.raises(ValueError, match="dt_area and gt_area"):
+        coco_evaluate(*args, dt_area=np.array([5.0]))
+    with pytest.raises(ValueError, match="gt_area have 1/2"):
+        coco_evaluate(*args, dt_area=np.array([5.0]), gt_area=np.array([5.0, 6.0]))
+    with pytest.raises(ValueError, match="stats need area ranges"):
+        coco_evaluate(*args).stats

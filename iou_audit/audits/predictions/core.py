@@ -127,7 +127,7 @@ def compute_prediction_audit(
         if not ev.areas_known:  # image sizes unknown: no pixel areas, so no small/medium/large split
             stats.update({k: float("nan") for k in stats if k.endswith(("_small", "_medium", "_large"))})
         audit.metrics.update(stats)
-        ap = ev.per_class_ap()
+        ap = ev.per_category_ap()
         for name, col in ap.items():
             audit.tables["per_class"][name] = np.where(col > -1, col, np.nan)
     if tide:

@@ -119,7 +119,5 @@ def coco_metrics(values, pair_offsets, pred, gt, pred_codes, gt_codes, scores, c
     """pycocotools' 12 numbers on the audit's tables (see :mod:`.coco_eval`)."""
     s = np.nan_to_num(np.asarray(scores, float), nan=1.0)
     pa, ga = label_areas(pred, iou_type), label_areas(gt, iou_type)
-    ev = coco_evaluate(values, pair_offsets, pred.offsets, gt.offsets, pred_codes, gt_codes, s,
-                       np.asarray(gt.iscrowd, bool), pa, ga, classes)
-    ev.areas_known = bool(np.isfinite(pa).all() and np.isfinite(ga).all())
-    return ev
+    return coco_evaluate(values, pair_offsets, pred.offsets, gt.offsets, pred_codes, gt_codes, s,
+                         np.asarray(gt.iscrowd, bool), pa, ga, classes)

@@ -19,25 +19,29 @@ import numpy as np
 
 from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.audits.predictions.pairs import pair_rows
-from iou_audit.matching.ap import precision_at_recall
+from iou_audit.matching.coco import accumulate_precision
 from iou_audit.matching.greedy import run_greedy
 
 TIDE_TYPES = ("class", "loc", "both", "duplicate", "background", "missed")
 
 
 def mean_ap_at(match1, ignored1, codes, scores, npig, active) -> float:
-    """Mean over classes with ground truth of the 101-point AP, from one matching.
+    """Mean over classes with ground truth of the 101-point AP, from one matching (COCO's accumulation,
+    :func:`iou_audit.matching.coco.accumulate_precision`, on the ``active`` predictions).
 
     Example:
         >>> mean_ap_at(np.array([0, -1]), np.zeros(2, bool), np.array([0, 0]), np.array([.9, .8]),
         ...            np.array([1]), np.ones(2, bool)).__round__(6)
         1.0
     """
-    aps = []
-    for k in np.flatnonzero(npig > 0):
-        rows = np.flatnonzero(active & (codes == k))
-        q, _ = precision_at_recall(match1[rows] >= 0, scores[rows], int(npig[k]), ignored=ignored1[rows])
-        aps.append(q.mean())
+    rows = np.flatnonzero(active)
+    by_class = rows[np.argsort(codes[rows], kind="stable")]
+    bounds = np.searchsorted(codes[by_class], np.arange(len(npig) + 1))
+    rows_of = [by_class[bounds[k]:bounds[k + 1]] for k in range(len(npig))]
+    precision, _ = accumulate_precision(np.asarray(match1) >= 0, ignored1, scores, rows_of, npig)
+    # AP per class, then the mean over classes (TIDE's order of the two means)
+    per_class = np.ascontiguousarray(precision.T)
+    aps = [per_class[k].mean() for k in np.flatnonzero(npig > 0)]
     return float(np.mean(aps)) if aps else -1.0
 
 
