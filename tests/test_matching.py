@@ -359,6 +359,18 @@ def test_precision_equals_pycocotools_accumulate(images, n_gt):
     assert len(ours) == len(COCO_RECALL_THRESHOLDS)
     if sum(len(i[0]) for i in images):
         assert rc == their_rc
+    # the compiled many-category pass, fed rows in score order (stable), after a category
+    # without ground truth (-1) that holds the same detections
+    from iou_audit.matching.ap import category_precision
+
+    scores = np.concatenate([i[0] for i in images])
+    rows = np.argsort(-scores, kind="stable")
+    p2, rc2 = category_precision(np.concatenate([i[1] for i in images]), np.concatenate([i[2] for i in images]),
+                                 np.concatenate([rows, rows]), [0, len(rows), 2 * len(rows)], [0, sum(n_gt)])
+    np.testing.assert_array_equal(p2[:, 1], theirs)
+    assert (p2[:, 0] == -1).all() and rc2[0] == -1
+    if len(rows):
+        assert rc2[1] == their_rc
 
 
 # ---------------------------------------------------------------- coco_evaluate vs COCOeval

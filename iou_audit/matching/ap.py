@@ -15,6 +15,7 @@ For one category at one IoU threshold, pycocotools:
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 #: pycocotools' ``recThrs``: 0.00, 0.01, ..., 1.00.
@@ -90,3 +91,78 @@ def average_precision(
         0.554455
     """
     return float(precision_at_recall(tp, scores, num_gt, ignored)[0].mean())
+
+
+@numba.njit(cache=True, nogil=True)
+def _category_precision_kernel(tp, ignored, rows, bounds, num_gt, thresholds, precision, recall):
+    # precision_at_recall's arithmetic, category by category, on rows already in score order:
+    # float cumulative counts, the same divisions, the envelope, searchsorted(side="left").
+    eps = np.spacing(1.0)
+    longest = 0
+    for k in range(len(bounds) - 1):
+        longest = max(longest, bounds[k + 1] - bounds[k])
+    rc = np.empty(longest)
+    pr = np.empty(longest)
+    for k in range(len(bounds) - 1):
+        if num_gt[k] <= 0:
+            continue
+        a = bounds[k]
+        n = bounds[k + 1] - a
+        tps = 0.0
+        fps = 0.0
+        for i in range(n):
+            r = rows[a + i]
+            if not ignored[r]:
+                if tp[r]:
+                    tps += 1.0
+                else:
+                    fps += 1.0
+            rc[i] = tps / num_gt[k]
+            pr[i] = tps / (fps + tps + eps)
+        recall[k] = rc[n - 1] if n > 0 else 0.0
+        for i in range(n - 2, -1, -1):
+            if pr[i + 1] > pr[i]:
+                pr[i] = pr[i + 1]
+        i = 0
+        for j in range(len(thresholds)):
+            while i < n and rc[i] < thresholds[j]:
+                i += 1
+            precision[j, k] = pr[i] if i < n else 0.0
+
+
+def category_precision(
+    tp: np.ndarray,
+    ignored: np.ndarray,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    num_gt: np.ndarray,
+    recall_thresholds: np.ndarray = COCO_RECALL_THRESHOLDS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`precision_at_recall` of many categories in one compiled pass -> (R, K), (K,).
+
+    Args:
+        tp, ignored: (D,) bool per detection, as in :func:`precision_at_recall`.
+        rows: detection indices, category after category; within a category in descending
+            score order, ties in pycocotools' concatenation order (what precision_at_recall's
+            stable sort would give).
+        bounds: (K+1,) category k's rows are ``rows[bounds[k]:bounds[k + 1]]``.
+        num_gt: (K,) non-ignored ground truths; categories with 0 get -1 (no AP).
+
+    Bit-identical to calling :func:`precision_at_recall` category by category.
+
+    Example: category 0 as in :func:`precision_at_recall`, category 1 without ground truth:
+        >>> p, r = category_precision(np.array([True, False, True, False]), np.zeros(4, bool),
+        ...                           np.array([0, 1, 2, 3]), np.array([0, 3, 4]), np.array([3, 0]))
+        >>> p[[0, 34, 67], 0].round(4).tolist(), p[0, 1], r.round(4).tolist()
+        ([1.0, 0.6667, 0.0], np.float64(-1.0), [0.6667, -1.0])
+    """
+    bounds = np.asarray(bounds, np.int64)
+    num_gt = np.asarray(num_gt, np.int64)
+    if len(num_gt) != len(bounds) - 1:
+        raise ValueError(f"num_gt has {len(num_gt)} entries for {len(bounds) - 1} categories")
+    thresholds = np.asarray(recall_thresholds, np.float64)
+    precision = -np.ones((len(thresholds), len(num_gt)))
+    recall = -np.ones(len(num_gt))
+    _category_precision_kernel(np.asarray(tp, np.bool_), np.asarray(ignored, np.bool_),
+                               np.asarray(rows, np.int64), bounds, num_gt, thresholds, precision, recall)
+    return precision, recall

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
+from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, category_precision
 from iou_audit.matching.batched import check_layout
 from iou_audit.matching.greedy import _flag, run_greedy, sorted_order
 
@@ -151,37 +151,6 @@ class CocoEvalResult:
         return out
 
 
-def accumulate_precision(
-    matched: np.ndarray,
-    ignored: np.ndarray,
-    scores: np.ndarray,
-    rows_of: list,
-    num_gt: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Precision at the recall thresholds (R, K) and final recall (K,), category by category.
-
-    ``rows_of[k]`` are category k's detections in pycocotools' concatenation order (``None`` or
-    ``num_gt[k] == 0``: no ground truth, -1).
-
-    Example: one category, 2 ground truths, detections TP then FP:
-        >>> p, r = accumulate_precision(np.array([True, False]), np.zeros(2, bool),
-        ...                             np.array([.9, .8]), [np.array([0, 1])], np.array([2]))
-        >>> p[[0, 50, 51], 0].round(6).tolist(), r.tolist()
-        ([1.0, 1.0, 0.0], [0.5])
-    """
-    K = len(rows_of)
-    precision = -np.ones((len(COCO_RECALL_THRESHOLDS), K))
-    recall = -np.ones(K)
-    for k in range(K):
-        rows = rows_of[k]
-        if rows is None or num_gt[k] <= 0:
-            continue
-        precision[:, k], recall[k] = precision_at_recall(
-            matched[rows], scores[rows], int(num_gt[k]), ignored=ignored[rows]
-        )
-    return precision, recall
-
-
 def _areas(dt_area, gt_area, n1: int, n2: int, area_ranges):
     """(dt areas, gt areas, ranges); no areas: one unbounded range ``all`` and no area test."""
     if (dt_area is None) != (gt_area is None):
@@ -267,6 +236,8 @@ def coco_evaluate(
         raise ValueError(f"max_dets must be positive, got {max_dets!r}")
     a1, a2, ranges = _areas(dt_area, gt_area, n1, n2, area_ranges)
     cats = np.unique(np.concatenate([l1, l2])) if categories is None else np.asarray(categories)
+    if len(np.unique(cats)) != len(cats):
+        raise ValueError(f"categories must be distinct, got {cats.tolist()}")
     universe = np.unique(np.concatenate([l1, l2, cats]))
     c1, c2, ck = (np.searchsorted(universe, x).astype(np.int64) for x in (l1, l2, cats))
     crowd = _flag(gt_crowd, n2, "gt_crowd")
@@ -298,13 +269,15 @@ def coco_evaluate(
     recall = -np.ones((T, K, A, M))
     # pycocotools concatenates images in order, each sorted by descending score; this order and
     # the rows of each category in it are the same at every threshold and area range.
-    # accumulate's stable sort by score across images is done here once: precision_at_recall's
-    # own stable sort then runs on sorted input (timsort, linear).
+    # accumulate's stable sort by score across images is done here once, for all of them.
     order1 = sorted_order(scores, o1, descending=True)
     ordered = order1[evaluated[order1]]
-    rows_of = [ordered[c1[ordered] == ck[k]] for k in range(K)]
-    rows_of = [r[np.argsort(-scores[r], kind="stable")] for r in rows_of]
-    rows_by_dets = [[r[rank[r] < m] for r in rows_of] for m in dets]
+    # per category (in ck's order), by descending score; ties keep the concatenation order
+    k_of = np.full(len(universe), K, np.int64)
+    k_of[ck] = np.arange(K)
+    by_cat = ordered[np.lexsort((-scores[ordered], k_of[c1[ordered]]))]
+    cut = [by_cat[rank[by_cat] < m] for m in dets]
+    bounds = [np.searchsorted(k_of[c1[r]], np.arange(K + 1)) for r in cut]
     for a, (lo, hi) in enumerate(ranges.values()):
         ignore = base_ignore | (a2 < lo) | (a2 > hi)
         dt_out = (a1 < lo) | (a1 > hi)
@@ -320,8 +293,8 @@ def coco_evaluate(
             matched = m1 >= 0
             dt_ignore = np.where(matched, ig1, dt_out)
             for m in range(M):
-                precision[t, :, :, a, m], recall[t, :, a, m] = accumulate_precision(
-                    matched, dt_ignore, scores, rows_by_dets[m], num_gt
+                precision[t, :, :, a, m], recall[t, :, a, m] = category_precision(
+                    matched, dt_ignore, cut[m], bounds[m], num_gt
                 )
             if a == 0:
                 m2[~in_cat2] = -1

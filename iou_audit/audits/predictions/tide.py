@@ -19,7 +19,7 @@ import numpy as np
 
 from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.audits.predictions.pairs import pair_rows
-from iou_audit.matching.coco import accumulate_precision
+from iou_audit.matching.ap import category_precision
 from iou_audit.matching.greedy import run_greedy
 
 TIDE_TYPES = ("class", "loc", "both", "duplicate", "background", "missed")
@@ -27,7 +27,7 @@ TIDE_TYPES = ("class", "loc", "both", "duplicate", "background", "missed")
 
 def mean_ap_at(match1, ignored1, codes, scores, npig, active) -> float:
     """Mean over classes with ground truth of the 101-point AP, from one matching (COCO's accumulation,
-    :func:`iou_audit.matching.coco.accumulate_precision`, on the ``active`` predictions).
+    :func:`iou_audit.matching.ap.category_precision`, on the ``active`` predictions).
 
     Example:
         >>> mean_ap_at(np.array([0, -1]), np.zeros(2, bool), np.array([0, 0]), np.array([.9, .8]),
@@ -35,10 +35,10 @@ def mean_ap_at(match1, ignored1, codes, scores, npig, active) -> float:
         1.0
     """
     rows = np.flatnonzero(active)
-    by_class = rows[np.argsort(codes[rows], kind="stable")]
-    bounds = np.searchsorted(codes[by_class], np.arange(len(npig) + 1))
-    rows_of = [by_class[bounds[k]:bounds[k + 1]] for k in range(len(npig))]
-    precision, _ = accumulate_precision(np.asarray(match1) >= 0, ignored1, scores, rows_of, npig)
+    # by class, then descending score; ties keep the row (image, then input) order, as COCO's
+    rows = rows[np.lexsort((-scores[rows], codes[rows]))]
+    bounds = np.searchsorted(codes[rows], np.arange(len(npig) + 1))
+    precision, _ = category_precision(np.asarray(match1) >= 0, ignored1, rows, bounds, npig)
     # AP per class, then the mean over classes (TIDE's order of the two means)
     per_class = np.ascontiguousarray(precision.T)
     aps = [per_class[k].mean() for k in np.flatnonzero(npig > 0)]
