@@ -374,45 +374,69 @@ def test_precision_equals_pycocotools_accumulate(images, n_gt):
 
 
 # ---------------------------------------------------------------- coco_evaluate vs COCOeval
-def test_coco_evaluate_with_max_dets_cut_equals_pycocotools():
-    """Synthetic images with more detections per (image, category) than max_dets, score ties
-    across images and crowds: matches, evaluated rows and precision equal COCOeval's."""
-    from pycocotools.coco import COCO
+def box_area(b):
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
-    from iou_audit.geometry.boxes import batched_box_iou
-    from iou_audit.matching import coco_evaluate
 
-    rng = np.random.default_rng(7)
-    n_img, n_gt, n_dt, n_cat, max_dets = 25, 6, 14, 2, 4
-    gt_xy = rng.uniform(0, 60, (n_img * n_gt, 2))
-    gt = np.concatenate([gt_xy, gt_xy + rng.uniform(5, 40, gt_xy.shape)], axis=1)
+def synthetic_boxes(rng, n_img, n_gt, n_dt, n_cat, extent, sizes, jitter, crowd_rate, score_values):
+    """xyxy ground truth (corners in [0, extent), sides from ``sizes(shape)``) and detections that
+    are jittered copies of ground truth of their image, random classes, crowds and tied scores;
+    equal numbers of rows per image -> (gt, dt, gt_cat, dt_cat, crowd, scores, gt_off, dt_off)."""
+    gt_xy = rng.uniform(0, extent, (n_img * n_gt, 2))
+    gt = np.concatenate([gt_xy, gt_xy + sizes(gt_xy.shape)], axis=1)
     src = gt.reshape(n_img, n_gt, 4)[:, rng.integers(0, n_gt, n_dt)].reshape(-1, 4)
-    dt = src + rng.normal(0, 3, src.shape)
+    dt = src + jitter(src)
     dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
     gt_cat = rng.integers(1, n_cat + 1, len(gt))
     dt_cat = rng.integers(1, n_cat + 1, len(dt))
-    crowd = rng.random(len(gt)) < 0.1
-    scores = rng.choice([0.3, 0.5, 0.7, 0.9], len(dt))
-    gt_off, dt_off = np.arange(n_img + 1) * n_gt, np.arange(n_img + 1) * n_dt
+    crowd = rng.random(len(gt)) < crowd_rate
+    scores = rng.choice(score_values, len(dt))
+    return gt, dt, gt_cat, dt_cat, crowd, scores, np.arange(n_img + 1) * n_gt, np.arange(n_img + 1) * n_dt
 
-    def xywh(b):
-        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1).tolist()
-    img_gt, img_dt = np.repeat(np.arange(1, n_img + 1), n_gt), np.repeat(np.arange(1, n_img + 1), n_dt)
-    g, d = xywh(gt), xywh(dt)
+
+def cocoeval_boxes(gt, dt, gt_cat, dt_cat, crowd, scores, n_img, n_cat, gt_area=None, **params):
+    """pycocotools' COCOeval (evaluate, accumulate) of xyxy boxes on ``n_img`` images with equal
+    numbers of rows each (image ids 1..n_img, annotation and result ids 1..n in input order);
+    ``params`` are set on ``ev.params``; ``gt_area`` defaults to the box area."""
+    from pycocotools.coco import COCO
+
+    g = np.concatenate([gt[:, :2], gt[:, 2:] - gt[:, :2]], axis=1).tolist()
+    d = np.concatenate([dt[:, :2], dt[:, 2:] - dt[:, :2]], axis=1).tolist()
+    area = box_area(gt) if gt_area is None else gt_area
+    img_gt = np.repeat(np.arange(1, n_img + 1), len(gt) // n_img)
+    img_dt = np.repeat(np.arange(1, n_img + 1), len(dt) // n_img)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = dict(
             images=[dict(id=i) for i in range(1, n_img + 1)],
             categories=[dict(id=c) for c in range(1, n_cat + 1)],
             annotations=[dict(id=i + 1, image_id=int(img_gt[i]), category_id=int(gt_cat[i]), bbox=g[i],
-                              area=g[i][2] * g[i][3], iscrowd=int(crowd[i])) for i in range(len(g))])
+                              area=float(area[i]), iscrowd=int(crowd[i])) for i in range(len(g))])
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes([dict(image_id=int(img_dt[i]), category_id=int(dt_cat[i]), bbox=d[i],
                                         score=float(scores[i])) for i in range(len(d))])
         ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.params.areaRng, ev.params.areaRngLbl, ev.params.maxDets = [[0, 1e10]], ["all"], [max_dets]
+        for name, value in params.items():
+            setattr(ev.params, name, value)
         ev.evaluate()
         ev.accumulate()
+    return ev
+
+
+def test_coco_evaluate_with_max_dets_cut_equals_pycocotools():
+    """Synthetic images with more detections per (image, category) than max_dets, score ties
+    across images and crowds: matches, evaluated rows and precision equal COCOeval's."""
+    from iou_audit.geometry.boxes import batched_box_iou
+    from iou_audit.matching import coco_evaluate
+
+    rng = np.random.default_rng(7)
+    n_img, n_gt, n_dt, n_cat, max_dets = 25, 6, 14, 2, 4
+    gt, dt, gt_cat, dt_cat, crowd, scores, gt_off, dt_off = synthetic_boxes(
+        rng, n_img, n_gt, n_dt, n_cat, 60, lambda shape: rng.uniform(5, 40, shape),
+        lambda src: rng.normal(0, 3, src.shape), 0.1, [0.3, 0.5, 0.7, 0.9])
+
+    ev = cocoeval_boxes(gt, dt, gt_cat, dt_cat, crowd, scores, n_img, n_cat, areaRng=[[0, 1e10]],
+                        areaRngLbl=["all"], maxDets=[max_dets])
 
     values, po = batched_box_iou(dt, dt_off, gt, gt_off, crowd2=crowd)
     r = coco_evaluate(values, po, dt_off, gt_off, scores, dt_cat, gt_cat, gt_crowd=crowd,
@@ -448,46 +472,23 @@ def test_coco_evaluate_area_ranges_and_max_dets_equal_pycocotools():
     ground truth's ``area`` field differing from its box area (pycocotools uses the field):
     precision and recall arrays, the 12 stats, and area "all" matches, ignore flags and
     per-image TP/FP/FN equal COCOeval's."""
-    from pycocotools.coco import COCO
-
     from iou_audit.geometry.boxes import batched_box_iou
     from iou_audit.matching import coco_evaluate
     from iou_audit.matching.coco import STAT_NAMES
 
     rng = np.random.default_rng(11)
     n_img, n_gt, n_dt, n_cat = 30, 8, 15, 3
-    gt_xy = rng.uniform(0, 300, (n_img * n_gt, 2))
-    # widths from 4 to 200 pixels: small (< 32^2), medium and large areas all occur
-    gt = np.concatenate([gt_xy, gt_xy + np.exp(rng.uniform(np.log(4), np.log(200), gt_xy.shape))], axis=1)
-    src = gt.reshape(n_img, n_gt, 4)[:, rng.integers(0, n_gt, n_dt)].reshape(-1, 4)
-    dt = src + rng.normal(0, 2, src.shape) * (src[:, [2, 3, 2, 3]] - src[:, [0, 1, 0, 1]]) / 10
-    dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
-    gt_cat = rng.integers(1, n_cat + 1, len(gt))
-    dt_cat = rng.integers(1, n_cat + 1, len(dt))
-    crowd = rng.random(len(gt)) < 0.08
-    scores = rng.choice([0.2, 0.4, 0.6, 0.8], len(dt))
-    gt_off, dt_off = np.arange(n_img + 1) * n_gt, np.arange(n_img + 1) * n_dt
-
-    def xywh(b):
-        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-    g, d = xywh(gt), xywh(dt)
-    gt_area = g[:, 2] * g[:, 3] * rng.uniform(0.6, 1.0, len(g))  # like a mask's area
-    dt_area = d[:, 2] * d[:, 3]  # loadRes: box area
-    img_gt, img_dt = np.repeat(np.arange(1, n_img + 1), n_gt), np.repeat(np.arange(1, n_img + 1), n_dt)
+    # sides from 4 to 200 pixels: small (< 32^2), medium and large areas all occur; jitter
+    # proportional to the size
+    gt, dt, gt_cat, dt_cat, crowd, scores, gt_off, dt_off = synthetic_boxes(
+        rng, n_img, n_gt, n_dt, n_cat, 300, lambda shape: np.exp(rng.uniform(np.log(4), np.log(200), shape)),
+        lambda src: rng.normal(0, 2, src.shape) * (src[:, [2, 3, 2, 3]] - src[:, [0, 1, 0, 1]]) / 10,
+        0.08, [0.2, 0.4, 0.6, 0.8])
+    gt_area = box_area(gt) * rng.uniform(0.6, 1.0, len(gt))  # like a mask's area
+    dt_area = box_area(dt)  # loadRes: box area
+    # maxDets 10 < detections per image and category sometimes
+    ev = cocoeval_boxes(gt, dt, gt_cat, dt_cat, crowd, scores, n_img, n_cat, gt_area, maxDets=[1, 4, 10])
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dict(
-            images=[dict(id=i) for i in range(1, n_img + 1)],
-            categories=[dict(id=c) for c in range(1, n_cat + 1)],
-            annotations=[dict(id=i + 1, image_id=int(img_gt[i]), category_id=int(gt_cat[i]), bbox=g[i].tolist(),
-                              area=float(gt_area[i]), iscrowd=int(crowd[i])) for i in range(len(g))])
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(image_id=int(img_dt[i]), category_id=int(dt_cat[i]), bbox=d[i].tolist(),
-                                        score=float(scores[i])) for i in range(len(d))])
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.params.maxDets = [1, 4, 10]  # 10 < detections per image and category sometimes
-        ev.evaluate()
-        ev.accumulate()
         ev.summarize()
 
     values, po = batched_box_iou(dt, dt_off, gt, gt_off, crowd2=crowd)
