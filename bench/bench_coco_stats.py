@@ -56,48 +56,45 @@ def reference(evaluator, gt, dt):
     return np.asarray(ev.stats), np.asarray(ev.eval["precision"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--gt", type=int, default=20, help="ground truths per image")
-    parser.add_argument("--dt", type=int, default=25, help="detections per image")
-    parser.add_argument("--cats", type=int, default=10, help="categories")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    parser.add_argument("--quick", action="store_true", help="300 images, 2 rounds")
-    args = parser.parse_args()
-    if args.quick:
-        args.images, args.rounds = 300, 2
-
+def contenders(d) -> dict:
+    """name -> callable returning (stats, precision); each library's structures loaded here, untimed."""
     from faster_coco_eval import COCO as FCOCO
     from faster_coco_eval import COCOeval_faster
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    d = make_data(args.images, args.gt, args.dt, args.cats)
     dataset, dts = to_coco(d)  # ground-truth "area" is the box area, as loadRes gives detections
-    py_gt, py_dt = load_reference(COCO, dataset, dts)
-    f_gt, f_dt = load_reference(FCOCO, dataset, dts)
-    ours(d)  # compile the numba kernels outside the timings
+    loaded = {name: load_reference(coco, dataset, dts) for name, coco in (("py", COCO), ("fce", FCOCO))}
+    return {"iou_audit": lambda: ours(d),
+            "pycocotools": lambda: reference(COCOeval, *loaded["py"]),
+            "faster-coco-eval": lambda: reference(COCOeval_faster, *loaded["fce"])}
 
-    runs = {"iou_audit": lambda: ours(d),
-            "pycocotools": lambda: reference(COCOeval, py_gt, py_dt),
-            "faster-coco-eval": lambda: reference(COCOeval_faster, f_gt, f_dt)}
-    times = {k: [] for k in runs}
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000, help="images (20 gt, 25 detections, 10 categories)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--quick", action="store_true", help="300 images, 2 rounds")
+    args = parser.parse_args()
+    n_images, rounds = (300, 2) if args.quick else (args.images, args.rounds)
+    d = make_data(n_images, 20, 25, 10)
+    runs = contenders(d)
+    runs["iou_audit"]()  # compile the numba kernels outside the timings
+    times = {name: [] for name in runs}
     results = {}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, fn in runs.items():
             t0 = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)
-    np.testing.assert_array_equal(results["iou_audit"][1], results["pycocotools"][1])
-    np.testing.assert_array_equal(results["iou_audit"][0], results["pycocotools"][0])
+    for ours_part, theirs_part in zip(results["iou_audit"], results["pycocotools"]):
+        np.testing.assert_array_equal(ours_part, theirs_part)
     fce_diff = float(np.abs(results["iou_audit"][0] - results["faster-coco-eval"][0]).max())
 
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {name: statistics.median(t) for name, t in times.items()}
     print(f"COCO bbox summarize (12 stats: 10 IoU thresholds x 4 area ranges x maxDets 1/10/100), "
-          f"{args.images} images x {args.gt} gt x {args.dt} detections, {args.cats} categories; "
-          f"median of {args.rounds} interleaved rounds")
+          f"{n_images} images x 20 gt x 25 detections, 10 categories; median of {rounds} interleaved rounds")
     print(f"AP = {results['iou_audit'][0][0]:.6f}; stats and precision identical to pycocotools; "
           f"max |stats diff| to faster-coco-eval {fce_diff:.2e}")
     for name in runs:
