@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from iou_audit.matching.ap import COCO_IOU_THRESHOLDS as IOU_THRESHOLDS  # noqa: F401 - re-exported
-from iou_audit.matching.ap import COCO_RECALL_THRESHOLDS as RECALL_THRESHOLDS  # noqa: F401
 from iou_audit.matching.coco import COCO_AREA_RANGES as AREA_RANGES
 from iou_audit.matching.coco import COCO_MAX_DETS as MAX_DETS
-from iou_audit.matching.coco import STAT_NAMES  # noqa: F401
+from iou_audit.matching.coco import STAT_NAMES
 from iou_audit.matching.coco import CocoEvalResult as CocoEvaluation
 from iou_audit.matching.coco import coco_evaluate as _coco_evaluate
+
+__all__ = ["AREA_RANGES", "MAX_DETS", "STAT_NAMES", "CocoEvaluation", "coco_evaluate"]
 
 
 def coco_evaluate(
