@@ -71,3 +71,22 @@ def test_small_batches_equal_one_pass(crowded, iou_thresh):
     assert w1["f1"] == w2["f1"] and w1["alpha"] == w2["alpha"]
     strip = lambda d: [[(x.label, x.bounding_box, x.confidence, x.members) for x in (s.detections if s else [])] for s in d]  # noqa: E731
     assert strip(crowded.values("fused_one")) == strip(crowded.values("fused_many"))
+
+
+def test_annotator_attribute_batches_equal_one_pass(crowded):
+    # One field, annotator as a label attribute; batches of 1 sample: annotators missing from a batch.
+    merged = []
+    for dets in zip(*(crowded.values(f) for f in ("ground_truth", B, C))):
+        labels = []
+        for name, d in zip(("ann_a", "ann_b", "ann_c"), dets):
+            for x in (d.detections if d else []):
+                labels.append(fo.Detection(label=x.label, bounding_box=x.bounding_box, annotator=name))
+        merged.append(fo.Detections(detections=labels))
+    crowded.set_values("merged", merged)
+    one = audit_agreement(crowded, "merged", annotator_attr="annotator", audit_key="one", batch_size=1000)
+    many = audit_agreement(crowded, "merged", annotator_attr="annotator", audit_key="many", batch_size=1)
+    assert len(one.findings) > 20
+    pd.testing.assert_frame_equal(one.findings, many.findings)
+    for name in one.tables:
+        pd.testing.assert_frame_equal(one.tables[name], many.tables[name], rtol=1e-12, atol=1e-12, obj=name)
+    assert crowded.values("merged.detections.one_iou") == crowded.values("merged.detections.many_iou")

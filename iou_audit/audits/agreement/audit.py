@@ -1,7 +1,8 @@
 """``audit_agreement``: read K annotators from FiftyOne, run the agreement core, write the results.
 
-Reads: one ``read_label_table`` per annotator field (or one field split by an annotator attribute),
-one ``values()`` call for the coverage field. Writes (through ``iou_audit.results.save_audit``):
+Reads: per batch of ``batch_size`` samples, one ``iter_label_tables`` read per annotator field (or
+one field split by an annotator attribute); one ``values()`` call for the coverage field. Memory:
+geometry and IoU blocks O(batch), per-label results O(labels) (see ``parts.py``). Writes (through ``iou_audit.results.save_audit``):
 label attributes ``<key>_iou`` (mean IoU with the other members of its object),
 ``<key>_n_annotators`` (annotators who drew the object) and, for masks, ``<key>_boundary_iou``; label tags ``<key>:<kind>``; per-sample ``<key>_f1``,
 ``<key>_mean_iou``, ``<key>_alpha`` and finding counts; a saved view per kind; a custom run holding
@@ -24,7 +25,8 @@ AUDIT = "agreement"
 
 
 def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: str | None = None):
-    """``(tables, names, fields)``: one LabelTable per annotator, same sample order.
+    """``(tables, names, fields)``: one LabelTable per annotator, same sample order (whole view at once;
+    ``audit_agreement`` reads through :func:`iter_annotator_batches`).
 
     ``label_fields`` is a list of K >= 2 fields (one per annotator; names = field names), or one
     field whose labels carry ``annotator_attr`` (names = its values, sorted).
@@ -33,10 +35,7 @@ def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: 
         label_fields = [label_fields]
     label_fields = list(label_fields)
     if annotator_attr is None:
-        if len(label_fields) < 2:
-            raise ValueError(f"agreement needs >= 2 label fields (one per annotator) or annotator_attr; got {label_fields}")
-        if len(set(label_fields)) != len(label_fields):
-            raise ValueError(f"label_fields lists a field twice: {label_fields}")
+        _check_fields(label_fields)
         tables = [read_label_table(samples, f) for f in label_fields]
         return tables, label_fields, label_fields
     if len(label_fields) != 1:
@@ -64,7 +63,7 @@ def iter_annotator_batches(samples, label_fields: str | Sequence[str], annotator
         label_fields = [label_fields]
     label_fields = list(label_fields)
     if annotator_attr is None:
-        read_annotators_check(label_fields)
+        _check_fields(label_fields)
         iters = [iter_label_tables(samples, f, batch_size=batch_size) for f in label_fields]
         return label_fields, label_fields, (list(ts) for ts in zip(*iters))
     if len(label_fields) != 1:
@@ -86,7 +85,7 @@ def iter_annotator_batches(samples, label_fields: str | Sequence[str], annotator
     return [str(n) for n in names], [field] * len(names), batches()
 
 
-def read_annotators_check(label_fields: list) -> None:
+def _check_fields(label_fields: list) -> None:
     if len(label_fields) < 2:
         raise ValueError(f"agreement needs >= 2 label fields (one per annotator) or annotator_attr; got {label_fields}")
     if len(set(label_fields)) != len(label_fields):
@@ -157,7 +156,6 @@ def audit_agreement(
         per_image, per_class, annotators, threshold_curve, map_pairs) and metrics (alpha_nominal,
         alpha_interval, f1, f1_class, mean_iou, map, map50, boundary_iou for masks, counts).
     """
-    report = progress or (lambda fraction, label: None)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     report = progress or (lambda fraction, label: None)
