@@ -64,7 +64,7 @@ def directional_part(values, pair_offsets, off_ref, off_other, labels_ref, label
     labels_other = np.asarray(labels_other, dtype=object)
     labels_ref = np.asarray(labels_ref, dtype=object)
     # Integer classes for the evaluation (hashing, not string sorting); the strings are kept.
-    codes = pd.factorize(np.concatenate([labels_other, labels_ref]))[0]
+    codes = pd.factorize(np.concatenate([labels_other, labels_ref]), use_na_sentinel=False)[0]
     scores = np.ones(int(off_other[-1]))
     r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, codes[:len(labels_other)],
                       codes[len(labels_other):])
@@ -84,7 +84,7 @@ def ap_from_parts(parts: list[dict]) -> dict:
     ref = np.concatenate([p["ref_label"] for p in parts])
     # Classes compared as strings, in sorted order (as coco_evaluate's np.unique); hashing first,
     # so only the distinct labels are converted and sorted.
-    codes, uniq = pd.factorize(np.concatenate([label, ref]))
+    codes, uniq = pd.factorize(np.concatenate([label, ref]), use_na_sentinel=False)
     cats, as_cat = np.unique(np.asarray(uniq, dtype=object).astype(str), return_inverse=True)
     ref_code = as_cat[codes]
     num_gt = np.bincount(ref_code[len(label):], minlength=len(cats))

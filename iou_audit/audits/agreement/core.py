@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import Clusters, alpha_observations_from_roots, edge_graph, label_rank
+from iou_audit.audits.agreement.clusters import Clusters, alpha_observations_from_roots, edge_graph
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import pick_geometry
 from iou_audit.audits.agreement.parts import compute_part, merge_parts
@@ -58,8 +58,12 @@ def coverage_matrix(tables, coverage: np.ndarray | None) -> np.ndarray:
 
 def class_codes(tables) -> np.ndarray:
     """Integer class code of every label of all annotators (concatenated in annotator order)."""
-    labels = np.concatenate([np.asarray(t.label, dtype=str) for t in tables])
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64) if len(labels) else np.zeros(0, np.int64)
+    labels = np.concatenate([np.asarray(t.label, dtype=object) for t in tables])
+    if not len(labels):
+        return np.zeros(0, np.int64)
+    # = np.unique(labels.astype(str), return_inverse=True)[1]: hash first, sort only distinct labels
+    codes, uniq = pd.factorize(labels, use_na_sentinel=False)
+    return np.unique(np.asarray(uniq, dtype=object).astype(str), return_inverse=True)[1][codes].astype(np.int64)
 
 
 def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: np.ndarray, with_annotator: bool = False):
@@ -162,7 +166,7 @@ def compute_agreement_batches(
     fields = list(fields) if fields is not None else names
     S = len(covered)
     sample_ids = np.asarray(sample_ids if sample_ids is not None else tables[0].sample_ids, dtype=object)
-    ranks = label_rank(tables)
+    ranks = m.ranks  # label-id order inside each sample: all that edges and cluster numbering use
     pairs = pair_table(tables, names, pms, covered)
     per_image, per_class = per_image_and_class(tables, pms, covered)
     per_image.insert(0, "sample_id", sample_ids)

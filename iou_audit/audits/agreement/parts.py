@@ -40,6 +40,7 @@ class BatchPart:
     boundary: list | None  # per pair: (La_b,) Boundary IoU of a's matched labels
     map_parts: list | None  # coco_map.map_parts of this batch
     fused: pd.DataFrame | None  # consensus_labels of this batch
+    ranks: list  # per annotator: rank of each label id within the batch (label_rank)
 
 
 def compact(t) -> SimpleNamespace:
@@ -58,7 +59,8 @@ def _strip(pm: PairMatch) -> PairMatch:
 def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lowest, compute_map, consensus) -> BatchPart:
     """Match, cluster and score one batch; keep what :func:`merge_parts` and the statistics need."""
     pms = match_all_pairs(tables, iou_thresh, method, geometry)
-    clusters = build_clusters(tables, pms, ranks=label_rank(tables))
+    ranks = label_rank(tables)
+    clusters = build_clusters(tables, pms, ranks=ranks)
     ctab, mem = cluster_table(tables, clusters, pms, covered, quorum)
     curve_pms = None
     if curve_lowest < iou_thresh - 1e-9:
@@ -80,7 +82,7 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
 
         fused = consensus_labels(tables, ctab, mem, geometry)
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
-                     boundary, maps, fused)
+                     boundary, maps, fused, ranks)
 
 
 def _shift(match: np.ndarray, by: int) -> np.ndarray:
@@ -131,8 +133,12 @@ def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
     pms = _merge_pms([p.pms for p in parts], row_start)
     curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
     boundary = None if parts[0].boundary is None else [np.concatenate([p.boundary[j] for p in parts]) for j in range(len(pms))]
+    # Label-id ranks are only compared inside a sample, so batch-local ranks (shifted to stay
+    # distinct) order every sample's labels as global ranks would.
+    total = np.concatenate([[0], np.cumsum(n_rows.sum(axis=1))])
+    ranks = [np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)]) for k in range(K)]
     return SimpleNamespace(
-        tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
+        ranks=ranks, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
         ctab=pd.concat(ctabs, ignore_index=True), mem=mem, boundary=boundary,
         map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
         fused=pd.concat(fused, ignore_index=True) if fused else None)
