@@ -12,9 +12,11 @@ Pipeline (each step its own module):
 5. ``coco_map``: inter-annotator mAP@[.5:.95], each annotator as reference in turn.
 6. ``findings``: low_agreement, missing_in_annotator, extra_in_annotator, class_conflict.
 7. ``consensus``: fused labels (WBF-style averaged boxes, per-pixel majority masks, majority class).
-``core.compute_agreement`` runs 1-6 on arrays; ``audit.audit_agreement`` reads and writes FiftyOne.
+``core.compute_agreement`` runs 1-6 on arrays; ``core.compute_agreement_batches`` does the same over
+batches of samples (``parts``: geometry per batch, O(labels) results joined, statistics once);
+``audit.audit_agreement`` reads FiftyOne in batches (``batch_size``) and writes the results.
 """
-from iou_audit.audits.agreement.core import Agreement, compute_agreement  # noqa: F401
+from iou_audit.audits.agreement.core import Agreement, compute_agreement, compute_agreement_batches  # noqa: F401
 
 
 def audit_agreement(*args, **kwargs):
@@ -24,4 +26,4 @@ def audit_agreement(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-__all__ = ["Agreement", "compute_agreement", "audit_agreement"]
+__all__ = ["Agreement", "compute_agreement", "compute_agreement_batches", "audit_agreement"]

@@ -41,7 +41,6 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     n_cov = ctab.n_covering.to_numpy()
     others_cov = np.maximum(n_cov - 1, 1)
     mc = mem.cluster.to_numpy()
-    mk = mem.annotator.to_numpy()
     # A representative member per cluster (lowest annotator index present) for "other" columns.
     first_k = np.argmax(clusters.members >= 0, axis=1)
     first_id = mem.set_index(["cluster", "annotator"]).label_id
