@@ -37,6 +37,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--consensus-field", default=None, help="write fused consensus labels to this new field")
     p.add_argument("--audit-key", default="agreement",
                    help="name under which results are stored; re-running replaces them (default: agreement)")
+    p.add_argument("--batch-size", type=int, default=2000,
+                   help="samples read and matched per batch (bounds memory; results do not depend on it)")
     p.add_argument("--geometry", choices=("auto", "box", "mask", "polygon"), default="auto",
                    help="overlap geometry (auto: masks when every annotator has them, polygons for Polylines, else boxes)")
     p.add_argument("--no-map", dest="compute_map", action="store_false", help="skip the inter-annotator mAP")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                                  audit_key=args.audit_key, annotator_attr=args.annotator_attr,
                                  coverage_field=args.coverage_field, geometry=args.geometry,
                                  low_iou=args.low_iou, compute_map=args.compute_map, save=args.save,
-                                 progress=progress)
+                                 progress=progress, batch_size=args.batch_size)
     m = result.metrics
     print(f"agreement audit of {args.dataset}: annotators {', '.join(result.config['annotators'])} "
           f"({m['n_samples']} samples, {m['n_objects']} objects, {m['geometry']}), key {args.audit_key!r}"
