@@ -157,9 +157,8 @@ class AuditReviewPanel(foo.Panel):
 
 
 def _row_index(ctx, n_rows: int) -> int | None:
+    """The clicked row: the App sends ``{"row": i, "path": ..., "event": ...}`` as the event's params."""
     row = ctx.params.get("row")
-    if row is None:
-        row = (ctx.event_args or {}).get("row") if hasattr(ctx, "event_args") else None
     try:
         row = int(row)
     except (TypeError, ValueError):
