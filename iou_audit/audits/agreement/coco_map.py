@@ -15,64 +15,120 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from iou_audit.matching import coco_evaluate
-from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, COCO_RECALL_THRESHOLDS, precision_at_recall
+from iou_audit.matching.greedy import coco_threshold
+from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, category_precision
 
 
 @njit(cache=True)
-def _transpose_kernel(values, pair_offsets, n_a, n_b, out):
-    for s in range(len(n_a)):
+def _greedy_all_thresholds(values, base, det_stride, ref_stride, det_lo, n_det, ref_lo, n_ref, det_code, ref_code,
+                           thresholds, max_dets, hit, evaluated, taken, cand_start, cand_ref, cand_iou):
+    # One sample, one direction. IoU(det d, ref r) = values[base + d * det_stride + r * ref_stride], so
+    # both directions read the same (a x b) block without transposing it. pycocotools with every
+    # score 1: detections visited in row order (its stable sort), the first max_dets of each class
+    # evaluated; each takes the untaken same-class reference with the highest IoU >= threshold,
+    # the later one on ties (pycocotools' ``iou >= best``); no crowd, nothing ignored.
+    for d in range(n_det):
+        rank = 0
+        for e in range(d):
+            if det_code[det_lo + e] == det_code[det_lo + d]:
+                rank += 1
+        evaluated[det_lo + d] = rank < max_dets
+    # A reference below the lowest threshold (or NaN: "not >=") can never be taken, so each
+    # detection's same-class candidates at or above it are listed once, in scan order; every
+    # threshold then scans only those (about one per detection instead of n_ref; 0.11 s -> 0.02 s).
+    lowest = thresholds.min()
+    n = 0
+    for d in range(n_det):
+        cand_start[d] = n
+        if not evaluated[det_lo + d]:
+            continue
+        c = det_code[det_lo + d]
+        for r in range(n_ref):
+            if ref_code[ref_lo + r] != c:
+                continue
+            v = values[base + d * det_stride + r * ref_stride]
+            if v >= lowest:
+                cand_ref[n] = r
+                cand_iou[n] = v
+                n += 1
+    cand_start[n_det] = n
+    for t in range(len(thresholds)):
+        for r in range(n_ref):
+            taken[r] = False
+        for d in range(n_det):
+            best = thresholds[t]
+            m = -1
+            for q in range(cand_start[d], cand_start[d + 1]):
+                r = cand_ref[q]
+                if taken[r]:
+                    continue
+                v = cand_iou[q]
+                if not (v >= best):
+                    continue
+                best = v
+                m = r
+            if m >= 0:
+                taken[m] = True
+                hit[t, det_lo + d] = True
+
+
+@njit(cache=True)
+def _both_directions_kernel(values, pair_offsets, off_a, off_b, code_a, code_b, keep, thresholds, max_dets,
+                            hit_a, evaluated_a, hit_b, evaluated_b):
+    taken = np.zeros(max(len(code_a), len(code_b), 1), np.bool_)
+    cand_start = np.zeros(max(len(code_a), len(code_b)) + 1, np.int64)
+    longest = 0
+    for s in range(len(pair_offsets) - 1):
+        longest = max(longest, pair_offsets[s + 1] - pair_offsets[s])
+    cand_ref = np.zeros(longest, np.int64)
+    cand_iou = np.zeros(longest)
+    for s in range(len(off_a) - 1):
+        if not keep[s]:
+            continue
+        la, na = off_a[s], off_a[s + 1] - off_a[s]
+        lb, nb = off_b[s], off_b[s + 1] - off_b[s]
         base = pair_offsets[s]
-        for i in range(n_a[s]):
-            for j in range(n_b[s]):
-                out[base + j * n_a[s] + i] = values[base + i * n_b[s] + j]
+        # b's labels as detections against a (block rows are a: IoU(b_j, a_i) = values[base + i * nb + j])
+        _greedy_all_thresholds(values, base, 1, nb, lb, nb, la, na, code_b, code_a, thresholds, max_dets,
+                               hit_b, evaluated_b, taken, cand_start, cand_ref, cand_iou)
+        # a's labels as detections against b
+        _greedy_all_thresholds(values, base, nb, 1, la, na, lb, nb, code_a, code_b, thresholds, max_dets,
+                               hit_a, evaluated_a, taken, cand_start, cand_ref, cand_iou)
 
 
-def transpose_blocks(values: np.ndarray, pair_offsets: np.ndarray, n_a: np.ndarray, n_b: np.ndarray) -> np.ndarray:
-    """Turn every sample's (n_a, n_b) block into its (n_b, n_a) transpose, same ``pair_offsets``.
+def directional_hits(values: np.ndarray, pair_offsets: np.ndarray, off_a: np.ndarray, off_b: np.ndarray,
+                     code_a: np.ndarray, code_b: np.ndarray, keep: np.ndarray, max_dets: int = 100):
+    """COCO outcome of every label of a pair, in both directions, at the 10 COCO IoU thresholds.
 
-    Example:
-        >>> transpose_blocks(np.array([1., 2., 3., 4., 5., 6., 9.]), np.array([0, 6, 7]),
-        ...                  np.array([2, 1]), np.array([3, 1]))
-        array([1., 4., 2., 5., 3., 6., 9.])
+    ``values`` are the pair's (a x b) IoU blocks; ``code_a``/``code_b`` integer classes (equal codes
+    = same class); only samples where ``keep`` take part. Returns ``(hit_a, evaluated_a, hit_b,
+    evaluated_b)``: ``hit_a`` (T, La) a's label is a true positive with b as reference, and
+    ``evaluated_a`` (La,) it is among the first ``max_dets`` of its class in its sample -- what
+    ``coco_evaluate(...).match >= 0`` and ``.evaluated`` give with every score 1 (no crowd, no
+    areas), for all thresholds and both directions in one compiled pass over the block (the 6
+    ``coco_evaluate`` calls per batch and their block transposes took 0.36 s of 1.34 s on the
+    3 x 5,000 x 15 benchmark; this takes about 0.02 s).
+
+    Example: one sample, a has one cat, b a cat overlapping it at IoU 0.7 and a dog:
+        >>> h_a, e_a, h_b, e_b = directional_hits(np.array([0.7, 0.9]), np.array([0, 2]), np.array([0, 1]),
+        ...     np.array([0, 2]), np.array([0]), np.array([0, 1]), np.array([True]))
+        >>> h_a[:, 0].tolist() == [True] * 5 + [False] * 5, h_b[:, 1].any(), e_b.tolist()
+        (True, np.False_, [True, True])
     """
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    out = np.empty_like(values)
-    _transpose_kernel(values, np.asarray(pair_offsets, np.int64), np.asarray(n_a, np.int64), np.asarray(n_b, np.int64), out)
-    return out
-
-
-def _subset(values, pair_offsets, off_a, off_b, keep):
-    """The batched layout restricted to samples where ``keep``; returns rows kept of a and b too."""
-    n_a, n_b = np.diff(off_a), np.diff(off_b)
-    rows_a = np.flatnonzero(np.repeat(keep, n_a))
-    rows_b = np.flatnonzero(np.repeat(keep, n_b))
-    vals = values[np.repeat(keep, np.diff(pair_offsets))]
-    new_a = np.concatenate([[0], np.cumsum(n_a * keep)])
-    new_b = np.concatenate([[0], np.cumsum(n_b * keep)])
-    new_p = np.concatenate([[0], np.cumsum(n_a * n_b * keep)])
-    return vals, new_p, new_a, new_b, rows_a, rows_b
-
-
-def directional_part(values, pair_offsets, off_ref, off_other, labels_ref, labels_other) -> dict:
-    """Per-detection COCO outcome of ``other`` (confidence 1) against ``ref`` on one batch of samples.
-
-    Keeps O(labels): which detections are evaluated (COCO's 100 per image and class), whether each
-    is a true positive at every IoU threshold, and the labels; :func:`ap_from_parts` turns the parts
-    of consecutive batches into pycocotools' AP. ``values`` are (other x ref) blocks.
-    """
-    labels_other = np.asarray(labels_other, dtype=object)
-    labels_ref = np.asarray(labels_ref, dtype=object)
-    # Integer classes for the evaluation (hashing, not string sorting); the strings are kept.
-    codes = pd.factorize(np.concatenate([labels_other, labels_ref]), use_na_sentinel=False)[0]
-    scores = np.ones(int(off_other[-1]))
-    r = coco_evaluate(values, pair_offsets, off_other, off_ref, scores, codes[:len(labels_other)],
-                      codes[len(labels_other):])
-    return {"evaluated": r.evaluated, "hit": r.match >= 0, "label": labels_other, "ref_label": labels_ref}
+    off_a = np.asarray(off_a, np.int64)
+    off_b = np.asarray(off_b, np.int64)
+    thresholds = np.array([coco_threshold(t) for t in COCO_IOU_THRESHOLDS])
+    la, lb = int(off_a[-1]), int(off_b[-1])
+    hit_a, hit_b = np.zeros((len(thresholds), la), np.bool_), np.zeros((len(thresholds), lb), np.bool_)
+    evaluated_a, evaluated_b = np.zeros(la, np.bool_), np.zeros(lb, np.bool_)
+    _both_directions_kernel(np.ascontiguousarray(values, np.float64), np.asarray(pair_offsets, np.int64), off_a, off_b,
+                            np.asarray(code_a, np.int64), np.asarray(code_b, np.int64), np.asarray(keep, np.bool_),
+                            thresholds, int(max_dets), hit_a, evaluated_a, hit_b, evaluated_b)
+    return hit_a, evaluated_a, hit_b, evaluated_b
 
 
 def ap_from_parts(parts: list[dict]) -> dict:
-    """mAP@[.5:.95], @.5, @.75 of concatenated :func:`directional_part` outputs (batches in order).
+    """mAP@[.5:.95], @.5, @.75 of one direction's :func:`map_parts` outputs, concatenated (batches in order).
 
     Mirrors ``coco_evaluate``'s accumulation: with every confidence 1, pycocotools' stable sort keeps
     detections in sample order then table order, i.e. batch order; a class without reference labels
@@ -89,13 +145,14 @@ def ap_from_parts(parts: list[dict]) -> dict:
     ref_code = as_cat[codes]
     num_gt = np.bincount(ref_code[len(label):], minlength=len(cats))
     code = ref_code[:len(label)]
-    T, R = len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS)
-    precision = -np.ones((T, R, len(cats)))
-    ones, no = np.ones(len(label)), np.zeros(len(label), bool)
-    for k in np.flatnonzero(num_gt):
-        rows = np.flatnonzero(evaluated & (code == k))
-        for t in range(T):
-            precision[t, :, k], _ = precision_at_recall(hit[t, rows], ones[rows], int(num_gt[k]), ignored=no[rows])
+    # Evaluated detections class by class, each class in concatenation order (= pycocotools' stable
+    # sort of equal scores); category_precision is precision_at_recall's arithmetic for all classes
+    # in one compiled pass (0.08 s -> 0.01 s for the 6 directions of the benchmark).
+    rows = np.flatnonzero(evaluated)
+    rows = rows[np.argsort(code[rows], kind="stable")]
+    bounds = np.searchsorted(code[rows], np.arange(len(cats) + 1))
+    no = np.zeros(len(label), bool)
+    precision = np.stack([category_precision(hit[t], no, rows, bounds, num_gt)[0] for t in range(len(hit))])
 
     def mean(p):
         valid = p[p > -1]
@@ -107,17 +164,22 @@ def ap_from_parts(parts: list[dict]) -> dict:
 
 
 def map_parts(tables, pair_matches, covered: np.ndarray) -> list:
-    """Per annotator pair, the two directions' :func:`directional_part` on this batch (a, then b as reference)."""
+    """Per annotator pair, the two directions' outcomes on this batch (a, then b as reference): per
+    detection ``evaluated``, ``hit`` (T, D) and ``label``, and the reference labels, for the labels
+    of the samples both annotators covered (see :func:`directional_hits`)."""
     out = []
     for pm in pair_matches:
         ta, tb = tables[pm.a], tables[pm.b]
-        off_a, off_b = np.asarray(ta.offsets, np.int64), np.asarray(tb.offsets, np.int64)
+        la, lb = np.asarray(ta.label, dtype=object), np.asarray(tb.label, dtype=object)
+        # Integer classes for the matching (hashing, not string sorting); the strings are kept.
+        codes = pd.factorize(np.concatenate([la, lb]), use_na_sentinel=False)[0]
         keep = covered[:, pm.a] & covered[:, pm.b]
-        v, po, oa, ob, ra, rb = _subset(pm.values, pm.pair_offsets, off_a, off_b, keep)
-        la, lb = np.asarray(ta.label)[ra], np.asarray(tb.label)[rb]
-        # a as reference: detections are b's rows, so blocks must be (b x a).
-        vt = transpose_blocks(v, po, np.diff(oa), np.diff(ob))
-        out.append((directional_part(vt, po, oa, ob, la, lb), directional_part(v, po, ob, oa, lb, la)))
+        hit_a, ev_a, hit_b, ev_b = directional_hits(pm.values, pm.pair_offsets, ta.offsets, tb.offsets,
+                                                    codes[:len(la)], codes[len(la):], keep)
+        ra = np.flatnonzero(np.repeat(keep, np.diff(ta.offsets)))
+        rb = np.flatnonzero(np.repeat(keep, np.diff(tb.offsets)))
+        out.append(({"evaluated": ev_b[rb], "hit": hit_b[:, rb], "label": lb[rb], "ref_label": la[ra]},
+                    {"evaluated": ev_a[ra], "hit": hit_a[:, ra], "label": la[ra], "ref_label": lb[rb]}))
     return out
 
 
