@@ -506,3 +506,82 @@ def test_locate_without_the_id_filter_gives_the_same_writes(det_dataset, monkeyp
     got_a = det_dataset.values("gt.detections.qa_a", unwind=True)
     got_b = det_dataset.values("gt.detections.qa_b", unwind=True)
     assert [a is None for a in got_a] == [b is None for b in got_b] and got_a.count(1.0) == len(ids)
+
+
+# ------------------------------------------- pipeline updates: partial columns, layout, races
+
+
+def test_an_attribute_is_written_only_on_the_labels_of_its_column(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    s = int(np.flatnonzero(t.counts >= 2)[0])
+    a, b = t.label_id[t.offsets[s]:t.offsets[s] + 2].tolist()
+    write_many(det_dataset, {"gt": {"attributes": {"qa_x": {a: 1.0, b: 2.0}, "qa_y": {a: None}},
+                                    "tags": {b: ["qa:t"]}}})
+    docs = {str(d["_id"]): d for d in det_dataset._sample_collection.find({}, {"gt": 1})}
+    labels = {str(d["_id"]): d for d in docs[t.sample_ids[s]]["gt"]["detections"]}
+    assert labels[a]["qa_x"] == 1.0 and "qa_y" in labels[a] and labels[a]["qa_y"] is None
+    assert labels[b]["qa_x"] == 2.0 and "qa_y" not in labels[b]  # not in qa_y's column: no key at all
+    assert labels[a]["tags"] == [] and labels[b]["tags"] == ["qa:t"]
+
+
+def test_writes_through_a_read_layout_equal_writes_that_locate(det_dataset):
+    from iou_audit.table import ReadLayout
+
+    det_dataset.clone_sample_field("gt", "gt2")
+    t, t2 = read_label_table(det_dataset, "gt"), read_label_table(det_dataset, "gt2")
+    values = {lid: float(i) for i, lid in enumerate(t.label_id)}
+    values2 = {lid: float(i) for i, lid in enumerate(t2.label_id)}
+    counts = {sid: int(n) for sid, n in zip(t.sample_ids, t.counts)}
+    layout = ReadLayout()
+    layout.add_table("gt2", t2)
+    stats_located = write_many(det_dataset, {"gt": {"attributes": {"qa_v": values}}}, {"qa_n": counts})
+    stats_layout = write_many(det_dataset, {"gt2": {"attributes": {"qa_v": values2}}}, {"qa_n2": counts}, layout=layout)
+    assert stats_layout["samples"] == stats_located["samples"] == len(t.sample_ids)
+    assert stats_layout["labels"]["gt2"] == stats_located["labels"]["gt"]
+    assert det_dataset.values("gt2.detections.qa_v") == det_dataset.values("gt.detections.qa_v")
+    assert det_dataset.values("qa_n2") == det_dataset.values("qa_n")
+
+
+def test_a_layout_write_after_labels_vanished_corrupts_nothing(det_dataset):
+    """With a layout the write trusts where labels were at read time: labels deleted since then
+    get nothing, other labels keep their own values, and a cleared field stays None (not {})."""
+    from iou_audit.table import ReadLayout
+
+    t = read_label_table(det_dataset, "gt")
+    layout = ReadLayout()
+    layout.add_table("gt", t)
+    with_labels = [s for s in range(len(t.sample_ids)) if t.counts[s] >= 2]
+    cleared, edited = t.sample_ids[with_labels[0]], t.sample_ids[with_labels[1]]
+    gone = t.label_id[t.offsets[with_labels[1]]]
+    sample = det_dataset[cleared]
+    sample["gt"] = None
+    sample.save()
+    sample = det_dataset[edited]
+    sample.gt.detections = [d for d in sample.gt.detections if d.id != gone][::-1]
+    sample.save()
+    before = _docs(det_dataset)
+    values = {lid: float(i) for i, lid in enumerate(t.label_id)}
+    write_many(det_dataset, {"gt": {"attributes": {"qa_v": values}}}, {"qa_c": {cleared: 1}}, layout=layout)
+    after = _docs(det_dataset)
+    cleared_doc = next(d for k, d in after.items() if str(k) == cleared)
+    cleared_before = next(d for k, d in before.items() if str(k) == cleared)
+    assert cleared_doc.get("gt", "absent") == cleared_before.get("gt", "absent") and cleared_doc["qa_c"] == 1
+    for d in det_dataset[edited].gt.detections:
+        assert d.qa_v == values[d.id]
+    assert gone not in [d.id for d in det_dataset[edited].gt.detections]
+    # a sample whose written labels all vanished (and that gets no sample value) is not touched
+    lonely = t.sample_ids[with_labels[2]]
+    sample = det_dataset[lonely]
+    sample.gt.detections = [fo.Detection(label="new", bounding_box=[0.1, 0.1, 0.2, 0.2])]
+    sample.save()
+    before = {str(k): d for k, d in _docs(det_dataset).items()}
+    write_many(det_dataset, {"gt": {"attributes": {"qa_w": values}}}, layout=layout)
+    assert {str(k): d for k, d in _docs(det_dataset).items()}[lonely] == before[lonely]
+
+
+def test_upper_case_label_ids_are_written(det_dataset):
+    t = read_label_table(det_dataset, "gt")
+    lid = t.label_id[0]
+    stats = write_label_attributes(det_dataset, "gt", {"qa_u": {lid.upper(): 3.0}})
+    assert stats == {"labels": 1, "samples": 1, "missing": []}
+    assert det_dataset.filter_labels("gt", F("qa_u") == 3.0).values("gt.detections.id", unwind=True) == [lid]

@@ -327,14 +327,14 @@ def audit_duplicates(
         >>> result.summary()                                                        # doctest: +SKIP
     """
     from iou_audit.results import AuditResult, concat_findings, save_audit
-    from iou_audit.table import check_label_field, iter_label_tables
+    from iou_audit.table import ReadLayout, check_label_field, iter_label_tables
 
     _, label_type = check_label_field(samples, label_field)
     attributes = ("filled",) if label_type == "polylines" else ()
     masks = False if geometry in ("boxes", "polygons") else "auto"
     config = {"label_field": label_field, "iou_thresh": float(iou_thresh), "conflict_iou": float(conflict_iou),
               "contain_ios": float(contain_ios), "geometry": geometry, "max_iou_labels": max_iou_labels}
-    frames, label_attrs = [], {"max_iou": {}, "dup_of": {}}
+    frames, label_attrs, layout = [], {"max_iou": {}, "dup_of": {}}, ReadLayout()
     total, done, n_labels = len(samples), 0, 0
     report = _progress_reporter(progress, total)
     for table in iter_label_tables(samples, label_field, batch_size=batch_size, attributes=attributes,
@@ -344,6 +344,10 @@ def audit_duplicates(
         frames.append(findings)
         for name, values in attrs.items():
             label_attrs[name].update(values)
+        if save:  # where the labels to write are, so the write need not look for them again
+            touched = set(findings["label_id"]) | set(findings["other_label_id"]) | set(attrs["max_iou"])
+            rows = np.fromiter((lid in touched for lid in table.label_id.tolist()), bool, len(table))
+            layout.add(label_field, table.label_id[rows].tolist(), table.sample_ids[table.sample_index[rows]].tolist())
         done += table.num_samples
         n_labels += len(table)
         report(done)
@@ -354,7 +358,7 @@ def audit_duplicates(
     metrics["n_labels"] = n_labels
     result = AuditResult(AUDIT, audit_key, config, findings, metrics=metrics)
     if save:
-        save_audit(samples, result, label_attributes={label_field: label_attrs})
+        save_audit(samples, result, label_attributes={label_field: label_attrs}, layout=layout)
     return result
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from iou_audit.results.findings import FINDING_COLUMNS, make_findings
 from iou_audit.results.result import AuditResult, jsonify
-from iou_audit.table.bulk import strip_labels
+from iou_audit.table.bulk import ReadLayout, strip_labels
 from iou_audit.table.read import _gc_paused, check_label_field
 from iou_audit.table.write import _check_writable, prepare_writes
 
@@ -36,6 +36,7 @@ def save_audit(
     result: AuditResult,
     label_attributes: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     sample_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    layout: ReadLayout | None = None,
 ) -> dict:
     """Write an audit's results into the dataset under ``result.audit_key``; returns the manifest.
 
@@ -44,6 +45,8 @@ def save_audit(
         result: the :class:`AuditResult`.
         label_attributes: ``{field: {attr: {label_id: value}}}``, stored as ``<key>_<attr>``.
         sample_fields: ``{name: {sample_id: value}}``, stored as ``<key>_<name>``.
+        layout: where the audit read its labels (``iou_audit.table.bulk.ReadLayout``), so the
+            write does not look them up in the view again.
 
     Re-running with the same key first deletes the previous run's results.
 
@@ -69,6 +72,7 @@ def save_audit(
         labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
                 for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
         sample_values=plan["sample_values"],
+        layout=layout,
     )
 
     # Register first, with the full manifest, so a failure half-way can still be cleaned up.

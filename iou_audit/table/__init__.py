@@ -1,4 +1,5 @@
 """FiftyOne <-> columnar label tables: bulk reads into :class:`LabelTable`, bulk writes by label id."""
+from iou_audit.table.bulk import ReadLayout
 from iou_audit.table.model import (
     PROBLEM_COLUMNS,
     LabelTable,
@@ -19,6 +20,7 @@ from iou_audit.table.write import (
 __all__ = [
     "LabelTable",
     "PROBLEM_COLUMNS",
+    "ReadLayout",
     "check_label_field",
     "frame_sizes_known",
     "iter_label_tables",

@@ -1,65 +1,167 @@
-"""The mechanics of bulk writes: locate labels by id, build one ``UpdateOne`` per sample, run them.
+"""The mechanics of bulk writes: locate labels by id, build one pipeline ``UpdateOne`` per sample, run them.
 
 :mod:`iou_audit.table.write` validates input and declares the schema, then calls :func:`apply`.
 Everything one call writes (label attributes and tags of several fields, per-sample fields) goes
-into a single unordered ``bulk_write`` with one ``UpdateOne`` per touched sample: MongoDB rewrites
+into unordered ``bulk_write`` calls with one ``UpdateOne`` per touched sample: MongoDB rewrites
 each touched document once, however many fields and attributes change in it.
 
-Labels are addressed by ``_id`` through ``arrayFilters`` (``gt.detections.$[f0l2].iou`` with
-``{"f0l2._id": ObjectId(...)}``), never by list position, so a list edited between read and write
-never gives a label another label's value (positional ``$set`` guarded by the ids measured no
-faster: most of the cost is MongoDB rewriting the documents).
+Labels are addressed by ``_id``, never by list position: each update is an aggregation pipeline
+that maps over the label list as it is in the database at write time and looks every label's id
+up in the ids this sample is written for (``$indexOfArray``); a label that is not among them is
+kept as it is, so a list edited between read and write never gives a label another label's
+value. Values travel as one ``$literal`` array per attribute and sample, picked by that index.
+
+Why pipelines rather than ``arrayFilters`` (the previous design, same server time): an array
+filter needs one ``ObjectId``, one filter document and one update path per label, built in
+Python (0.9 s for 225,000 labels); a pipeline needs one slice of a column per attribute and
+sample (0.07 s). The chunks go to MongoDB from two threads: the server rewrites documents on
+both cores while the client waits (measured 0.97 s -> 0.45 s for 5,000 documents).
 """
 from __future__ import annotations
 
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
-from typing import Any, Iterable, Mapping
+from itertools import islice
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
 
 from iou_audit.table.read import _gc_paused, check_label_field
 
-BULK_CHUNK = 1000  # UpdateOne ops per bulk_write round trip
+BULK_CHUNK = 250  # UpdateOne ops per bulk_write round trip
+WRITE_THREADS = 2  # concurrent bulk_write calls (MongoDB rewrites documents on several cores)
 LOCATE_MATCH_MAX_IDS = 100_000  # ids in locate's $match (~1.7 MB of query)
+# Stands for "no value for this label" in a column of values; never stored: the pipeline turns
+# it into $$REMOVE. A NUL-led string that no label attribute holds in practice.
+UNSET = "\x00iou-audit:unset"
 
 
 @dataclass
 class LabelWrite:
-    """What to write into one label field, keyed by label id (validated, BSON-ready values)."""
+    """What to write into one label field, keyed by label id (validated, BSON-ready values).
+
+    ``sets`` is column-wise, ``{attr: {label_id: value}}``: an attribute is written only on the
+    labels that appear in its column.
+    """
 
     db_list: str  # database path of the label list, e.g. "gt.detections"
-    sets: dict[str, dict[str, Any]] = dc_field(default_factory=dict)  # label_id -> {attr: value}
+    sets: dict[str, dict[str, Any]] = dc_field(default_factory=dict)  # attr -> {label_id: value}
     add_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to add
     pull_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to remove
 
     @property
     def wanted(self) -> set[str]:
-        return set(self.sets) | set(self.add_tags) | set(self.pull_tags)
+        out = set(self.add_tags) | set(self.pull_tags)
+        for col in self.sets.values():
+            out.update(col)
+        return out
+
+    def list_expression(self, lids: list[str]) -> dict:
+        """The new value of the label list for one sample whose labels ``lids`` are written.
+
+        Example:
+            >>> w = LabelWrite("gt.detections", sets={"q": {"a" * 24: 0.5}})
+            >>> w.list_expression(["a" * 24])["$map"]["in"]["$let"]["in"]["$cond"][2]
+            {'$mergeObjects': ['$$l', {'q': {'$arrayElemAt': [{'$literal': [0.5]}, '$$i']}}]}
+        """
+        new: dict[str, Any] = {}
+        for attr, col in self.sets.items():
+            values = [col.get(lid, UNSET) for lid in lids]
+            pick = {"$arrayElemAt": [{"$literal": values}, "$$i"]}
+            if UNSET in values:  # some of these labels get no value for attr: leave it as it is
+                pick = {"$let": {"vars": {"v": pick}, "in": {"$cond": [{"$eq": ["$$v", UNSET]}, "$$REMOVE", "$$v"]}}}
+            new[attr] = pick
+        if self.add_tags or self.pull_tags:
+            add = [self.add_tags.get(lid, []) for lid in lids]
+            pull = [self.pull_tags.get(lid, []) for lid in lids]
+            # $pull then $addToSet semantics: drop every pulled tag, append added tags not present
+            new["tags"] = {"$let": {
+                "vars": {"t": {"$ifNull": ["$$l.tags", []]},
+                         "add": {"$arrayElemAt": [{"$literal": add}, "$$i"]},
+                         "pull": {"$arrayElemAt": [{"$literal": pull}, "$$i"]}},
+                "in": {"$concatArrays": [
+                    {"$filter": {"input": "$$t", "as": "x", "cond": {"$not": [{"$in": ["$$x", "$$pull"]}]}}},
+                    {"$filter": {"input": "$$add", "as": "x", "cond": {"$not": [{"$in": ["$$x", "$$t"]}]}}},
+                ]},
+            }}
+        return {"$map": {"input": f"${self.db_list}", "as": "l", "in": {"$let": {
+            "vars": {"i": {"$indexOfArray": [{"$literal": lids}, {"$toString": "$$l._id"}]}},
+            "in": {"$cond": [{"$lt": ["$$i", 0]}, "$$l", {"$mergeObjects": ["$$l", new]}]},
+        }}}}
 
 
-def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, Mapping[str, Any]]) -> dict:
-    """Write ``labels`` (per field) and ``sample_sets`` (``{sample_id: {name: value}}``) in one bulk.
-
-    Only labels and samples of the view are written. Returns ``{"labels": {field: {"labels",
-    "samples", "missing"}}, "samples": n_touched, "missing_samples": [...]}``.
+@dataclass
+class ReadLayout:
+    """Where an audit's labels were when it read them, so :func:`apply` need not re-read the view
+    to find each label's sample (``locate``: ~0.1 s per 200,000 labels). Labels and samples not
+    recorded here are located as usual.
 
     Example:
-        >>> apply(ds, {"gt": LabelWrite("gt.detections", sets={lid: {"x": 1}})}, {})  # doctest: +SKIP
+        >>> layout = ReadLayout()
+        >>> layout.add("gt", ["a" * 24, "b" * 24], ["s" * 24, "s" * 24])
+        >>> layout.labels["gt"]["b" * 24], sorted(layout.samples) == ["s" * 24]
+        ('ssssssssssssssssssssssss', True)
+    """
+
+    labels: dict[str, dict[str, str]] = dc_field(default_factory=dict)  # field -> {label_id: sample_id}
+    samples: set[str] = dc_field(default_factory=set)  # sample ids of the view
+
+    def add(self, field: str, label_ids: Iterable[str], sample_ids: Iterable[str], samples: Iterable[str] = ()) -> None:
+        """Record labels ``label_ids`` (in samples ``sample_ids``, one per label) of ``field``,
+        and ``samples`` (more sample ids of the view, e.g. those without labels)."""
+        label_ids, sample_ids = list(label_ids), list(sample_ids)
+        self.labels.setdefault(field, {}).update(zip(label_ids, sample_ids))
+        self.samples.update(sample_ids)
+        self.samples.update(samples)
+
+    def add_table(self, field: str, table) -> None:
+        """Record every label and sample of a table (anything with ``offsets``, ``label_id``, ``sample_ids``)."""
+        sample_ids = np.asarray(table.sample_ids, dtype=object)
+        rows = np.repeat(sample_ids, np.diff(np.asarray(table.offsets)))
+        self.add(field, np.asarray(table.label_id, dtype=object).tolist(), rows.tolist(), sample_ids.tolist())
+
+
+def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, Mapping[str, Any]],
+          layout: ReadLayout | None = None) -> dict:
+    """Write ``labels`` (per field) and ``sample_sets`` (``{sample_id: {name: value}}``) in one bulk.
+
+    Only labels and samples of the view are written: those recorded in ``layout`` (read from the
+    view by the caller) and those :func:`locate` finds in it. Returns ``{"labels": {field:
+    {"labels", "samples", "missing"}}, "samples": n_touched, "missing_samples": [...]}``.
+
+    Example:
+        >>> apply(ds, {"gt": LabelWrite("gt.detections", sets={"x": {lid: 1}})}, {})  # doctest: +SKIP
         {'labels': {'gt': {'labels': 1, 'samples': 1, 'missing': []}}, 'samples': 1, 'missing_samples': []}
     """
+    layout = layout or ReadLayout()
     fields = list(labels)
     wanted = [labels[f].wanted for f in fields]
     if not any(wanted) and not sample_sets:
         return {"labels": {f: {"labels": 0, "samples": 0, "missing": []} for f in fields},
                 "samples": 0, "missing_samples": []}
-    located = locate(samples, [labels[f].db_list for f in fields], wanted, sample_sets)
     per_field_hits: list[dict[str, list[str]]] = [{} for _ in fields]
-    for sid, lists in located.items():
-        for k in range(len(fields)):
-            # a label id repeated in one list is written once
-            hits = [lid for lid in dict.fromkeys(lists[k]) if lid in wanted[k]]
-            if hits:
-                per_field_hits[k][sid] = hits
-    in_view_sets = {sid: sets for sid, sets in sample_sets.items() if sid in located}
+    unknown: list[set[str]] = []  # per field: wanted ids the layout does not place
+    for k, f in enumerate(fields):
+        known, hits, rest = layout.labels.get(f, {}), per_field_hits[k], set()
+        for lid in wanted[k]:
+            sid = known.get(lid)
+            if sid is None:
+                rest.add(lid)
+            else:
+                hits.setdefault(sid, []).append(lid)
+        unknown.append(rest)
+    unknown_samples = [sid for sid in sample_sets if sid not in layout.samples]
+    located = {}
+    if any(unknown) or unknown_samples:
+        located = locate(samples, [labels[f].db_list for f in fields], unknown, unknown_samples)
+        for sid, lists in located.items():
+            for k in range(len(fields)):
+                # a label id repeated in one list is written (in every copy) once
+                found = [lid for lid in dict.fromkeys(lists[k]) if lid in unknown[k]]
+                if found:
+                    per_field_hits[k].setdefault(sid, []).extend(found)
+    in_view_sets = {sid: sets for sid, sets in sample_sets.items() if sid in layout.samples or sid in located}
     missing_samples = sorted(set(sample_sets) - set(in_view_sets))
 
     touched = list(dict.fromkeys([sid for hits in per_field_hits for sid in hits] + list(in_view_sets)))
@@ -69,9 +171,10 @@ def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, M
     stats = {}
     for k, f in enumerate(fields):
         hits = per_field_hits[k]
-        found = {lid for v in hits.values() for lid in v}
-        stats[f] = {"labels": sum(len(v) for v in hits.values()), "samples": len(hits),
-                    "missing": sorted(wanted[k] - found) if len(found) < len(wanted[k]) else []}
+        n = sum(map(len, hits.values()))
+        stats[f] = {"labels": n, "samples": len(hits), "missing": []}
+        if n < len(wanted[k]):
+            stats[f]["missing"] = sorted(wanted[k] - {lid for v in hits.values() for lid in v})
     return {"labels": stats, "samples": len(touched), "missing_samples": missing_samples}
 
 
@@ -102,10 +205,20 @@ def locate(samples, db_lists: list[str], wanted=None, sample_ids=()) -> dict[str
         return {d["_id"]: [d[f"f{k}"] for k in range(len(db_lists))] for d in samples._aggregate(pipeline=stages)}
 
 
-@_gc_paused()  # ~5 small containers per label: GC scans would dominate
+def _set_list(db_list: str, expression: dict) -> tuple[str, dict]:
+    """``(top-level field, new value)`` that puts ``expression`` at ``db_list`` when it is an array
+    and leaves the field as it is otherwise (a dotted ``$set`` would create ``{}`` parents)."""
+    parts = db_list.split(".")
+    value: Any = expression
+    for depth in range(len(parts) - 1, 0, -1):
+        value = {"$mergeObjects": ["$" + ".".join(parts[:depth]), {parts[depth]: value}]}
+    return parts[0], {"$cond": [{"$isArray": f"${db_list}"}, value, f"${parts[0]}"]}
+
+
 def _build_ops(sample_ids: list[str], fields: list[tuple[LabelWrite, dict[str, list[str]]]],
-               sample_sets: Mapping[str, Mapping[str, Any]]) -> list:
-    """One ``UpdateOne`` per sample; array filter identifiers ``f<field>l<label>`` are unique in it.
+               sample_sets: Mapping[str, Mapping[str, Any]]) -> Iterator:
+    """One pipeline ``UpdateOne`` per sample, yielded as built (so writing starts before the last
+    one is built).
 
     The query also requires one of the written labels to still be in its list (unless the sample
     gets sample-level values), so a sample whose labels vanished since the read is not touched.
@@ -114,50 +227,54 @@ def _build_ops(sample_ids: list[str], fields: list[tuple[LabelWrite, dict[str, l
     from pymongo import UpdateOne
 
     now = _now()
-    ops = []
     for sid in sample_ids:
-        sets: dict[str, Any] = {"last_modified_at": now, **sample_sets.get(sid, {})}
-        update: dict[str, dict] = {"$set": sets}
-        filters, still_there = [], []
-        for k, (write, hits) in enumerate(fields):
+        sets: dict[str, Any] = {"last_modified_at": {"$literal": now}}
+        guards = []  # per field: the list still holds one of the written labels
+        for write, hits in fields:
             lids = hits.get(sid)
             if not lids:
                 continue
-            oids = []
-            for j, lid in enumerate(lids):
-                ident = f"f{k}l{j}"
-                oid = ObjectId(lid)
-                oids.append(oid)
-                filters.append({f"{ident}._id": oid})
-                elem = f"{write.db_list}.$[{ident}]"
-                for attr, value in write.sets.get(lid, {}).items():
-                    sets[f"{elem}.{attr}"] = value
-                if lid in write.add_tags:
-                    update.setdefault("$addToSet", {})[f"{elem}.tags"] = {"$each": write.add_tags[lid]}
-                if lid in write.pull_tags:
-                    update.setdefault("$pull", {})[f"{elem}.tags"] = {"$in": write.pull_tags[lid]}
-            still_there.append({f"{write.db_list}._id": {"$in": oids}})
+            top, value = _set_list(write.db_list, write.list_expression(lids))
+            sets[top] = value
+            guards.append({f"{write.db_list}._id": {"$in": [ObjectId(lid) for lid in lids]}})
+        values = sample_sets.get(sid)
         query: dict[str, Any] = {"_id": ObjectId(sid)}
-        if sid not in sample_sets:
-            if len(still_there) == 1:
-                query.update(still_there[0])
-            else:
-                query["$or"] = still_there
-        ops.append(UpdateOne(query, update, array_filters=filters or None))
-    return ops
+        if values:
+            sets.update({name: {"$literal": v} for name, v in values.items()})
+        elif guards:
+            # ObjectIds in a plain query: ~0.3 us each to build, and a third cheaper for MongoDB to
+            # check than comparing string ids in an $expr (measured on 225,000 labels)
+            query.update(guards[0] if len(guards) == 1 else {"$or": guards})
+        yield UpdateOne(query, [{"$set": sets}])
 
 
-def bulk_write(dataset, ops: list, sample_ids: list[str]) -> None:
-    """Unordered bulk writes in chunks, then reload the in-memory Sample objects of the touched
-    samples only (what FiftyOne's own ``_bulk_write`` does), so ``sample.<field>`` sees the values.
-    A full ``dataset.reload()`` would rebuild the document classes (~0.1-0.2 s a call)."""
+def bulk_write(dataset, ops: Iterable, sample_ids: list[str]) -> None:
+    """Unordered bulk writes of ``BULK_CHUNK`` ops from ``WRITE_THREADS`` threads, each chunk sent
+    as soon as it is built (MongoDB rewrites documents while the next chunk is built), then reload
+    the in-memory Sample objects of the touched samples only (what FiftyOne's own ``_bulk_write``
+    does), so ``sample.<field>`` sees the values. A full ``dataset.reload()`` would rebuild the
+    document classes (~0.1-0.2 s a call). The first failing chunk's error is raised."""
     import fiftyone.core.sample as fos
 
     coll = dataset._sample_collection
-    for start in range(0, len(ops), BULK_CHUNK):
-        coll.bulk_write(ops[start : start + BULK_CHUNK], ordered=False)
+    chunks = _chunks(ops, BULK_CHUNK)
+    with _gc_paused():  # building: a few small containers per sample and field
+        if WRITE_THREADS <= 1:
+            for chunk in chunks:
+                coll.bulk_write(chunk, ordered=False)
+        else:
+            with ThreadPoolExecutor(WRITE_THREADS) as pool:
+                futures = [pool.submit(coll.bulk_write, chunk, ordered=False) for chunk in chunks]
+                for future in futures:
+                    future.result()
     if sample_ids:
         fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=sample_ids)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    items = iter(items)
+    while chunk := list(islice(items, size)):
+        yield chunk
 
 
 def strip_labels(dataset, field: str, attributes: Iterable[str] = (), tags: Iterable[str] = ()) -> None:

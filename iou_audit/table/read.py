@@ -1,6 +1,6 @@
 """Read a Detections or Polylines field of any view into a :class:`LabelTable` in bulk.
 
-One aggregation per batch fetches every column: the view's own pipeline (so filters, sorts and
+One aggregation fetches every column: the view's own pipeline (so filters, sorts and
 slices are honoured) followed by a ``$project`` with one ``$map`` per needed label subfield (ids
 converted to strings by the server). The raw BSON lists are concatenated into numpy columns; no
 per-label FiftyOne object is built (``values()`` converts every box through mongoengine: reading
@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import os
 from contextlib import contextmanager
-from itertools import chain
+from itertools import chain, islice
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -108,6 +108,11 @@ def iter_label_tables(
 ) -> Iterator[LabelTable]:
     """Yield tables for consecutive batches of ``batch_size`` samples (memory bounded by the batch).
 
+    One aggregation streams the whole view; each batch is the next ``batch_size`` documents of
+    its cursor (no per-batch query, no list of sample ids up front: both cost ~0.1 s per 5,000
+    samples and field). MongoDB closes a cursor left idle for 10 minutes, so a consumer must not
+    spend that long on one batch.
+
     Example:
         >>> sum(len(t) for t in iter_label_tables(dataset, "gt", batch_size=100))  # doctest: +SKIP
         4887
@@ -116,30 +121,37 @@ def iter_label_tables(
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     label_type, list_path = check_label_field(samples, field)  # errors now, not at first next()
     with_masks = resolve_masks(samples, list_path, label_type, masks)
-    ids = [d["_id"] for d in samples._aggregate(pipeline=[{"$project": {"_id": 1}}])]
+    label_keys = _label_keys(label_type, tuple(attributes), with_masks)
     size = int(batch_size)
-    args = (field, label_type, list_path, tuple(attributes), with_masks, compute_metadata)
 
     def batches() -> Iterator[LabelTable]:
-        if len(ids) <= size:  # one batch: the view as it is, no id filter
-            yield _read(samples, *args)
-            return
-        for start in range(0, len(ids), size):
-            # A $match after the view's stages keeps the view's order; on a plain dataset MongoDB
-            # moves it first and uses the _id index.
-            yield _read(samples, *args, only_ids=ids[start : start + size])
+        cursor = samples._aggregate(pipeline=_stages(samples, list_path, label_keys))
+        try:
+            while True:
+                with _gc_paused():
+                    docs = list(islice(cursor, size))
+                    if not docs:
+                        return
+                    table = _to_table(samples, docs, field, label_type, list_path, label_keys, tuple(attributes),
+                                      with_masks, compute_metadata)
+                yield table
+        finally:
+            cursor.close()
 
     return batches()
 
 
-def _read(samples, field, label_type, list_path, attributes, with_masks, compute_metadata,
-          only_ids=None) -> LabelTable:
+def _label_keys(label_type: str, attributes: tuple, with_masks: bool) -> list[str]:
     geometry = ["bounding_box"] if label_type == "detections" else ["points"]
     if with_masks:
         geometry += ["mask", "mask_path"]
-    label_keys = ["id", "label", "confidence", "iscrowd", "tags", *geometry, *attributes]
+    return ["id", "label", "confidence", "iscrowd", "tags", *geometry, *attributes]
+
+
+def _read(samples, field, label_type, list_path, attributes, with_masks, compute_metadata) -> LabelTable:
+    label_keys = _label_keys(label_type, attributes, with_masks)
     with _gc_paused():
-        docs = _fetch(samples, list_path, label_keys, only_ids)
+        docs = list(samples._aggregate(pipeline=_stages(samples, list_path, label_keys)))
         return _to_table(samples, docs, field, label_type, list_path, label_keys, attributes, with_masks,
                          compute_metadata)
 
@@ -190,9 +202,9 @@ def _to_table(samples, docs, field, label_type, list_path, label_keys, attribute
     return table
 
 
-def _fetch(samples, list_path: str, label_keys: Sequence[str], only_ids=None) -> list[dict]:
-    """One aggregation: the view's pipeline, then per sample ``sid``, ``filepath``, ``w``, ``h``
-    and ``c<k>`` = the values of ``label_keys[k]`` over the sample's labels (missing -> None).
+def _stages(samples, list_path: str, label_keys: Sequence[str]) -> list[dict]:
+    """Aggregation stages (after the view's own) giving per sample ``sid``, ``filepath``, ``w``,
+    ``h`` and ``c<k>`` = the values of ``label_keys[k]`` over the sample's labels (missing -> None).
 
     Example (one sample, two labels, keys ``["id", "label"]``):
         ``{"sid": "6b07...", "filepath": "/a.jpg", "w": 640, "h": 480,
@@ -200,10 +212,7 @@ def _fetch(samples, list_path: str, label_keys: Sequence[str], only_ids=None) ->
     """
     db_list = samples._handle_db_field(list_path)
     db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
-    stages = []
-    if only_ids is not None:
-        stages.append({"$match": {"_id": {"$in": list(only_ids)}}})
-    stages.append({"$project": {
+    return [{"$project": {
         "_id": 1,
         "filepath": 1,
         "w": "$metadata.width",
@@ -212,8 +221,7 @@ def _fetch(samples, list_path: str, label_keys: Sequence[str], only_ids=None) ->
         **{f"c{i}": {"$map": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
                               "in": _as_string(f"$$l.{k}") if k == "_id" else f"$$l.{k}"}}
            for i, k in enumerate(db_keys)},
-    }})
-    return list(samples._aggregate(pipeline=stages))
+    }}]
 
 
 @contextmanager

@@ -4,8 +4,8 @@ This module validates input (names, tags, label ids, value types against the exi
 and declares new attributes/fields, all columns of one call in a single schema merge (one
 dataset-document save; ``add_sample_field`` costs one save and reload per field), so
 ``get_field_schema()`` and the App see them. The write itself (:mod:`iou_audit.table.bulk`) is one
-unordered ``bulk_write`` with one ``UpdateOne`` per touched sample, labels matched by ``_id``
-through ``arrayFilters``, never by list position: a label list edited between read and write never
+unordered bulk write with one pipeline ``UpdateOne`` per touched sample, labels matched by ``_id``
+inside the update, never by list position: a label list edited between read and write never
 receives another label's value. Only touched samples get a new ``last_modified_at``; bad input
 raises before anything is written. ``sample.save()`` is never called.
 """
@@ -25,7 +25,7 @@ from iou_audit.table.read import _gc_paused, check_label_field
 logger = logging.getLogger(__name__)
 
 _PLAIN = frozenset({float, int, str, bool, type(None)})  # values pymongo encodes as they are
-_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_HEX = re.compile(r"[0-9a-f]*")
 
 # Label attributes owned by FiftyOne or by the original annotation: never written by us.
 PROTECTED_LABEL_ATTRS = frozenset({
@@ -103,6 +103,7 @@ def write_many(
     samples,
     labels: Mapping[str, Mapping[str, Mapping]] | None = None,
     sample_values: Mapping[str, Mapping[str, Any]] | None = None,
+    layout: bulk.ReadLayout | None = None,
 ) -> dict:
     """Label attributes and tags of several fields plus sample fields in one schema merge and one bulk.
 
@@ -110,6 +111,8 @@ def write_many(
         samples: a dataset or a view of its samples (only its samples and labels are written).
         labels: ``{field: {"attributes": {attr: {label_id: value}}, "tags": {label_id: [tag, ...]}}}``.
         sample_values: ``{name: {sample_id: value}}``.
+        layout: where the caller read these labels from this view (:class:`bulk.ReadLayout`):
+            those labels and samples are not looked up again before writing.
 
     Returns:
         ``{"labels": {field: {"labels", "samples", "missing"}}, "samples": n_touched,
@@ -120,7 +123,7 @@ def write_many(
         ...            {"q_count": {sid: 1}})                                     # doctest: +SKIP
         {'labels': {'gt': {'labels': 1, 'samples': 1, 'missing': []}}, 'samples': 1, 'missing_samples': []}
     """
-    return prepare_writes(samples, labels, sample_values).run()
+    return prepare_writes(samples, labels, sample_values, layout).run()
 
 
 @dataclass
@@ -131,13 +134,14 @@ class PreparedWrites:
     labels: dict[str, bulk.LabelWrite]
     sample_sets: dict[str, dict[str, Any]]
     new_fields: dict[str, Any]  # schema path -> FiftyOne field to declare
+    layout: bulk.ReadLayout | None = None
 
     @_gc_paused()
     def run(self) -> dict:
         if self.new_fields:
             # one merge = one dataset-document save and reload (add_sample_field: one per path)
             self.samples._root_dataset._merge_sample_field_schema(self.new_fields)
-        stats = bulk.apply(self.samples, self.labels, self.sample_sets)
+        stats = bulk.apply(self.samples, self.labels, self.sample_sets, self.layout)
         for field, st in stats["labels"].items():
             if st["missing"]:
                 logger.warning("field %r: %d label id(s) not in the view were not written", field, len(st["missing"]))
@@ -151,6 +155,7 @@ def prepare_writes(
     samples,
     labels: Mapping[str, Mapping[str, Mapping]] | None = None,
     sample_values: Mapping[str, Mapping[str, Any]] | None = None,
+    layout: bulk.ReadLayout | None = None,
 ) -> PreparedWrites:
     """Validate everything :func:`write_many` would write, touching nothing: names, tags, label
     ids, and value types against the existing schema. Raises ValueError naming the culprit."""
@@ -167,17 +172,13 @@ def prepare_writes(
         for attr, by_id in (spec.get("attributes") or {}).items():
             _check_attr_name(field, attr)
             columns.append((f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}"))
-            for label_id, value in by_id.items():
-                write.sets.setdefault(str(label_id), {})[attr] = value if type(value) in _PLAIN else _to_bson(value)
+            write.sets[attr] = _bson_column(by_id)
         for label_id, tags in (spec.get("tags") or {}).items():
             tags = [tags] if isinstance(tags, str) else list(tags)  # a bare string is one tag
             for tag in tags:
                 _check_tag(tag)
-            write.add_tags[str(label_id)] = tags
-        wanted = write.wanted
-        if not all(map(_OBJECT_ID.fullmatch, wanted)):
-            bad = next(i for i in wanted if not _OBJECT_ID.fullmatch(i))
-            raise ValueError(f"field {field!r}: {bad!r} is not a label id")
+            write.add_tags[str(label_id)] = list(dict.fromkeys(tags))  # $addToSet: each tag once
+        _check_label_ids(field, write)
         writes[field] = write
     sample_sets: dict[str, dict[str, Any]] = defaultdict(dict)
     for name, by_id in sample_values.items():
@@ -185,7 +186,21 @@ def prepare_writes(
         columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
             sample_sets[str(sid)][name] = value if type(value) in _PLAIN else _to_bson(value)
-    return PreparedWrites(samples, writes, dict(sample_sets), _new_fields(dataset, columns))
+    return PreparedWrites(samples, writes, dict(sample_sets), _new_fields(dataset, columns), layout)
+
+
+def _check_label_ids(field: str, write: bulk.LabelWrite) -> None:
+    """Every id must be a 24-digit hex ObjectId; upper-case ids are lowered in place (the server
+    compares ids as its own lower-case strings)."""
+    wanted = write.wanted
+    if set(map(len, wanted)) <= {24} and _HEX.fullmatch("".join(wanted)):  # one C-level scan
+        return
+    for i in wanted:
+        if len(i) != 24 or not _HEX.fullmatch(i.lower()):
+            raise ValueError(f"field {field!r}: {i!r} is not a label id")
+    for col in [*write.sets.values(), write.add_tags, write.pull_tags]:
+        for i in [i for i in col if not _HEX.fullmatch(i)]:
+            col[i.lower()] = col.pop(i)
 
 
 def _check_writable(samples):
@@ -286,6 +301,19 @@ def _infer_field_type(values: Iterable[Any]):
     if kinds == {"dict"}:
         return fo.DictField
     return None
+
+
+def _bson_column(by_id: Mapping[Any, Any]) -> dict[str, Any]:
+    """``{label_id: value}`` with str keys and BSON-ready values (a plain copy when already so).
+
+    Example:
+        >>> _bson_column({"a" * 24: np.float32(0.5), "b" * 24: [np.int64(1)]})
+        {'aaaaaaaaaaaaaaaaaaaaaaaa': 0.5, 'bbbbbbbbbbbbbbbbbbbbbbbb': [1]}
+    """
+    # classify distinct types first: converting value by value costs ~10x a dict copy
+    if set(map(type, by_id)) <= {str} and set(map(type, by_id.values())) <= _PLAIN:
+        return dict(by_id)
+    return {str(k): v if type(v) in _PLAIN else _to_bson(v) for k, v in by_id.items()}
 
 
 def _to_bson(value: Any) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
 from iou_audit.results import AuditResult, save_audit
-from iou_audit.table import iter_label_tables, read_label_table, split_by_attribute
+from iou_audit.table import ReadLayout, iter_label_tables, read_label_table, split_by_attribute
 from iou_audit.table.read import check_label_field
 
 AUDIT = "agreement"
@@ -186,8 +186,11 @@ def audit_agreement(
         report(1.0, "done")
         return result
     report(0.7, "writing results")
+    layout = ReadLayout()
+    for t, field in zip(tables, fields):
+        layout.add_table(field, t)
     save_audit(samples, result, label_attributes=_label_attributes(tables, fields, r),
-               sample_fields=_sample_fields(r))
+               sample_fields=_sample_fields(r), layout=layout)
     if consensus_field:
         report(0.9, f"writing consensus field {consensus_field}")
         write_consensus(samples, tables, r, consensus_field)
