@@ -93,3 +93,76 @@ def test_ap_from_parts_equals_precision_at_recall_per_class(seed):
                       "label": names[rng.integers(0, 4, d)], "ref_label": names[rng.integers(0, 3, g)]})
     got, want = ap_from_parts(parts), ap_reference(parts)
     assert pd.Series(got).equals(pd.Series(want))
+
+
+def random_annotators(seed: int, K: int | None = None, S: int | None = None):
+    """K annotators jittering shared objects (misses, extras, class swaps), shuffled label ids."""
+    from types import SimpleNamespace as T
+
+    rng = np.random.default_rng(seed)
+    K = int(rng.integers(2, 5)) if K is None else K
+    S = int(rng.integers(1, 8)) if S is None else S
+    objects = [rng.uniform(0, 0.7, (int(rng.integers(0, 6)), 2)) for _ in range(S)]
+    tables = []
+    for k in range(K):
+        rows = []
+        for s in range(S):
+            for o, xy in enumerate(objects[s]):
+                if rng.random() < 0.8:
+                    x, y = xy + rng.normal(0, 0.03, 2)
+                    rows.append((s, f"{rng.integers(10**6):06d}k{k}", str(rng.choice(["p", "q", "r"])), [x, y, x + .2, y + .2]))
+            if rng.random() < 0.3:
+                x, y = rng.uniform(0, 0.7, 2)
+                rows.append((s, f"{rng.integers(10**6):06d}k{k}x", "p", [x, y, x + .1, y + .1]))
+        counts = np.bincount([r[0] for r in rows], minlength=S)
+        tables.append(T(offsets=np.r_[0, np.cumsum(counts)], label_id=np.array([r[1] for r in rows], dtype=object),
+                        label=np.array([r[2] for r in rows], dtype=object),
+                        box=np.array([r[3] for r in rows], float).reshape(-1, 4),
+                        sample_ids=np.array([f"s{i}" for i in range(S)], dtype=object), masks=None, polygons=None))
+    covered = rng.random((S, K)) < 0.85
+    return tables, covered
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_alpha_from_roots_equals_alpha_of_the_observations(seed):
+    from iou_audit.audits.agreement.clusters import alpha_from_roots, alpha_observations_from_roots, edge_graph
+    from iou_audit.audits.agreement.core import class_codes, coverage_matrix
+    from iou_audit.audits.agreement.kalpha import nominal_alpha_counts
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+
+    tables, covered = random_annotators(seed)
+    covered = coverage_matrix(tables, covered)
+    codes = class_codes(tables)
+    g = edge_graph(tables, match_all_pairs(tables, 0.3))
+    for t in (None, 0.3, 0.5, 0.8, 0.95):
+        roots = g.roots(t)
+        want = nominal_alpha_counts(*alpha_observations_from_roots(g, *roots, covered, codes))
+        got = alpha_from_roots(g, *roots, covered, codes)
+        assert got == want or (np.isnan(got) and np.isnan(want))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.5, 0.6]))
+def test_batches_joined_curve_graph_equals_the_graph_of_one_pass(seed, iou_thresh):
+    from types import SimpleNamespace as T
+
+    from iou_audit.audits.agreement.clusters import edge_graph
+    from iou_audit.audits.agreement.parts import compute_part, merge_parts
+
+    tables, covered = random_annotators(seed, S=9)
+    cuts = np.unique(np.r_[0, np.random.default_rng(seed).integers(1, 9, 3), 9])
+
+    def rows(t, s0, s1):
+        lo, hi = t.offsets[s0], t.offsets[s1]
+        return T(offsets=t.offsets[s0:s1 + 1] - lo, label_id=t.label_id[lo:hi], label=t.label[lo:hi], box=t.box[lo:hi],
+                 sample_ids=t.sample_ids[s0:s1], masks=None, polygons=None)
+
+    parts = [compute_part([rows(t, s0, s1) for t in tables], covered[s0:s1] | np.stack(
+        [np.diff(t.offsets[s0:s1 + 1]) > 0 for t in tables], axis=1), iou_thresh, "hungarian", "box", None, 0.5, False, False)
+        for s0, s1 in zip(cuts[:-1], cuts[1:])]
+    m = merge_parts(parts)
+    want = edge_graph(m.tables, m.curve_pms or m.pms, m.ranks)
+    got = m.curve_graph
+    for name in ("node_start", "node_annotator", "node_sample", "node_rank", "u", "v", "w"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)

@@ -92,17 +92,21 @@ class EdgeGraph:
         return _constrained_union(len(self.node_annotator), self.node_annotator, self.u[keep], self.v[keep])
 
 
-def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
-    """The match graph of K annotators with its edges in the deterministic visiting order."""
+def graph_nodes(tables, ranks) -> dict:
+    """The node arrays of :class:`EdgeGraph` (all labels, annotator-major order), without edges."""
     k = len(tables)
     if k > 62:
         raise ValueError(f"at most 62 annotators are supported, got {k}")
     sizes = np.array([len(t.label_id) for t in tables], dtype=np.int64)
-    node_start = np.concatenate([[0], np.cumsum(sizes)])
-    node_annotator = np.repeat(np.arange(k), sizes).astype(np.int64)
     node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, np.int64)
-    ranks = label_rank(tables) if ranks is None else ranks
-    node_rank = np.concatenate(ranks) if k else np.zeros(0, np.int64)
+    return {"node_start": np.concatenate([[0], np.cumsum(sizes)]), "node_annotator": np.repeat(np.arange(k), sizes).astype(np.int64),
+            "node_sample": node_sample.astype(np.int64), "node_rank": np.concatenate(ranks) if k else np.zeros(0, np.int64)}
+
+
+def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
+    """The match graph of K annotators with its edges in the deterministic visiting order."""
+    nodes = graph_nodes(tables, label_rank(tables) if ranks is None else ranks)
+    node_start, node_rank, node_sample = nodes["node_start"], nodes["node_rank"], nodes["node_sample"]
     us, vs, ious = [], [], []
     for pm in pair_matches:
         rows = np.flatnonzero(pm.match_a >= 0)
@@ -114,7 +118,7 @@ def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
     w = np.concatenate(ious) if ious else np.zeros(0)
     lo, hi = np.minimum(node_rank[u], node_rank[v]), np.maximum(node_rank[u], node_rank[v])
     order = np.lexsort((hi, lo, -w, node_sample[u]))
-    return EdgeGraph(node_start, node_annotator, node_sample.astype(np.int64), node_rank, u[order], v[order], w[order])
+    return EdgeGraph(**nodes, u=u[order], v=v[order], w=w[order])
 
 
 def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=None, graph: EdgeGraph | None = None) -> Clusters:
@@ -163,3 +167,79 @@ def alpha_observations_from_roots(g: EdgeGraph, roots: np.ndarray, owners: np.nd
         empty = cov[:, k] & (((owners[r] >> k) & 1) == 0)
         units.append(r[empty]), values.append(np.full(int(empty.sum()), -1))
     return np.concatenate(units), np.concatenate(values)
+
+
+@njit(cache=True)
+def _roots_alpha_sums(roots, owners, node_sample, covered, codes, n_values):
+    # Per cluster (root, in increasing id = the unit order of nominal_alpha_counts): its members'
+    # codes plus -1 for each covering annotator it lacks; m_u values, sum_c n_uc^2 from pairwise
+    # equality (at most K values a unit). Returns (n, do_sum, sum_c n_c^2) over units with m_u >= 2.
+    n_nodes = len(roots)
+    K = covered.shape[1]
+    start = np.zeros(n_nodes + 1, np.int64)
+    for i in range(n_nodes):
+        start[roots[i] + 1] += 1
+    for i in range(n_nodes):
+        start[i + 1] += start[i]
+    fill = start[:-1].copy()
+    by_root = np.empty(n_nodes, np.int64)
+    for i in range(n_nodes):
+        by_root[fill[roots[i]]] = i
+        fill[roots[i]] += 1
+    vals = np.empty(K, np.int64)
+    totals = np.zeros(n_values + 1, np.int64)  # index 0: "empty" (-1), c + 1: class c
+    n = 0
+    do_sum = 0.0
+    for r in range(n_nodes):
+        if roots[r] != r:
+            continue
+        m = 0
+        for q in range(start[r], start[r + 1]):
+            vals[m] = codes[by_root[q]]
+            m += 1
+        s = node_sample[r]
+        for k in range(K):
+            if covered[s, k] and ((owners[r] >> k) & 1) == 0:
+                vals[m] = -1
+                m += 1
+        if m < 2:
+            continue
+        same = m
+        for i in range(m):
+            totals[vals[i] + 1] += 1
+            for j in range(i + 1, m):
+                if vals[i] == vals[j]:
+                    same += 2
+        mf = float(m)
+        do_sum += (mf ** 2 - float(same)) / (mf - 1.0)
+        n += m
+    sq = 0
+    for c in range(n_values + 1):
+        sq += totals[c] * totals[c]
+    return n, do_sum, sq
+
+
+def alpha_from_roots(g: EdgeGraph, roots: np.ndarray, owners: np.ndarray, covered: np.ndarray, codes: np.ndarray) -> float:
+    """Nominal alpha of the clusters given by union-find ``roots`` in one compiled pass.
+
+    Equals ``kalpha.nominal_alpha_counts(*alpha_observations_from_roots(...))`` bit for bit: the
+    same per-unit terms, summed in the same (unit) order, the count sums exact integers; it skips
+    building, deduplicating and counting the observation arrays (6.6 ms -> 1 ms per threshold of
+    the curve on the 3 x 5,000 x 15 benchmark).
+
+    Example: two annotators, one cluster with both (same class) and one label alone:
+        >>> g = EdgeGraph(np.array([0, 2, 3]), np.array([0, 0, 1]), np.array([0, 0, 0]), np.array([0, 1, 2]),
+        ...               np.array([0]), np.array([2]), np.array([0.9]))
+        >>> round(alpha_from_roots(g, *g.roots(), np.ones((1, 2), bool), np.array([0, 0, 0])), 4)
+        0.0
+    """
+    from iou_audit.audits.agreement.kalpha import _ratio
+
+    codes = np.asarray(codes, np.int64)
+    n_values = int(codes.max()) + 1 if len(codes) else 0
+    n, do_sum, sq = _roots_alpha_sums(np.asarray(roots, np.int64), np.asarray(owners, np.int64), g.node_sample,
+                                      np.ascontiguousarray(covered, dtype=np.bool_), codes, n_values)
+    if n == 0:
+        return float("nan")
+    nf = np.array([float(n)])
+    return float(_ratio(nf, np.array([do_sum]), nf**2 - float(sq))[0])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import Clusters, alpha_observations_from_roots, edge_graph
+from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, alpha_from_roots, edge_graph
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import pick_geometry
 from iou_audit.audits.agreement.parts import compute_part, merge_parts
@@ -166,7 +166,6 @@ def compute_agreement_batches(
     fields = list(fields) if fields is not None else names
     S = len(covered)
     sample_ids = np.asarray(sample_ids if sample_ids is not None else tables[0].sample_ids, dtype=object)
-    ranks = m.ranks  # label-id order inside each sample: all that edges and cluster numbering use
     pairs = pair_table(tables, names, pms, covered)
     per_image, per_class = per_image_and_class(tables, pms, covered)
     per_image.insert(0, "sample_id", sample_ids)
@@ -188,7 +187,7 @@ def compute_agreement_batches(
     alpha_ci = kalpha.nominal_alpha_ci(unit, value, smp, S)
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
-    curve = threshold_curve(tables, m.curve_pms or pms, covered, ranks, codes, curve_thresholds)
+    curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
     findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
     findings["field"] = findings["field"].astype(object)
 
@@ -253,25 +252,31 @@ def _boundary(tables, pms, per_pair: list, pairs: pd.DataFrame, metrics: dict) -
         return [np.where(c > 0, s / np.maximum(c, 1), np.nan) for s, c in zip(sums, counts)]
 
 
-def threshold_curve(tables, pms, covered, ranks, codes, thresholds) -> pd.DataFrame:
+def threshold_curve(tables, pms, covered, codes, thresholds, graph: EdgeGraph | None = None, ranks=None) -> pd.DataFrame:
     """Nominal alpha and matching F1 when only matches with IoU >= t count, for each threshold t.
 
     ``pms`` is one matching, made at the lowest threshold of the curve (the audit's own matching
     when that is ``iou_thresh``, the default; else ``parts.compute_part`` re-matches each batch);
     a stricter t drops its weaker pairs (each then becomes an "empty" against a lone label)
-    instead of re-matching, which keeps the curve cheap and monotone.
+    instead of re-matching, which keeps the curve cheap and monotone. ``graph`` is the
+    :func:`edge_graph` of ``pms`` (``merge_parts`` joins the batches' graphs; built from ``ranks``
+    when not given).
     """
+    graph = edge_graph(tables, pms, ranks) if graph is None else graph  # edges sorted once; each threshold filters them
+    # F1 numerator per threshold: the matched IoUs of covered samples, sorted once and counted
+    # with searchsorted (the same integers as counting iou >= t per threshold and pair).
+    matched_iou, den = [], 0
+    for pm in pms:
+        both = covered[:, pm.a] & covered[:, pm.b]
+        sa = np.repeat(both, np.diff(tables[pm.a].offsets))
+        sb = np.repeat(both, np.diff(tables[pm.b].offsets))
+        matched_iou.append(pm.iou_a[(pm.match_a >= 0) & sa])
+        den += int(sa.sum() + sb.sum())
+    matched_iou = np.concatenate(matched_iou) if matched_iou else np.zeros(0)
+    matched_iou = np.sort(matched_iou[~np.isnan(matched_iou)])  # NaN is never >= t
     rows = []
-    graph = edge_graph(tables, pms, ranks)  # edges sorted once; each threshold filters them
     for t in thresholds:
-        u, v = alpha_observations_from_roots(graph, *graph.roots(t), covered, codes)
-        m = den = 0
-        for pm in pms:
-            both = covered[:, pm.a] & covered[:, pm.b]
-            sa = np.repeat(both, np.diff(tables[pm.a].offsets))
-            sb = np.repeat(both, np.diff(tables[pm.b].offsets))
-            m += int(((pm.match_a >= 0) & (pm.iou_a >= t) & sa).sum())
-            den += int(sa.sum() + sb.sum())
-        rows.append({"iou_thresh": float(t), "alpha_nominal": kalpha.nominal_alpha_counts(u, v),
-                     "f1": 2 * m / den if den else np.nan})
+        m = len(matched_iou) - int(np.searchsorted(matched_iou, t, side="left"))  # count of iou >= t
+        alpha = alpha_from_roots(graph, *graph.roots(t), covered, codes)
+        rows.append({"iou_thresh": float(t), "alpha_nominal": alpha, "f1": 2 * m / den if den else np.nan})
     return pd.DataFrame(rows)
