@@ -75,8 +75,19 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     n_classes, edge offsets ``d_left/d_top/d_right/d_bottom`` (largest member deviation of that
     edge from the members' mean box, in units of the mean box's width or height).
     """
+    from iou_audit.audits.agreement.cluster_stats import cluster_table_arrays
+
+    pair_iou = pair_iou_stats(tables, clusters, pair_matches)
+    fast = cluster_table_arrays(tables, clusters, pair_iou, covered, quorum)
+    if fast is not None:
+        return fast
+    return _cluster_table_pandas(tables, clusters, pair_iou, covered, quorum)
+
+
+def pair_iou_stats(tables, clusters, pair_matches) -> dict:
+    """Per cluster: sum, mean and min IoU of its member pairs (NaN for one member); per (cluster,
+    annotator): the member's mean IoU with the other members (the fusion weight, a label attribute)."""
     C = len(clusters.sample_index)
-    mem = member_long(tables, clusters)
     c, a, b, v = cluster_pair_ious(tables, clusters, pair_matches)
     iou_sum = np.bincount(c, weights=v, minlength=C)
     iou_n = np.bincount(c, minlength=C)
@@ -85,14 +96,20 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_iou = np.where(iou_n > 0, iou_sum / np.maximum(iou_n, 1), np.nan)
     iou_min = np.where(iou_n > 0, iou_min, np.nan)
-    # Per member: mean IoU with the other members (the fusion weight and a label attribute).
     K = len(tables)
     msum = np.zeros((C, K))
     np.add.at(msum, (c, a), v)
     np.add.at(msum, (c, b), v)
+    others = np.maximum(clusters.n_present - 1, 1)
+    return {"iou_sum": iou_sum, "mean_iou": mean_iou, "min_iou": iou_min, "member_iou": msum / others[:, None]}
+
+
+def _cluster_table_pandas(tables, clusters, pair_iou: dict, covered: np.ndarray, quorum) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`cluster_table` with pandas groupby: any label type (``cluster_stats`` needs strings)."""
+    C = len(clusters.sample_index)
+    mem = member_long(tables, clusters)
+    iou_sum, mean_iou, iou_min, member_iou = (pair_iou[k] for k in ("iou_sum", "mean_iou", "min_iou", "member_iou"))
     n_present = clusters.n_present
-    others = np.maximum(n_present - 1, 1)
-    member_iou = msum / others[:, None]
     mem["member_iou"] = np.where(n_present[mem.cluster] > 1, member_iou[mem.cluster, mem.annotator], np.nan)
     # Edge offsets vs the members' mean box.
     g = mem.groupby("cluster", sort=True)
