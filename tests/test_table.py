@@ -585,3 +585,26 @@ def test_upper_case_label_ids_are_written(det_dataset):
     stats = write_label_attributes(det_dataset, "gt", {"qa_u": {lid.upper(): 3.0}})
     assert stats == {"labels": 1, "samples": 1, "missing": []}
     assert det_dataset.filter_labels("gt", F("qa_u") == 3.0).values("gt.detections.id", unwind=True) == [lid]
+
+
+def test_read_dotted_and_odd_attributes_equal_fiftyone_values(dataset):
+    """The raw-BSON reader against FiftyOne's typed values(): nested attributes, odd types,
+    non-string labels, ints in boxes, missing and null values, unicode."""
+    dets = [fo.Detection(label="çà", bounding_box=[0, 0, 1, 1], meta={"rater": "r1", "k": 2}, flag=True, when="x"),
+            fo.Detection(label="b", bounding_box=[0.1, 0.2, 0.3, 0.4], meta={"k": 3}, flag=False, confidence=1),
+            fo.Detection(label="c", bounding_box=[0.5, 0.5, 0.2, 0.2], tags=["t1", "t2"])]
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/a.png", gt=fo.Detections(detections=dets)))
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/b.png"))
+    t = read_label_table(dataset, "gt", attributes=["meta.rater", "meta.k", "flag", "when"])
+    for attr in ("meta.rater", "meta.k", "flag", "when"):
+        expected = dataset.values(f"gt.detections.{attr}", unwind=True)
+        got = [None if isinstance(v, float) and np.isnan(v) else v for v in t.attributes[attr].tolist()]
+        assert got == expected, attr
+    assert t.label.tolist() == ["çà", "b", "c"]
+    assert t.label_id.tolist() == dataset.values("gt.detections.id", unwind=True)
+    assert t.sample_ids.tolist() == dataset.values("id")
+    assert t.filepaths.tolist() == dataset.values("filepath")
+    assert t.tags == [[], [], ["t1", "t2"]]
+    assert np.isnan(t.confidence[0]) and t.confidence[1] == 1.0
+    assert t.box.tolist()[0] == [0.0, 0.0, 1.0, 1.0]
+    assert t.offsets.tolist() == [0, 3, 3]

@@ -1,26 +1,27 @@
 """Read a Detections or Polylines field of any view into a :class:`LabelTable` in bulk.
 
-One aggregation fetches every column: the view's own pipeline (so filters, sorts and
-slices are honoured) followed by a ``$project`` with one ``$map`` per needed label subfield (ids
-converted to strings by the server). The raw BSON lists are concatenated into numpy columns; no
-per-label FiftyOne object is built (``values()`` converts every box through mongoengine: reading
-2,000 samples x 15 boxes took 0.46 s that way, 0.08 s this way). The cyclic garbage collector is
-paused while decoding: its scans of the many fresh containers otherwise cost as much as the read.
-Masks are fetched only when asked (``masks="auto"``: when any label of the view has one). Bad
-geometry is kept and reported by :func:`iou_audit.table.validate_table`, never silently dropped, so
-audits can report it.
+One aggregation streams the view: the view's own pipeline (so filters, sorts and slices are
+honoured) followed by an inclusion ``$project`` of the sample id, filepath, image size and the
+needed label subfields. The documents stay raw BSON; :mod:`iou_audit.table.raw_bson` cuts the
+columns out of the bytes (numba) and decodes each distinct class name once, so no Python object
+is built per box coordinate or per label (75,000 labels: 0.077 s, against 0.145 s with pymongo's
+decoding of ``$map`` columns and 0.46 s through ``values()``). The cyclic garbage collector is
+paused while decoding. Masks are fetched only when asked (``masks="auto"``: when any label of the
+view has one). Bad geometry is kept and reported by :func:`iou_audit.table.validate_table`, never
+silently dropped, so audits can report it.
 """
 from __future__ import annotations
 
 import gc
 import os
 from contextlib import contextmanager
-from itertools import chain, islice
+from itertools import islice
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from iou_audit.table.model import LabelTable
+from iou_audit.table.raw_bson import decode_strings, decode_value, join_documents, object_ids, read_columns
 
 LIST_KEYS = {"Detections": ("detections", "detections"), "Polylines": ("polylines", "polylines")}
 
@@ -125,7 +126,7 @@ def iter_label_tables(
     size = int(batch_size)
 
     def batches() -> Iterator[LabelTable]:
-        cursor = samples._aggregate(pipeline=_stages(samples, list_path, label_keys))
+        cursor = _raw_cursor(samples, _stages(samples, list_path, label_keys))
         try:
             while True:
                 with _gc_paused():
@@ -151,31 +152,36 @@ def _label_keys(label_type: str, attributes: tuple, with_masks: bool) -> list[st
 def _read(samples, field, label_type, list_path, attributes, with_masks, compute_metadata) -> LabelTable:
     label_keys = _label_keys(label_type, attributes, with_masks)
     with _gc_paused():
-        docs = list(samples._aggregate(pipeline=_stages(samples, list_path, label_keys)))
+        docs = list(_raw_cursor(samples, _stages(samples, list_path, label_keys)))
         return _to_table(samples, docs, field, label_type, list_path, label_keys, attributes, with_masks,
                          compute_metadata)
 
 
-def _to_table(samples, docs, field, label_type, list_path, label_keys, attributes, with_masks,
+def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attributes, with_masks,
               compute_metadata) -> LabelTable:
-    sample_ids = _object_array([d["sid"] for d in docs])
-    filepaths = np.array([d.get("filepath") or "" for d in docs], dtype=object)
-    width = np.array([d.get("w") for d in docs], dtype=np.float64)
-    height = np.array([d.get("h") for d in docs], dtype=np.float64)
-    counts = np.fromiter((len(d["c0"]) for d in docs), np.int64, len(docs))
-    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    n = int(offsets[-1])
-    # column k of every sample, concatenated in sample order (C-level chain, no per-label rows)
-    col = {key: list(chain.from_iterable(d[f"c{k}"] for d in docs)) for k, key in enumerate(label_keys)}
+    buf, doc_start = join_documents(raw_docs)
+    db_list = samples._handle_db_field(list_path)
+    db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
+    # the kernels pick top-level keys of each label; a dotted attribute ("meta.rater") is picked
+    # whole and walked in Python (_dig)
+    tops = list(dict.fromkeys(k.split(".")[0] for k in db_keys))
+    cols = read_columns(buf, doc_start, db_list, tops)
+    key = {k: tops.index(d.split(".")[0]) for k, d in zip(label_keys, db_keys)}
+    inner = {k: d.split(".")[1:] for k, d in zip(label_keys, db_keys)}
+    n = int(cols.offsets[-1])
+    sample_ids = object_ids(buf, *cols.at("_id"))
+    filepaths = cols.sample_strings("filepath")
+    width, height = cols.sample_numbers("metadata.width"), cols.sample_numbers("metadata.height")
+    counts = cols.counts
     if compute_metadata:
         _fill_missing_sizes(samples, sample_ids, filepaths, width, height, counts)
 
     polygons = None
     if label_type == "detections":
-        box = _xywh_boxes(col["bounding_box"], n)
+        box = cols.boxes(key["bounding_box"])
+        box[:, 2:] += box[:, :2]
     else:
-        polygons = [_rings(p) for p in col["points"]]
+        polygons = [_rings(p) for p in cols.values(key["points"])]
         box = _ring_bounds(polygons)
 
     table = LabelTable(
@@ -185,43 +191,100 @@ def _to_table(samples, docs, field, label_type, list_path, label_keys, attribute
         filepaths=filepaths,
         width=width,
         height=height,
-        offsets=offsets,
-        sample_index=np.repeat(np.arange(len(docs), dtype=np.int64), counts),
-        label_id=_object_array(["" if v is None else v for v in col["id"]]),
-        label=_object_array(["" if v is None else str(v) for v in col["label"]]),
+        offsets=cols.offsets,
+        sample_index=np.repeat(np.arange(len(counts), dtype=np.int64), counts),
+        label_id=cols.ids(key["id"]),
+        label=_strings(cols, key["label"]),
         box=box,
-        confidence=np.array(col["confidence"], dtype=np.float64).reshape(n),
-        # None, NaN and falsy values are "not crowd" (v == v is False only for NaN)
-        iscrowd=np.fromiter((bool(v) and v == v for v in col["iscrowd"]), bool, n),
+        confidence=_numbers(cols, key["confidence"]),
+        # None, NaN and falsy values are "not crowd"
+        iscrowd=_crowd(cols, key["iscrowd"]),
         polygons=polygons,
-        attributes={a: _attribute_array(_typed(samples, f"{list_path}.{a}", col[a])) for a in attributes},
-        tags=[t or [] for t in col["tags"]],  # fresh lists decoded from BSON: no copy needed
+        attributes={a: _attribute_array(_typed(samples, f"{list_path}.{a}", _dig(cols.values(key[a]), inner[a])))
+                    for a in attributes},
+        tags=_tags(cols, key["tags"]),
     )
     if with_masks:
-        table.masks = [_mask(m, p, table, i) for i, (m, p) in enumerate(zip(col["mask"], col["mask_path"]))]
+        masks, paths = cols.values(key["mask"]), cols.values(key["mask_path"])
+        table.masks = [_mask(m, p, table, i) for i, (m, p) in enumerate(zip(masks, paths))]
     return table
 
 
-def _stages(samples, list_path: str, label_keys: Sequence[str]) -> list[dict]:
-    """Aggregation stages (after the view's own) giving per sample ``sid``, ``filepath``, ``w``,
-    ``h`` and ``c<k>`` = the values of ``label_keys[k]`` over the sample's labels (missing -> None).
+def _dig(values: list, path: list[str]) -> list:
+    """``values[i]["a"]["b"]`` for path ``["a", "b"]`` (None where a level is missing).
 
-    Example (one sample, two labels, keys ``["id", "label"]``):
-        ``{"sid": "6b07...", "filepath": "/a.jpg", "w": 640, "h": 480,
-        "c0": ["6b08...", "6b09..."], "c1": ["cat", None]}``
+    Example:
+        >>> _dig([{"a": {"b": 1}}, {"a": None}, None], ["a", "b"])
+        [1, None, None]
+    """
+    for part in path:
+        values = [v.get(part) if isinstance(v, dict) else None for v in values]
+    return values
+
+
+def _strings(cols, k: int) -> np.ndarray:
+    """Column k as str ("" for null/absent; other types through ``str``, as FiftyOne would)."""
+    out = decode_strings(*cols.column(k), none="")
+    if out is None:
+        out = _object_array(["" if v is None else str(v) for v in cols.values(k)])
+    return out
+
+
+def _numbers(cols, k: int) -> np.ndarray:
+    out = cols.numbers(k)
+    if out is None:  # e.g. a confidence stored as a string: let numpy convert or raise as before
+        out = np.array([np.nan if v is None else v for v in cols.values(k)], dtype=np.float64)
+    return out
+
+
+def _crowd(cols, k: int) -> np.ndarray:
+    numbers = cols.numbers(k)
+    if numbers is not None:
+        return (numbers != 0) & ~np.isnan(numbers)
+    return np.fromiter((bool(v) and v == v for v in cols.values(k)), bool, cols.etype.shape[1])
+
+
+def _tags(cols, k: int) -> list:
+    """Label tags: fresh empty lists when every tags value is an empty array or null/absent."""
+    etype, vstart, buf = cols.etype[k], cols.vstart[k], cols.buf
+    arrays = etype == 4
+    sizes = np.zeros(len(etype), np.int64)
+    if arrays.any():
+        at = vstart[arrays]
+        sizes[arrays] = buf[at].astype(np.int64) | (buf[at + 1].astype(np.int64) << 8)
+    empty = (arrays & (sizes == 5)) | np.isin(etype, (0, 6, 10))
+    if empty.all():
+        return [[] for _ in range(len(etype))]
+    return [[] if e else (decode_value(buf, int(t), int(s)) or []) for e, t, s in zip(empty.tolist(), etype, vstart)]
+
+
+def _stages(samples, list_path: str, label_keys: Sequence[str]) -> list[dict]:
+    """The stage (after the view's own) that keeps, per sample, ``_id``, ``filepath``, the image
+    size and the wanted subfields of the labels. An inclusion ``$project`` costs MongoDB about a
+    third of computing columns with ``$map`` (measured 0.025 s vs 0.08 s for 75,000 labels): the
+    columns are cut out of the raw documents by :mod:`iou_audit.table.raw_bson` instead.
+
+    Example (one sample, two labels, keys ``["id", "label"]``): ``{"_id": ObjectId(...),
+    "filepath": "/a.jpg", "metadata": {"width": 640, "height": 480}, "gt": {"detections":
+    [{"_id": ObjectId(...), "label": "cat"}, {"_id": ObjectId(...)}]}}``
     """
     db_list = samples._handle_db_field(list_path)
     db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
     return [{"$project": {
-        "_id": 1,
-        "filepath": 1,
-        "w": "$metadata.width",
-        "h": "$metadata.height",
-        "sid": {"$toString": "$_id"},
-        **{f"c{i}": {"$map": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
-                              "in": _as_string(f"$$l.{k}") if k == "_id" else f"$$l.{k}"}}
-           for i, k in enumerate(db_keys)},
+        "_id": 1, "filepath": 1, "metadata.width": 1, "metadata.height": 1,
+        **{f"{db_list}.{k}": 1 for k in db_keys},
     }}]
+
+
+def _raw_cursor(samples, stages: list[dict]):
+    """The view's pipeline plus ``stages``, its documents left as raw BSON (decoded by
+    :mod:`iou_audit.table.raw_bson`)."""
+    import fiftyone.core.odm as foo
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    coll = samples._dataset._sample_collection.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
+    return foo.aggregate(coll, samples._pipeline(pipeline=stages))
 
 
 @contextmanager
@@ -270,23 +333,6 @@ def _attribute_array(values: list) -> np.ndarray:
         return np.array(values, dtype=np.float64)
     out = np.empty(len(values), dtype=object)
     out[:] = values
-    return out
-
-
-def _xywh_boxes(boxes: Sequence, n: int) -> np.ndarray:
-    """FiftyOne ``[x, y, w, h]`` lists -> (n, 4) xyxy; missing or malformed boxes become NaN rows.
-
-    Example:
-        >>> _xywh_boxes([[0.1, 0.2, 0.3, 0.4], None], 2).round(2).tolist()
-        [[0.1, 0.2, 0.4, 0.6], [nan, nan, nan, nan]]
-    """
-    try:  # fast path: every box is 4 numbers
-        out = np.array(boxes, dtype=np.float64).reshape(n, 4)
-    except (ValueError, TypeError):
-        nan4 = [np.nan] * 4
-        rows = [b if isinstance(b, (list, tuple)) and len(b) == 4 else nan4 for b in boxes]
-        out = np.array(rows, dtype=np.float64).reshape(n, 4)
-    out[:, 2:] += out[:, :2]
     return out
 
 
