@@ -203,3 +203,32 @@ def test_group_mean_is_pandas_groupby_mean_bit_for_bit():
     naive = np.bincount(group, weights=np.nan_to_num(values[:, 0]), minlength=500) / np.bincount(
         group, weights=~np.isnan(values[:, 0]), minlength=500)
     assert not np.array_equal(naive, want[:, 0])  # the data does tell compensated from plain sums
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_per_class_table_on_codes_equals_the_pandas_groupby(seed):
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import per_image_and_class
+
+    tables, covered = random_annotators(seed)
+    pms = match_all_pairs(tables, 0.3)
+    img, got = per_image_and_class(tables, pms, covered)
+    for t in tables:  # np.str_ labels are not ``str`` exactly: the pandas path runs, same strings
+        t.label = np.array([np.str_(x) for x in t.label] + [None], dtype=object)[:-1]
+    img2, want = per_image_and_class(tables, pms, covered)
+    assert img.equals(img2)
+    assert list(got.columns) == list(want.columns) and got.dtypes.equals(want.dtypes), (got.dtypes, want.dtypes)
+    assert got.equals(want)
+
+
+def test_group_sum_is_pandas_groupby_sum_bit_for_bit():
+    from iou_audit.audits.agreement.cluster_stats import group_sum
+
+    rng = np.random.default_rng(4)
+    group = rng.integers(0, 50, 20000)
+    values = rng.uniform(0, 1, 20000) * 10.0 ** rng.integers(-8, 8, 20000)
+    values[rng.random(20000) < 0.3] = 0.0  # zeros still move a compensated sum
+    want = pd.Series(values).groupby(group).sum().reindex(range(50)).to_numpy()
+    np.testing.assert_array_equal(group_sum(group, values, 50), want)
+    assert not np.array_equal(np.bincount(group, weights=values, minlength=50), want)

@@ -18,9 +18,9 @@ EDGE_COLUMNS = ("d_left", "d_top", "d_right", "d_bottom")
 
 
 @njit(cache=True)
-def _group_mean_kahan(group, values, n_groups):  # pragma: no cover - compiled; tested against pandas
-    # pandas' cython group_mean: per group and column, NaN skipped, Kahan-compensated running sum in
-    # row order (the compensation reset when it turns NaN, i.e. for infinities), divided by the count.
+def _group_kahan(group, values, n_groups):  # pragma: no cover - compiled; tested against pandas
+    # pandas' cython group_sum / group_mean: per group and column, NaN skipped, Kahan-compensated
+    # running sum in row order (the compensation reset when it turns NaN, i.e. for infinities).
     n_cols = values.shape[1]
     total = np.zeros((n_groups, n_cols))
     comp = np.zeros((n_groups, n_cols))
@@ -37,11 +37,7 @@ def _group_mean_kahan(group, values, n_groups):  # pragma: no cover - compiled; 
                 if comp[g, j] != comp[g, j]:
                     comp[g, j] = 0.0
                 total[g, j] = t
-    out = np.empty((n_groups, n_cols))
-    for g in range(n_groups):
-        for j in range(n_cols):
-            out[g, j] = total[g, j] / count[g, j] if count[g, j] > 0 else np.nan
-    return out
+    return total, count
 
 
 def group_mean(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
@@ -52,7 +48,20 @@ def group_mean(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarr
         >>> group_mean(np.array([0, 1, 0]), np.array([[1.0], [5.0], [np.nan]]), 2).tolist()
         [[1.0], [5.0]]
     """
-    return _group_mean_kahan(np.asarray(group, np.int64), np.ascontiguousarray(values, np.float64), int(n_groups))
+    total, count = _group_kahan(np.asarray(group, np.int64), np.ascontiguousarray(values, np.float64), int(n_groups))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups,) sums of ``values`` (N,) per ``group``, bit-identical to ``groupby(group).sum()``.
+
+    Example:
+        >>> group_sum(np.array([0, 1, 0]), np.array([0.1, 5.0, 0.2]), 2).tolist()
+        [0.30000000000000004, 5.0]
+    """
+    values = np.ascontiguousarray(values, np.float64).reshape(-1, 1)
+    return _group_kahan(np.asarray(group, np.int64), values, int(n_groups))[0][:, 0]
 
 
 def string_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
