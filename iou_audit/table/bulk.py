@@ -57,8 +57,10 @@ class LabelWrite:
             out.update(col)
         return out
 
-    def list_expression(self, lids: list[str]) -> dict:
-        """The new value of the label list for one sample whose labels ``lids`` are written.
+    def list_expression(self, lids: list[str], oids: list | None = None) -> dict:
+        """The new value of the label list for one sample whose labels ``lids`` are written
+        (``oids``: the same ids as ObjectIds, compared by MongoDB without converting every
+        label id to a string).
 
         Example:
             >>> w = LabelWrite("gt.detections", sets={"q": {"a" * 24: 0.5}})
@@ -72,9 +74,10 @@ class LabelWrite:
             if UNSET in values:  # some of these labels get no value for attr: leave it as it is
                 pick = {"$let": {"vars": {"v": pick}, "in": {"$cond": [{"$eq": ["$$v", UNSET]}, "$$REMOVE", "$$v"]}}}
             new[attr] = pick
-        if self.add_tags or self.pull_tags:
-            add = [self.add_tags.get(lid, []) for lid in lids]
-            pull = [self.pull_tags.get(lid, []) for lid in lids]
+        add = [self.add_tags.get(lid, []) for lid in lids] if self.add_tags else []
+        pull = [self.pull_tags.get(lid, []) for lid in lids] if self.pull_tags else []
+        if any(add) or any(pull):  # the tag expression costs the server: only where tags change
+            add, pull = add or [[]] * len(lids), pull or [[]] * len(lids)
             # $pull then $addToSet semantics: drop every pulled tag, append added tags not present
             new["tags"] = {"$let": {
                 "vars": {"t": {"$ifNull": ["$$l.tags", []]},
@@ -86,7 +89,8 @@ class LabelWrite:
                 ]},
             }}
         return {"$map": {"input": f"${self.db_list}", "as": "l", "in": {"$let": {
-            "vars": {"i": {"$indexOfArray": [{"$literal": lids}, {"$toString": "$$l._id"}]}},
+            "vars": {"i": {"$indexOfArray": [{"$literal": lids}, {"$toString": "$$l._id"}]} if oids is None
+                     else {"$indexOfArray": [{"$literal": oids}, "$$l._id"]}},
             "in": {"$cond": [{"$lt": ["$$i", 0]}, "$$l", {"$mergeObjects": ["$$l", new]}]},
         }}}}
 
@@ -234,9 +238,10 @@ def _build_ops(sample_ids: list[str], fields: list[tuple[LabelWrite, dict[str, l
             lids = hits.get(sid)
             if not lids:
                 continue
-            top, value = _set_list(write.db_list, write.list_expression(lids))
+            oids = [ObjectId(lid) for lid in lids]
+            top, value = _set_list(write.db_list, write.list_expression(lids, oids))
             sets[top] = value
-            guards.append({f"{write.db_list}._id": {"$in": [ObjectId(lid) for lid in lids]}})
+            guards.append({f"{write.db_list}._id": {"$in": oids}})
         values = sample_sets.get(sid)
         query: dict[str, Any] = {"_id": ObjectId(sid)}
         if values:
