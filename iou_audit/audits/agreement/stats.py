@@ -278,18 +278,14 @@ def annotator_reliability(names, clusters, ctab: pd.DataFrame, mem: pd.DataFrame
     rows = []
     present = clusters.members >= 0
     cov = covered[clusters.sample_index]
-    # Per member: votes of the *others* for its class, and the others' best count for another class.
-    own_others = mem.own_votes.to_numpy() - 1
-    counts = mem.groupby(["cluster", "label"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["cluster", "n"], ascending=[True, False], kind="stable")
-    first = counts.drop_duplicates("cluster").set_index("cluster")
-    second = counts[counts.duplicated("cluster")].drop_duplicates("cluster").set_index("cluster").n
+    # A member's class agrees with the others when the others' votes for it (own_votes - 1) are
+    # >= 1 and >= the others' best count for another class. Another class has at most as many
+    # votes as the majority, so only a majority member can pass; it then beats every other class
+    # unless the majority is tied, hence: own_votes == majority_votes >= 2 and no tie. (This reads
+    # the cluster table instead of re-counting classes with a groupby: 50 ms on the benchmark.)
     c = mem.cluster.to_numpy()
-    top_label = first.label.reindex(c).to_numpy()
-    top_n = first.n.reindex(c).to_numpy()
-    second_n = second.reindex(c).fillna(0).to_numpy()
-    best_other_class = np.where(mem.label.to_numpy() == top_label, second_n, top_n)
-    class_ok = (own_others >= 1) & (own_others >= best_other_class)
+    top_n = ctab.majority_votes.to_numpy()[c]
+    class_ok = (mem.own_votes.to_numpy() == top_n) & (top_n >= 2) & ~ctab.majority_tie.to_numpy(dtype=bool)[c]
     for k, name in enumerate(names):
         others = present.sum(axis=1) - present[:, k]
         n_others = np.maximum(cov.sum(axis=1) - cov[:, k], 1)
