@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iou_audit.audits.agreement.coco_map import ap_from_parts, directional_hits
+from iou_audit.audits.agreement.findings import _frame as frame
 from iou_audit.matching import coco_evaluate
 from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, precision_at_recall
 
@@ -288,3 +289,94 @@ def test_annotator_reliability_from_the_cluster_table_equals_the_recount(seed):
     names = [f"n{k}" for k in range(len(tables))]
     got = annotator_reliability(names, clusters, ctab, mem, covered, None)
     assert got.equals(reliability_reference(names, clusters, ctab, mem, covered))
+
+
+def findings_reference(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
+                       low_iou: float = 0.75) -> pd.DataFrame:
+    """agreement_findings as it was: row selections of the frames, numpy scalars formatted."""
+    sid = np.asarray(sample_ids, dtype=object)
+    fields = np.asarray(fields, dtype=object)
+    names = np.asarray(names, dtype=object)
+    c_sample = ctab.sample_index.to_numpy()
+    n_present = ctab.n_present.to_numpy()
+    n_cov = ctab.n_covering.to_numpy()
+    others_cov = np.maximum(n_cov - 1, 1)
+    mc = mem.cluster.to_numpy()
+    # A representative member per cluster (lowest annotator index present) for "other" columns.
+    first_k = np.argmax(clusters.members >= 0, axis=1)
+    first_id = mem.set_index(["cluster", "annotator"]).label_id
+    rep_id = first_id.reindex(pd.MultiIndex.from_arrays([np.arange(len(ctab)), first_k])).to_numpy()
+    out = []
+
+    member_iou = mem.member_iou.to_numpy()
+    low = (n_present[mc] >= 2) & (member_iou < low_iou)
+    if low.any():
+        r = mem[low]
+        c = r.cluster.to_numpy()
+        iou = member_iou[low]
+        edges = np.abs(r[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy())
+        worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
+        names_e = np.array(["left", "top", "right", "bottom"])
+        out.append(frame(kind=["low_agreement"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),
+                          score=np.clip(1 - iou, 0, 1), iou=iou,
+                          detail=[f"{names[k]}: mean IoU {m:.3f} with the {n - 1} other annotator(s); cluster min {mn:.3f}; "
+                                  f"largest edge offset {names_e[w]} {e[w]:.2f} of the object size"
+                                  for k, m, mn, n, w, e in zip(r.annotator, iou, ctab.min_iou.to_numpy()[c], n_present[c], worst, edges)]))
+
+    found = n_present >= ctab.quorum.to_numpy()
+    cov_by_cluster = covered[c_sample]
+    missing = (clusters.members < 0) & cov_by_cluster & found[:, None]
+    cm, km = np.nonzero(missing)
+    if len(cm):
+        score = n_present[cm] / others_cov[cm]
+        out.append(frame(kind=["missing_in_annotator"] * len(cm), sample_id=sid[c_sample[cm]], field=fields[km],
+                          other_field=fields[first_k[cm]], other_label_id=rep_id[cm], label=ctab.label.to_numpy()[cm],
+                          score=np.clip(score, 0, 1), iou=ctab.mean_iou.to_numpy()[cm],
+                          detail=[f"{names[k]} lacks an object found by {n} of {t} annotators" for k, n, t in
+                                  zip(km, n_present[cm], n_cov[cm])]))
+
+    extra = ~found[mc]
+    if extra.any():
+        r = mem[extra]
+        c = r.cluster.to_numpy()
+        score = 1 - (n_present[c] - 1) / others_cov[c]
+        out.append(frame(kind=["extra_in_annotator"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), label=r.label.to_numpy(), score=np.clip(score, 0, 1),
+                          iou=ctab.mean_iou.to_numpy()[c],
+                          detail=[f"only {n} of {t} annotators have this object (quorum {q}); {names[k]} is one"
+                                  for k, n, t, q in zip(r.annotator, n_present[c], n_cov[c], ctab.quorum.to_numpy()[c])]))
+
+    votes = ctab.votes.to_numpy()
+    conflict = (ctab.n_classes.to_numpy()[mc] > 1)
+    if conflict.any():
+        own = mem.own_votes.to_numpy()
+        maj = ctab.majority_votes.to_numpy()[mc]
+        flag = conflict & ((own < maj) | ctab.majority_tie.to_numpy()[mc])
+        r = mem[flag]
+        c = r.cluster.to_numpy()
+        own = own[flag]
+        score = (n_present[c] - own) / np.maximum(n_present[c] - 1, 1)
+        out.append(frame(kind=["class_conflict"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),
+                          score=np.clip(score, 0, 1), iou=ctab.mean_iou.to_numpy()[c],
+                          detail=[f"{names[k]} says {lab!r}; votes {votes[ci]}" for k, lab, ci in zip(r.annotator, r.label, c)]))
+    if not out:
+        return frame(kind=[])
+    return pd.concat(out, ignore_index=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, 0.5, 1]))
+def test_findings_equal_the_frame_row_selection_version(seed, quorum):
+    from iou_audit.audits.agreement import compute_agreement
+    from iou_audit.audits.agreement.core import coverage_matrix
+    from iou_audit.audits.agreement.findings import agreement_findings
+
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 6)))
+    r = compute_agreement(tables, names=[f"n{k}" for k in range(len(tables))], coverage=covered, quorum=quorum,
+                          compute_map=False)
+    args = (r.cluster_table, r.members, r.clusters, coverage_matrix(tables, covered),
+            tables[0].sample_ids, [f"f{k}" for k in range(len(tables))], [f"n{k}" for k in range(len(tables))], 0.8)
+    got, want = agreement_findings(*args), findings_reference(*args)
+    assert got.dtypes.equals(want.dtypes) and got.equals(want)
