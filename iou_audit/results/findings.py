@@ -38,6 +38,9 @@ def make_findings(rows: Any = None, **constants: Any) -> pd.DataFrame:
         if col in constants:
             values = [constants[col]] * n
         elif col in frame.columns:
+            if col in FLOAT_COLUMNS and frame[col].dtype.kind in "fiu":  # numeric already: no per-value pass
+                out[col] = pd.Series(frame[col].to_numpy(dtype=np.float64))
+                continue
             values = frame[col].tolist()
         else:
             values = [None] * n
@@ -46,6 +49,8 @@ def make_findings(rows: Any = None, **constants: Any) -> pd.DataFrame:
                 out[col] = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(np.float64)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"finding column {col!r} must be numeric (or None): {e}") from None
+        elif set(map(type, values)) <= {str}:  # the usual case: classify types, not every value
+            out[col] = pd.Series(values, dtype=object)
         else:
             out[col] = pd.Series(["" if _missing(v) else str(v) for v in values], dtype=object)
     findings = pd.DataFrame(out, columns=FINDING_COLUMNS)
