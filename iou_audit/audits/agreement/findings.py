@@ -30,12 +30,21 @@ def _frame(**cols) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _strings(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """``column`` at positions ``rows`` as an object array; -1 gives NaN (a missing value)."""
+    out = np.full(len(rows), np.nan, dtype=object)
+    ok = rows >= 0
+    out[ok] = column.iloc[rows[ok]].to_numpy(dtype=object)
+    return out
+
+
 def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
                        low_iou: float = 0.75) -> pd.DataFrame:
     """All four kinds of findings from the cluster table and the member table."""
-    # Every column is read out of the frames once and indexed as numpy arrays (row selections of
-    # the frames and their string columns cost 50 ms on the 3 x 5,000 x 15 benchmark), and the
-    # detail texts are formatted from Python scalars (numpy scalars format the same, slower).
+    # Columns are read out of the frames as numpy arrays (row selections of the frames cost 50 ms
+    # on the 3 x 5,000 x 15 benchmark); string columns only at the rows a finding needs (turning
+    # pandas' string columns back into objects is the slow part); the detail texts are formatted
+    # from Python scalars (numpy scalars format the same, slower).
     sid = np.asarray(sample_ids, dtype=object)
     fields = np.asarray(fields, dtype=object)
     names_l = [str(n) for n in names]
@@ -44,12 +53,10 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     n_cov = ctab.n_covering.to_numpy()
     quorum = ctab.quorum.to_numpy()
     mean_iou = ctab.mean_iou.to_numpy()
-    c_label = ctab.label.to_numpy(dtype=object)
     others_cov = np.maximum(n_cov - 1, 1)
     mc = mem.cluster.to_numpy()
     m_ann = mem.annotator.to_numpy()
-    m_label = mem.label.to_numpy(dtype=object)
-    m_id = mem.label_id.to_numpy(dtype=object)
+    m_label, m_id = mem["label"], mem["label_id"]
     # A representative member per cluster (lowest annotator index present) for "other" columns:
     # the member whose (cluster, annotator) is (c, first_k[c]).
     K = clusters.members.shape[1]
@@ -60,8 +67,10 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     pos = np.searchsorted(key[order], want)
     found_rep = pos < len(order)
     found_rep[found_rep] = key[order[pos[found_rep]]] == want[found_rep]
-    rep_id = np.full(len(ctab), np.nan, dtype=object)
-    rep_id[found_rep] = m_id[order[pos[found_rep]]]
+    rep_row = np.where(found_rep, order[np.minimum(pos, max(len(order) - 1, 0))], -1)
+
+    def rep_id(c):
+        return _strings(m_id, rep_row[c])
     out = []
 
     member_iou = mem.member_iou.to_numpy()
@@ -73,7 +82,7 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
         worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
         names_e = ["left", "top", "right", "bottom"]
         out.append(_frame(kind=["low_agreement"] * len(low), sample_id=sid[c_sample[c]], field=fields[m_ann[low]],
-                          label_id=m_id[low], other_label_id=rep_id[c], label=m_label[low],
+                          label_id=_strings(m_id, low), other_label_id=rep_id(c), label=_strings(m_label, low),
                           score=np.clip(1 - iou, 0, 1), iou=iou,
                           detail=[f"{names_l[k]}: mean IoU {m:.3f} with the {n - 1} other annotator(s); cluster min {mn:.3f}; "
                                   f"largest edge offset {names_e[w]} {e:.2f} of the object size"
@@ -88,7 +97,7 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     if len(cm):
         score = n_present[cm] / others_cov[cm]
         out.append(_frame(kind=["missing_in_annotator"] * len(cm), sample_id=sid[c_sample[cm]], field=fields[km],
-                          other_field=fields[first_k[cm]], other_label_id=rep_id[cm], label=c_label[cm],
+                          other_field=fields[first_k[cm]], other_label_id=rep_id(cm), label=_strings(ctab["label"], cm),
                           score=np.clip(score, 0, 1), iou=mean_iou[cm],
                           detail=[f"{names_l[k]} lacks an object found by {n} of {t} annotators" for k, n, t in
                                   zip(km.tolist(), n_present[cm].tolist(), n_cov[cm].tolist())]))
@@ -98,12 +107,11 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
         c = mc[extra]
         score = 1 - (n_present[c] - 1) / others_cov[c]
         out.append(_frame(kind=["extra_in_annotator"] * len(extra), sample_id=sid[c_sample[c]], field=fields[m_ann[extra]],
-                          label_id=m_id[extra], label=m_label[extra], score=np.clip(score, 0, 1), iou=mean_iou[c],
+                          label_id=_strings(m_id, extra), label=_strings(m_label, extra), score=np.clip(score, 0, 1), iou=mean_iou[c],
                           detail=[f"only {n} of {t} annotators have this object (quorum {q}); {names_l[k]} is one"
                                   for k, n, t, q in zip(m_ann[extra].tolist(), n_present[c].tolist(), n_cov[c].tolist(),
                                                         quorum[c].tolist())]))
 
-    votes = ctab.votes.to_numpy(dtype=object)
     conflict = (ctab.n_classes.to_numpy()[mc] > 1)
     if conflict.any():
         own = mem.own_votes.to_numpy()
@@ -111,12 +119,13 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
         flag = np.flatnonzero(conflict & ((own < maj) | ctab.majority_tie.to_numpy()[mc]))
         c = mc[flag]
         own = own[flag]
+        labels, votes = _strings(m_label, flag), _strings(ctab["votes"], c)
         score = (n_present[c] - own) / np.maximum(n_present[c] - 1, 1)
         out.append(_frame(kind=["class_conflict"] * len(flag), sample_id=sid[c_sample[c]], field=fields[m_ann[flag]],
-                          label_id=m_id[flag], other_label_id=rep_id[c], label=m_label[flag],
+                          label_id=_strings(m_id, flag), other_label_id=rep_id(c), label=labels,
                           score=np.clip(score, 0, 1), iou=mean_iou[c],
-                          detail=[f"{names_l[k]} says {lab!r}; votes {votes[ci]}"
-                                  for k, lab, ci in zip(m_ann[flag].tolist(), m_label[flag].tolist(), c.tolist())]))
+                          detail=[f"{names_l[k]} says {lab!r}; votes {v}"
+                                  for k, lab, v in zip(m_ann[flag].tolist(), labels.tolist(), votes.tolist())]))
     if not out:
         return _frame(kind=[])
     return pd.concat(out, ignore_index=True)
