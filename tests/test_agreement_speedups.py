@@ -380,3 +380,4 @@ def test_findings_equal_the_frame_row_selection_version(seed, quorum):
             tables[0].sample_ids, [f"f{k}" for k in range(len(tables))], [f"n{k}" for k in range(len(tables))], 0.8)
     got, want = agreement_findings(*args), findings_reference(*args)
     assert got.dtypes.equals(want.dtypes) and got.equals(want)
+

@@ -1,9 +1,11 @@
 """Inter-annotator mAP@[.5:.95]: a human ceiling to compare models with (DocLayNet, Label Convergence).
 
 For every ordered annotator pair, the first annotator is the reference ("ground truth") and the
-second plays a detector whose every label has confidence 1; ``iou_audit.matching.coco_evaluate``
-(pycocotools-exact: per-category greedy matching at IoU 0.50:0.05:0.95, 100 detections per image
-and category, 101-point interpolated AP) scores it. Averaging both directions makes the number
+second plays a detector whose every label has confidence 1, scored as pycocotools scores it
+(per-category greedy matching at IoU 0.50:0.05:0.95, 100 detections per image and category,
+101-point interpolated AP): :func:`directional_hits` is ``iou_audit.matching.coco_evaluate``'s
+matching specialised to equal confidences, both directions and all thresholds in one compiled pass
+(tested against ``coco_evaluate``), and ``matching.ap.category_precision`` accumulates the AP. Averaging both directions makes the number
 symmetric. Ties: with all confidences equal, pycocotools' stable sort keeps detections in image
 order, then in the order of the labels inside each image; ours keeps sample order, then table row
 order -- identical to pycocotools when samples are ordered by image id and labels by annotation id.
@@ -29,9 +31,10 @@ def _greedy_all_thresholds(values, base, det_stride, ref_stride, det_lo, n_det, 
     # the later one on ties (pycocotools' ``iou >= best``); no crowd, nothing ignored.
     for d in range(n_det):
         rank = 0
-        for e in range(d):
-            if det_code[det_lo + e] == det_code[det_lo + d]:
-                rank += 1
+        if n_det > max_dets:  # else every detection is among the first max_dets of its class
+            for e in range(d):
+                if det_code[det_lo + e] == det_code[det_lo + d]:
+                    rank += 1
         evaluated[det_lo + d] = rank < max_dets
     # A reference below the lowest threshold (or NaN: "not >=") can never be taken, so each
     # detection's same-class candidates at or above it are listed once, in scan order; every
