@@ -177,7 +177,7 @@ def test_cluster_table_arrays_equal_the_pandas_groupby_path(seed, quorum):
     from iou_audit.audits.agreement.pairs import match_all_pairs
     from iou_audit.audits.agreement.stats import _cluster_table_pandas, cluster_table, pair_iou_stats
 
-    tables, covered = random_annotators(seed)
+    tables, covered = random_annotators(seed, S=int(np.random.default_rng(seed).integers(1, 4)))  # often sorted ids
     rng = np.random.default_rng(seed)
     for t in tables:  # degenerate boxes (NaN, zero width) and huge/tiny coordinates for the mean box
         bad = rng.random(len(t.box)) < 0.1
@@ -207,12 +207,15 @@ def test_group_mean_is_pandas_groupby_mean_bit_for_bit():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1))
-def test_per_class_table_on_codes_equals_the_pandas_groupby(seed):
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_per_class_table_on_codes_equals_the_pandas_groupby(seed, one_class):
     from iou_audit.audits.agreement.pairs import match_all_pairs
     from iou_audit.audits.agreement.stats import per_image_and_class
 
     tables, covered = random_annotators(seed)
+    if one_class:  # sorted groups: pandas sums with reduceat, not its compensated loop
+        for t in tables:
+            t.label = np.array(["p"] * len(t.label) + [None], dtype=object)[:-1]
     pms = match_all_pairs(tables, 0.3)
     img, got = per_image_and_class(tables, pms, covered)
     for t in tables:  # np.str_ labels are not ``str`` exactly: the pandas path runs, same strings
@@ -381,3 +384,22 @@ def test_findings_equal_the_frame_row_selection_version(seed, quorum):
     got, want = agreement_findings(*args), findings_reference(*args)
     assert got.dtypes.equals(want.dtypes) and got.equals(want)
 
+
+
+def test_one_object_drawn_by_everyone_matches_pandas_reduceat_path():
+    # One cluster: its member ids are sorted, where pandas averages with np.add.reduceat; these four
+    # y2 values average differently that way than with the compensated loop (last bit).
+    from types import SimpleNamespace as T
+
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import _cluster_table_pandas, cluster_table, pair_iou_stats
+
+    y2 = [0.6955207039081741, 0.664401629559503, 0.6917345430883473, 0.7165052085571584]
+    tables = [T(offsets=np.array([0, 1]), label_id=np.array([f"id{k}"], dtype=object), label=np.array(["p"], dtype=object),
+                box=np.array([[0.5, y - 0.2, 0.7, y]]), sample_ids=np.array(["s"], dtype=object)) for k, y in enumerate(y2)]
+    pms = match_all_pairs(tables, 0.3)
+    clusters = build_clusters(tables, pms)
+    got = cluster_table(tables, clusters, pms, np.ones((1, 4), bool), None)
+    want = _cluster_table_pandas(tables, clusters, pair_iou_stats(tables, clusters, pms), np.ones((1, 4), bool), None)
+    assert len(clusters.sample_index) == 1 and got[0].equals(want[0]) and got[1].equals(want[1])

@@ -40,9 +40,23 @@ def _group_kahan(group, values, n_groups):  # pragma: no cover - compiled; teste
     return total, count
 
 
+def is_sorted(group: np.ndarray) -> bool:
+    """Group ids in non-decreasing order: pandas' groupby then sums and averages floats with
+    ``ufunc.reduceat`` (when no value is NaN), not with the compensated loop :func:`group_mean` and
+    :func:`group_sum` reproduce, so callers leave that case to pandas.
+
+    Example:
+        >>> is_sorted(np.array([0, 0, 1])), is_sorted(np.array([1, 0]))
+        (True, False)
+    """
+    group = np.asarray(group)
+    return bool(len(group) == 0 or (group[1:] >= group[:-1]).all())
+
+
 def group_mean(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """(n_groups, M) column means of ``values`` (N, M) per ``group`` (N,), NaN skipped, bit-identical
-    to ``DataFrame.groupby(group).mean()`` (a plain ``np.bincount`` sum differs in the last bits).
+    to ``DataFrame.groupby(group).mean()`` when ``group`` is not sorted (see :func:`is_sorted`; a
+    plain ``np.bincount`` sum differs in the last bits).
 
     Example:
         >>> group_mean(np.array([0, 1, 0]), np.array([[1.0], [5.0], [np.nan]]), 2).tolist()
@@ -54,7 +68,8 @@ def group_mean(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarr
 
 
 def group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """(n_groups,) sums of ``values`` (N,) per ``group``, bit-identical to ``groupby(group).sum()``.
+    """(n_groups,) sums of ``values`` (N,) per ``group``, bit-identical to ``groupby(group).sum()``
+    when ``group`` is not sorted (see :func:`is_sorted`).
 
     Example:
         >>> group_sum(np.array([0, 1, 0]), np.array([0.1, 5.0, 0.2]), 2).tolist()
@@ -132,6 +147,8 @@ def cluster_table_arrays(tables, clusters, pair_iou: dict, covered: np.ndarray, 
     cl = np.concatenate([np.asarray(c, np.int64) for c in clusters.cluster_of])
     if np.bincount(cl, minlength=C).min(initial=1) == 0:
         return None  # a cluster without members: leave that to pandas' reindexing
+    if is_sorted(cl):
+        return None  # pandas then sums with ufunc.reduceat instead of its compensated loop
     ann = np.repeat(np.arange(K), sizes)
     box = np.concatenate([np.asarray(t.box, dtype=np.float64).reshape(-1, 4) for t in tables])
     n_present = clusters.n_present

@@ -195,7 +195,7 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
     Per class, a pair counts as agreeing only if both labels carry that class; the F1 denominator is
     the number of labels of that class in both annotators of each pair.
     """
-    from iou_audit.audits.agreement.cluster_stats import group_sum, string_labels
+    from iou_audit.audits.agreement.cluster_stats import group_sum, is_sorted, string_labels
 
     S = covered.shape[0]
     img = np.zeros((S, 4))  # matched, labels, iou sum, matched same class
@@ -237,7 +237,10 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
         iou += [np.zeros(len(ca) + len(cb)), same_iou]
         n_labels = n_labels + np.bincount(ca, minlength=len(names)) + np.bincount(cb, minlength=len(names))
         n_matched = n_matched + np.bincount(cm, minlength=len(names))
-    iou_sum = group_sum(np.concatenate(group), np.concatenate(iou), len(names))
+    group = np.concatenate(group)
+    if is_sorted(group):  # e.g. a single class: pandas sums with reduceat, let it
+        return per_image, _per_class_pandas(labels, cls)
+    iou_sum = group_sum(group, np.concatenate(iou), len(names))
     present = np.flatnonzero(n_labels > 0)
     n_labels, n_matched, iou_sum = n_labels[present], n_matched[present], iou_sum[present]
     per_class = pd.DataFrame({
