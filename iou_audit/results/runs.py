@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from iou_audit.results.findings import FINDING_COLUMNS, make_findings
-from iou_audit.results.result import AuditResult, jsonify
+from iou_audit.results.result import AuditResult, jsonable, jsonify
 from iou_audit.table.bulk import ReadLayout, strip_labels
 from iou_audit.table.read import _gc_paused, check_label_field
 from iou_audit.table.write import _check_writable, prepare_writes
@@ -120,7 +120,7 @@ def load_audit(dataset, key: str) -> AuditResult:
         audit_key=key,
         config=info.config.params or {},
         findings=make_findings(pd.DataFrame(_stored_findings(res), columns=FINDING_COLUMNS)),
-        tables={k: pd.DataFrame(**v) for k, v in (getattr(res, "tables", None) or {}).items()},
+        tables={k: pd.DataFrame(**v) for k, v in _stored_tables(res).items()},
         metrics=getattr(res, "metrics", None) or {},
     )
 
@@ -247,11 +247,20 @@ def _save_results(samples, key, result, findings, manifest) -> None:
     results = samples.init_run_results(
         key,
         findings_json=json.dumps(columns),
-        tables={k: jsonify(v.to_dict(orient="split")) for k, v in result.tables.items()},
+        tables_json=json.dumps({k: v.to_dict(orient="split") for k, v in result.tables.items()}, default=jsonable),
         metrics=jsonify(result.metrics),
         written=manifest,
     )
     samples.save_run_results(key, results, cache=False)
+
+
+def _stored_tables(res) -> dict:
+    """The stored tables (``tables_json``; runs saved before it hold ``tables``), each as the
+    keyword arguments of ``pd.DataFrame`` (``to_dict(orient="split")``)."""
+    text = getattr(res, "tables_json", None)
+    if text:
+        return json.loads(text)
+    return getattr(res, "tables", None) or {}
 
 
 def _stored_findings(res) -> dict:
