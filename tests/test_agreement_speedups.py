@@ -403,3 +403,16 @@ def test_one_object_drawn_by_everyone_matches_pandas_reduceat_path():
     got = cluster_table(tables, clusters, pms, np.ones((1, 4), bool), None)
     want = _cluster_table_pandas(tables, clusters, pair_iou_stats(tables, clusters, pms), np.ones((1, 4), bool), None)
     assert len(clusters.sample_index) == 1 and got[0].equals(want[0]) and got[1].equals(want[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([5, 60, 300]))
+def test_edge_order_equals_lexsort(seed, per_sample):
+    from iou_audit.audits.agreement.clusters import edge_order
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 4 * per_sample))
+    sample = rng.integers(0, 4, n)
+    w = rng.choice([0.5, 0.7, 0.7, 0.9, 1.0, -0.0, 0.0, np.nan], n)  # ties, signed zeros, NaN
+    lo, hi = rng.integers(0, 5, n), rng.integers(0, 5, n)  # ties on every key keep input order
+    np.testing.assert_array_equal(edge_order(sample, w, lo, hi), np.lexsort((hi, lo, -w, sample)))

@@ -117,8 +117,73 @@ def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
     v = np.concatenate(vs).astype(np.int64) if vs else np.zeros(0, np.int64)
     w = np.concatenate(ious) if ious else np.zeros(0)
     lo, hi = np.minimum(node_rank[u], node_rank[v]), np.maximum(node_rank[u], node_rank[v])
-    order = np.lexsort((hi, lo, -w, node_sample[u]))
+    order = edge_order(node_sample[u], w, lo, hi)
     return EdgeGraph(**nodes, u=u[order], v=v[order], w=w[order])
+
+
+@njit(cache=True)
+def _before(wa, loa, hia, wb, lob, hib):  # pragma: no cover - compiled
+    # (-w, lo, hi) of edge a < that of edge b, with np.sort's order for -w: NaN last, -0.0 == 0.0
+    a_nan, b_nan = wa != wa, wb != wb
+    if a_nan != b_nan:
+        return b_nan
+    if not a_nan and wa != wb:
+        return wa > wb
+    if loa != lob:
+        return loa < lob
+    return hia < hib
+
+
+@njit(cache=True)
+def _edge_order_kernel(sample, w, lo, hi, n_samples, longest):  # pragma: no cover - compiled; tested against lexsort
+    start = np.zeros(n_samples + 1, np.int64)
+    for e in range(len(sample)):
+        start[sample[e] + 1] += 1
+    for s in range(n_samples):
+        start[s + 1] += start[s]
+    order = np.empty(len(sample), np.int64)
+    fill = start[:-1].copy()
+    for e in range(len(sample)):  # stable counting sort by sample
+        order[fill[sample[e]]] = e
+        fill[sample[e]] += 1
+    # stable insertion sort of each sample's few edges, on contiguous copies of their keys (the
+    # edges of a sample lie far apart in the input; sorting them in place missed the cache: 24 ms vs 2 ms)
+    kw = np.empty(longest)
+    klo = np.empty(longest, np.int64)
+    khi = np.empty(longest, np.int64)
+    kid = np.empty(longest, np.int64)
+    for s in range(n_samples):
+        n = start[s + 1] - start[s]
+        for a in range(n):
+            e = order[start[s] + a]
+            x, y, z = w[e], lo[e], hi[e]
+            b = a
+            while b > 0 and _before(x, y, z, kw[b - 1], klo[b - 1], khi[b - 1]):
+                kw[b], klo[b], khi[b], kid[b] = kw[b - 1], klo[b - 1], khi[b - 1], kid[b - 1]
+                b -= 1
+            kw[b], klo[b], khi[b], kid[b] = x, y, z, e
+        for a in range(n):
+            order[start[s] + a] = kid[a]
+    return order
+
+
+def edge_order(sample: np.ndarray, w: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``np.lexsort((hi, lo, -w, sample))``: edges by sample, then decreasing IoU, then label ranks.
+
+    A sample holds few edges, so a counting sort by sample and an insertion sort inside each sample
+    give the same permutation in one compiled pass (10.5 ms -> 1.8 ms per batch of the 3 x 5,000 x 15
+    benchmark); a sample with many edges (where insertion sort is quadratic) takes the lexsort.
+
+    Example:
+        >>> edge_order(np.array([1, 0, 0]), np.array([.9, .6, .8]), np.array([0, 1, 2]), np.array([5, 6, 7]))
+        array([2, 1, 0])
+    """
+    sample = np.asarray(sample, np.int64)
+    w = np.asarray(w, np.float64)
+    counts = np.bincount(sample) if len(sample) else np.zeros(0, np.int64)
+    if len(sample) == 0 or counts.max() > 256:
+        return np.lexsort((hi, lo, -w, sample))
+    return _edge_order_kernel(sample, w, np.asarray(lo, np.int64), np.asarray(hi, np.int64), len(counts), int(counts.max()))
 
 
 def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=None, graph: EdgeGraph | None = None) -> Clusters:
