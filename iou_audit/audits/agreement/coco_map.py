@@ -183,8 +183,9 @@ def map_parts(tables, pair_matches, covered: np.ndarray) -> list:
         sa, sb = str_code[start[pm.a]:start[pm.a + 1]], str_code[start[pm.b]:start[pm.b + 1]]
         keep = covered[:, pm.a] & covered[:, pm.b]
         hit_a, ev_a, hit_b, ev_b = directional_hits(pm.values, pm.pair_offsets, ta.offsets, tb.offsets, oa, ob, keep)
-        ra = np.flatnonzero(np.repeat(keep, np.diff(ta.offsets)))
-        rb = np.flatnonzero(np.repeat(keep, np.diff(tb.offsets)))
+        # every sample covered by both (no coverage field): keep whole arrays, no row gathers
+        ra = slice(None) if keep.all() else np.flatnonzero(np.repeat(keep, np.diff(ta.offsets)))
+        rb = slice(None) if keep.all() else np.flatnonzero(np.repeat(keep, np.diff(tb.offsets)))
         out.append(({"evaluated": ev_b[rb], "hit": hit_b[:, rb], "class": sb[rb], "ref_class": sa[ra], "names": names},
                     {"evaluated": ev_a[ra], "hit": hit_a[:, ra], "class": sa[ra], "ref_class": sb[rb], "names": names}))
     return out
