@@ -164,11 +164,12 @@ def nominal_alpha_resampled(unit, value, sample, weights: np.ndarray) -> np.ndar
     ok = m_unit >= 2
     d_unit = np.where(ok, (m_unit**2 - sq_unit) / np.maximum(m_unit - 1, 1), 0.0)
     do_s = np.bincount(unit_sample, weights=d_unit, minlength=S)
-    n_s = np.bincount(sample, minlength=S).astype(float)
     counts = sparse.csr_matrix((np.ones(len(v)), (sample, v)), shape=(S, nv))
     do = weights @ do_s
-    n = weights @ n_s
     nc = np.asarray((counts.T @ weights.T).T)
+    # pairable values per draw: the sum of its value counts (exact integers, so this equals
+    # ``weights @ n_s`` and saves a pass over the (B, S) weights)
+    n = nc.sum(axis=1)
     return _ratio(n, do, n**2 - (nc**2).sum(axis=1))
 
 
