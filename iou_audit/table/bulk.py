@@ -23,6 +23,7 @@ import datetime
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -49,6 +50,7 @@ class LabelWrite:
     sets: dict[str, dict[str, Any]] = dc_field(default_factory=dict)  # attr -> {label_id: value}
     add_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to add
     pull_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to remove
+    _templates: dict = dc_field(default_factory=dict, repr=False, compare=False)  # see list_update
 
     @property
     def wanted(self) -> set[str]:
@@ -57,40 +59,66 @@ class LabelWrite:
             out.update(col)
         return out
 
-    def list_expression(self, lids: list[str], oids: list | None = None) -> dict:
-        """The new value of the label list for one sample whose labels ``lids`` are written
-        (``oids``: the same ids as ObjectIds, compared by MongoDB without converting every
-        label id to a string).
+    def list_update(self, lids: list[str], oids: list) -> tuple[str, dict]:
+        """``(top-level field, new value)`` for one sample whose labels ``lids`` (``oids``: the
+        same ids as ObjectIds) are written.
+
+        The value is a shared expression template (built once per shape: which attributes leave
+        some labels unset, whether tags change) bound by ``$let`` to this sample's data: the ids
+        and one value list per attribute. Only the data is built per sample.
 
         Example:
+            >>> from bson import ObjectId
             >>> w = LabelWrite("gt.detections", sets={"q": {"a" * 24: 0.5}})
-            >>> w.list_expression(["a" * 24])["$map"]["in"]["$let"]["in"]["$cond"][2]
-            {'$mergeObjects': ['$$l', {'q': {'$arrayElemAt': [{'$literal': [0.5]}, '$$i']}}]}
+            >>> top, value = w.list_update(["a" * 24], [ObjectId("a" * 24)])
+            >>> top, value["$let"]["vars"]["w"]["$literal"]["v0"]
+            ('gt', [0.5])
         """
+        data: dict[str, Any] = {"ids": oids}
+        partial = []
+        pick_all = itemgetter(*lids)
+        for k, col in enumerate(self.sets.values()):
+            try:  # C-level lookup when every label has a value (the usual case)
+                values = list(pick_all(col)) if len(lids) > 1 else [col[lids[0]]]
+                partial.append(False)
+            except KeyError:
+                values = [col.get(lid, UNSET) for lid in lids]
+                partial.append(True)
+            data[f"v{k}"] = values
+        # the tag expression costs the server: only for samples where tags change
+        tags = not (self.add_tags.keys().isdisjoint(lids) and self.pull_tags.keys().isdisjoint(lids))
+        if tags:
+            data["add"] = [self.add_tags.get(lid, []) for lid in lids]
+            data["pull"] = [self.pull_tags.get(lid, []) for lid in lids]
+        shape = (tuple(partial), tags)
+        template = self._templates.get(shape)
+        if template is None:
+            template = self._templates[shape] = _set_list(self.db_list, self._list_template(*shape))
+        top, value = template
+        return top, {"$let": {"vars": {"w": {"$literal": data}}, "in": value}}
+
+    def _list_template(self, partial: tuple, tags: bool) -> dict:
+        """The label list mapped over, reading the sample's data from ``$$w``: each label's id is
+        looked up in ``$$w.ids``; a label found at ``i`` gets ``$$w.v<k>[i]`` per attribute."""
         new: dict[str, Any] = {}
-        for attr, col in self.sets.items():
-            values = [col.get(lid, UNSET) for lid in lids]
-            pick = {"$arrayElemAt": [{"$literal": values}, "$$i"]}
-            if UNSET in values:  # some of these labels get no value for attr: leave it as it is
+        for k, (attr, unset) in enumerate(zip(self.sets, partial)):
+            pick = {"$arrayElemAt": [f"$$w.v{k}", "$$i"]}
+            if unset:  # some of these labels get no value for attr: leave it as it is
                 pick = {"$let": {"vars": {"v": pick}, "in": {"$cond": [{"$eq": ["$$v", UNSET]}, "$$REMOVE", "$$v"]}}}
             new[attr] = pick
-        add = [self.add_tags.get(lid, []) for lid in lids] if self.add_tags else []
-        pull = [self.pull_tags.get(lid, []) for lid in lids] if self.pull_tags else []
-        if any(add) or any(pull):  # the tag expression costs the server: only where tags change
-            add, pull = add or [[]] * len(lids), pull or [[]] * len(lids)
+        if tags:
             # $pull then $addToSet semantics: drop every pulled tag, append added tags not present
             new["tags"] = {"$let": {
                 "vars": {"t": {"$ifNull": ["$$l.tags", []]},
-                         "add": {"$arrayElemAt": [{"$literal": add}, "$$i"]},
-                         "pull": {"$arrayElemAt": [{"$literal": pull}, "$$i"]}},
+                         "add": {"$arrayElemAt": ["$$w.add", "$$i"]},
+                         "pull": {"$arrayElemAt": ["$$w.pull", "$$i"]}},
                 "in": {"$concatArrays": [
                     {"$filter": {"input": "$$t", "as": "x", "cond": {"$not": [{"$in": ["$$x", "$$pull"]}]}}},
                     {"$filter": {"input": "$$add", "as": "x", "cond": {"$not": [{"$in": ["$$x", "$$t"]}]}}},
                 ]},
             }}
         return {"$map": {"input": f"${self.db_list}", "as": "l", "in": {"$let": {
-            "vars": {"i": {"$indexOfArray": [{"$literal": lids}, {"$toString": "$$l._id"}]} if oids is None
-                     else {"$indexOfArray": [{"$literal": oids}, "$$l._id"]}},
+            "vars": {"i": {"$indexOfArray": ["$$w.ids", "$$l._id"]}},
             "in": {"$cond": [{"$lt": ["$$i", 0]}, "$$l", {"$mergeObjects": ["$$l", new]}]},
         }}}}
 
@@ -110,20 +138,31 @@ class ReadLayout:
 
     labels: dict[str, dict[str, str]] = dc_field(default_factory=dict)  # field -> {label_id: sample_id}
     samples: set[str] = dc_field(default_factory=set)  # sample ids of the view
+    by_sample: dict[str, dict[str, list[str]]] = dc_field(default_factory=dict)  # field -> {sample_id: [label_id]}
 
     def add(self, field: str, label_ids: Iterable[str], sample_ids: Iterable[str], samples: Iterable[str] = ()) -> None:
         """Record labels ``label_ids`` (in samples ``sample_ids``, one per label) of ``field``,
         and ``samples`` (more sample ids of the view, e.g. those without labels)."""
         label_ids, sample_ids = list(label_ids), list(sample_ids)
         self.labels.setdefault(field, {}).update(zip(label_ids, sample_ids))
+        groups = self.by_sample.setdefault(field, {})
+        for lid, sid in zip(label_ids, sample_ids):
+            groups.setdefault(sid, []).append(lid)
         self.samples.update(sample_ids)
         self.samples.update(samples)
 
     def add_table(self, field: str, table) -> None:
         """Record every label and sample of a table (anything with ``offsets``, ``label_id``, ``sample_ids``)."""
-        sample_ids = np.asarray(table.sample_ids, dtype=object)
-        rows = np.repeat(sample_ids, np.diff(np.asarray(table.offsets)))
-        self.add(field, np.asarray(table.label_id, dtype=object).tolist(), rows.tolist(), sample_ids.tolist())
+        sample_ids = np.asarray(table.sample_ids, dtype=object).tolist()
+        offsets = np.asarray(table.offsets).tolist()
+        label_ids = np.asarray(table.label_id, dtype=object).tolist()
+        rows = np.repeat(np.asarray(sample_ids, dtype=object), np.diff(offsets)).tolist()
+        self.labels.setdefault(field, {}).update(zip(label_ids, rows))
+        groups = self.by_sample.setdefault(field, {})
+        for s, sid in enumerate(sample_ids):  # a table's rows are grouped by sample: slices
+            if offsets[s + 1] > offsets[s]:
+                groups.setdefault(sid, []).extend(label_ids[offsets[s]:offsets[s + 1]])
+        self.samples.update(sample_ids)
 
 
 def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, Mapping[str, Any]],
@@ -147,14 +186,15 @@ def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, M
     per_field_hits: list[dict[str, list[str]]] = [{} for _ in fields]
     unknown: list[set[str]] = []  # per field: wanted ids the layout does not place
     for k, f in enumerate(fields):
-        known, hits, rest = layout.labels.get(f, {}), per_field_hits[k], set()
-        for lid in wanted[k]:
-            sid = known.get(lid)
-            if sid is None:
-                rest.add(lid)
-            else:
-                hits.setdefault(sid, []).append(lid)
-        unknown.append(rest)
+        known, groups = layout.labels.get(f, {}), layout.by_sample.get(f, {})
+        if wanted[k].issuperset(known):  # every recorded label is written: whole groups
+            per_field_hits[k].update((sid, list(lids)) for sid, lids in groups.items())
+        else:
+            for sid, lids in groups.items():
+                hit = [lid for lid in lids if lid in wanted[k]]
+                if hit:
+                    per_field_hits[k][sid] = hit
+        unknown.append(wanted[k].difference(known))
     unknown_samples = [sid for sid in sample_sets if sid not in layout.samples]
     located = {}
     if any(unknown) or unknown_samples:
@@ -238,8 +278,8 @@ def _build_ops(sample_ids: list[str], fields: list[tuple[LabelWrite, dict[str, l
             lids = hits.get(sid)
             if not lids:
                 continue
-            oids = [ObjectId(lid) for lid in lids]
-            top, value = _set_list(write.db_list, write.list_expression(lids, oids))
+            oids = list(map(ObjectId, lids))
+            top, value = write.list_update(lids, oids)
             sets[top] = value
             guards.append({f"{write.db_list}._id": {"$in": oids}})
         values = sample_sets.get(sid)
