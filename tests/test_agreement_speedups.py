@@ -146,7 +146,7 @@ def test_alpha_from_roots_equals_alpha_of_the_observations(seed):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([0.5, 0.6]))
-def test_batches_joined_curve_graph_equals_the_graph_of_one_pass(seed, iou_thresh):
+def test_joined_batches_equal_the_graph_and_tables_of_one_pass(seed, iou_thresh):
     from types import SimpleNamespace as T
 
     from iou_audit.audits.agreement.clusters import edge_graph
@@ -168,6 +168,17 @@ def test_batches_joined_curve_graph_equals_the_graph_of_one_pass(seed, iou_thres
     got = m.curve_graph
     for name in ("node_start", "node_annotator", "node_sample", "node_rank", "u", "v", "w"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    # member and cluster tables: as shifting every batch's frame, joining and sorting them gave
+    c_start = np.r_[0, np.cumsum([len(p.ctab) for p in parts])]
+    s_start = np.r_[0, np.cumsum([len(p.covered) for p in parts])]
+    row_start = np.vstack([np.zeros((1, len(tables)), np.int64), np.cumsum([[len(t.label_id) for t in p.tables] for p in parts], axis=0)])
+    mems = [p.mem.assign(cluster=p.mem.cluster + c_start[i], row=p.mem.row + row_start[i][p.mem.annotator.to_numpy()])
+            for i, p in enumerate(parts)]
+    want_mem = pd.concat(mems, ignore_index=True).sort_values(["annotator", "row"], kind="stable").reset_index(drop=True)
+    want_ctab = pd.concat([p.ctab.assign(cluster=p.ctab.cluster + c_start[i], sample_index=p.ctab.sample_index + s_start[i])
+                           for i, p in enumerate(parts)], ignore_index=True)
+    assert m.mem.dtypes.equals(want_mem.dtypes) and m.mem.equals(want_mem)
+    assert m.ctab.dtypes.equals(want_ctab.dtypes) and m.ctab.equals(want_ctab)
 
 
 @settings(max_examples=150, deadline=None)
