@@ -222,12 +222,11 @@ def compute_agreement_batches(
         metrics["map50"] = float(mp["map50"].mean()) if mp["map50"].notna().any() else float("nan")
     boundary = _boundary(tables, pms, m.boundary, pairs, metrics) if geometry == "mask" else None
     label_values = []
+    m_ann, m_row, m_cluster, m_iou = (mem[c].to_numpy() for c in ("annotator", "row", "cluster", "member_iou"))
     for k in range(K):
-        mk = mem[mem.annotator == k].sort_values("row")
-        c = mk.cluster.to_numpy()
-        label_values.append({
-            "n_annotators": ctab.n_present.to_numpy()[c], "iou": mk.member_iou.to_numpy(),
-        })
+        sel = np.flatnonzero(m_ann == k)
+        sel = sel[np.argsort(m_row[sel], kind="stable")]  # by row (arrays, not a frame filter + sort)
+        label_values.append({"n_annotators": ctab.n_present.to_numpy()[m_cluster[sel]], "iou": m_iou[sel]})
         if boundary is not None:
             label_values[-1]["boundary_iou"] = boundary[k]
     return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables)
