@@ -55,6 +55,27 @@ def _greedy_all_thresholds(values, base, det_stride, ref_stride, det_lo, n_det, 
                 cand_iou[n] = v
                 n += 1
     cand_start[n_det] = n
+    # Usual case: each detection has at most one candidate and no reference is the candidate of two
+    # detections. Nothing then competes, so the greedy takes a candidate exactly when its IoU
+    # reaches the threshold (saves the per-threshold scans: 45 -> 30 ms on the benchmark).
+    for r in range(n_ref):
+        taken[r] = False
+    simple = True
+    for d in range(n_det):
+        k = cand_start[d + 1] - cand_start[d]
+        if k > 1 or (k == 1 and taken[cand_ref[cand_start[d]]]):
+            simple = False
+            break
+        if k == 1:
+            taken[cand_ref[cand_start[d]]] = True
+    if simple:
+        for d in range(n_det):
+            if cand_start[d + 1] > cand_start[d]:
+                v = cand_iou[cand_start[d]]
+                for t in range(len(thresholds)):
+                    if v >= thresholds[t]:
+                        hit[t, det_lo + d] = True
+        return
     for t in range(len(thresholds)):
         for r in range(n_ref):
             taken[r] = False
