@@ -76,6 +76,14 @@ def _uint64(buf, pos):
 
 
 @numba.njit(cache=True)
+def _cstring_end(buf, pos):
+    """Index of the 0 byte that ends the C string starting at ``pos``."""
+    while buf[pos] != 0:
+        pos += 1
+    return pos
+
+
+@numba.njit(cache=True)
 def _key_is(buf, start, end, keys, key_len, k):
     n = end - start
     if n != key_len[k]:
@@ -93,9 +101,7 @@ def _find(buf, doc, keys, key_len, k):
     while buf[pos] != 0:
         t = buf[pos]
         key = pos + 1
-        end = key
-        while buf[end] != 0:
-            end += 1
+        end = _cstring_end(buf, key)
         pos = end + 1
         if _key_is(buf, key, end, keys, key_len, k):
             return t, pos
@@ -147,10 +153,7 @@ def _count_labels(buf, doc_start, path, path_len):
         n = 0
         while buf[q] != 0:
             t = buf[q]
-            q += 1
-            while buf[q] != 0:
-                q += 1
-            q += 1
+            q = _cstring_end(buf, q + 1) + 1  # skip the element's key ("0", "1", ...)
             q += _value_size(buf, q, t)
             n += 1
         counts[d] = n
@@ -170,18 +173,13 @@ def _spans(buf, doc_start, path, path_len, keys, key_len, offsets, etype, vstart
         i = offsets[d]
         while buf[q] != 0:
             t = buf[q]
-            q += 1
-            while buf[q] != 0:
-                q += 1
-            q += 1
+            q = _cstring_end(buf, q + 1) + 1  # skip the element's key ("0", "1", ...)
             if t == 3:  # a label document: record the keys we want
                 pos = q + 4
                 while buf[pos] != 0:
                     t2 = buf[pos]
                     key = pos + 1
-                    end = key
-                    while buf[end] != 0:
-                        end += 1
+                    end = _cstring_end(buf, key)
                     pos = end + 1
                     for k in range(n_keys):
                         if _key_is(buf, key, end, keys, key_len, k):
@@ -231,10 +229,7 @@ def _boxes(buf, etype, vstart, out):
             q = vstart[i] + 4
             while buf[q] != 0:
                 t = buf[q]
-                q += 1
-                while buf[q] != 0:
-                    q += 1
-                q += 1
+                q = _cstring_end(buf, q + 1) + 1  # skip the element's key ("0", "1", ...)
                 if j < 4:
                     if t == 1:
                         u[0] = _uint64(buf, q)
