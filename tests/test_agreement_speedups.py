@@ -430,3 +430,20 @@ def test_edge_order_equals_lexsort(seed, per_sample):
     w = rng.choice([0.5, 0.7, 0.7, 0.9, 1.0, -0.0, 0.0, np.nan], n)  # ties, signed zeros, NaN
     lo, hi = rng.integers(0, 5, n), rng.integers(0, 5, n)  # ties on every key keep input order
     np.testing.assert_array_equal(edge_order(sample, w, lo, hi), np.lexsort((hi, lo, -w, sample)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_curve_alphas_equal_one_union_find_per_threshold(seed):
+    from iou_audit.audits.agreement.clusters import alpha_from_roots, curve_alphas, edge_graph
+    from iou_audit.audits.agreement.core import class_codes, coverage_matrix
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 6)))
+    covered = coverage_matrix(tables, covered)
+    codes = class_codes(tables)
+    g = edge_graph(tables, match_all_pairs(tables, 0.2))
+    rng = np.random.default_rng(seed)
+    thresholds = list(rng.choice([0.2, 0.3, 0.5, 0.65, 0.8, 0.9, 0.99], int(rng.integers(1, 8))))  # any order, repeats
+    want = [alpha_from_roots(g, *g.roots(t), covered, codes) for t in thresholds]
+    assert pd.Series(curve_alphas(g, thresholds, covered, codes)).equals(pd.Series(want, dtype=float))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, alpha_from_roots, edge_graph
+from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, curve_alphas, edge_graph
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import pick_geometry
 from iou_audit.audits.agreement.parts import compute_part, merge_parts
@@ -274,8 +274,7 @@ def threshold_curve(tables, pms, covered, codes, thresholds, graph: EdgeGraph | 
     matched_iou = np.concatenate(matched_iou) if matched_iou else np.zeros(0)
     matched_iou = np.sort(matched_iou[~np.isnan(matched_iou)])  # NaN is never >= t
     rows = []
-    for t in thresholds:
+    for t, alpha in zip(thresholds, curve_alphas(graph, list(thresholds), covered, codes)):
         m = len(matched_iou) - int(np.searchsorted(matched_iou, t, side="left"))  # count of iou >= t
-        alpha = alpha_from_roots(graph, *graph.roots(t), covered, codes)
         rows.append({"iou_thresh": float(t), "alpha_nominal": alpha, "f1": 2 * m / den if den else np.nan})
     return pd.DataFrame(rows)
