@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.agreement import kalpha
-from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, curve_alphas, edge_graph
+from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, edge_graph
+from iou_audit.audits.agreement.curve import curve_alphas
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import pick_geometry
 from iou_audit.audits.agreement.parts import compute_part, merge_parts

@@ -1,0 +1,245 @@
+"""The agreement audit's table fast paths (cluster, per-class, annotator tables, findings) against
+the pandas code they replace, kept as the fallback in ``stats.py`` or copied here as it was: same
+columns, dtypes and bits, on random annotators (see ``test_agreement_speedups.random_annotators``)."""
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_agreement_speedups import random_annotators
+
+from iou_audit.audits.agreement.findings import _frame as frame
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, 0.5, 1]))
+def test_cluster_table_arrays_equal_the_pandas_groupby_path(seed, quorum):
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import _cluster_table_pandas, cluster_table, pair_iou_stats
+
+    tables, covered = random_annotators(seed, S=int(np.random.default_rng(seed).integers(1, 4)))  # often sorted ids
+    rng = np.random.default_rng(seed)
+    for t in tables:  # degenerate boxes (NaN, zero width) and huge/tiny coordinates for the mean box
+        bad = rng.random(len(t.box)) < 0.1
+        t.box[bad, rng.integers(0, 4)] = rng.choice([np.nan, 0.0, 1e8, 1e-9])
+    pms = match_all_pairs(tables, 0.3)
+    clusters = build_clusters(tables, pms)
+    got = cluster_table(tables, clusters, pms, covered, quorum)
+    want = _cluster_table_pandas(tables, clusters, pair_iou_stats(tables, clusters, pms), covered, quorum)
+    for g, w in zip(got, want):
+        assert list(g.columns) == list(w.columns)
+        assert g.dtypes.equals(w.dtypes), (g.dtypes, w.dtypes)
+        assert g.equals(w)
+
+
+def test_group_mean_is_pandas_groupby_mean_bit_for_bit():
+    from iou_audit.audits.agreement.cluster_stats import group_mean
+
+    rng = np.random.default_rng(3)
+    group = rng.integers(0, 500, 20000)
+    values = rng.uniform(0, 1, (20000, 3)) * 10.0 ** rng.integers(-8, 8, (20000, 3))  # sums where rounding shows
+    values[rng.random((20000, 3)) < 0.02] = np.nan
+    want = pd.DataFrame(values).groupby(group).mean().reindex(range(500)).to_numpy()
+    np.testing.assert_array_equal(group_mean(group, values, 500), want)
+    naive = np.bincount(group, weights=np.nan_to_num(values[:, 0]), minlength=500) / np.bincount(
+        group, weights=~np.isnan(values[:, 0]), minlength=500)
+    assert not np.array_equal(naive, want[:, 0])  # the data does tell compensated from plain sums
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_per_class_table_on_codes_equals_the_pandas_groupby(seed, one_class):
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import per_image_and_class
+
+    tables, covered = random_annotators(seed)
+    if one_class:  # sorted groups: pandas sums with reduceat, not its compensated loop
+        for t in tables:
+            t.label = np.array(["p"] * len(t.label) + [None], dtype=object)[:-1]
+    pms = match_all_pairs(tables, 0.3)
+    img, got = per_image_and_class(tables, pms, covered)
+    for t in tables:  # np.str_ labels are not ``str`` exactly: the pandas path runs, same strings
+        t.label = np.array([np.str_(x) for x in t.label] + [None], dtype=object)[:-1]
+    img2, want = per_image_and_class(tables, pms, covered)
+    assert img.equals(img2)
+    assert list(got.columns) == list(want.columns) and got.dtypes.equals(want.dtypes), (got.dtypes, want.dtypes)
+    assert got.equals(want)
+
+
+def test_group_sum_is_pandas_groupby_sum_bit_for_bit():
+    from iou_audit.audits.agreement.cluster_stats import group_sum
+
+    rng = np.random.default_rng(4)
+    group = rng.integers(0, 50, 20000)
+    values = rng.uniform(0, 1, 20000) * 10.0 ** rng.integers(-8, 8, 20000)
+    values[rng.random(20000) < 0.3] = 0.0  # zeros still move a compensated sum
+    want = pd.Series(values).groupby(group).sum().reindex(range(50)).to_numpy()
+    np.testing.assert_array_equal(group_sum(group, values, 50), want)
+    assert not np.array_equal(np.bincount(group, weights=values, minlength=50), want)
+
+
+def reliability_reference(names, clusters, ctab, mem, covered):
+    """annotator_reliability as it was: the others' class counts re-counted with a groupby."""
+    rows = []
+    present = clusters.members >= 0
+    cov = covered[clusters.sample_index]
+    own_others = mem.own_votes.to_numpy() - 1
+    counts = mem.groupby(["cluster", "label"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["cluster", "n"], ascending=[True, False], kind="stable")
+    first = counts.drop_duplicates("cluster").set_index("cluster")
+    second = counts[counts.duplicated("cluster")].drop_duplicates("cluster").set_index("cluster").n
+    c = mem.cluster.to_numpy()
+    top_label = first.label.reindex(c).to_numpy()
+    top_n = first.n.reindex(c).to_numpy()
+    second_n = second.reindex(c).fillna(0).to_numpy()
+    best_other_class = np.where(mem.label.to_numpy() == top_label, second_n, top_n)
+    class_ok = (own_others >= 1) & (own_others >= best_other_class)
+    for k, name in enumerate(names):
+        others = present.sum(axis=1) - present[:, k]
+        n_others = np.maximum(cov.sum(axis=1) - cov[:, k], 1)
+        consensus = cov[:, k] & (others >= np.maximum((n_others + 1) // 2, 1)) & (others > 0)
+        tp = consensus & present[:, k]
+        fn, fp = consensus & ~present[:, k], ~consensus & present[:, k]
+        is_k = mem.annotator.to_numpy() == k
+        tp_member = is_k & tp[c]
+        tp_class = int((tp_member & class_ok).sum())
+        den = 2 * tp.sum() + fp.sum() + fn.sum()
+        rows.append({
+            "annotator": name, "n_labels": int(present[:, k].sum()), "tp": int(tp.sum()), "fn": int(fn.sum()),
+            "fp": int(fp.sum()), "reliability": 2 * tp.sum() / den if den else np.nan,
+            "class_accuracy": tp_class / tp_member.sum() if tp_member.sum() else np.nan,
+            "reliability_class": 2 * tp_class / den if den else np.nan,
+            "mean_iou": float(np.nanmean(mem.member_iou.to_numpy()[tp_member])) if tp_member.any() else np.nan,
+        })
+    out = pd.DataFrame(rows)
+    out["rank"] = out.reliability_class.rank(ascending=False, method="min")
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_annotator_reliability_from_the_cluster_table_equals_the_recount(seed):
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.core import coverage_matrix
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import annotator_reliability, cluster_table
+
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 7)))
+    covered = coverage_matrix(tables, covered)
+    pms = match_all_pairs(tables, 0.3)
+    clusters = build_clusters(tables, pms)
+    ctab, mem = cluster_table(tables, clusters, pms, covered, None)
+    names = [f"n{k}" for k in range(len(tables))]
+    got = annotator_reliability(names, clusters, ctab, mem, covered, None)
+    assert got.equals(reliability_reference(names, clusters, ctab, mem, covered))
+
+
+def findings_reference(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
+                       low_iou: float = 0.75) -> pd.DataFrame:
+    """agreement_findings as it was: row selections of the frames, numpy scalars formatted."""
+    sid = np.asarray(sample_ids, dtype=object)
+    fields = np.asarray(fields, dtype=object)
+    names = np.asarray(names, dtype=object)
+    c_sample = ctab.sample_index.to_numpy()
+    n_present = ctab.n_present.to_numpy()
+    n_cov = ctab.n_covering.to_numpy()
+    others_cov = np.maximum(n_cov - 1, 1)
+    mc = mem.cluster.to_numpy()
+    # A representative member per cluster (lowest annotator index present) for "other" columns.
+    first_k = np.argmax(clusters.members >= 0, axis=1)
+    first_id = mem.set_index(["cluster", "annotator"]).label_id
+    rep_id = first_id.reindex(pd.MultiIndex.from_arrays([np.arange(len(ctab)), first_k])).to_numpy()
+    out = []
+
+    member_iou = mem.member_iou.to_numpy()
+    low = (n_present[mc] >= 2) & (member_iou < low_iou)
+    if low.any():
+        r = mem[low]
+        c = r.cluster.to_numpy()
+        iou = member_iou[low]
+        edges = np.abs(r[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy())
+        worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
+        names_e = np.array(["left", "top", "right", "bottom"])
+        out.append(frame(kind=["low_agreement"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),
+                          score=np.clip(1 - iou, 0, 1), iou=iou,
+                          detail=[f"{names[k]}: mean IoU {m:.3f} with the {n - 1} other annotator(s); cluster min {mn:.3f}; "
+                                  f"largest edge offset {names_e[w]} {e[w]:.2f} of the object size"
+                                  for k, m, mn, n, w, e in zip(r.annotator, iou, ctab.min_iou.to_numpy()[c], n_present[c], worst, edges)]))
+
+    found = n_present >= ctab.quorum.to_numpy()
+    cov_by_cluster = covered[c_sample]
+    missing = (clusters.members < 0) & cov_by_cluster & found[:, None]
+    cm, km = np.nonzero(missing)
+    if len(cm):
+        score = n_present[cm] / others_cov[cm]
+        out.append(frame(kind=["missing_in_annotator"] * len(cm), sample_id=sid[c_sample[cm]], field=fields[km],
+                          other_field=fields[first_k[cm]], other_label_id=rep_id[cm], label=ctab.label.to_numpy()[cm],
+                          score=np.clip(score, 0, 1), iou=ctab.mean_iou.to_numpy()[cm],
+                          detail=[f"{names[k]} lacks an object found by {n} of {t} annotators" for k, n, t in
+                                  zip(km, n_present[cm], n_cov[cm])]))
+
+    extra = ~found[mc]
+    if extra.any():
+        r = mem[extra]
+        c = r.cluster.to_numpy()
+        score = 1 - (n_present[c] - 1) / others_cov[c]
+        out.append(frame(kind=["extra_in_annotator"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), label=r.label.to_numpy(), score=np.clip(score, 0, 1),
+                          iou=ctab.mean_iou.to_numpy()[c],
+                          detail=[f"only {n} of {t} annotators have this object (quorum {q}); {names[k]} is one"
+                                  for k, n, t, q in zip(r.annotator, n_present[c], n_cov[c], ctab.quorum.to_numpy()[c])]))
+
+    votes = ctab.votes.to_numpy()
+    conflict = (ctab.n_classes.to_numpy()[mc] > 1)
+    if conflict.any():
+        own = mem.own_votes.to_numpy()
+        maj = ctab.majority_votes.to_numpy()[mc]
+        flag = conflict & ((own < maj) | ctab.majority_tie.to_numpy()[mc])
+        r = mem[flag]
+        c = r.cluster.to_numpy()
+        own = own[flag]
+        score = (n_present[c] - own) / np.maximum(n_present[c] - 1, 1)
+        out.append(frame(kind=["class_conflict"] * len(r), sample_id=sid[c_sample[c]], field=fields[r.annotator],
+                          label_id=r.label_id.to_numpy(), other_label_id=rep_id[c], label=r.label.to_numpy(),
+                          score=np.clip(score, 0, 1), iou=ctab.mean_iou.to_numpy()[c],
+                          detail=[f"{names[k]} says {lab!r}; votes {votes[ci]}" for k, lab, ci in zip(r.annotator, r.label, c)]))
+    if not out:
+        return frame(kind=[])
+    return pd.concat(out, ignore_index=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, 0.5, 1]))
+def test_findings_equal_the_frame_row_selection_version(seed, quorum):
+    from iou_audit.audits.agreement import compute_agreement
+    from iou_audit.audits.agreement.core import coverage_matrix
+    from iou_audit.audits.agreement.findings import agreement_findings
+
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 6)))
+    r = compute_agreement(tables, names=[f"n{k}" for k in range(len(tables))], coverage=covered, quorum=quorum,
+                          compute_map=False)
+    args = (r.cluster_table, r.members, r.clusters, coverage_matrix(tables, covered),
+            tables[0].sample_ids, [f"f{k}" for k in range(len(tables))], [f"n{k}" for k in range(len(tables))], 0.8)
+    got, want = agreement_findings(*args), findings_reference(*args)
+    assert got.dtypes.equals(want.dtypes) and got.equals(want)
+
+
+
+def test_one_object_drawn_by_everyone_matches_pandas_reduceat_path():
+    # One cluster: its member ids are sorted, where pandas averages with np.add.reduceat; these four
+    # y2 values average differently that way than with the compensated loop (last bit).
+    from types import SimpleNamespace as T
+
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import _cluster_table_pandas, cluster_table, pair_iou_stats
+
+    y2 = [0.6955207039081741, 0.664401629559503, 0.6917345430883473, 0.7165052085571584]
+    tables = [T(offsets=np.array([0, 1]), label_id=np.array([f"id{k}"], dtype=object), label=np.array(["p"], dtype=object),
+                box=np.array([[0.5, y - 0.2, 0.7, y]]), sample_ids=np.array(["s"], dtype=object)) for k, y in enumerate(y2)]
+    pms = match_all_pairs(tables, 0.3)
+    clusters = build_clusters(tables, pms)
+    got = cluster_table(tables, clusters, pms, np.ones((1, 4), bool), None)
+    want = _cluster_table_pandas(tables, clusters, pair_iou_stats(tables, clusters, pms), np.ones((1, 4), bool), None)
+    assert len(clusters.sample_index) == 1 and got[0].equals(want[0]) and got[1].equals(want[1])
