@@ -7,8 +7,10 @@ Pipeline (each step its own module):
    pairwise matches by a deterministic, field-order-independent rule.
 3. ``stats``: per object (annotators present, mean/min pairwise IoU, class votes, normalised edge
    offsets), per image/class/annotator pair (matching F1, mean IoU), per annotator (reliability
-   against the consensus of the others).
-4. ``kalpha``: Krippendorff's alpha, nominal (kalphacv's definition) and interval (1 - IoU).
+   against the consensus of the others); ``cluster_stats`` computes the per-object and per-class
+   tables on flat arrays, bit-identical to the pandas path kept in ``stats``.
+4. ``kalpha``: Krippendorff's alpha, nominal (kalphacv's definition) and interval (1 - IoU);
+   ``curve``: the nominal alpha of the threshold curve straight from the union-find.
 5. ``coco_map``: inter-annotator mAP@[.5:.95], each annotator as reference in turn.
 6. ``findings``: low_agreement, missing_in_annotator, extra_in_annotator, class_conflict.
 7. ``consensus``: fused labels (WBF-style averaged boxes, per-pixel majority masks, majority class).
