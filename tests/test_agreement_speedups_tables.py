@@ -243,3 +243,29 @@ def test_one_object_drawn_by_everyone_matches_pandas_reduceat_path():
     got = cluster_table(tables, clusters, pms, np.ones((1, 4), bool), None)
     want = _cluster_table_pandas(tables, clusters, pair_iou_stats(tables, clusters, pms), np.ones((1, 4), bool), None)
     assert len(clusters.sample_index) == 1 and got[0].equals(want[0]) and got[1].equals(want[1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_per_image_sums_equal_np_add_at_pair_after_pair(seed):
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import per_image_and_class
+
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 6)))
+    pms = match_all_pairs(tables, 0.3)
+    got, _ = per_image_and_class(tables, pms, covered)
+    S = covered.shape[0]
+    img = np.zeros((S, 4))  # the previous accumulation: matched, labels, iou sum, matched same class
+    for pm in pms:
+        both = covered[:, pm.a] & covered[:, pm.b]
+        sa, sb = (np.repeat(np.arange(S), np.diff(tables[k].offsets)) for k in (pm.a, pm.b))
+        matched = np.flatnonzero((pm.match_a >= 0) & both[sa])
+        same = tables[pm.a].label[matched] == tables[pm.b].label[pm.match_a[matched]]
+        np.add.at(img[:, 0], sa[matched], 1)
+        np.add.at(img[:, 2], sa[matched], pm.iou_a[matched])
+        np.add.at(img[:, 3], sa[matched[same]], 1)
+        img[:, 1] += np.bincount(sa[both[sa]], minlength=S) + np.bincount(sb[both[sb]], minlength=S)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = pd.DataFrame({"sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
+                             "f1": 2 * img[:, 0] / img[:, 1], "f1_class": 2 * img[:, 3] / img[:, 1], "mean_iou": img[:, 2] / img[:, 0]})
+    assert got.equals(want)

@@ -203,20 +203,27 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
     coded = string_labels(np.concatenate(labels)) if sum(map(len, labels)) else None
     start = np.cumsum([0] + [len(x) for x in labels])
     cls = []  # per pair: (label rows of a, of b, matched same-class rows of a, their IoUs)
+    hit_sample, hit_iou, same_sample = [], [], []
     for pm in pair_matches:
         ta, tb = tables[pm.a], tables[pm.b]
         both = covered[:, pm.a] & covered[:, pm.b]
         sa_idx = np.repeat(np.arange(S), np.diff(ta.offsets))
         sb_idx = np.repeat(np.arange(S), np.diff(tb.offsets))
         ka, kb = both[sa_idx], both[sb_idx]
-        la, lb = labels[pm.a], labels[pm.b]
         matched = np.flatnonzero((pm.match_a >= 0) & ka)
-        same = la[matched] == lb[pm.match_a[matched]]
-        np.add.at(img[:, 0], sa_idx[matched], 1)
-        np.add.at(img[:, 2], sa_idx[matched], pm.iou_a[matched])
-        np.add.at(img[:, 3], sa_idx[matched[same]], 1)
+        if coded is not None:  # all labels str: equal codes = equal labels, without comparing objects
+            same = coded[0][start[pm.a] + matched] == coded[0][start[pm.b] + pm.match_a[matched]]
+        else:
+            same = labels[pm.a][matched] == labels[pm.b][pm.match_a[matched]]
+        hit_sample.append(sa_idx[matched]), hit_iou.append(pm.iou_a[matched]), same_sample.append(sa_idx[matched[same]])
         img[:, 1] += np.bincount(sa_idx[ka], minlength=S) + np.bincount(sb_idx[kb], minlength=S)
         cls.append((pm.a, np.flatnonzero(ka), pm.b, np.flatnonzero(kb), matched[same], pm.iou_a[matched[same]]))
+    if pair_matches:
+        # One bincount over the pairs in order adds each sample's IoUs in the same order as
+        # np.add.at pair after pair (from 0), so the sums are bit-identical; counts are exact.
+        img[:, 0] = np.bincount(np.concatenate(hit_sample), minlength=S)
+        img[:, 2] = np.bincount(np.concatenate(hit_sample), weights=np.concatenate(hit_iou), minlength=S)
+        img[:, 3] = np.bincount(np.concatenate(same_sample), minlength=S)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_image = pd.DataFrame({
             "sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
