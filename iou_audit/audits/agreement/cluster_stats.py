@@ -100,10 +100,17 @@ def string_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def _votes(cl: np.ndarray, code: np.ndarray, names: np.ndarray, C: int) -> dict:
     """Per-cluster class votes: majority label (ties: alphabetical), its count, number of classes,
     ``"cat:2, dog:1"`` text (by count, then label), tie flag; and each member's own-class votes."""
+    from iou_audit.audits.agreement.kalpha import dense_codes
+
     n_codes = len(names)
-    keys, inverse, n = np.unique(cl * n_codes + code, return_inverse=True, return_counts=True)
+    key = cl * n_codes + code
+    keys, inverse = dense_codes(key)  # np.unique(key, return_inverse=True), by bincount when dense
+    n = np.bincount(inverse, minlength=len(keys))
     v_cluster, v_code = keys // n_codes, keys % n_codes
-    order = np.lexsort((v_code, -n, v_cluster))  # cluster, most votes first, then label
+    # by cluster, most votes first, then label: keys are sorted by (cluster, code) already, so one
+    # stable sort on (cluster, -votes) gives np.lexsort((v_code, -n, v_cluster))
+    top = int(n.max()) + 1 if len(n) else 1
+    order = np.argsort(v_cluster * top + (top - 1 - n), kind="stable")
     oc = v_cluster[order]
     first = order[np.r_[True, oc[1:] != oc[:-1]]] if len(order) else order
     n_classes = np.bincount(v_cluster, minlength=C)
