@@ -3,6 +3,7 @@ the pandas code they replace, kept as the fallback in ``stats.py`` or copied her
 columns, dtypes and bits, on random annotators (see ``test_agreement_speedups.random_annotators``)."""
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_agreement_speedups import random_annotators
@@ -269,3 +270,17 @@ def test_per_image_sums_equal_np_add_at_pair_after_pair(seed):
         want = pd.DataFrame({"sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
                              "f1": 2 * img[:, 0] / img[:, 1], "f1_class": 2 * img[:, 3] / img[:, 1], "mean_iou": img[:, 2] / img[:, 0]})
     assert got.equals(want)
+
+
+@pytest.mark.parametrize("names", [["a", "b", "c", "d"], ["a", "b", "a"]])
+def test_matrix_equals_cell_by_cell_loc_writes(names):
+    from iou_audit.audits.agreement.stats import matrix
+
+    pairs = pd.DataFrame([(names[i], names[j], v) for (i, j), v in zip(
+        [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))], [0.5, np.nan, 1 / 3, 0.25, 0.0, 0.9])],
+        columns=["annotator_a", "annotator_b", "f1"])
+    want = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for r in pairs.itertuples():
+        want.loc[r.annotator_a, r.annotator_b] = want.loc[r.annotator_b, r.annotator_a] = r.f1
+    got = matrix(pairs, names, "f1")
+    assert got.equals(want) and got.index.equals(want.index) and got.columns.equals(want.columns)
