@@ -214,3 +214,19 @@ def test_curve_alphas_equal_one_union_find_per_threshold(seed):
     thresholds = list(rng.choice([0.2, 0.3, 0.5, 0.65, 0.8, 0.9, 0.99], int(rng.integers(1, 8))))  # any order, repeats
     want = [alpha_from_roots(g, *g.roots(t), covered, codes) for t in thresholds]
     assert pd.Series(curve_alphas(g, thresholds, covered, codes)).equals(pd.Series(want, dtype=float))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_compiled_alpha_sums_equal_the_numpy_sums(seed):
+    from iou_audit.audits.agreement.kalpha import _sums_compiled, _sums_numpy, dense_codes
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    unit = rng.integers(0, int(rng.integers(1, 120)), n)
+    _, u = dense_codes(unit)
+    v = rng.integers(0, int(rng.integers(1, 6)), n)
+    groups, gi = dense_codes(rng.integers(0, int(rng.integers(1, 9)), n))  # a unit may span groups: last wins
+    args = (u, v, gi, int(u.max()) + 1, len(groups), int(v.max()) + 1)
+    for got, want in zip(_sums_compiled(*args), _sums_numpy(*args)):
+        np.testing.assert_array_equal(got, want)

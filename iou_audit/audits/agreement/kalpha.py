@@ -15,6 +15,7 @@ This removes the cliff of a single IoU threshold: a 0.49 and a 0.51 overlap diff
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 def dense_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +65,66 @@ def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray 
     groups, gi = dense_codes(g)
     if len(u) == 0:
         return float("nan") if group is None else (groups, np.full(len(groups), np.nan))
-    # Sums of squared counts per unit and per group, from 1-D integer keys (bincount or np.unique).
     v = value - value.min()
     nv = int(v.max()) + 1
     n_units = int(u.max()) + 1
+    if len(groups) * nv <= 4 * len(u) + 1024 and int(np.bincount(u).max()) <= 64:
+        do_sum, n, de_sum = _sums_compiled(u, v, gi, n_units, len(groups), nv)
+    else:
+        do_sum, n, de_sum = _sums_numpy(u, v, gi, n_units, len(groups), nv)
+    alpha = _ratio(n, do_sum, de_sum)
+    return float(alpha[0]) if group is None else (groups, alpha)
+
+
+@njit(cache=True)
+def _nominal_sums_kernel(u, v, gi, n_units, n_groups, nv):  # pragma: no cover - compiled; tested against _sums_numpy
+    m = np.zeros(n_units, np.int64)
+    for i in range(len(u)):
+        m[u[i]] += 1
+    start = np.zeros(n_units + 1, np.int64)
+    for k in range(n_units):
+        start[k + 1] = start[k] + m[k]
+    fill = start[:-1].copy()
+    vals = np.empty(len(u), np.int64)
+    unit_group = np.zeros(n_units, np.int64)
+    counts = np.zeros((n_groups, nv), np.int64)
+    for i in range(len(u)):
+        vals[fill[u[i]]] = v[i]
+        fill[u[i]] += 1
+        unit_group[u[i]] = gi[i]  # the last observation's group, as numpy's fancy assignment
+        counts[gi[i], v[i]] += 1
+    do_sum = np.zeros(n_groups)
+    for k in range(n_units):  # units in order: the order np.bincount adds them in
+        if m[k] < 2:
+            continue
+        same = m[k]  # sum over values of (count in the unit)^2 = pairs of equal values, ordered
+        for a in range(start[k], start[k + 1]):
+            for b in range(a + 1, start[k + 1]):
+                if vals[a] == vals[b]:
+                    same += 2
+        mf = float(m[k])
+        do_sum[unit_group[k]] += (mf ** 2 - float(same)) / (mf - 1.0)
+    n = np.zeros(n_groups, np.int64)
+    sq = np.zeros(n_groups, np.int64)
+    for g in range(n_groups):
+        for c in range(nv):
+            n[g] += counts[g, c]
+            sq[g] += counts[g, c] * counts[g, c]
+    return do_sum, n, sq
+
+
+def _sums_compiled(u, v, gi, n_units: int, n_groups: int, nv: int):
+    """:func:`_sums_numpy` in one compiled pass (units of at most 64 values: the pairwise count of
+    equal values stays cheap): the same per-unit terms summed in the same order, the counts exact
+    integers (5.5 -> 1.5 ms per call on the benchmark's 230,000 observations)."""
+    do_sum, n, sq = _nominal_sums_kernel(u, v, gi, n_units, n_groups, nv)
+    nf = n.astype(float)
+    return do_sum, nf, nf**2 - sq.astype(float)
+
+
+def _sums_numpy(u, v, gi, n_units: int, n_groups: int, nv: int):
+    """Per group: the summed unit disagreement, the pairable values n and ``n^2 - sum_c n_c^2``."""
+    # Sums of squared counts per unit and per group, from 1-D integer keys (bincount or np.unique).
     sq_unit = _square_sums(u * nv + v, nv, n_units)
     m_unit = np.bincount(u, minlength=n_units).astype(float)
     ok = m_unit >= 2
@@ -75,11 +132,10 @@ def nominal_alpha_counts(unit: np.ndarray, value: np.ndarray, group: np.ndarray 
     d_unit[ok] = (m_unit[ok] ** 2 - sq_unit[ok]) / (m_unit[ok] - 1)
     unit_group = np.zeros(n_units, dtype=np.int64)
     unit_group[u] = gi
-    do_sum = np.bincount(unit_group[ok], weights=d_unit[ok], minlength=len(groups))
-    sq_group = _square_sums(gi * nv + v, nv, len(groups))
-    n = np.bincount(gi, minlength=len(groups)).astype(float)
-    alpha = _ratio(n, do_sum, n**2 - sq_group)
-    return float(alpha[0]) if group is None else (groups, alpha)
+    do_sum = np.bincount(unit_group[ok], weights=d_unit[ok], minlength=n_groups)
+    sq_group = _square_sums(gi * nv + v, nv, n_groups)
+    n = np.bincount(gi, minlength=n_groups).astype(float)
+    return do_sum, n, n**2 - sq_group
 
 
 def _ratio(n: np.ndarray, do_sum: np.ndarray, de_sum: np.ndarray) -> np.ndarray:
