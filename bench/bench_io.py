@@ -6,7 +6,7 @@ size). Timed, in rotating order within each round (medians of the rounds are rep
           collecting the same columns.
 - write:  2 per-label attributes + 1 label tag on every ``pred`` label:
           ours (``update_labels``: one unordered bulk_write, one UpdateOne per sample, labels matched
-          by id via arrayFilters, new attributes declared in one schema merge)
+          by id inside one pipeline update per sample, new attributes declared in one schema merge)
           vs ``set_values`` on the label-list paths (positional nested lists, 3 calls)
           vs ``set_label_values`` (FiftyOne's by-id API, one UpdateOne per label, 2 calls) +
              ``select_labels(ids).tag_labels``

@@ -344,7 +344,7 @@ def test_type_mismatch_changes_nothing(det_dataset):
 
 
 def test_polylines_and_long_lists(dataset):
-    n = 1500  # one sample with many labels: one UpdateOne with 1500 array filters
+    n = 1500  # one sample with many labels: one UpdateOne looking up 1500 ids
     polys = [fo.Polyline(label="a", points=[[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)]], filled=True) for _ in range(n)]
     dataset.add_sample(fo.Sample(filepath="/nonexistent/p.png", poly=fo.Polylines(polylines=polys)))
     t = read_label_table(dataset, "poly")
