@@ -156,9 +156,14 @@ _DETECTORS = {"voc": _voc_sources, "coco": _coco_sources, "yolo": _yolo_sources,
 def detect_sources(directory: str | os.PathLike, format: str | None = None) -> list[Source]:
     """The importer calls needed for ``directory``, split folders included.
 
-    Example:
-        >>> [(s.format, s.label_field, s.split) for s in detect_sources("../shared/data/bccd")]
-        [('voc', 'ground_truth', None)]
+    Example (a VOC layout, as in ``../shared/data/bccd``; two annotation folders -> two fields):
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for d in ("JPEGImages", "Annotations", "Annotations_r2"):
+        ...     (root / d).mkdir()
+        ...     _ = (root / d / "a.xml").write_text("<annotation/>")
+        >>> [(s.format, s.label_field, s.split) for s in detect_sources(root)]
+        [('voc', 'ground_truth', None), ('voc', 'r2', None)]
 
     Raises:
         FileNotFoundError: the directory does not exist.
