@@ -79,11 +79,9 @@ def test_group_sum_is_pandas_groupby_sum_bit_for_bit():
     assert not np.array_equal(np.bincount(group, weights=values, minlength=50), want)
 
 
-def reliability_reference(names, clusters, ctab, mem, covered):
-    """annotator_reliability as it was: the others' class counts re-counted with a groupby."""
-    rows = []
-    present = clusters.members >= 0
-    cov = covered[clusters.sample_index]
+def class_agrees_reference(mem: pd.DataFrame) -> np.ndarray:
+    """Per member: the others' class counts re-counted with a groupby (how it was computed before
+    member_class_agrees read them off the cluster table)."""
     own_others = mem.own_votes.to_numpy() - 1
     counts = mem.groupby(["cluster", "label"]).size().rename("n").reset_index()
     counts = counts.sort_values(["cluster", "n"], ascending=[True, False], kind="stable")
@@ -94,45 +92,23 @@ def reliability_reference(names, clusters, ctab, mem, covered):
     top_n = first.n.reindex(c).to_numpy()
     second_n = second.reindex(c).fillna(0).to_numpy()
     best_other_class = np.where(mem.label.to_numpy() == top_label, second_n, top_n)
-    class_ok = (own_others >= 1) & (own_others >= best_other_class)
-    for k, name in enumerate(names):
-        others = present.sum(axis=1) - present[:, k]
-        n_others = np.maximum(cov.sum(axis=1) - cov[:, k], 1)
-        consensus = cov[:, k] & (others >= np.maximum((n_others + 1) // 2, 1)) & (others > 0)
-        tp = consensus & present[:, k]
-        fn, fp = consensus & ~present[:, k], ~consensus & present[:, k]
-        is_k = mem.annotator.to_numpy() == k
-        tp_member = is_k & tp[c]
-        tp_class = int((tp_member & class_ok).sum())
-        den = 2 * tp.sum() + fp.sum() + fn.sum()
-        rows.append({
-            "annotator": name, "n_labels": int(present[:, k].sum()), "tp": int(tp.sum()), "fn": int(fn.sum()),
-            "fp": int(fp.sum()), "reliability": 2 * tp.sum() / den if den else np.nan,
-            "class_accuracy": tp_class / tp_member.sum() if tp_member.sum() else np.nan,
-            "reliability_class": 2 * tp_class / den if den else np.nan,
-            "mean_iou": float(np.nanmean(mem.member_iou.to_numpy()[tp_member])) if tp_member.any() else np.nan,
-        })
-    out = pd.DataFrame(rows)
-    out["rank"] = out.reliability_class.rank(ascending=False, method="min")
-    return out
+    return (own_others >= 1) & (own_others >= best_other_class)
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2**32 - 1))
-def test_annotator_reliability_from_the_cluster_table_equals_the_recount(seed):
+def test_member_class_agreement_from_the_cluster_table_equals_the_recount(seed):
     from iou_audit.audits.agreement.clusters import build_clusters
     from iou_audit.audits.agreement.core import coverage_matrix
     from iou_audit.audits.agreement.pairs import match_all_pairs
-    from iou_audit.audits.agreement.stats import annotator_reliability, cluster_table
+    from iou_audit.audits.agreement.stats import cluster_table, member_class_agrees
 
     tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 7)))
     covered = coverage_matrix(tables, covered)
     pms = match_all_pairs(tables, 0.3)
     clusters = build_clusters(tables, pms)
     ctab, mem = cluster_table(tables, clusters, pms, covered, None)
-    names = [f"n{k}" for k in range(len(tables))]
-    got = annotator_reliability(names, clusters, ctab, mem, covered, None)
-    assert got.equals(reliability_reference(names, clusters, ctab, mem, covered))
+    np.testing.assert_array_equal(member_class_agrees(ctab, mem), class_agrees_reference(mem))
 
 
 def findings_reference(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
