@@ -42,20 +42,27 @@ def _find(parent, x):
 
 
 @njit(cache=True)
+def _constrained_link(parent, owners, a, b):
+    """Join the clusters of nodes a and b unless both hold a label of one annotator (``owners``:
+    bit set of annotators per root); the lower root survives, so the result is order-stable."""
+    ru = _find(parent, a)
+    rv = _find(parent, b)
+    if ru == rv or (owners[ru] & owners[rv]) != 0:
+        return
+    if rv < ru:
+        ru, rv = rv, ru
+    parent[rv] = ru
+    owners[ru] |= owners[rv]
+
+
+@njit(cache=True)
 def _constrained_union(n_nodes, node_annotator, edge_u, edge_v):
     parent = np.arange(n_nodes)
     owners = np.zeros(n_nodes, dtype=np.int64)  # bit set of annotators in each root's cluster
     for i in range(n_nodes):
         owners[i] = np.int64(1) << node_annotator[i]
     for e in range(len(edge_u)):
-        ru = _find(parent, edge_u[e])
-        rv = _find(parent, edge_v[e])
-        if ru == rv or (owners[ru] & owners[rv]) != 0:
-            continue
-        if rv < ru:
-            ru, rv = rv, ru
-        parent[rv] = ru
-        owners[ru] |= owners[rv]
+        _constrained_link(parent, owners, edge_u[e], edge_v[e])
     roots = np.empty(n_nodes, dtype=np.int64)
     for i in range(n_nodes):
         roots[i] = _find(parent, i)

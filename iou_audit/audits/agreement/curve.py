@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from iou_audit.audits.agreement.clusters import EdgeGraph, _find
+from iou_audit.audits.agreement.clusters import EdgeGraph, _constrained_link, _find
 
 
 @njit(cache=True)
@@ -114,14 +114,7 @@ def _curve_sums_kernel(node_annotator, u, v, w, thresholds, node_sample, covered
         for e in range(len(u)):
             if w[e] >= t and not added[e]:
                 added[e] = True
-                ru = _find(parent, u[e])
-                rv = _find(parent, v[e])
-                if ru == rv or (owners[ru] & owners[rv]) != 0:
-                    continue
-                if rv < ru:
-                    ru, rv = rv, ru
-                parent[rv] = ru
-                owners[ru] |= owners[rv]
+                _constrained_link(parent, owners, u[e], v[e])
         for i in range(n_nodes):
             roots[i] = _find(parent, i)
         n, do_sum, sq = _roots_alpha_sums(roots, owners, node_sample, covered, codes, n_values)
