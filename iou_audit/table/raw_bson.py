@@ -21,10 +21,10 @@ import struct
 import numba
 import numpy as np
 
-# BSON element types
-DOUBLE, STRING, DOCUMENT, ARRAY, BINARY, OBJECT_ID, BOOL, NULL, INT32, INT64 = 1, 2, 3, 4, 5, 7, 8, 10, 16, 18
+# BSON element types the Python side names (the kernels spell them out, with the spec's names)
+ARRAY, OBJECT_ID, UNDEFINED, NULL = 4, 7, 6, 10
 MISSING = 0  # our marker: the element is absent
-_NUMERIC = (DOUBLE, BOOL, INT32, INT64)
+ABSENT = (MISSING, UNDEFINED, NULL)  # no value
 
 
 @numba.njit(cache=True)
@@ -267,7 +267,7 @@ def _string_spans(buf, etype, vstart, start, length):
 
 
 @numba.njit(cache=True)
-def _fixed_width(buf, start, length, width, out):
+def _fixed_width(buf, start, length, out):
     for i in range(len(start)):
         for j in range(max(length[i], 0)):
             out[i, j] = buf[start[i] + j]
@@ -296,7 +296,7 @@ def decode_strings(buf: np.ndarray, etype: np.ndarray, vstart: np.ndarray, none:
         return out
     width = max(int(length.max()), 1)
     fixed = np.zeros((int(present.sum()), width), np.uint8)
-    _fixed_width(buf, start[present], length[present], width, fixed)
+    _fixed_width(buf, start[present], length[present], fixed)
     lens = length[present]
     if width == 24 and (lens == 24).all():  # label ids: all distinct, decode in one C-level pass
         out[present] = fixed.view("S24").ravel().astype("U24").astype(object)
@@ -327,7 +327,7 @@ def decode_value(buf: np.ndarray, etype: int, vstart: int):
     """
     import bson
 
-    if etype in (MISSING, NULL, 6):
+    if etype in ABSENT:
         return None
     size = int(_value_size(buf, vstart, etype))
     if size < 0:
@@ -434,7 +434,7 @@ def object_ids(buf: np.ndarray, etype: np.ndarray, vstart: np.ndarray) -> np.nda
         hexed[:, 0::2] = _HEX_DIGITS[raw >> 4]
         hexed[:, 1::2] = _HEX_DIGITS[raw & 15]
         out[is_oid] = hexed.view("S24").ravel().astype("U24").astype(object)
-    other = ~is_oid & ~np.isin(etype, (MISSING, NULL, 6))
+    other = ~is_oid & ~np.isin(etype, ABSENT)
     for i in np.flatnonzero(other):
         out[i] = str(decode_value(buf, int(etype[i]), int(vstart[i])))
     return out

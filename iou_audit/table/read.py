@@ -21,7 +21,15 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from iou_audit.table.model import LabelTable
-from iou_audit.table.raw_bson import decode_strings, decode_value, join_documents, object_ids, read_columns
+from iou_audit.table.raw_bson import (
+    ABSENT,
+    ARRAY,
+    decode_strings,
+    decode_value,
+    join_documents,
+    object_ids,
+    read_columns,
+)
 
 LIST_KEYS = {"Detections": ("detections", "detections"), "Polylines": ("polylines", "polylines")}
 
@@ -247,12 +255,12 @@ def _crowd(cols, k: int) -> np.ndarray:
 def _tags(cols, k: int) -> list:
     """Label tags: fresh empty lists when every tags value is an empty array or null/absent."""
     etype, vstart, buf = cols.etype[k], cols.vstart[k], cols.buf
-    arrays = etype == 4
+    arrays = etype == ARRAY
     sizes = np.zeros(len(etype), np.int64)
     if arrays.any():
         at = vstart[arrays]
         sizes[arrays] = buf[at].astype(np.int64) | (buf[at + 1].astype(np.int64) << 8)
-    empty = (arrays & (sizes == 5)) | np.isin(etype, (0, 6, 10))
+    empty = (arrays & (sizes == 5)) | np.isin(etype, ABSENT)  # 5 bytes: an empty BSON array
     if empty.all():
         return [[] for _ in range(len(etype))]
     return [[] if e else (decode_value(buf, int(t), int(s)) or []) for e, t, s in zip(empty.tolist(), etype, vstart)]
@@ -298,11 +306,6 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _as_string(expr: str) -> dict:
-    # ObjectIds -> hex strings on the server: decoding str is cheaper than ObjectId + str() here
-    return {"$convert": {"input": expr, "to": "string", "onError": None, "onNull": None}}
 
 
 def _object_array(values: list) -> np.ndarray:
