@@ -32,9 +32,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
+from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
 from iou_audit.geometry.boxes import batched_self_pairs, valid_boxes
+from iou_audit.results.findings import FINDING_COLUMNS
 from iou_audit.table.model import BOUNDS_TOLERANCE, LabelTable, require_frame_sizes
-from iou_audit.table.read import _gc_paused
+from iou_audit.vocabulary import GEOMETRIES, canonical_geometry
 
 AUDIT = "duplicates"
 KINDS = ("duplicate", "class_conflict", "contained", "degenerate_box", "out_of_bounds")
@@ -45,13 +49,6 @@ MAX_IOU_LABELS = ("flagged", "overlapping")
 THRESH_TOLERANCE = 1e-9
 DEFAULT_CONFLICT_IOU = 0.95
 DEFAULT_CONTAIN_IOS = 0.95
-GEOMETRIES = ("auto", "boxes", "masks", "polygons")
-
-try:  # the shared finding shape (iou_audit.results); the literal list is its documented contract
-    from iou_audit.results import FINDING_COLUMNS
-except ImportError:  # pragma: no cover - only while results.py is being written
-    FINDING_COLUMNS = ["audit", "kind", "sample_id", "field", "label_id", "other_field", "other_label_id",
-                       "other_sample_id", "label", "score", "iou", "detail"]
 
 
 def box_problems(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,8 +142,7 @@ def pair_overlaps(table: LabelTable, geometry: str = "auto"):
         >>> ri.tolist(), rj.tolist(), iou.round(6).tolist(), ios.round(6).tolist(), used.tolist()
         ([0], [1], [0.5], [1.0], ['boxes'])
     """
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    geometry = canonical_geometry(geometry)
     if geometry == "auto":
         has_masks = table.masks is not None and any(m is not None for m in table.masks)
         geometry = "masks" if has_masks else ("polygons" if table.label_type == "polylines" else "boxes")
@@ -281,7 +277,26 @@ def _rows(table, audit, kind, rows, other_rows, score, iou, detail) -> pd.DataFr
     }, columns=FINDING_COLUMNS)
 
 
-@_gc_paused()  # no reference cycles are made; a full collection over a big heap costs 0.1-0.3 s
+@dataclass(frozen=True)
+class DuplicatesConfig(AuditConfig):
+    """Parameters of the duplicate audit (the defaults, the stored config, the CLI and the form)."""
+
+    label_field: str = option(None, "Detections (boxes or instance masks) or Polylines (filled polygons) "
+                              "field to audit", kind="field")
+    iou_thresh: float = option(DEFAULT_IOU_THRESH, "same-class IoU at or above which the later label is a "
+                               "duplicate", low=0.0, high=1.0, low_open=True, label="Duplicate IoU")
+    conflict_iou: float = option(DEFAULT_CONFLICT_IOU, "different-class IoU at or above which a pair is a "
+                                 "class conflict", low=0.0, high=1.0, low_open=True, label="Class-conflict IoU")
+    contain_ios: float = option(DEFAULT_CONTAIN_IOS, "intersection over the smaller label at or above which "
+                                "it is 'contained'", low=0.0, high=1.0, low_open=True, label="Containment")
+    geometry: str = option("auto", "overlap geometry (auto: masks when present, polygons for Polylines, "
+                           "else boxes)", choices=GEOMETRIES)
+    max_iou_labels: str = option("flagged", "labels that get <key>_max_iou: those of flagged pairs, or "
+                                 "every label overlapping another of its class", choices=MAX_IOU_LABELS)
+    batch_size: int = option(2000, "samples read per batch (bounds memory; results do not depend on it)",
+                             low=1, high=10**9, form=False)
+
+
 def audit_duplicates(
     samples,
     label_field: str,
@@ -317,7 +332,8 @@ def audit_duplicates(
         geometry: ``"auto"``, ``"boxes"``, ``"masks"`` or ``"polygons"`` (see :func:`pair_overlaps`).
         batch_size: samples read per batch.
         save: write the results into the dataset (False: compute only).
-        progress: a callable ``progress(fraction, label)`` or True for a tqdm bar (None/False: none).
+        progress: None, True (a tqdm bar), a callable ``progress(fraction, label)`` or an operator
+            context (see ``iou_audit.progress``).
         max_iou_labels: ``"flagged"`` writes ``<audit_key>_max_iou`` on the labels of flagged pairs,
             ``"overlapping"`` on every label overlapping another of its class.
 
@@ -328,62 +344,40 @@ def audit_duplicates(
         >>> result = audit_duplicates(dataset, "ground_truth", audit_key="dups")   # doctest: +SKIP
         >>> result.summary()                                                        # doctest: +SKIP
     """
-    from iou_audit.results import AuditResult, concat_findings, save_audit
+    from iou_audit.audits.runner import run_audit
+
+    config = DuplicatesConfig(label_field=label_field, iou_thresh=iou_thresh, conflict_iou=conflict_iou,
+                              contain_ios=contain_ios, geometry=canonical_geometry(geometry),
+                              max_iou_labels=max_iou_labels, batch_size=batch_size)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+
+
+def _read_and_compute(samples, config: DuplicatesConfig, report) -> AuditOutput:
+    """Read the field batch by batch and run :func:`duplicate_findings` on each batch."""
+    from iou_audit.results import concat_findings
     from iou_audit.table import ReadLayout, check_label_field, iter_label_tables
 
-    _, label_type = check_label_field(samples, label_field)
+    field = config.label_field
+    _, label_type = check_label_field(samples, field)
     attributes = ("filled",) if label_type == "polylines" else ()
-    masks = False if geometry in ("boxes", "polygons") else "auto"
-    config = {"label_field": label_field, "iou_thresh": float(iou_thresh), "conflict_iou": float(conflict_iou),
-              "contain_ios": float(contain_ios), "geometry": geometry, "max_iou_labels": max_iou_labels}
+    masks = False if config.geometry in ("boxes", "polygons") else "auto"
     frames, label_attrs, layout = [], {"max_iou": {}, "dup_of": {}}, ReadLayout()
     total, done, n_labels = len(samples), 0, 0
-    report = _progress_reporter(progress, total)
-    for table in iter_label_tables(samples, label_field, batch_size=batch_size, attributes=attributes,
+    for table in iter_label_tables(samples, field, batch_size=config.batch_size, attributes=attributes,
                                    masks=masks):
-        findings, attrs = duplicate_findings(table, iou_thresh, conflict_iou, contain_ios, geometry,
-                                             max_iou_labels=max_iou_labels)
+        findings, attrs = duplicate_findings(table, config.iou_thresh, config.conflict_iou, config.contain_ios,
+                                             config.geometry, max_iou_labels=config.max_iou_labels)
         frames.append(findings)
         for name, values in attrs.items():
             label_attrs[name].update(values)
-        if save:  # where the labels to write are, so the write need not look for them again
-            touched = set(findings["label_id"]) | set(findings["other_label_id"]) | set(attrs["max_iou"])
-            rows = np.fromiter((lid in touched for lid in table.label_id.tolist()), bool, len(table))
-            layout.add(label_field, table.label_id[rows].tolist(), table.sample_ids[table.sample_index[rows]].tolist())
+        # where the labels to write are, so the write need not look for them again
+        touched = set(findings["label_id"]) | set(findings["other_label_id"]) | set(attrs["max_iou"])
+        rows = np.fromiter((lid in touched for lid in table.label_id.tolist()), bool, len(table))
+        layout.add(field, table.label_id[rows].tolist(), table.sample_ids[table.sample_index[rows]].tolist())
         done += table.num_samples
         n_labels += len(table)
-        report(done)
-    report(None)
+        report.report(0.9 * done / max(total, 1), f"{done}/{total} samples")
     findings = concat_findings(frames)
-    counts = findings["kind"].value_counts()
-    metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
+    metrics = kind_counts(findings, KINDS)
     metrics["n_labels"] = n_labels
-    result = AuditResult(AUDIT, audit_key, config, findings, metrics=metrics)
-    if save:
-        save_audit(samples, result, label_attributes={label_field: label_attrs}, layout=layout)
-    return result
-
-
-def _progress_reporter(progress, total: int):
-    """Normalise ``progress`` to a function of the number of samples done (None = finished)."""
-    if not progress:
-        return lambda done: None
-    if callable(progress):
-        return lambda done: progress(1.0 if done is None else done / max(total, 1),
-                                     f"{total if done is None else done}/{total} samples")
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="duplicates", unit="sample")
-
-    def report(done):
-        if done is None:
-            bar.close()
-        else:
-            bar.update(done - bar.n)
-
-    return report
-
-
-def run_demo_duplicates(dataset, label_field: str = "ground_truth"):
-    """The demo's duplicate audit (audit key ``duplicates``) with the default thresholds."""
-    return audit_duplicates(dataset, label_field, audit_key="duplicates", progress=True)
+    return AuditOutput(findings, label_values={field: label_attrs}, metrics=metrics, layout=layout)

@@ -37,6 +37,8 @@ def save_audit(
     label_attributes: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     sample_fields: Mapping[str, Mapping[str, Any]] | None = None,
     layout: ReadLayout | None = None,
+    new_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    views: Mapping[str, tuple] | None = None,
 ) -> dict:
     """Write an audit's results into the dataset under ``result.audit_key``; returns the manifest.
 
@@ -47,8 +49,13 @@ def save_audit(
         sample_fields: ``{name: {sample_id: value}}``, stored as ``<key>_<name>``.
         layout: where the audit read its labels (``iou_audit.table.bulk.ReadLayout``), so the
             write does not look them up in the view again.
+        new_fields: ``{field: {sample_id: value}}``: sample fields the user named (e.g. a consensus
+            label field), written as given, recorded in the manifest (``delete_audit`` removes them).
+        views: ``{kind: (view, description)}`` replacing the default saved view of those kinds.
 
-    Re-running with the same key first deletes the previous run's results.
+    Re-running with the same key first deletes the previous run's results. Everything is checked
+    (fields, collisions with fields or views this run does not own) before anything is deleted or
+    written, so a refused save leaves the dataset as it was.
 
     Example:
         >>> save_audit(ds, result, {"gt": {"iou": {lid: 0.93}}})            # doctest: +SKIP
@@ -56,12 +63,21 @@ def save_audit(
     """
     dataset = _check_writable(samples)
     key = result.audit_key
-    _check_key(key)
+    check_audit_key(key)
     findings = make_findings(result.findings)
     plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})  # validates fields
+    new_fields = {name: dict(values) for name, values in (new_fields or {}).items()}
+    for kind, (view, description) in (views or {}).items():
+        plan["views"][f"{key}-{kind}"] = (view, description)
+    plan["manifest"]["saved_views"] = sorted(plan["views"])
+    plan["manifest"]["new_fields"] = sorted(new_fields)
+    previous = {}
     if key in dataset.list_runs():
         if not is_audit(dataset, key):
             raise ValueError(f"run key {key!r} is used by another (non iou-audit) run of {dataset.name!r}")
+        previous = getattr(dataset.load_run_results(key, cache=False, load_view=False), "written", None) or {}
+    _check_new_fields(dataset, new_fields, previous.get("new_fields", []))
+    if key in dataset.list_runs():
         delete_audit(dataset, key)
 
     _check_collisions(dataset, plan["manifest"])
@@ -86,6 +102,8 @@ def save_audit(
     _save_results(samples, key, result, findings, plan["manifest"])
 
     writes.run()
+    for name, values in new_fields.items():
+        samples.set_values(name, values, key_field="id")
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
@@ -144,7 +162,8 @@ def delete_audit(dataset, key: str) -> dict:
     if schema_paths:
         # schema only: the data is already gone (delete_sample_field would rewrite every sample)
         dataset.remove_dynamic_sample_fields(schema_paths)
-    names = [n for n in manifest.get("sample_fields", []) if dataset.get_field(n) is not None]
+    names = [n for n in manifest.get("sample_fields", []) + manifest.get("new_fields", [])
+             if dataset.get_field(n) is not None]
     if names:
         dataset.delete_sample_fields(names)
     for name in manifest.get("saved_views", []):
@@ -167,9 +186,19 @@ def _info(dataset, key: str):
     return dataset.get_run_info(key)
 
 
-def _check_key(key: str) -> None:
+def check_audit_key(key: str) -> None:
+    """Refuse a key that is not a valid FiftyOne run key (a Python identifier)."""
     if not isinstance(key, str) or not key.isidentifier():
         raise ValueError(f"audit_key must be a valid Python identifier (FiftyOne run key), got {key!r}")
+
+
+def _check_new_fields(dataset, new_fields: Mapping, owned: list) -> None:
+    """A new field must not exist, unless the previous run under this key wrote it."""
+    for name in new_fields:
+        if not isinstance(name, str) or not name or name.startswith("_") or any(c in name for c in ".$"):
+            raise ValueError(f"new field name {name!r} is not a valid FiftyOne field name")
+        if dataset.get_field(name) is not None and name not in owned:
+            raise ValueError(f"field {name!r} already exists and was not written by this audit; choose a new name")
 
 
 def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
