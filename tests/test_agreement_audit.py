@@ -88,7 +88,7 @@ def test_filled_polylines_use_polygon_iou(dataset):
                                    b=fo.Polylines(polylines=[poly(tri2, "road")]))])
     res = audit_agreement(dataset, ["a", "b"], compute_map=False)
     want = Polygon(tri).intersection(Polygon(tri2)).area / Polygon(tri).union(Polygon(tri2)).area
-    assert res.metrics["geometry"] == "polygon"
+    assert res.metrics["geometry"] == "polygons"
     assert res.tables["pairs"].mean_iou.iloc[0] == pytest.approx(want, abs=1e-12)
 
 
@@ -98,5 +98,5 @@ def test_labels_without_mask_fall_back_to_boxes(dataset):
         fo.Detection(label="x", bounding_box=[.1, .1, .1, .1], mask=sq), fo.Detection(label="y", bounding_box=[.5, .5, .2, .2])])
     dataset.add_sample(fo.Sample(filepath="/nonexistent/m.jpg", metadata=fo.ImageMetadata(width=40, height=40), a=both(), b=both()))
     r = audit_agreement(dataset, ["a", "b"], save=False)
-    assert r.metrics["geometry"] == "mask"
+    assert r.metrics["geometry"] == "masks"
     assert r.tables["pairs"][["matched", "mean_iou"]].values.tolist() == [[2, 1.0]]

@@ -108,7 +108,7 @@ def test_lvis_double_annotations_match_pycocotools(lvis):
     ds = lvis_dataset(lvis)
     try:
         res = audit_agreement(ds, ["r1", "r2"], audit_key="lvis", consensus_field="consensus")
-        assert res.metrics["geometry"] == "mask"
+        assert res.metrics["geometry"] == "masks"
         pair = res.tables["pairs"].iloc[0]
         want_iou, want_n, pairs = matched_mask_iou(lvis)
         assert pair["matched"] == want_n

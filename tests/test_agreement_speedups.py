@@ -165,7 +165,7 @@ def test_joined_batches_equal_the_graph_and_tables_of_one_pass(seed, iou_thresh)
                  sample_ids=t.sample_ids[s0:s1], masks=None, polygons=None)
 
     parts = [compute_part([rows(t, s0, s1) for t in tables], covered[s0:s1] | np.stack(
-        [np.diff(t.offsets[s0:s1 + 1]) > 0 for t in tables], axis=1), iou_thresh, "hungarian", "box", None, 0.5, False, False)
+        [np.diff(t.offsets[s0:s1 + 1]) > 0 for t in tables], axis=1), iou_thresh, "hungarian", "boxes", None, 0.5, False, False)
         for s0, s1 in zip(cuts[:-1], cuts[1:])]
     m = merge_parts(parts)
     want = edge_graph(m.tables, m.curve_pms or m.pms, m.ranks)

@@ -192,6 +192,16 @@ def check_audit_key(key: str) -> None:
         raise ValueError(f"audit_key must be a valid Python identifier (FiftyOne run key), got {key!r}")
 
 
+def check_new_field(dataset, name: str, audit_key: str) -> None:
+    """Refuse ``name`` as a new field of an audit under ``audit_key`` unless it is free or that
+    audit's previous run wrote it (checked before an audit computes, and again when it saves)."""
+    owned = []
+    if audit_key in dataset.list_runs() and is_audit(dataset, audit_key):
+        res = dataset.load_run_results(audit_key, cache=False, load_view=False)
+        owned = (getattr(res, "written", None) or {}).get("new_fields", [])
+    _check_new_fields(dataset, {name: None}, owned)
+
+
 def _check_new_fields(dataset, new_fields: Mapping, owned: list) -> None:
     """A new field must not exist, unless the previous run under this key wrote it."""
     for name in new_fields:

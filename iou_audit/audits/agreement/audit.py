@@ -7,7 +7,7 @@ label attributes ``<key>_iou`` (mean IoU with the other members of its object),
 ``<key>_n_annotators`` (annotators who drew the object) and, for masks, ``<key>_boundary_iou``; label tags ``<key>:<kind>``; per-sample ``<key>_f1``,
 ``<key>_mean_iou``, ``<key>_alpha`` and finding counts; a saved view per kind; a custom run holding
 config, findings, tables and metrics. The optional consensus field is written with one
-``set_values`` call. Input label fields are never modified except for those attributes and tags.
+``set_values`` call and recorded in the run's manifest. Input label fields are never modified except for those attributes and tags.
 """
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ from typing import Sequence
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
-from iou_audit.results import AuditResult, save_audit
+from iou_audit.audits.base import AuditConfig, AuditOutput, option
+from iou_audit.results import AuditResult
 from iou_audit.table import ReadLayout, iter_label_tables, read_label_table, split_by_attribute
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import check_label_field
+from iou_audit.vocabulary import GEOMETRIES, METHODS, canonical_geometry, canonical_method
 
 AUDIT = "agreement"
 
@@ -110,23 +114,60 @@ def read_coverage(samples, coverage_field: str, names: Sequence[str]) -> np.ndar
     return cov
 
 
-@_gc_paused()  # no reference cycles are made; a full collection over a big heap costs 0.1-0.3 s
+def _quorum_ok(value) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"quorum must be None, a fraction in (0, 1] or a count >= 1, got {value!r}")
+    if isinstance(value, float) and value > 1 and not value.is_integer():
+        raise ValueError(f"quorum must be a fraction in (0, 1] or a whole count, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AgreementConfig(AuditConfig):
+    """Parameters of the agreement audit (the defaults, the stored config, the CLI and the form)."""
+
+    label_fields: tuple = option((), "label fields, one per annotator (or a single field with annotator_attr)",
+                                 kind="fields")
+    iou_thresh: float = option(0.5, "IoU needed for two labels to match", low=0.0, high=1.0, low_open=True,
+                               label="Match IoU")
+    method: str = option("hungarian", "one-to-one matching: optimal Hungarian or greedy", choices=METHODS)
+    quorum: float | None = option(None, "annotators needed for an object to count as found: a fraction q "
+                                  "(ceil(q*n)) or a count; default a strict majority of the annotators who "
+                                  "labelled the image", kind="quorum")
+    consensus_field: str | None = option(None, "write fused consensus labels to this new field", kind="new_field")
+    annotator_attr: str | None = option(None, "label attribute naming the annotator, when all annotators share "
+                                        "one field", kind="name")
+    coverage_field: str | None = option(None, "per-sample list of the annotators who labelled it (others: not "
+                                        "labelled, not 'empty')", kind="name")
+    geometry: str = option("auto", "overlap geometry (auto: masks when every annotator has them, polygons for "
+                           "Polylines, else boxes)", choices=GEOMETRIES)
+    low_iou: float = option(0.75, "a label whose mean IoU with the other annotators' is below this is "
+                            "low_agreement", low=0.0, high=1.0, label="Low-agreement IoU")
+    compute_map: bool = option(True, "also compute the inter-annotator mAP@[.5:.95]", label="Inter-annotator mAP")
+    batch_size: int = option(2000, "samples read and matched per batch (bounds memory; results do not depend "
+                             "on it)", low=1, high=10**9, form=False)
+
+    def validate(self) -> None:
+        _quorum_ok(self.quorum)
+
+
 def audit_agreement(
     samples,
     label_fields: str | Sequence[str],
-    iou_thresh: float = 0.5,
-    method: str = "hungarian",
+    iou_thresh: float = AgreementConfig.iou_thresh,
+    method: str = AgreementConfig.method,
     quorum: float | int | None = None,
     consensus_field: str | None = None,
     audit_key: str = "agreement",
     annotator_attr: str | None = None,
     coverage_field: str | None = None,
-    geometry: str = "auto",
-    low_iou: float = 0.75,
+    geometry: str = AgreementConfig.geometry,
+    low_iou: float = AgreementConfig.low_iou,
     compute_map: bool = True,
     save: bool = True,
     progress=None,
-    batch_size: int = 2000,
+    batch_size: int = AgreementConfig.batch_size,
 ) -> AuditResult:
     """Multi-annotator agreement audit of a FiftyOne collection.
 
@@ -137,17 +178,18 @@ def audit_agreement(
         method: ``"hungarian"`` (default, optimal) or ``"greedy"``.
         quorum: annotators needed for an object to count as found: None = strict majority of the
             covering annotators, a float q = ceil(q * n), an int = that count.
-        consensus_field: if given, a new Detections field with the fused labels.
+        consensus_field: if given, a new Detections field with the fused labels (recorded in the
+            run: ``delete_audit`` removes it, a re-run with the same key replaces it).
         audit_key: prefix of everything written, and the run's key.
         annotator_attr: label attribute naming the annotator when all are in one field.
         coverage_field: per-sample list of the annotators who labelled the sample; the others are
             "not labelled" (excluded), not "found nothing".
         geometry: ``"auto"`` (masks if present, else polygons for Polylines, else boxes), or
-            ``"box"``/``"mask"``/``"polygon"``.
+            ``"boxes"``/``"masks"``/``"polygons"``.
         low_iou: clusters whose mean pairwise IoU is below this are ``low_agreement`` findings.
         compute_map: also compute the inter-annotator mAP@[.5:.95].
         save: write results into the dataset (False: compute only).
-        progress: optional ``callback(fraction, label)`` called between stages.
+        progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
         batch_size: samples read and matched at a time. Geometry (masks, polygons) and IoU blocks
             are held for one batch only; per-label results (O(labels)) are kept to compute the
             global statistics, which equal those of a single pass.
@@ -157,12 +199,30 @@ def audit_agreement(
         per_image, per_class, annotators, threshold_curve, map_pairs) and metrics (alpha_nominal,
         alpha_interval, f1, f1_class, mean_iou, map, map50, boundary_iou for masks, counts).
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    report = progress or (lambda fraction, label: None)
-    report(0.0, "reading labels")
-    names, fields, tables_iter = iter_annotator_batches(samples, label_fields, annotator_attr, batch_size)
-    coverage = read_coverage(samples, coverage_field, names) if coverage_field else None
+    from iou_audit.audits.runner import run_audit
+
+    fields = (label_fields,) if isinstance(label_fields, str) else tuple(label_fields)
+    config = AgreementConfig(label_fields=fields, iou_thresh=iou_thresh, method=canonical_method(method),
+                             quorum=quorum, consensus_field=consensus_field, annotator_attr=annotator_attr,
+                             coverage_field=coverage_field, geometry=canonical_geometry(geometry), low_iou=low_iou,
+                             compute_map=bool(compute_map), batch_size=batch_size)
+    if save and consensus_field:  # refused before the matching, not after it
+        _check_consensus_name(samples, consensus_field, audit_key)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+
+
+def _check_consensus_name(samples, name: str, audit_key: str) -> None:
+    from iou_audit.results.runs import check_new_field
+
+    check_new_field(samples._root_dataset, name, audit_key)
+
+
+def _read_and_compute(samples, config: AgreementConfig, report) -> AuditOutput:
+    report.report(0.0, "reading labels")
+    label_fields = config.label_fields[0] if len(config.label_fields) == 1 else list(config.label_fields)
+    names, fields, tables_iter = iter_annotator_batches(samples, label_fields, config.annotator_attr,
+                                                        config.batch_size)
+    coverage = read_coverage(samples, config.coverage_field, names) if config.coverage_field else None
     n_samples = max(len(samples), 1)
     state = {"start": 0}
 
@@ -171,32 +231,21 @@ def audit_agreement(
             n = len(tables[0].offsets) - 1
             cov = None if coverage is None else coverage[state["start"]:state["start"] + n]
             state["start"] += n
-            report(0.6 * state["start"] / n_samples, f"matching {len(names)} annotators ({state['start']} samples)")
+            report.report(0.6 * state["start"] / n_samples, f"matching {len(names)} annotators ({state['start']} samples)")
             yield tables, cov
 
     r: Agreement = compute_agreement_batches(
-        batches(), names=names, fields=fields, iou_thresh=iou_thresh, method=method, quorum=quorum,
-        geometry=geometry, low_iou=low_iou, compute_map=compute_map, consensus=bool(consensus_field))
+        batches(), names=names, fields=fields, iou_thresh=config.iou_thresh, method=config.method,
+        quorum=config.quorum, geometry=config.geometry, low_iou=config.low_iou, compute_map=config.compute_map,
+        consensus=bool(config.consensus_field))
     tables = r.label_tables
-    config = {"label_fields": list(label_fields) if not isinstance(label_fields, str) else [label_fields],
-              "annotators": names, "iou_thresh": iou_thresh, "method": method, "quorum": quorum,
-              "consensus_field": consensus_field, "annotator_attr": annotator_attr,
-              "coverage_field": coverage_field, "geometry": r.geometry, "low_iou": low_iou}
-    result = AuditResult(AUDIT, audit_key, config, r.findings, r.tables, r.metrics)
-    if not save:
-        report(1.0, "done")
-        return result
-    report(0.7, "writing results")
     layout = ReadLayout()
     for t, field in zip(tables, fields):
         layout.add_table(field, t)
-    save_audit(samples, result, label_attributes=_label_attributes(tables, fields, r),
-               sample_fields=_sample_fields(r), layout=layout)
-    if consensus_field:
-        report(0.9, f"writing consensus field {consensus_field}")
-        write_consensus(samples, tables, r, consensus_field)
-    report(1.0, "done")
-    return result
+    new_fields = {config.consensus_field: consensus_values(tables, r)} if config.consensus_field else {}
+    return AuditOutput(r.findings, label_values=_label_attributes(tables, fields, r), sample_values=_sample_fields(r),
+                       new_fields=new_fields, tables=r.tables, metrics=r.metrics, layout=layout,
+                       config_extra={"annotators": names, "geometry": r.geometry})
 
 
 def _plain(values) -> list:
@@ -221,12 +270,10 @@ def _sample_fields(r: Agreement) -> dict:
     return {col: dict(zip(img.sample_id.tolist(), _plain(img[col].to_numpy(dtype=float)))) for col in ("f1", "mean_iou", "alpha")}
 
 
-def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
-    """Write the fused labels as a new Detections field (one bulk ``set_values``); returns the count."""
+def consensus_values(tables, r: Agreement) -> dict:
+    """``{sample_id: fo.Detections}`` of the fused labels (written by the runner in one ``set_values``)."""
     import fiftyone as fo
 
-    if samples._dataset.get_field(consensus_field) is not None:
-        raise ValueError(f"consensus field {consensus_field!r} already exists; choose a new name")
     fused = r.consensus if r.consensus is not None else consensus_labels(tables, r.cluster_table, r.members, r.geometry)
     per_sample: list[list] = [[] for _ in range(len(tables[0].sample_ids))]
     for row in fused.itertuples():
@@ -237,6 +284,4 @@ def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
         if row.mask is not None:
             det.mask = row.mask
         per_sample[row.sample_index].append(det)
-    values = {sid: fo.Detections(detections=d) for sid, d in zip(tables[0].sample_ids, per_sample)}
-    samples.set_values(consensus_field, values, key_field="id")
-    return len(fused)
+    return {sid: fo.Detections(detections=d) for sid, d in zip(tables[0].sample_ids, per_sample)}

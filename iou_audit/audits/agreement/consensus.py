@@ -73,7 +73,7 @@ def majority_mask(masks, boxes: np.ndarray, frame: tuple[int, int]):
     return keep[a:b, c:d], box
 
 
-def consensus_labels(tables, ctab: pd.DataFrame, mem: pd.DataFrame, geometry: str = "box") -> pd.DataFrame:
+def consensus_labels(tables, ctab: pd.DataFrame, mem: pd.DataFrame, geometry: str = "boxes") -> pd.DataFrame:
     """One row per consensus object: sample_index, label, box (relative xyxy), confidence,
     members (label ids), n_annotators, mask (or None)."""
     found = ctab[ctab.n_present >= ctab.quorum]
@@ -84,7 +84,7 @@ def consensus_labels(tables, ctab: pd.DataFrame, mem: pd.DataFrame, geometry: st
     sel = mem[np.isin(mem.cluster.to_numpy(), cl)].sort_values(["cluster", "annotator"])
     members = sel.groupby("cluster").label_id.apply(list).reindex(cl)
     masks = [None] * len(cl)
-    if geometry == "mask":
+    if geometry == "masks":
         t0 = tables[0]
         by_cluster = {c: g for c, g in sel.groupby("cluster")}
         for i, c in enumerate(cl):

@@ -40,7 +40,7 @@ class Agreement:
     members: pd.DataFrame
     pair_matches: list = field(repr=False)
     label_values: list = field(repr=False)  # per annotator: {attr: (L_k,) array}
-    geometry: str = "box"
+    geometry: str = "boxes"
     consensus: pd.DataFrame | None = field(default=None, repr=False)  # fused labels, if asked
     label_tables: list | None = field(default=None, repr=False)  # per annotator: offsets, label_id, label, box, sample_ids
 
@@ -221,7 +221,7 @@ def compute_agreement_batches(
         tables_out["map_pairs"] = mp
         metrics["map"] = float(mp["map"].mean()) if mp["map"].notna().any() else float("nan")
         metrics["map50"] = float(mp["map50"].mean()) if mp["map50"].notna().any() else float("nan")
-    boundary = _boundary(tables, pms, m.boundary, pairs, metrics) if geometry == "mask" else None
+    boundary = _boundary(tables, pms, m.boundary, pairs, metrics) if geometry == "masks" else None
     label_values = []
     m_ann, m_row, m_cluster, m_iou = (mem[c].to_numpy() for c in ("annotator", "row", "cluster", "member_iou"))
     for k in range(K):

@@ -14,9 +14,8 @@ from iou_audit.geometry.boxes import batched_box_iou, batched_pair_rows
 from iou_audit.geometry.masks import batched_cropped_mask_iou
 from iou_audit.geometry.polygons import batched_polygon_iou
 from iou_audit.matching import batched_match
+from iou_audit.vocabulary import canonical_geometry, canonical_method
 
-GEOMETRIES = ("box", "mask", "polygon")
-METHODS = ("hungarian", "greedy")
 
 
 @dataclass
@@ -38,22 +37,21 @@ class PairMatch:
 
 
 def pick_geometry(tables, geometry: str = "auto") -> str:
-    """``"mask"`` if every table carries masks, ``"polygon"`` if polygons, else ``"box"``.
+    """``"masks"`` if every table carries masks, ``"polygons"`` if polygons, else ``"boxes"``.
 
     Example:
         >>> from types import SimpleNamespace as T
         >>> pick_geometry([T(masks=None, polygons=None)])
-        'box'
+        'boxes'
     """
+    geometry = canonical_geometry(geometry)
     if geometry != "auto":
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be 'auto' or one of {GEOMETRIES}, got {geometry!r}")
         return geometry
     if all(getattr(t, "masks", None) is not None for t in tables):
-        return "mask"
+        return "masks"
     if all(getattr(t, "polygons", None) is not None for t in tables):
-        return "polygon"
-    return "box"
+        return "polygons"
+    return "boxes"
 
 
 def frame_sizes(t) -> np.ndarray:
@@ -67,7 +65,7 @@ def frame_sizes(t) -> np.ndarray:
     return sizes
 
 
-def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
+def pair_ious(ta, tb, geometry: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
     """Every same-sample IoU between two annotators' labels, batched layout.
 
     Example:
@@ -81,9 +79,9 @@ def pair_ious(ta, tb, geometry: str = "box") -> tuple[np.ndarray, np.ndarray]:
     off_b = np.asarray(tb.offsets, dtype=np.int64)
     if len(off_a) != len(off_b):
         raise ValueError(f"annotator tables cover different sample counts: {len(off_a) - 1} vs {len(off_b) - 1}")
-    if geometry == "box":
+    if geometry == "boxes":
         values, pair_offsets = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
-    elif geometry == "mask":
+    elif geometry == "masks":
         values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b, frame_sizes(ta))
         # A label without a mask is compared by its box (rather than scoring IoU 0 with everything).
         no_a = np.array([m is None for m in ta.masks], dtype=bool)
@@ -117,12 +115,11 @@ def match_blocks(
         >>> match_blocks(v, np.array([0, 4]), np.array([0, 2]), np.array([0, 2]))[0]
         array([1, 0])
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = canonical_method(method)
     return batched_match(values, pair_offsets, off_a, off_b, None, iou_thresh, method=method, mode="geometry_first")
 
 
-def match_all_pairs(tables, iou_thresh: float = 0.5, method: str = "hungarian", geometry: str = "box") -> list[PairMatch]:
+def match_all_pairs(tables, iou_thresh: float = 0.5, method: str = "hungarian", geometry: str = "boxes") -> list[PairMatch]:
     """Match every annotator pair ``a < b``; returns one :class:`PairMatch` per pair."""
     out = []
     for a in range(len(tables)):

@@ -72,7 +72,7 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
     # is the global order (edges sort by sample first), so no global re-sort (30 ms of 1.0 s).
     curve_graph = graph if curve_pms is None else edge_graph(tables, curve_pms, ranks)
     boundary = None
-    if geometry == "mask":
+    if geometry == "masks":
         from iou_audit.audits.agreement.boundary import matched_boundary_iou
 
         boundary = [matched_boundary_iou(tables[pm.a], tables[pm.b], pm.match_a) for pm in pms]
