@@ -1,31 +1,56 @@
-"""``audit_predictions``: read two fields in bulk, run the array core, write results in bulk."""
+"""``audit_predictions``: read two fields in bulk, run the array core, hand the output to the runner."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
+from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.predictions.core import compute_prediction_audit
-from iou_audit.audits.predictions.findings import label_values, to_audit_result
-from iou_audit.results import AuditResult, save_audit
+from iou_audit.audits.predictions.findings import AUDIT, KINDS, build_findings, label_values
+from iou_audit.results import AuditResult
 from iou_audit.table import ReadLayout, read_label_table
-from iou_audit.table.read import _gc_paused
+from iou_audit.vocabulary import METHODS, canonical_geometry, canonical_method
+
+GEOMETRIES = ("boxes", "masks")
+#: COCO's ``iouType`` for each geometry (what ``compute_prediction_audit`` and COCOeval call it)
+COCO_IOU_TYPE = {"boxes": "bbox", "masks": "segm"}
 
 
-@_gc_paused()  # no reference cycles are made; a full collection over a big heap costs 0.1-0.3 s
+@dataclass(frozen=True)
+class PredictionsConfig(AuditConfig):
+    """Parameters of the prediction audit (the defaults, the stored config, the CLI and the form)."""
+
+    pred_field: str = option(None, "Detections field with the model's predictions", kind="field")
+    gt_field: str = option(None, "Detections field with the labels", kind="field")
+    iou_thresh: float = option(0.5, "matching IoU threshold", low=0.0, high=1.0, low_open=True, label="Match IoU")
+    method: str = option("greedy", "greedy by confidence (pycocotools-exact) or Hungarian", choices=METHODS)
+    classwise: bool = option(True, "match only same-class pairs (off: geometry first)", label="Class-wise matching")
+    geometry: str = option("boxes", "compare boxes or instance masks", choices=GEOMETRIES)
+    good_fit: float = option(0.75, "IoU at which a matched label counts as well placed", low=0.0, high=1.0,
+                             low_open=True, label="Good-fit IoU")
+    min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0,
+                              label="Minimum score")
+    coco_metrics: bool = option(True, "compute COCO AP@[.5:.95] (10 thresholds x 4 area ranges)", label="COCO metrics")
+    tide: bool = option(True, "compute the TIDE dAP attribution", label="TIDE")
+
+
 def audit_predictions(
     samples,
     pred_field: str,
     gt_field: str,
-    iou_thresh: float = 0.5,
-    method: str = "coco",
+    iou_thresh: float = PredictionsConfig.iou_thresh,
+    method: str = PredictionsConfig.method,
     classwise: bool = True,
     audit_key: str = "predictions",
-    iou_type: str = "bbox",
-    good_fit: float = 0.75,
-    min_score: float = 0.5,
+    iou_type: str | None = None,
+    good_fit: float = PredictionsConfig.good_fit,
+    min_score: float = PredictionsConfig.min_score,
     coco_metrics: bool = True,
     tide: bool = True,
     save: bool = True,
     progress=None,
+    geometry: str = PredictionsConfig.geometry,
 ) -> AuditResult:
     """Find label errors from a model's predictions, with COCO-exact matching and ranked findings.
 
@@ -35,15 +60,16 @@ def audit_predictions(
             and scores; missing confidences count as 1).
         gt_field: Detections field with the labels (``iscrowd`` respected).
         iou_thresh: matching IoU threshold.
-        method: ``"coco"`` (greedy by confidence, pycocotools-exact) or ``"hungarian"``.
+        method: ``"greedy"`` (by confidence, pycocotools-exact; ``"coco"`` is an alias) or ``"hungarian"``.
         classwise: match only same-class pairs (False: geometry first).
         audit_key: results are stored under this key (see ``iou_audit.results.save_audit``).
-        iou_type: ``"bbox"`` or ``"segm"`` (instance masks on both fields).
+        geometry: ``"boxes"`` or ``"masks"`` (instance masks on both fields); ``iou_type`` ("bbox" /
+            "segm", COCO's names) is accepted for it.
         good_fit: IoU at which a matched label counts as well placed.
         min_score: findings (and tags) are emitted for scores >= this.
         coco_metrics, tide: compute COCO AP@[.5:.95] and the TIDE dAP attribution.
         save: write results into the dataset.
-        progress: optional ``callable(fraction, label)`` told when each stage (read, audit, write) starts.
+        progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
@@ -59,27 +85,33 @@ def audit_predictions(
         >>> r = audit_predictions(ds, "sim_predictions", "ground_truth")   # doctest: +SKIP
         >>> r.metrics["AP"], r.summary()                                   # doctest: +SKIP
     """
-    report = progress or (lambda fraction, label: None)
-    segm = iou_type == "segm"
-    report(0.0, "reading labels")
-    pred = read_label_table(samples, pred_field, masks=segm)
-    gt_attrs = ("area",) if samples.has_field(f"{gt_field}.detections.area") else ()
-    gt = read_label_table(samples, gt_field, attributes=gt_attrs, masks=segm)
+    from iou_audit.audits.runner import run_audit
+
+    config = PredictionsConfig(
+        pred_field=pred_field, gt_field=gt_field, iou_thresh=iou_thresh, method=canonical_method(method),
+        classwise=bool(classwise), geometry=canonical_geometry(iou_type if iou_type is not None else geometry),
+        good_fit=good_fit, min_score=min_score, coco_metrics=bool(coco_metrics), tide=bool(tide))
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+
+
+def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput:
+    segm = config.geometry == "masks"
+    report.report(0.0, "reading labels")
+    pred = read_label_table(samples, config.pred_field, masks=segm)
+    gt_attrs = ("area",) if samples.has_field(f"{config.gt_field}.detections.area") else ()
+    gt = read_label_table(samples, config.gt_field, attributes=gt_attrs, masks=segm)
     if pred.label_type != "detections" or gt.label_type != "detections":
-        raise ValueError(f"audit_predictions needs Detections fields; got {pred_field!r} ({pred.label_type}) "
-                         f"and {gt_field!r} ({gt.label_type})")
-    report(0.3, "matching and scoring")
-    a = compute_prediction_audit(pred, gt, iou_thresh, method, classwise, iou_type, good_fit,
-                                 coco_metrics=coco_metrics, tide=tide)
-    result = to_audit_result(a, audit_key, min_score)
-    if save:
-        report(0.6, "writing results")
-        quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
-        layout = ReadLayout()  # where the labels are: the write need not look for them again
-        layout.add_table(pred_field, pred)
-        if gt_field != pred_field:
-            layout.add_table(gt_field, gt)
-        save_audit(samples, result, label_attributes=label_values(a), sample_fields={"quality": quality},
-                   layout=layout)
-    report(1.0, "done")
-    return result
+        raise ValueError(f"audit_predictions needs Detections fields; got {config.pred_field!r} ({pred.label_type}) "
+                         f"and {config.gt_field!r} ({gt.label_type})")
+    report.report(0.3, "matching and scoring")
+    a = compute_prediction_audit(pred, gt, config.iou_thresh, config.method, config.classwise,
+                                 COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=config.coco_metrics,
+                                 tide=config.tide)
+    quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
+    layout = ReadLayout()  # where the labels are: the write need not look for them again
+    layout.add_table(config.pred_field, pred)
+    if config.gt_field != config.pred_field:
+        layout.add_table(config.gt_field, gt)
+    return AuditOutput(build_findings(a, config.min_score), label_values=label_values(a),
+                       sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics),
+                       layout=layout)

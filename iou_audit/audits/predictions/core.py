@@ -4,7 +4,7 @@
 
 1. IoU of every same-sample (prediction, label) pair (boxes, or cropped masks), crowd-aware;
 2. one-to-one matching with ``iou_audit.matching.batched_match``: COCO-exact greedy by confidence
-   (``method="coco"``) or maximum total IoU (``"hungarian"``), class-aware or geometry-first;
+   (``method="greedy"``) or maximum total IoU (``"hungarian"``), class-aware or geometry-first;
 3. error types and scores (:mod:`.errors`), label and image quality (:mod:`.quality`);
 4. metrics: TP/FP/FN, precision and recall per class at the threshold, COCO AP (:mod:`.coco_eval`,
    pycocotools-exact), a confusion matrix with an ``unmatched`` row and column (:mod:`.metrics`), and the
@@ -23,8 +23,8 @@ from iou_audit.audits.predictions.pairs import prediction_pair_ious, shared_clas
 from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.audits.predictions.tide import tide_attribution
 from iou_audit.matching import batched_match
+from iou_audit.vocabulary import canonical_geometry, canonical_method
 
-METHODS = {"coco": "greedy", "hungarian": "hungarian"}
 
 
 @dataclass
@@ -50,7 +50,7 @@ def compute_prediction_audit(
     pred,
     gt,
     iou_thresh: float = 0.5,
-    method: str = "coco",
+    method: str = "greedy",
     classwise: bool = True,
     iou_type: str = "bbox",
     good_fit: float = 0.75,
@@ -63,10 +63,10 @@ def compute_prediction_audit(
     Args:
         pred, gt: LabelTables read from the same view (aligned sample order).
         iou_thresh: a prediction and a label match at IoU >= this.
-        method: ``"coco"`` (greedy by confidence, pycocotools-exact, crowd-aware) or ``"hungarian"``.
+        method: ``"greedy"`` (by confidence, pycocotools-exact, crowd-aware; alias ``"coco"``) or ``"hungarian"``.
         classwise: only same-class pairs match; False matches on geometry first (a wrong class on the
             right box is then a matched ``class`` error).
-        iou_type: ``"bbox"`` or ``"segm"`` (instance masks).
+        iou_type: ``"bbox"``/``"boxes"`` or ``"segm"``/``"masks"`` (instance masks).
         good_fit: IoU at which a matched label counts as well placed (``mislocated`` score 0).
         bg_thresh: TIDE's background threshold.
         coco_metrics: compute COCO AP@[.5:.95] etc. (10 thresholds x 4 area ranges).
@@ -77,8 +77,8 @@ def compute_prediction_audit(
         >>> a = compute_prediction_audit(pred_table, gt_table)          # doctest: +SKIP
         >>> a.metrics["AP"], a.tables["per_class"]                      # doctest: +SKIP
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    method = canonical_method(method)
+    iou_type = {"boxes": "bbox", "masks": "segm"}.get(canonical_geometry(iou_type), iou_type)
     if not 0.0 < float(iou_thresh) <= 1.0:
         raise ValueError(f"iou_thresh must be in (0, 1], got {iou_thresh!r}")
     if len(pred.sample_ids) != len(gt.sample_ids) or not np.array_equal(pred.sample_ids, gt.sample_ids):
@@ -90,7 +90,7 @@ def compute_prediction_audit(
     scores = np.asarray(pred.confidence, dtype=np.float64)
     crowd = np.asarray(gt.iscrowd, dtype=bool)
     mode = "classwise" if classwise else "geometry_first"
-    if method == "coco":
+    if method == "greedy":
         m1, i1, m2, i2, ig1 = batched_match(
             values, pair_offsets, pred.offsets, gt.offsets, scores, iou_thresh, "greedy",
             crowd2=crowd, labels1=pc, labels2=gc, mode=mode, return_ignored=True,
@@ -131,7 +131,7 @@ def compute_prediction_audit(
         for name, col in ap.items():
             audit.tables["per_class"][name] = np.where(col > -1, col, np.nan)
     if tide:
-        if method == "coco" and classwise:
+        if method == "greedy" and classwise:
             kinds, targets, gmatch = errors.pred_kind, errors.pred_target, m2
         else:  # TIDE is defined on class-aware greedy matching
             g1, gi1, g2, _, gig = batched_match(values, pair_offsets, pred.offsets, gt.offsets, scores, iou_thresh,

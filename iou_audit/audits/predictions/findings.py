@@ -9,7 +9,7 @@ from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.results import AuditResult, make_findings
 
 AUDIT = "predictions"
-FINDING_KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
+KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
 
 
 def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
