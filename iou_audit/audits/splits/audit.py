@@ -27,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
+from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
 from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
 from iou_audit.audits.splits.copies import shifted_leaks, transformed_leaks
@@ -111,22 +114,39 @@ def _default_label_field(samples) -> str | None:
     return fields[0] if fields else None
 
 
-def _progress(progress):
-    if not progress:
-        return lambda frac, label: None
-    if callable(progress):
-        return progress
-    from tqdm.auto import tqdm
+@dataclass(frozen=True)
+class SplitsConfig(AuditConfig):
+    """Parameters of the split audit (the defaults, the stored config, the CLI and the form)."""
 
-    bar = tqdm(total=100, desc="splits", unit="%")
+    split_field: str | None = option(None, "sample field naming each sample's split", kind="name")
+    split_tags: tuple | None = option(None, "sample tags that are splits (instead of split_field)", kind="names")
+    group_field: str | None = option(None, "sample field of group values (video, patient, scene): a group in "
+                                     "two splits is a leak", kind="name")
+    embeddings_field: str | None = option(None, "sample field of embedding vectors for embedding leaks", kind="name")
+    label_field: str | None = option("auto", "Detections field for annotation leaks and drift (auto: the only "
+                                     "one, or ground_truth)", kind="field")
+    near_threshold: int = option(DEFAULT_NEAR_THRESHOLD, "pHash Hamming radius (bits of 64) for leak_near",
+                                 low=0, high=32, label="Near-duplicate radius (bits)")
+    annotation_iou: float = option(DEFAULT_ANNOTATION_IOU, "IoU every box must reach for leak_annotation",
+                                   low=0.0, high=1.0, low_open=True, label="Annotation-copy IoU")
+    embeddings_threshold: float = option(DEFAULT_EMBEDDINGS_THRESHOLD, "cosine distance for embedding leaks",
+                                         low=0.0, high=2.0, form=False)
+    alpha: float = option(DEFAULT_ALPHA, "drift: Bonferroni-adjusted p-value below which a test is "
+                          "significant", low=0.0, high=1.0, low_open=True, label="Drift alpha")
+    min_effect: float = option(DEFAULT_MIN_EFFECT, "drift: smallest effect size reported", low=0.0, high=1.0,
+                               label="Drift minimum effect")
+    shifted: bool = option(True, "also look for shifted views of one scene", label="Shifted views")
+    transformed: bool = option(True, "also look for mirrored or rotated copies", label="Mirrored/rotated copies")
+    shift_correlation: float = option(DEFAULT_SHIFT_CORRELATION, "pixel correlation a shifted view must reach",
+                                      low=-1.0, high=1.0, form=False)
+    workers: int | None = option(None, "threads reading image files (default: FiftyOne's)", low=1, high=256,
+                                 form=False)
 
-    def report(frac, label):
-        bar.set_postfix_str(label)
-        bar.update(int(round(frac * 100)) - bar.n)
-        if frac >= 1:
-            bar.close()
-
-    return report
+    def validate(self) -> None:
+        if isinstance(self.near_threshold, float) and not float(self.near_threshold).is_integer():
+            raise ValueError(f"near_threshold must be a whole number of bits, got {self.near_threshold!r}")
+        if self.annotation_iou >= 1.0:
+            raise ValueError(f"annotation_iou must be in (0, 1), got {self.annotation_iou!r}")
 
 
 def audit_splits(
@@ -170,7 +190,7 @@ def audit_splits(
         transformed: also look for mirrored or rotated copies (pHashes of the 7 symmetries of the
             thumbnail, verified by pixel correlation), as ``leak_near``.
         save: write into the dataset (tags are not used: findings are per sample pair).
-        progress: callable ``progress(fraction, label)``, or True for a tqdm bar.
+        progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
         workers: threads reading image files.
 
     Returns:
@@ -181,31 +201,34 @@ def audit_splits(
         >>> r = audit_splits(dataset, split_field="split")        # doctest: +SKIP
         >>> r.summary()                                           # doctest: +SKIP
     """
-    from iou_audit.results import AuditResult, concat_findings, make_findings
+    from iou_audit.audits.runner import run_audit
 
-    if not 0 <= int(near_threshold) <= 32:
-        raise ValueError(f"near_threshold must be 0..32 bits, got {near_threshold!r}")
-    if not 0.0 < float(annotation_iou) < 1.0:
-        raise ValueError(f"annotation_iou must be in (0, 1), got {annotation_iou!r}")
-    if not -1.0 <= float(shift_correlation) <= 1.0:
-        raise ValueError(f"shift_correlation must be a correlation in [-1, 1], got {shift_correlation!r}")
-    if not 0.0 <= float(embeddings_threshold) <= 2.0:
-        raise ValueError(f"embeddings_threshold must be a cosine distance in [0, 2], got {embeddings_threshold!r}")
-    report = _progress(progress)
-    ids, split, names, multi = read_splits(samples, split_field, split_tags)
-    if label_field == "auto":
-        label_field = _default_label_field(samples)
-    config = {"split_field": split_field, "split_tags": list(split_tags) if split_tags else None,
-              "group_field": group_field, "embeddings_field": embeddings_field, "label_field": label_field,
-              "near_threshold": int(near_threshold), "annotation_iou": float(annotation_iou),
-              "embeddings_threshold": float(embeddings_threshold), "alpha": float(alpha),
-              "min_effect": float(min_effect), "shifted": bool(shifted), "transformed": bool(transformed),
-              "shift_correlation": float(shift_correlation)}
+    config = SplitsConfig(
+        split_field=split_field, split_tags=tuple(split_tags) if split_tags else None, group_field=group_field,
+        embeddings_field=embeddings_field, label_field=label_field, near_threshold=near_threshold,
+        annotation_iou=annotation_iou, embeddings_threshold=embeddings_threshold, alpha=alpha,
+        min_effect=min_effect, shifted=bool(shifted), transformed=bool(transformed),
+        shift_correlation=shift_correlation, workers=workers)
+
+    def work(samples, config, report):
+        return _read_and_compute(samples, config, report, audit_key)
+
+    return run_audit(AUDIT, samples, config, work, audit_key, save=save, progress=progress)
+
+
+def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> AuditOutput:
+    from iou_audit.results import concat_findings, make_findings
+
+    workers = config.workers
+    near_threshold = int(config.near_threshold)
+    ids, split, names, multi = read_splits(samples, config.split_field, config.split_tags)
+    label_field = _default_label_field(samples) if config.label_field == "auto" else config.label_field
     filepaths = samples.values("filepath")
-    report(0.0, "hashing images")
+    report.report(0.0, "hashing images")
+    # the hash cache lives in the previous run's <key>_* fields, hence the key
     sha, phash, whash, thash, stats, cached = image_hashes(
         samples, filepaths, audit_key, workers,
-        lambda done, total: report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
+        lambda done, total: report.report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
 
     frames = []
     exact = exact_leaks(sha, np.asarray(filepaths, dtype=object), split)
@@ -214,7 +237,7 @@ def audit_splits(
         rows = [{"audit": AUDIT, "kind": "leak_exact", "sample_id": sid, "other_sample_id": sid, "score": 1.0,
                  "detail": f"one sample tagged with several splits: {', '.join(tags)}"} for sid, tags in multi.items()]
         frames.append(make_findings(rows))
-    near = near_leaks(phash, split, int(near_threshold), exclude=exact)
+    near = near_leaks(phash, split, near_threshold, exclude=exact)
     frames.append(_findings("leak_near", near, ids, split, names))
     found = [exact, near]  # pixel-verified searches skip pairs already reported
 
@@ -222,43 +245,46 @@ def audit_splits(
         return LeakPairs.build(np.concatenate([p.i for p in found]), np.concatenate([p.j for p in found]),
                                np.ones(sum(len(p) for p in found)))
 
-    if shifted:
-        report(0.72, "shifted views")
-        found.append(shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD, float(shift_correlation),
+    if config.shifted:
+        report.report(0.72, "shifted views")
+        found.append(shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD, float(config.shift_correlation),
                                    windows_loader(filepaths, workers), exclude=already()))
         frames.append(_findings("leak_near", found[-1], ids, split, names))
-    if transformed:
-        report(0.74, "mirrored and rotated copies")
-        found.append(transformed_leaks(thash, phash, split, int(near_threshold), DEFAULT_TRANSFORM_CORRELATION,
+    if config.transformed:
+        report.report(0.74, "mirrored and rotated copies")
+        found.append(transformed_leaks(thash, phash, split, near_threshold, DEFAULT_TRANSFORM_CORRELATION,
                                        thumbs_loader(filepaths, workers), exclude=already()))
         frames.append(_findings("leak_near", found[-1], ids, split, names))
-    if embeddings_field:
-        frames.append(_findings("leak_near", embedding_leaks(read_embeddings(samples, embeddings_field), split,
-                                                             float(embeddings_threshold)), ids, split, names))
-    if group_field:
-        frames.append(_findings("leak_group", group_leaks(read_groups(samples, group_field), split,
+    if config.embeddings_field:
+        frames.append(_findings("leak_near", embedding_leaks(read_embeddings(samples, config.embeddings_field), split,
+                                                             float(config.embeddings_threshold)), ids, split, names))
+    if config.group_field:
+        frames.append(_findings("leak_group", group_leaks(read_groups(samples, config.group_field), split,
                                                           dict(enumerate(names))), ids, split, names,
                                 orient=False))
-    report(0.75, "reading labels")
+    report.report(0.75, "reading labels")
     tables = {"splits": pd.DataFrame({"split": names, "samples": np.bincount(split[split >= 0], minlength=len(names))})}
     if label_field:
         frames_l, tables_l, drift_splits = _label_checks(samples, label_field, ids, split, names,
-                                                         float(annotation_iou), float(alpha), float(min_effect))
+                                                         float(config.annotation_iou), float(config.alpha),
+                                                         float(config.min_effect))
         frames += frames_l
         tables.update(tables_l)
     else:
         drift_splits = []
     findings = concat_findings(frames)
-    counts = findings["kind"].value_counts()
-    metrics = {f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}
+    metrics = kind_counts(findings, KINDS)
     metrics.update(n_samples=len(ids), n_without_split=int((split < 0).sum()), hash_cache_hits=cached,
                    drift_splits=drift_splits)
-    result = AuditResult(AUDIT, audit_key, config, findings, tables=tables, metrics=metrics)
-    if save:
-        report(0.9, "saving")
-        _save(samples, result, ids, sha, phash, whash, thash, stats)
-    report(1.0, "done")
-    return result
+    leaks = findings[findings["kind"].isin(LEAK_KINDS)]
+    pair_of = pair_groups(leaks["sample_id"].to_numpy(), leaks["other_sample_id"].to_numpy())
+    sample_values = {"sha256": dict(zip(ids, sha)), "phash": dict(zip(ids, hash_to_hex(phash))),
+                     "whash": dict(zip(ids, window_hex(whash))), "thash": dict(zip(ids, window_hex(thash))),
+                     "filestat": dict(zip(ids, stats))}
+    if pair_of:
+        sample_values["pair"] = pair_of
+    return AuditOutput(findings, sample_values=sample_values, tables=tables, metrics=metrics,
+                       config_extra={"label_field": label_field}, view_builder=_views)
 
 
 def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha, min_effect):
@@ -283,29 +309,19 @@ def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha
     return frames, {"drift_tests": tests, "class_counts": counts.reset_index()}, involved
 
 
-def _save(samples, result, ids, sha, phash, whash, thash, stats) -> None:
+def _views(samples, result) -> dict:
+    """``{kind: (view, description)}``: leak views showing both sides of every pair, sorted by pair,
+    and a drift view of the drifting splits' samples (they replace the default per-kind views)."""
     from fiftyone import ViewField as F
-
-    from iou_audit.results import save_audit
 
     key = result.audit_key
     f = result.findings
     leaks = f[f["kind"].isin(LEAK_KINDS)]
-    pair_of = pair_groups(leaks["sample_id"].to_numpy(), leaks["other_sample_id"].to_numpy())
-    sample_fields = {"sha256": dict(zip(ids, sha)), "phash": dict(zip(ids, hash_to_hex(phash))),
-                     "whash": dict(zip(ids, window_hex(whash))), "thash": dict(zip(ids, window_hex(thash))),
-                     "filestat": dict(zip(ids, stats))}
-    if pair_of:
-        sample_fields["pair"] = pair_of
-    save_audit(samples, result, sample_fields=sample_fields)
-    # Replace the per-kind leak views with ones that show both sides of every pair, sorted by pair.
-    dataset = samples._root_dataset
+    views = {}
     for kind, group in leaks.groupby("kind"):
         members = sorted(set(group["sample_id"]) | set(group["other_sample_id"]))
-        view = samples.select(members).sort_by(F(f"{key}_pair"))
-        dataset.save_view(f"{key}-{kind}", view, description=f"iou-audit {key}: {kind} ({len(group)} pairs), "
-                          f"both sides of each pair, sorted by {key}_pair", overwrite=True)
-    # Drift findings name splits, not samples: show the drifting splits' samples, split by split.
+        views[kind] = (samples.select(members).sort_by(F(f"{key}_pair")),
+                       f"iou-audit {key}: {kind} ({len(group)} pairs), both sides of each pair, sorted by {key}_pair")
     drift = f[f["kind"] == "split_drift"]
     if len(drift):
         involved = result.metrics.get("drift_splits", [])
@@ -314,8 +330,8 @@ def _save(samples, result, ids, sha, phash, whash, thash, stats) -> None:
             view = samples.match(F(split_field).is_in(involved)).sort_by(split_field)
         else:
             view = samples.match_tags([t for t in split_tags if t in involved])
-        dataset.save_view(f"{key}-split_drift", view, overwrite=True,
-                          description=f"iou-audit {key}: split_drift ({len(drift)} findings), samples of {involved}")
+        views["split_drift"] = (view, f"iou-audit {key}: split_drift ({len(drift)} findings), samples of {involved}")
+    return views
 
 
 def run_demo_splits(dataset, split_field: str = "split", label_field: str = "ground_truth"):
