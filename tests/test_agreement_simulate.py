@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from iou_audit.audits.agreement import audit_agreement
-from iou_audit.simulate.annotators import AnnotatorNoise, add_simulated_annotators, run_demo_agreement
+from iou_audit.demo import run_demo_agreement
+from iou_audit.simulate.annotators import AnnotatorNoise, add_simulated_annotators
 
 B, C = "sim_annotator_b", "sim_annotator_c"
 

@@ -163,7 +163,7 @@ def test_operator_immediate_and_delegated(bccd):
 
 
 def test_run_demo_predictions_writes_simulated_field(bccd):
-    from iou_audit.audits.predictions import run_demo_predictions
+    from iou_audit.demo import run_demo_predictions
 
     ds = bccd.clone()
     try:

@@ -209,7 +209,7 @@ def test_shift_defaults_separate_reshoots_from_distinct_fields(bccd):
 def test_demo_function_with_a_second_detections_field(bccd):
     """run_demo_splits on BCCD with a simulated predictions field present (the demo's situation):
     every same-field-of-view pair seen by eye, nothing else."""
-    from iou_audit.audits.splits import run_demo_splits
+    from iou_audit.demo import run_demo_splits
 
     ds, _, _, _ = bccd
     ds.clone_sample_field("ground_truth", "sim_predictions")

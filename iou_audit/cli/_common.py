@@ -40,3 +40,55 @@ def print_table(frame: pd.DataFrame, title: str | None = None) -> None:
         return
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 60):
         print(frame.to_string())
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class, flags: dict | None = None,
+                         defaults: dict | None = None, types: dict | None = None, required: tuple = (),
+                         skip: tuple = ()) -> list[str]:
+    """Add one option per parameter of an audit's config dataclass (its defaults, help, choices).
+
+    ``flags`` renames an option (``{"label_field": "--field"}``; a boolean that defaults to True
+    becomes ``--no-<name>`` unless renamed), ``defaults`` overrides a CLI default, ``types`` gives a
+    parser for a value, ``required`` marks options the user must give. Returns the parameter names
+    added, for :func:`config_values`.
+    """
+    import dataclasses
+
+    flags, defaults, types = flags or {}, defaults or {}, types or {}
+    added = []
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        if f.name in skip or not meta or not meta.get("cli", True):
+            continue
+        default = defaults.get(f.name, f.default)
+        flag = flags.get(f.name) or "--" + f.name.replace("_", "-")
+        help_text = meta.get("help", "")
+        kind = meta.get("kind")
+        if isinstance(f.default, bool):
+            if f.default:
+                flag = flags.get(f.name) or "--no-" + f.name.replace("_", "-")
+                parser.add_argument(flag, dest=f.name, action="store_false", help=f"turn off: {help_text}")
+            else:
+                parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        else:
+            kwargs = {"dest": f.name, "default": default, "required": f.name in required}
+            if f.name in types:
+                kwargs["type"] = types[f.name]
+            elif kind in ("fields", "names"):
+                kwargs["nargs"] = "+"
+            elif meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            elif isinstance(f.default, int) or (meta.get("low") is not None and f.type in ("int", "int | None")):
+                kwargs["type"] = int
+            elif isinstance(f.default, float) or meta.get("low") is not None:
+                kwargs["type"] = float
+            shown = "" if default is None or f.name in required else f" (default {default})"
+            parser.add_argument(flag, help=help_text + shown, **kwargs)
+        added.append(f.name)
+    parser.set_defaults(_config_options=added)
+    return added
+
+
+def config_values(args: argparse.Namespace) -> dict:
+    """``{parameter: value}`` of the options :func:`add_config_arguments` added."""
+    return {name: getattr(args, name) for name in getattr(args, "_config_options", [])}

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from iou_audit.audits.splits.audit import DEFAULT_ANNOTATION_IOU, DEFAULT_EMBEDDINGS_THRESHOLD
-from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT
-from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD
-from iou_audit.cli._common import add_dataset_argument, load_dataset, load_view, print_table
+from iou_audit.audits.splits.audit import SplitsConfig
+from iou_audit.cli._common import (add_config_arguments, add_dataset_argument, config_values, load_dataset, load_view,
+                                   print_table)
 
 
 def add_parser(subparsers) -> None:
@@ -23,32 +22,10 @@ def add_parser(subparsers) -> None:
     source.add_argument("--split-field", help="sample field holding each sample's split name (e.g. split)")
     source.add_argument("--split-tags", nargs="+", metavar="TAG",
                         help="sample tags that are splits, in order, e.g. --split-tags train val test")
-    p.add_argument("--group-field", default=None,
-                   help="sample field of group values that must not span splits (video, patient, document)")
-    p.add_argument("--embeddings-field", default=None,
-                   help="sample field of embedding vectors for an extra cosine-distance near-duplicate check")
-    p.add_argument("--label-field", default="auto",
-                   help="Detections field for annotation leaks and drift ('auto': the only one; 'none': skip)")
-    p.add_argument("--near-threshold", type=int, default=DEFAULT_NEAR_THRESHOLD,
-                   help=f"perceptual-hash Hamming distance (bits of 64) for a near duplicate "
-                        f"(default {DEFAULT_NEAR_THRESHOLD}, measured on BCCD)")
-    p.add_argument("--annotation-iou", type=float, default=DEFAULT_ANNOTATION_IOU,
-                   help=f"IoU every box must reach for two label sets to be near-identical "
-                        f"(default {DEFAULT_ANNOTATION_IOU})")
-    p.add_argument("--embeddings-threshold", type=float, default=DEFAULT_EMBEDDINGS_THRESHOLD,
-                   help=f"cosine distance for an embedding near duplicate (default {DEFAULT_EMBEDDINGS_THRESHOLD})")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"Bonferroni-adjusted p-value below which a drift test is significant (default {DEFAULT_ALPHA})")
-    p.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT,
-                   help=f"smallest effect size (Cramer's V, JSD, KS D) reported as drift (default {DEFAULT_MIN_EFFECT})")
-    p.add_argument("--no-shifted", dest="shifted", action="store_false",
-                   help="skip the search for shifted views of one scene (window hashes + pixel check)")
-    p.add_argument("--no-transformed", dest="transformed", action="store_false",
-                   help="skip the search for mirrored or rotated copies (symmetry hashes + pixel check)")
+    add_config_arguments(p, SplitsConfig, skip=("split_field", "split_tags"))
     p.add_argument("--audit-key", default="splits",
                    help="name under which results are stored; re-running replaces them (default: splits)")
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
-    p.add_argument("--workers", type=int, default=None, help="threads reading image files (default: up to 8)")
     p.add_argument("--no-save", dest="save", action="store_false",
                    help="compute and print only; write nothing to the dataset")
     p.set_defaults(func=run)
@@ -58,13 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from iou_audit.audits.splits import audit_splits
 
     samples = load_view(load_dataset(args.dataset), args.view)
-    label_field = None if str(args.label_field).lower() == "none" else args.label_field
-    result = audit_splits(
-        samples, split_field=args.split_field, split_tags=args.split_tags, group_field=args.group_field,
-        embeddings_field=args.embeddings_field, audit_key=args.audit_key, near_threshold=args.near_threshold,
-        annotation_iou=args.annotation_iou, label_field=label_field,
-        embeddings_threshold=args.embeddings_threshold, alpha=args.alpha, min_effect=args.min_effect,
-        shifted=args.shifted, transformed=args.transformed, save=args.save, progress=True, workers=args.workers)
+    values = config_values(args)
+    if str(values["label_field"]).lower() == "none":
+        values["label_field"] = None
+    result = audit_splits(samples, split_field=args.split_field, split_tags=args.split_tags, **values,
+                          audit_key=args.audit_key, save=args.save, progress=True)
     print(f"splits audit of {args.dataset} ({len(samples)} samples), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
     print_table(result.tables["splits"].set_index("split"), "samples per split:")

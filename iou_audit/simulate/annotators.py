@@ -140,19 +140,3 @@ def add_simulated_annotators(samples, source_field: str = "ground_truth", names=
         sim["missed_ids"] = table.label_id[sim["missed_rows"]]
         truth[name] = sim
     return truth
-
-
-def run_demo_agreement(dataset, source_field: str = "ground_truth", audit_key: str = "agreement"):
-    """Demo: two SIMULATED annotators next to the real labels, then the agreement audit.
-
-    Adds ``sim_annotator_b`` and ``sim_annotator_c`` (seeded noise, see the module docstring),
-    audits ``[source_field, sim_annotator_b, sim_annotator_c]`` and writes the fused labels to
-    ``sim_consensus``. Re-running replaces the demo's own fields and results.
-    """
-    from iou_audit.audits.agreement import audit_agreement
-
-    names = ("sim_annotator_b", "sim_annotator_c")
-    add_simulated_annotators(dataset, source_field, names, seed=0, overwrite=True)
-    if dataset.get_field("sim_consensus") is not None:
-        dataset.delete_sample_field("sim_consensus")
-    return audit_agreement(dataset, [source_field, *names], consensus_field="sim_consensus", audit_key=audit_key)

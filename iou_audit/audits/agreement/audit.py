@@ -17,6 +17,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
+from iou_audit.audits.agreement.cluster_stats import quorum_count
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
@@ -114,15 +115,6 @@ def read_coverage(samples, coverage_field: str, names: Sequence[str]) -> np.ndar
     return cov
 
 
-def _quorum_ok(value) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"quorum must be None, a fraction in (0, 1] or a count >= 1, got {value!r}")
-    if isinstance(value, float) and value > 1 and not value.is_integer():
-        raise ValueError(f"quorum must be a fraction in (0, 1] or a whole count, got {value!r}")
-
-
 @dataclass(frozen=True)
 class AgreementConfig(AuditConfig):
     """Parameters of the agreement audit (the defaults, the stored config, the CLI and the form)."""
@@ -149,7 +141,10 @@ class AgreementConfig(AuditConfig):
                              "on it)", low=1, high=10**9, form=False)
 
     def validate(self) -> None:
-        _quorum_ok(self.quorum)
+        if self.quorum is not None:  # the audit's own rule, applied before anything is read
+            if isinstance(self.quorum, bool) or not isinstance(self.quorum, (int, float)):
+                raise TypeError(f"quorum must be None, a fraction or a count, got {self.quorum!r}")
+            quorum_count(np.array([1]), self.quorum)
 
 
 def audit_agreement(

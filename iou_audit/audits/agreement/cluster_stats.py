@@ -17,6 +17,30 @@ from numba import njit
 EDGE_COLUMNS = ("d_left", "d_top", "d_right", "d_bottom")
 
 
+def quorum_count(n_covering: np.ndarray, quorum: float | int | None) -> np.ndarray:
+    """Annotators needed for an object to count as found.
+
+    ``None``: a strict majority (n // 2 + 1); a float in (0, 1]: ``ceil(q * n)`` (CVAT's rule); an
+    int >= 1: that many, capped at ``n``. Never below 1.
+
+    Example:
+        >>> quorum_count(np.array([2, 3, 4]), None), quorum_count(np.array([2, 3, 4]), 0.5)
+        (array([2, 2, 3]), array([1, 2, 2]))
+    """
+    n = np.asarray(n_covering, dtype=np.int64)
+    if quorum is None:
+        q = n // 2 + 1
+    elif isinstance(quorum, (int, np.integer)) and not isinstance(quorum, bool):
+        if quorum < 1:
+            raise ValueError(f"integer quorum must be >= 1, got {quorum}")
+        q = np.minimum(quorum, n)
+    else:
+        if not 0 < float(quorum) <= 1:
+            raise ValueError(f"fractional quorum must be in (0, 1], got {quorum}")
+        q = np.ceil(float(quorum) * n - 1e-9).astype(np.int64)
+    return np.maximum(q, 1)
+
+
 @njit(cache=True)
 def _group_kahan(group, values, n_groups):  # pragma: no cover - compiled; tested against pandas
     # pandas' cython group_sum / group_mean: per group and column, NaN skipped, Kahan-compensated
@@ -139,7 +163,6 @@ def cluster_table_arrays(tables, clusters, pair_iou: dict, covered: np.ndarray, 
     """``stats.cluster_table`` (same columns, dtypes and values) from flat arrays, or None when the
     pandas path must run (labels that are not all strings, an annotator without labels). ``pair_iou`` holds
     ``stats.pair_iou_stats``."""
-    from iou_audit.audits.agreement.stats import quorum_count
 
     K = len(tables)
     C = len(clusters.sample_index)

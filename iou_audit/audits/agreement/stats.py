@@ -9,31 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iou_audit.audits.agreement.cluster_stats import quorum_count  # noqa: F401  (re-exported)
 from iou_audit.audits.agreement.pairs import lookup_iou
-
-
-def quorum_count(n_covering: np.ndarray, quorum: float | int | None) -> np.ndarray:
-    """Annotators needed for an object to count as found.
-
-    ``None``: a strict majority (n // 2 + 1); a float in (0, 1]: ``ceil(q * n)`` (CVAT's rule); an
-    int >= 1: that many, capped at ``n``. Never below 1.
-
-    Example:
-        >>> quorum_count(np.array([2, 3, 4]), None), quorum_count(np.array([2, 3, 4]), 0.5)
-        (array([2, 2, 3]), array([1, 2, 2]))
-    """
-    n = np.asarray(n_covering, dtype=np.int64)
-    if quorum is None:
-        q = n // 2 + 1
-    elif isinstance(quorum, (int, np.integer)) and not isinstance(quorum, bool):
-        if quorum < 1:
-            raise ValueError(f"integer quorum must be >= 1, got {quorum}")
-        q = np.minimum(quorum, n)
-    else:
-        if not 0 < float(quorum) <= 1:
-            raise ValueError(f"fractional quorum must be in (0, 1], got {quorum}")
-        q = np.ceil(float(quorum) * n - 1e-9).astype(np.int64)
-    return np.maximum(q, 1)
 
 
 def member_long(tables, clusters) -> pd.DataFrame:

@@ -15,14 +15,4 @@ def audit_predictions(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-def run_demo_predictions(dataset, gt_field: str = "ground_truth", pred_field: str = "sim_predictions",
-                         audit_key: str = "predictions", seed: int = 0):
-    """Demo: write *simulated* predictions into ``sim_predictions`` (see ``iou_audit.simulate.predictions``)
-    and audit them against ``gt_field``. Returns the AuditResult."""
-    from iou_audit.simulate.predictions import add_simulated_predictions
-
-    add_simulated_predictions(dataset, gt_field, pred_field, seed=seed)
-    return audit_predictions(dataset, pred_field, gt_field, audit_key=audit_key)
-
-
-__all__ = ["PredictionAudit", "compute_prediction_audit", "audit_predictions", "run_demo_predictions"]
+__all__ = ["PredictionAudit", "compute_prediction_audit", "audit_predictions"]

@@ -5,6 +5,6 @@ Modules: ``hashing`` (file SHA-256, DCT pHash), ``index`` (multi-index Hamming s
 ``leaks`` and ``drift`` (array cores), ``sources`` (bulk reads, hash cache), ``audit``
 (``audit_splits``: FiftyOne wiring, saved views).
 """
-from iou_audit.audits.splits.audit import KINDS, audit_splits, pair_groups, run_demo_splits
+from iou_audit.audits.splits.audit import KINDS, SplitsConfig, audit_splits, pair_groups
 
-__all__ = ["KINDS", "audit_splits", "pair_groups", "run_demo_splits"]
+__all__ = ["KINDS", "SplitsConfig", "audit_splits", "pair_groups"]

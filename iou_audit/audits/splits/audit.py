@@ -332,13 +332,3 @@ def _views(samples, result) -> dict:
             view = samples.match_tags([t for t in split_tags if t in involved])
         views["split_drift"] = (view, f"iou-audit {key}: split_drift ({len(drift)} findings), samples of {involved}")
     return views
-
-
-def run_demo_splits(dataset, split_field: str = "split", label_field: str = "ground_truth"):
-    """The demo's split audit (audit key ``splits``) on BCCD's official split field and human labels.
-
-    On BCCD it reports 8 leak_near pairs: one field of view refocused (00037/00038) and seven
-    photographed again with the stage moved (shifted views), each across two official splits.
-    """
-    return audit_splits(dataset, split_field=split_field, label_field=label_field, audit_key="splits",
-                        progress=True)
