@@ -67,12 +67,44 @@ def audit_key_input(inputs: types.Object, default: str, description: str | None 
     )
 
 
-def threshold_input(
-    inputs: types.Object, name: str, default: float, label: str, description: str,
-    min: float = 0.0, max: float = 1.0,
-) -> None:
-    """Add a float in [min, max] (an IoU-like threshold)."""
-    inputs.float(name, default=default, min=min, max=max, label=label, description=description)
+def config_inputs(inputs: types.Object, config_class, names) -> None:
+    """Add the inputs of the named parameters of an audit's config dataclass: numbers with their
+    bounds, choices as radio groups, booleans as checkboxes, optional names as text boxes; defaults,
+    labels and help come from the config (defined once in the library)."""
+    import dataclasses
+
+    by_name = {f.name: f for f in dataclasses.fields(config_class)}
+    for name in names:
+        f = by_name[name]
+        meta, default = f.metadata, f.default
+        label = meta.get("label") or name.replace("_", " ").capitalize()
+        help_text = meta.get("help", "")
+        if meta.get("choices"):
+            radio = types.RadioGroup()
+            for choice in meta["choices"]:
+                radio.add_choice(choice, label=str(choice))
+            inputs.enum(name, radio.values(), default=default, label=label, description=help_text, view=radio)
+        elif isinstance(default, bool):
+            inputs.bool(name, default=default, label=label, description=help_text)
+        elif meta.get("kind") in ("name", "new_field"):
+            inputs.str(name, default=default, required=False, label=label, description="Optional: " + help_text)
+        elif isinstance(default, int):
+            inputs.int(name, default=default, min=meta.get("low"), max=meta.get("high"), label=label,
+                       description=help_text)
+        else:
+            inputs.float(name, default=default, min=meta.get("low"), max=meta.get("high"), label=label,
+                         description=help_text)
+
+
+def config_params(ctx, config_class, names) -> dict:
+    """``{name: value}`` of the named config parameters from ``ctx.params`` (absent, None or "" -> the
+    config's default), for the library call."""
+    defaults = config_class.defaults()
+    out = {}
+    for name in names:
+        value = ctx.params.get(name)
+        out[name] = defaults[name] if value is None or value == "" else value
+    return out
 
 
 def delegate_input(inputs: types.Object, default: bool = False) -> None:

@@ -3,11 +3,14 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from iou_audit.audits.agreement import audit_agreement
+from iou_audit.audits.agreement.audit import KINDS, AgreementConfig
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_fields, param,
-                     resolve_delegation, target_view, threshold_input)
+from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
+                     label_fields, param, resolve_delegation, target_view)
 
-KINDS = ("low_agreement", "missing_in_annotator", "extra_in_annotator", "class_conflict")
+#: the generic inputs of the form, in order (the label fields are a multi-select of the schema)
+FORM_OPTIONS = ("annotator_attr", "iou_thresh", "low_iou", "method", "compute_map", "consensus_field",
+                "coverage_field")
 # Saved view shown after an immediate run: first kind with findings (save_audit names it <key>-<kind>).
 VIEW_PRIORITY = ("missing_in_annotator", "class_conflict", "low_agreement", "extra_in_annotator")
 
@@ -34,15 +37,7 @@ class AuditAgreement(foo.Operator):
         inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
                     description="One label field per annotator (or one field plus the annotator attribute)",
                     view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
-        inputs.str("annotator_attr", default=None, required=False, label="Annotator attribute",
-                   description="Optional: label attribute naming the annotator when all share one field")
-        threshold_input(inputs, "iou_thresh", 0.5, "Match IoU", "IoU needed for two annotators' labels to match")
-        threshold_input(inputs, "low_iou", 0.75, "Low-agreement IoU",
-                        "A label whose mean IoU with the other annotators is below this is flagged")
-        inputs.str("consensus_field", default=None, required=False, label="Consensus field",
-                   description="Optional: new field for the fused consensus labels")
-        inputs.str("coverage_field", default=None, required=False, label="Coverage field",
-                   description="Optional: per-sample list of the annotators who labelled it")
+        config_inputs(inputs, AgreementConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="agreement")
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
@@ -57,13 +52,9 @@ class AuditAgreement(foo.Operator):
         result = audit_agreement(
             target_view(ctx),
             fields[0] if isinstance(fields, (list, tuple)) and len(fields) == 1 else fields,
-            iou_thresh=float(param(ctx, "iou_thresh", 0.5)),
-            low_iou=float(param(ctx, "low_iou", 0.75)),
-            consensus_field=param(ctx, "consensus_field") or None,
-            coverage_field=param(ctx, "coverage_field") or None,
-            annotator_attr=param(ctx, "annotator_attr") or None,
+            **config_params(ctx, AgreementConfig, FORM_OPTIONS),
             audit_key=key,
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
+            progress=ctx,
         )
         m = result.metrics
         return {**finish_audit(ctx, result, KINDS, VIEW_PRIORITY),

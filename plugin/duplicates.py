@@ -2,12 +2,13 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from iou_audit.audits.duplicates import (DEFAULT_CONFLICT_IOU, DEFAULT_CONTAIN_IOS, DEFAULT_IOU_THRESH, KINDS,
-                                         audit_duplicates)
+from iou_audit.audits.duplicates import KINDS, DuplicatesConfig, audit_duplicates
 from iou_audit.results import audit_info, delete_audit, list_audits
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_field_input, param,
-                     resolve_delegation, target_view, threshold_input)
+from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
+                     label_field_input, param, resolve_delegation, target_view)
+
+FORM_OPTIONS = ("iou_thresh", "conflict_iou", "contain_ios", "geometry")
 
 # Saved view shown after an immediate run, first kind that has findings (save_audit names it <key>-<kind>).
 VIEW_PRIORITY = ("duplicate", "class_conflict", "contained", "degenerate_box", "out_of_bounds")
@@ -30,12 +31,7 @@ class AuditDuplicates(foo.Operator):
         fields = label_field_input(inputs, ctx, description="Detections (boxes or instance masks) or "
                                    "Polylines (filled polygons) field to audit")
         if fields:
-            threshold_input(inputs, "iou_thresh", DEFAULT_IOU_THRESH, "Duplicate IoU",
-                            "Same-class IoU at or above which the later label is a duplicate")
-            threshold_input(inputs, "conflict_iou", DEFAULT_CONFLICT_IOU, "Class-conflict IoU",
-                            "Different-class IoU at or above which a pair is a class conflict")
-            threshold_input(inputs, "contain_ios", DEFAULT_CONTAIN_IOS, "Containment",
-                            "Intersection over the smaller label at or above which it is 'contained'")
+            config_inputs(inputs, DuplicatesConfig, FORM_OPTIONS)
             audit_key_input(inputs, default="duplicates")
             delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
@@ -49,11 +45,9 @@ class AuditDuplicates(foo.Operator):
         result = audit_duplicates(
             target_view(ctx),
             ctx.params["label_field"],
-            iou_thresh=float(param(ctx, "iou_thresh", DEFAULT_IOU_THRESH)),
+            **config_params(ctx, DuplicatesConfig, FORM_OPTIONS),
             audit_key=key,
-            conflict_iou=float(param(ctx, "conflict_iou", DEFAULT_CONFLICT_IOU)),
-            contain_ios=float(param(ctx, "contain_ios", DEFAULT_CONTAIN_IOS)),
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
+            progress=ctx,
         )
         return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 

@@ -5,10 +5,13 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, label_field_input, label_fields, param,
-                     resolve_delegation, target_view, threshold_input)
+from iou_audit.audits.predictions.audit import PredictionsConfig
+from iou_audit.audits.predictions.findings import KINDS
 
-KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
+from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
+                     label_field_input, label_fields, param, resolve_delegation, target_view)
+
+FORM_OPTIONS = ("iou_thresh", "method", "classwise", "geometry", "min_score")
 
 
 class AuditPredictions(foo.Operator):
@@ -35,13 +38,7 @@ class AuditPredictions(foo.Operator):
         if fields:
             label_field_input(inputs, ctx, "gt_field", "Ground-truth field", "Detections field with the labels",
                               label_types=(fo.Detections,), default="ground_truth")
-        threshold_input(inputs, "iou_thresh", 0.5, "IoU threshold", "A prediction matches a label at IoU >= this")
-        inputs.enum("method", ["coco", "hungarian"], default="coco", label="Matching",
-                    description="coco: greedy by confidence (pycocotools-exact); hungarian: max total IoU",
-                    view=types.RadioGroup())
-        inputs.bool("classwise", default=True, label="Class-aware matching",
-                    description="Only same-class pairs match (off: geometry first)")
-        threshold_input(inputs, "min_score", 0.5, "Minimum score", "Tag findings scoring at least this")
+        config_inputs(inputs, PredictionsConfig, FORM_OPTIONS)
         audit_key_input(inputs, "predictions")
         delegate_input(inputs)
         return types.Property(inputs, view=types.View(label="Model versus labels"))
@@ -56,10 +53,7 @@ class AuditPredictions(foo.Operator):
         key = param(ctx, "audit_key", "predictions")
         result = audit_predictions(
             samples, ctx.params["pred_field"], param(ctx, "gt_field", "ground_truth"),
-            iou_thresh=float(param(ctx, "iou_thresh", 0.5)), method=param(ctx, "method", "coco"),
-            classwise=bool(param(ctx, "classwise", True)), audit_key=key,
-            min_score=float(param(ctx, "min_score", 0.5)),
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
+            **config_params(ctx, PredictionsConfig, FORM_OPTIONS), audit_key=key, progress=ctx,
         )
         out = finish_audit(ctx, result, KINDS)
         for name in ("AP", "AP50", "precision", "recall"):

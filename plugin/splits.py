@@ -3,12 +3,12 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from iou_audit.audits.splits import KINDS, audit_splits
-from iou_audit.audits.splits.audit import DEFAULT_ANNOTATION_IOU
-from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD
+from iou_audit.audits.splits import KINDS, SplitsConfig, audit_splits
 
-from ._forms import (audit_key_input, counts_output, delegate_input, finish_audit, param, resolve_delegation,
-                     target_view, threshold_input)
+from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
+                     param, resolve_delegation, target_view)
+
+FORM_OPTIONS = ("near_threshold", "annotation_iou", "shifted", "transformed")
 
 # Saved view shown after an immediate run: the first leak kind that has findings.
 VIEW_PRIORITY = ("leak_exact", "leak_near", "leak_annotation", "leak_group", "split_drift")
@@ -79,14 +79,7 @@ class AuditSplits(foo.Operator):
         _dropdown(inputs, "label_field", detections, "Label field (optional)",
                   "Detections field for annotation leaks and drift",
                   default="ground_truth" if "ground_truth" in detections else (detections[0] if detections else None))
-        inputs.int("near_threshold", default=DEFAULT_NEAR_THRESHOLD, min=0, max=32, label="Near-duplicate bits",
-                   description="Perceptual-hash Hamming distance (of 64 bits) for a near duplicate")
-        threshold_input(inputs, "annotation_iou", DEFAULT_ANNOTATION_IOU, "Annotation IoU",
-                        "IoU every box must reach for two label sets to be near-identical")
-        inputs.bool("shifted", default=True, label="Shifted views",
-                     description="Also find the same scene photographed with the camera/stage moved")
-        inputs.bool("transformed", default=True, label="Mirrored or rotated copies",
-                     description="Also find flipped or 90/180-degree rotated copies (pre-augmented data)")
+        config_inputs(inputs, SplitsConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="splits")
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
@@ -106,11 +99,8 @@ class AuditSplits(foo.Operator):
             embeddings_field=param(ctx, "embeddings_field") or None,
             label_field=param(ctx, "label_field") or None,
             audit_key=key,
-            near_threshold=int(param(ctx, "near_threshold", DEFAULT_NEAR_THRESHOLD)),
-            annotation_iou=float(param(ctx, "annotation_iou", DEFAULT_ANNOTATION_IOU)),
-            shifted=bool(param(ctx, "shifted", True)),
-            transformed=bool(param(ctx, "transformed", True)),
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
+            **config_params(ctx, SplitsConfig, FORM_OPTIONS),
+            progress=ctx,
         )
         return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 

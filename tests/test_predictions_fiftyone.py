@@ -145,7 +145,7 @@ def test_operator_immediate_and_delegated(bccd):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     uri = "@iou-audit/iou-audit/audit_predictions"
-    params = dict(pred_field="sim_predictions", gt_field="ground_truth", iou_thresh=0.5, method="coco",
+    params = dict(pred_field="sim_predictions", gt_field="ground_truth", iou_thresh=0.5, method="greedy",
                   classwise=True, min_score=0.5, audit_key="pop")
     res = foo.execute_operator(uri, ctx=dict(dataset=bccd, params=params))
     assert res.error is None, res.error

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from iou_audit.audits.agreement.cluster_stats import quorum_count
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
+from iou_audit.audits.agreement.findings import KINDS
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.results import AuditResult
 from iou_audit.table import ReadLayout, iter_label_tables, read_label_table, split_by_attribute
@@ -27,6 +28,7 @@ from iou_audit.table.read import check_label_field
 from iou_audit.vocabulary import GEOMETRIES, METHODS, canonical_geometry, canonical_method
 
 AUDIT = "agreement"
+__all__ = ["AUDIT", "KINDS", "AgreementConfig", "audit_agreement"]
 
 
 def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: str | None = None):

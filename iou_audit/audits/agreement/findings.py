@@ -23,6 +23,9 @@ FINDING_COLUMNS = ["audit", "kind", "sample_id", "field", "label_id", "other_fie
 AUDIT = "agreement"
 
 
+KINDS = ("low_agreement", "missing_in_annotator", "extra_in_annotator", "class_conflict")
+
+
 def _frame(**cols) -> pd.DataFrame:
     n = len(next(iter(cols.values())))
     out = {c: cols.get(c, [None] * n) for c in FINDING_COLUMNS}
