@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from iou_audit.audits.predictions.errors import group_max, off_edges
-from iou_audit.audits.predictions.pairs import pair_rows
+from iou_audit.overlaps import pair_rows
 from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.table import LabelTable
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from iou_audit.geometry.boxes import batched_box_iou, batched_pair_rows
-from iou_audit.geometry.masks import batched_cropped_mask_iou
-from iou_audit.geometry.polygons import batched_polygon_iou
 from iou_audit.matching import batched_match
+from iou_audit.overlaps import overlaps
 from iou_audit.vocabulary import canonical_geometry, canonical_method
 
 
@@ -54,17 +52,6 @@ def pick_geometry(tables, geometry: str = "auto") -> str:
     return "boxes"
 
 
-def frame_sizes(t) -> np.ndarray:
-    """(S, 2) ``(width, height)`` pixels of a table; a clear error when some are unknown."""
-    sizes = np.stack([np.asarray(t.width, dtype=float), np.asarray(t.height, dtype=float)], axis=1)
-    bad = np.flatnonzero(~(np.isfinite(sizes).all(axis=1) & (sizes > 0).all(axis=1)))
-    if len(bad):
-        sid = getattr(t, "sample_ids", np.arange(len(sizes)))[bad[0]]
-        raise ValueError(f"mask IoU needs image sizes; sample {sid} has width/height {sizes[bad[0]].tolist()} "
-                         f"(run samples.compute_metadata())")
-    return sizes
-
-
 def pair_ious(ta, tb, geometry: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
     """Every same-sample IoU between two annotators' labels, batched layout.
 
@@ -75,24 +62,8 @@ def pair_ious(ta, tb, geometry: str = "boxes") -> tuple[np.ndarray, np.ndarray]:
         >>> pair_ious(ta, tb)
         (array([1., 0.]), array([0, 2]))
     """
-    off_a = np.asarray(ta.offsets, dtype=np.int64)
-    off_b = np.asarray(tb.offsets, dtype=np.int64)
-    if len(off_a) != len(off_b):
-        raise ValueError(f"annotator tables cover different sample counts: {len(off_a) - 1} vs {len(off_b) - 1}")
-    if geometry == "boxes":
-        values, pair_offsets = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
-    elif geometry == "masks":
-        values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b, frame_sizes(ta))
-        # A label without a mask is compared by its box (rather than scoring IoU 0 with everything).
-        no_a = np.array([m is None for m in ta.masks], dtype=bool)
-        no_b = np.array([m is None for m in tb.masks], dtype=bool)
-        if no_a.any() or no_b.any():
-            _, i, j = batched_pair_rows(off_a, len(no_a), off_b, len(no_b))
-            boxes, _ = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou")
-            values = np.where(no_a[i] | no_b[j], boxes, values)
-    else:
-        values, pair_offsets = batched_polygon_iou(ta.polygons, off_a, tb.polygons, off_b)
-    return np.asarray(values, dtype=np.float64), np.asarray(pair_offsets, dtype=np.int64)
+    # A label without a mask is compared by its box (rather than scoring IoU 0 with everything).
+    return overlaps(ta, tb, geometry, "iou", missing_mask="box")
 
 
 def match_blocks(

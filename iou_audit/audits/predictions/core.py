@@ -99,7 +99,7 @@ def compute_prediction_audit(
         # Hungarian is one-to-one: crowd regions take no part (their columns are zeroed).
         v = values.copy()
         if crowd.any():
-            from iou_audit.audits.predictions.pairs import pair_rows
+            from iou_audit.overlaps import pair_rows
 
             v[crowd[pair_rows(pred.offsets, gt.offsets)[1]]] = 0.0
         m1, i1, m2, i2 = batched_match(v, pair_offsets, pred.offsets, gt.offsets, None, iou_thresh,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iou_audit.audits.predictions.pairs import pair_rows
+from iou_audit.overlaps import pair_rows
 from iou_audit.geometry.boxes import valid_boxes
 
 PRED_KINDS = ("tp", "ignored", "duplicate", "class", "loc", "both", "background")

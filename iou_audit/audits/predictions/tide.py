@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from iou_audit.audits.predictions.errors import PRED_KINDS
-from iou_audit.audits.predictions.pairs import pair_rows
+from iou_audit.overlaps import pair_rows
 from iou_audit.matching.ap import category_precision
 from iou_audit.matching.greedy import run_greedy
 
