@@ -19,7 +19,7 @@ import pandas as pd
 
 from iou_audit.audits.predictions import metrics as _metrics
 from iou_audit.audits.predictions.errors import ErrorScores, classify_errors
-from iou_audit.audits.predictions.pairs import prediction_pair_ious, shared_class_codes
+from iou_audit.audits.predictions.pairs import Matching, PredictionPairs, prediction_pair_ious, shared_class_codes
 from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.audits.predictions.tide import tide_attribution
 from iou_audit.matching import batched_match
@@ -105,10 +105,8 @@ def compute_prediction_audit(
         m1, i1, m2, i2 = batched_match(v, pair_offsets, pred.offsets, gt.offsets, None, iou_thresh,
                                        "hungarian", labels1=pc, labels2=gc, mode=mode)
         ig1 = np.zeros(len(m1), bool)
-    errors = classify_errors(
-        values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd, m1, i1, m2, ig1,
-        pred.box, gt.box, iou_thresh, bg_thresh, good_fit,
-    )
+    pairs = PredictionPairs(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd, pred.box, gt.box)
+    errors = classify_errors(pairs, Matching(m1, i1, m2, ig1), iou_thresh, bg_thresh, good_fit)
     lq, lkind = label_quality(errors.possible_spurious, errors.class_swap, errors.mislocated)
     iq = image_quality(gt.sample_index, lq, pred.sample_index, errors.possible_missing, len(gt.sample_ids))
     audit = PredictionAudit(pred, gt, config, m1, i1, m2, i2, errors, lq, lkind, iq)
@@ -116,9 +114,7 @@ def compute_prediction_audit(
     counts = _metrics.match_counts(m1, ig1, pc, gc, crowd, pred.sample_index, gt.sample_index,
                                    len(gt.sample_ids), len(classes))
     audit.tables["per_class"] = _metrics.per_class_table(classes, counts)
-    audit.tables["confusion"] = _metrics.confusion_matrix(
-        values, pair_offsets, pred.offsets, gt.offsets, scores, crowd, pc, gc, classes, iou_thresh,
-    )
+    audit.tables["confusion"] = _metrics.confusion_matrix(pairs, classes, iou_thresh)
     audit.metrics.update(_metrics.overall_counts(counts))
     audit.tables["per_sample"] = _metrics.per_sample_table(gt.sample_ids, counts, iq)
     if coco_metrics:
@@ -136,11 +132,9 @@ def compute_prediction_audit(
         else:  # TIDE is defined on class-aware greedy matching
             g1, gi1, g2, _, gig = batched_match(values, pair_offsets, pred.offsets, gt.offsets, scores, iou_thresh,
                                                 "greedy", crowd2=crowd, labels1=pc, labels2=gc, return_ignored=True)
-            e2 = classify_errors(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd,
-                                 g1, gi1, g2, gig, pred.box, gt.box, iou_thresh, bg_thresh, good_fit)
+            e2 = classify_errors(pairs, Matching(g1, gi1, g2, gig), iou_thresh, bg_thresh, good_fit)
             kinds, targets, gmatch = e2.pred_kind, e2.pred_target, g2
-        d, n = tide_attribution(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd,
-                                kinds, targets, gmatch, iou_thresh)
+        d, n = tide_attribution(pairs, kinds, targets, gmatch, iou_thresh)
         types = [k for k in d if k != "AP"]
         audit.tables["tide"] = pd.DataFrame({"error": types, "dAP": [d[k] for k in types],
                                              "count": [n[k] for k in types]})

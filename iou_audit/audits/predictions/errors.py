@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iou_audit.overlaps import pair_rows
+from iou_audit.audits.predictions.pairs import Matching, PredictionPairs
 from iou_audit.geometry.boxes import valid_boxes
 
 PRED_KINDS = ("tp", "ignored", "duplicate", "class", "loc", "both", "background")
@@ -90,20 +91,8 @@ def group_max(groups: np.ndarray, values: np.ndarray, n: int, fill: float = 0.0)
 
 
 def classify_errors(
-    values: np.ndarray,
-    pair_offsets: np.ndarray,
-    pred_offsets: np.ndarray,
-    gt_offsets: np.ndarray,
-    pred_codes: np.ndarray,
-    gt_codes: np.ndarray,
-    scores: np.ndarray,
-    gt_crowd: np.ndarray,
-    match1: np.ndarray,
-    iou1: np.ndarray,
-    match2: np.ndarray,
-    ignored1: np.ndarray,
-    pred_boxes: np.ndarray,
-    gt_boxes: np.ndarray,
+    pairs: PredictionPairs,
+    matching: Matching,
     iou_thresh: float = 0.5,
     bg_thresh: float = 0.1,
     good_fit: float = 0.75,
@@ -112,21 +101,27 @@ def classify_errors(
 ) -> ErrorScores:
     """TIDE kinds per prediction and label-error scores per label, all samples at once.
 
-    ``match1``/``match2`` come from ``iou_audit.matching.batched_match`` (class-aware, or
-    geometry-first: then a matched pair of different classes is a ``class`` error of the prediction).
+    ``matching`` comes from ``iou_audit.matching.batched_match`` (class-aware, or geometry-first:
+    then a matched pair of different classes is a ``class`` error of the prediction).
 
     Example: one image; label 0 "cat" is matched at IoU 0.6 by a 0.9 "cat" (mislocated, score 0.9 * 0.6);
     a 0.8 "dog" sits exactly on label 1 "cat" (class swap 0.8):
 
-        >>> v = np.array([0.6, 0.0, 0.0, 1.0]); po = np.array([0, 4]); off = np.array([0, 2])
-        >>> e = classify_errors(v, po, off, off, np.array([0, 1]), np.array([0, 0]), np.array([0.9, 0.8]),
-        ...     np.zeros(2, bool), np.array([0, -1]), np.array([0.6, 0.]), np.array([0, -1]), np.zeros(2, bool),
+        >>> off = np.array([0, 2])
+        >>> pairs = PredictionPairs(np.array([0.6, 0.0, 0.0, 1.0]), np.array([0, 4]), off, off, np.array([0, 1]),
+        ...     np.array([0, 0]), np.array([0.9, 0.8]), np.zeros(2, bool),
         ...     np.array([[0, 0, .5, .5], [.5, .5, 1, 1]]), np.array([[.1, 0, .6, .5], [.5, .5, 1, 1]]))
+        >>> matching = Matching(np.array([0, -1]), np.array([0.6, 0.]), np.array([0, -1]), np.zeros(2, bool))
+        >>> e = classify_errors(pairs, matching)
         >>> e.mislocated.round(2).tolist(), e.class_swap.round(2).tolist(), e.off_edge.tolist()
         ([0.54, 0.0], [0.0, 0.8], ['left', ''])
         >>> [PRED_KINDS[k] for k in e.pred_kind], e.possible_spurious.round(2).tolist()
         (['tp', 'class'], [0.05, 0.1])
     """
+    values, pair_offsets, pred_offsets, gt_offsets = pairs.values, pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets
+    pred_codes, gt_codes, scores, gt_crowd = pairs.pred_codes, pairs.gt_codes, pairs.scores, pairs.gt_crowd
+    pred_boxes, gt_boxes = pairs.pred_boxes, pairs.gt_boxes
+    match1, iou1, match2, ignored1 = matching.match1, matching.iou1, matching.match2, matching.ignored1
     P, G = int(pred_offsets[-1]), int(gt_offsets[-1])
     c = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=1.0)
     crowd = np.asarray(gt_crowd, dtype=bool)

@@ -73,19 +73,21 @@ def per_sample_table(sample_ids, counts: dict, quality: np.ndarray) -> pd.DataFr
                          "fp": counts["sample_fp"], "fn": counts["sample_fn"], "quality": quality})
 
 
-def confusion_matrix(values, pair_offsets, pred_offsets, gt_offsets, scores, crowd, pred_codes, gt_codes,
-                     classes, iou_thresh) -> pd.DataFrame:
+def confusion_matrix(pairs, classes, iou_thresh: float) -> pd.DataFrame:
     """Rows: label class (+ ``unmatched``); columns: predicted class (+ ``unmatched``); counts.
 
     Example:
-        >>> cm = confusion_matrix(np.array([0.9, 0.0]), np.array([0, 2]), np.array([0, 2]), np.array([0, 1]),
-        ...     np.array([0.9, 0.8]), np.zeros(1, bool), np.array([1, 0]), np.array([0]),
-        ...     np.array(["cat", "dog"]), 0.5)
+        >>> from iou_audit.audits.predictions.pairs import PredictionPairs
+        >>> pairs = PredictionPairs(np.array([0.9, 0.0]), np.array([0, 2]), np.array([0, 2]), np.array([0, 1]),
+        ...     np.array([1, 0]), np.array([0]), np.array([0.9, 0.8]), np.zeros(1, bool))
+        >>> cm = confusion_matrix(pairs, np.array(["cat", "dog"]), 0.5)
         >>> cm.loc["cat", "dog"], cm.loc["unmatched", "cat"], cm.loc["cat", "unmatched"]
         (np.int64(1), np.int64(1), np.int64(0))
     """
-    m1, _, m2, _, ig1 = batched_match(values, pair_offsets, pred_offsets, gt_offsets, scores, iou_thresh,
-                                      "greedy", crowd2=crowd, mode="geometry_first", return_ignored=True)
+    crowd, pred_codes, gt_codes = pairs.gt_crowd, pairs.pred_codes, pairs.gt_codes
+    m1, _, m2, _, ig1 = batched_match(pairs.values, pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets,
+                                      pairs.scores, iou_thresh, "greedy", crowd2=crowd, mode="geometry_first",
+                                      return_ignored=True)
     K = len(classes)
     cm = np.zeros((K + 1, K + 1), np.int64)
     hit = (m1 >= 0) & ~ig1

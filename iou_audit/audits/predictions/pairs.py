@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from iou_audit.overlaps import overlaps
 
 IOU_TYPES = ("bbox", "segm")
@@ -52,3 +54,37 @@ def shared_class_codes(labels1: np.ndarray, labels2: np.ndarray) -> tuple[np.nda
     classes, codes = np.unique(np.concatenate([l1, l2]).astype(str), return_inverse=True)
     codes = codes.astype(np.int64).reshape(-1)
     return codes[: len(l1)], codes[len(l1):], classes.astype(object)
+
+
+@dataclass(frozen=True)
+class PredictionPairs:
+    """Every same-sample (prediction, label) pair of the audited samples and what each side brings:
+    the one argument of the error, TIDE and confusion computations (instead of ten arrays).
+
+    ``values``/``pair_offsets``: the IoU blocks (batched layout); ``*_offsets``: per-sample rows;
+    ``*_codes``: class codes over the joint class list; ``scores``: prediction confidences (NaN = 1);
+    ``gt_crowd``: crowd labels; ``*_boxes``: relative ``xyxy`` boxes.
+    """
+
+    values: np.ndarray
+    pair_offsets: np.ndarray
+    pred_offsets: np.ndarray
+    gt_offsets: np.ndarray
+    pred_codes: np.ndarray
+    gt_codes: np.ndarray
+    scores: np.ndarray
+    gt_crowd: np.ndarray
+    pred_boxes: np.ndarray | None = None
+    gt_boxes: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A one-to-one matching of predictions to labels (``iou_audit.matching.batched_match``):
+    ``match1``/``iou1`` per prediction (label row, -1), ``match2`` per label, ``ignored1`` for
+    predictions matched to crowd regions."""
+
+    match1: np.ndarray
+    iou1: np.ndarray
+    match2: np.ndarray
+    ignored1: np.ndarray

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from iou_audit.audits.predictions.errors import PRED_KINDS
+from iou_audit.audits.predictions.pairs import PredictionPairs
 from iou_audit.overlaps import pair_rows
 from iou_audit.matching.ap import category_precision
 from iou_audit.matching.greedy import run_greedy
@@ -46,14 +47,7 @@ def mean_ap_at(match1, ignored1, codes, scores, npig, active) -> float:
 
 
 def tide_attribution(
-    values: np.ndarray,
-    pair_offsets: np.ndarray,
-    pred_offsets: np.ndarray,
-    gt_offsets: np.ndarray,
-    pred_codes: np.ndarray,
-    gt_codes: np.ndarray,
-    scores: np.ndarray,
-    gt_crowd: np.ndarray,
+    pairs: PredictionPairs,
     pred_kind: np.ndarray,
     pred_target: np.ndarray,
     gt_match: np.ndarray,
@@ -64,15 +58,16 @@ def tide_attribution(
     Example: two "cat" labels; by score: a TP (IoU 0.9), a duplicate on the same label, a TP on
     the other. AP is (51 * 1 + 50 * 2/3) / 101; without the duplicate it would be 1:
 
-        >>> v = np.array([0.9, 0.0, 0.7, 0.0, 0.0, 0.8]); po = np.array([0, 6])
-        >>> d, n = tide_attribution(v, po, np.array([0, 3]), np.array([0, 2]), np.zeros(3, int),
-        ...     np.zeros(2, int), np.array([0.9, 0.8, 0.7]), np.zeros(2, bool),
-        ...     np.array([0, 2, 0]), np.array([0, 0, 1]), np.array([0, 2]))
+        >>> pairs = PredictionPairs(np.array([0.9, 0.0, 0.7, 0.0, 0.0, 0.8]), np.array([0, 6]), np.array([0, 3]),
+        ...     np.array([0, 2]), np.zeros(3, int), np.zeros(2, int), np.array([0.9, 0.8, 0.7]), np.zeros(2, bool))
+        >>> d, n = tide_attribution(pairs, np.array([0, 2, 0]), np.array([0, 0, 1]), np.array([0, 2]))
         >>> round(d["AP"], 4), round(d["duplicate"], 4), round(d["missed"], 4), n["duplicate"]
         (0.835, 0.165, 0.0, 1)
     """
-    scores = np.nan_to_num(np.asarray(scores, float), nan=1.0)
-    crowd = np.asarray(gt_crowd, bool)
+    values, pair_offsets, pred_offsets, gt_offsets = pairs.values, pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets
+    pred_codes, gt_codes = pairs.pred_codes, pairs.gt_codes
+    scores = np.nan_to_num(np.asarray(pairs.scores, float), nan=1.0)
+    crowd = np.asarray(pairs.gt_crowd, bool)
     K = int(max(pred_codes.max(initial=-1), gt_codes.max(initial=-1))) + 1
     P = len(pred_codes)
     active = np.ones(P, bool)
