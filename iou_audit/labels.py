@@ -3,7 +3,7 @@
 Same contract as ``fiftyone.utils.iou.compute_ious(preds, gts, ..., tolerance=None)`` (a
 ``len(preds) x len(gts)`` matrix; ``iscrowd`` is the name of a boolean attribute or a function of a
 ground-truth label; ``classwise=True`` makes objects with different ``label`` values 0) but computed
-by ``iou_audit.geometry``: boxes with ``box_iou`` (vectorized), filled polylines with shapely 2
+by ``iou_audit.geometry``: boxes with ``box_iou`` (one compiled call), filled polylines with shapely 2
 (``polygon_iou``), instance masks with ``cropped_mask_iou`` (exact pixels, overlap windows only).
 
 Differences from FiftyOne, on purpose:

@@ -331,3 +331,138 @@ def test_properties_scale_invariance(a, b, sx, sy):
     for metric in ("diou", "ciou"):
         np.testing.assert_allclose(box_iou(a * sx, b * sx, metric), box_iou(a, b, metric),
                                    rtol=1e-9, atol=1e-9)
+
+
+# --- box_iou (one compiled call) vs an independent numpy broadcast -----------------------------
+def _reference(b1, b2, metric, crowd=None):
+    """Pairwise metric written out here with numpy broadcasts, pair by pair formulas of
+    torchvision (giou/diou/ciou) and pycocotools (crowd); degenerate -> 0 (iou, ios) or -1."""
+    b1 = np.asarray(b1, dtype=np.float64).reshape(-1, 4)
+    b2 = np.asarray(b2, dtype=np.float64).reshape(-1, 4)
+    if len(b1) == 0 or len(b2) == 0:
+        return np.zeros((len(b1), len(b2)))
+
+    def good(b):
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(b).all(1) & (b[:, 2] - b[:, 0] > 0) & (b[:, 3] - b[:, 1] > 0)
+
+    ok = np.outer(good(b1), good(b2))
+    p = np.where(good(b1)[:, None], b1, 0.0)[:, None, :]  # (N, 1, 4)
+    q = np.where(good(b2)[:, None], b2, 0.0)[None, :, :]  # (1, M, 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area_p = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+        area_q = (q[..., 2] - q[..., 0]) * (q[..., 3] - q[..., 1])
+        wh = np.clip(np.minimum(p[..., 2:], q[..., 2:]) - np.maximum(p[..., :2], q[..., :2]), 0,
+                     None)
+        inter = wh[..., 0] * wh[..., 1]
+        union = area_p + area_q - inter
+        iou = inter / union
+        if metric == "ios":
+            return np.where(ok, inter / np.minimum(area_p, area_q), 0.0)
+        if metric == "iou":
+            if crowd is not None:
+                iou = np.where(np.asarray(crowd, bool)[None, :], inter / area_p, iou)
+            return np.where(ok, iou, 0.0)
+        lo = np.minimum(p[..., :2], q[..., :2])
+        hi = np.maximum(p[..., 2:], q[..., 2:])
+        if metric == "giou":
+            hull = np.prod(hi - lo, axis=-1)
+            return np.where(ok, iou - (hull - union) / hull, -1.0)
+        centre = ((p[..., :2] + p[..., 2:]) - (q[..., :2] + q[..., 2:])) / 2
+        val = iou - (centre**2).sum(-1) / ((hi - lo) ** 2).sum(-1)
+        if metric == "ciou":
+            v = 4 / np.pi**2 * (np.arctan((q[..., 2] - q[..., 0]) / (q[..., 3] - q[..., 1]))
+                                - np.arctan((p[..., 2] - p[..., 0]) / (p[..., 3] - p[..., 1])))**2
+            alpha = np.where(1 - iou + v > 0, v / (1 - iou + v), 0.0)
+            val = val - alpha * v
+        return np.where(ok, val, -1.0)
+
+
+def _mixed_boxes(rng, n):
+    b = _random_boxes(rng, n, degenerate_fraction=0.1)
+    kind = rng.integers(0, 12, n)
+    b[kind == 0, 1] = np.nan
+    b[kind == 1, 3] = np.inf
+    b[kind == 2, 0] = -np.inf
+    b[kind == 3, 3] = b[kind == 3, 1]  # zero height
+    b[kind == 4] = b[rng.integers(0, n, (kind == 4).sum())]  # exact duplicates
+    return b
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_box_iou_matches_numpy_reference(metric):
+    rng = np.random.default_rng(17)
+    for n, m in [(1, 1), (3, 7), (40, 25), (300, 257)]:
+        b1, b2 = _mixed_boxes(rng, n), _mixed_boxes(rng, m)
+        crowd = rng.random(m) < 0.3
+        for c in (None, crowd, np.ones(m, bool)):
+            got = box_iou(b1, b2, metric, crowd=c)
+            ref = _reference(b1, b2, metric, c if metric == "iou" else None)
+            assert got.shape == (n, m) and got.dtype == np.float64 and not np.isnan(got).any()
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+            # the batched kernels on the same single image: identical, not just close
+            values, _ = batched_box_iou(b1, [0, n], b2, [0, m], metric, crowd2=c)
+            np.testing.assert_array_equal(got.ravel(), values)
+        fill = -1.0 if metric in ("giou", "diou", "ciou") else 0.0
+        bad1, bad2 = ~valid_boxes(b1), ~valid_boxes(b2)
+        got = box_iou(b1, b2, metric)
+        assert (got[bad1] == fill).all() and (got[:, bad2] == fill).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_box_iou_input_layouts_and_dtypes(metric):
+    rng = np.random.default_rng(5)
+    b1, b2 = _mixed_boxes(rng, 60) * 3, _mixed_boxes(rng, 45) * 3
+    ref = _reference(b1, b2, metric)
+    wide = np.zeros((60, 9))
+    wide[:, 1:9:2] = b1  # strided columns
+    layouts = [
+        (wide[:, 1:9:2], b2),
+        (np.asfortranarray(b1), b2[::-1][::-1]),
+        (np.repeat(b1, 2, axis=0)[::2], np.asfortranarray(b2)),
+        (b1.tolist(), b2.tolist()),
+    ]
+    for a, b in layouts:
+        assert not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a is b1
+        np.testing.assert_allclose(box_iou(a, b, metric), ref, rtol=0, atol=1e-12)
+    # float32 and int boxes: converted to float64 first, like the reference
+    f1, f2 = b1.astype(np.float32), b2.astype(np.float32)
+    np.testing.assert_allclose(box_iou(f1, f2, metric), _reference(f1, f2, metric), rtol=0,
+                               atol=1e-12)
+    i1 = np.nan_to_num(b1, nan=0, posinf=0, neginf=0).round().astype(np.int64)
+    i2 = np.nan_to_num(b2, nan=0, posinf=0, neginf=0).round().astype(np.int32)
+    got = box_iou(i1, i2, metric)
+    np.testing.assert_allclose(got, _reference(i1, i2, metric), rtol=0, atol=1e-12)
+    assert not np.isnan(got).any()
+    # a flat (4k,) input is k boxes, as before
+    np.testing.assert_allclose(box_iou(b1[0], b2, metric), ref[:1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_box_iou_empty_inputs(metric):
+    b = np.array([[0, 0, 1, 1], [0, 0, 2, 2]], float)
+    for a, c, shape in [(np.empty((0, 4)), b, (0, 2)), (b, np.empty((0, 4)), (2, 0)),
+                        (np.empty((0, 4)), np.empty((0, 4)), (0, 0)), ([], b, (0, 2))]:
+        got = box_iou(a, c, metric, crowd=np.ones(len(np.reshape(c, (-1, 4))), bool))
+        assert got.shape == shape and got.dtype == np.float64
+
+
+def test_box_iou_crowd_rules():
+    det = np.array([[0, 0, 5, 5], [0, 0, 0, 5]], float)  # the second is degenerate
+    gt = np.array([[0, 0, 10, 10], [0, 0, 5, 5]], float)
+    np.testing.assert_array_equal(box_iou(det, gt, crowd=[True, False]), [[1.0, 1.0], [0, 0]])
+    # crowd is only used with metric="iou": ignored (not checked) by the others
+    for metric in ("ios", "giou", "diou", "ciou"):
+        np.testing.assert_array_equal(box_iou(det, gt, metric, crowd=[True]),
+                                      box_iou(det, gt, metric))
+    with pytest.raises(ValueError, match="crowd has 1 entries for 2 boxes2"):
+        box_iou(det, gt, crowd=[True])
+    with pytest.raises(ValueError, match="metric"):
+        box_iou(det, gt, "dice")
+
+
+def test_box_iou_tiny_area_is_zero_not_nan():
+    # positive width and height whose area underflows to 0: the 0/0 pair is IoU 0
+    tiny = np.array([[0, 0, 1e-200, 1e-200]])
+    for metric in METRICS:
+        assert box_iou(tiny, tiny, metric).tolist() == [[0.0]]

@@ -81,17 +81,28 @@ def _iou_kernel(b1, b2, crowd2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa
         j0, m = off2[s], off2[s + 1] - off2[s]
         uu1, vv1, uu2, vv2, aa = _load_block(b2, j0, m, su1, sv1, su2, sv2, sa)
         cc = crowd2[j0 : j0 + m]
+        any_crowd = False
+        for k in range(m):
+            any_crowd |= cc[k]
         p = pair_offsets[s]
         for i in range(off1[s], off1[s + 1]):
             bx1, by1, bx2, by2, ba = _load_box(b1, i)
             o = out[p : p + m]
-            for k in range(m):
-                iw = min(bx2, uu2[k]) - max(bx1, uu1[k])
-                ih = min(by2, vv2[k]) - max(by1, vv1[k])
-                inter = (iw if iw > 0.0 else 0.0) * (ih if ih > 0.0 else 0.0)
-                # COCO crowd: intersection over the first box's area
-                denom = ba if cc[k] else ba + aa[k] - inter
-                o[k] = inter / denom if denom > 0.0 else 0.0
+            if any_crowd:
+                for k in range(m):
+                    iw = min(bx2, uu2[k]) - max(bx1, uu1[k])
+                    ih = min(by2, vv2[k]) - max(by1, vv1[k])
+                    inter = (iw if iw > 0.0 else 0.0) * (ih if ih > 0.0 else 0.0)
+                    # COCO crowd: intersection over the first box's area
+                    denom = ba if cc[k] else ba + aa[k] - inter
+                    o[k] = inter / denom if denom > 0.0 else 0.0
+            else:  # the same formula without the crowd column (measured 3.0 -> 1.6 ns per pair)
+                for k in range(m):
+                    iw = min(bx2, uu2[k]) - max(bx1, uu1[k])
+                    ih = min(by2, vv2[k]) - max(by1, vv1[k])
+                    inter = (iw if iw > 0.0 else 0.0) * (ih if ih > 0.0 else 0.0)
+                    denom = ba + aa[k] - inter
+                    o[k] = inter / denom if denom > 0.0 else 0.0
             p += m
 
 
@@ -126,11 +137,32 @@ def _extent_kernel(mode, c1, c2, off1, off2, pair_offsets, out):
         for i in range(off1[s], off1[s + 1]):
             bx1, by1, bx2, by2, ba, bt, bok = x1[i], y1[i], x2[i], y2[i], a1[i], t1[i], ok1[i]
             o = out[p : p + j1 - j0]
-            for k in range(j1 - j0):
-                o[k] = _pair_metric(
-                    mode, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k], t2[k],
-                    False, bok * ok2[k] > 0.0,
-                )
+            # one loop per metric with the mode as a constant: the inlined _pair_metric then has
+            # no metric branches left in the loop body
+            if mode == 2:
+                for k in range(j1 - j0):
+                    o[k] = _pair_metric(
+                        2, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k], t2[k],
+                        False, bok * ok2[k] > 0.0,
+                    )
+            elif mode == 3:
+                for k in range(j1 - j0):
+                    o[k] = _pair_metric(
+                        3, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k], t2[k],
+                        False, bok * ok2[k] > 0.0,
+                    )
+            elif mode == 4:
+                for k in range(j1 - j0):
+                    o[k] = _pair_metric(
+                        4, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k], t2[k],
+                        False, bok * ok2[k] > 0.0,
+                    )
+            else:
+                for k in range(j1 - j0):
+                    o[k] = _pair_metric(
+                        mode, bx1, by1, bx2, by2, ba, bt, u1[k], v1[k], u2[k], v2[k], a2[k],
+                        t2[k], False, bok * ok2[k] > 0.0,
+                    )
             p += j1 - j0
 
 
@@ -184,3 +216,30 @@ def _columns_kernel(b, offsets, sizes, scale, want_atan, cols):
             cols[4, r] = w * h
             cols[5, r] = np.arctan(w / h) if ok and want_atan else 0.0
             cols[6, r] = 1.0 if ok else 0.0
+
+
+# One image, one call (``geometry.boxes.box_iou``): the batched kernels above with the image's
+# offsets, scratch and columns built here, so the Python side pays one dispatch for five arguments.
+# The same kernels as the batched layout, so box_iou and batched_box_iou agree bit for bit.
+@njit(cache=True, error_model="numpy")
+def _single_image_kernel(mode, b1, b2, crowd2, out):
+    n, m = b1.shape[0], b2.shape[0]
+    off1 = np.array([0, n], dtype=np.int64)
+    off2 = np.array([0, m], dtype=np.int64)
+    pair_offsets = np.array([0, n * m], dtype=np.int64)
+    if mode == 0 or mode == 1:
+        scratch = np.empty((5, m), dtype=np.float64)
+        su1, sv1, su2, sv2, sa = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+        if mode == 0:
+            _iou_kernel(b1, b2, crowd2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa, out)
+        else:
+            _ios_kernel(b1, b2, off1, off2, pair_offsets, su1, sv1, su2, sv2, sa, out)
+        return
+    ones = np.ones((1, 2), dtype=np.float64)
+    k1 = np.empty((7, n), dtype=np.float64)
+    k2 = np.empty((7, m), dtype=np.float64)
+    _columns_kernel(b1, off1, ones, False, mode == 4, k1)
+    _columns_kernel(b2, off2, ones, False, mode == 4, k2)
+    c1 = (k1[0], k1[1], k1[2], k1[3], k1[4], k1[5], k1[6])
+    c2 = (k2[0], k2[1], k2[2], k2[3], k2[4], k2[5], k2[6])
+    _extent_kernel(mode, c1, c2, off1, off2, pair_offsets, out)
