@@ -52,12 +52,7 @@ def cluster_table(tables, clusters, pair_matches, covered: np.ndarray, quorum) -
     n_classes, edge offsets ``d_left/d_top/d_right/d_bottom`` (largest member deviation of that
     edge from the members' mean box, in units of the mean box's width or height).
     """
-    from iou_audit.audits.agreement.cluster_stats import cluster_table_arrays
-
     pair_iou = pair_iou_stats(tables, clusters, pair_matches)
-    fast = cluster_table_arrays(tables, clusters, pair_iou, covered, quorum)
-    if fast is not None:
-        return fast
     return _cluster_table_pandas(tables, clusters, pair_iou, covered, quorum)
 
 
