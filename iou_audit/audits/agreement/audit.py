@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
 from iou_audit.results import AuditResult, save_audit
@@ -225,7 +226,7 @@ def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
     """Write the fused labels as a new Detections field (one bulk ``set_values``); returns the count."""
     import fiftyone as fo
 
-    if samples._dataset.get_field(consensus_field) is not None:
+    if fop.source_dataset(samples).get_field(consensus_field) is not None:
         raise ValueError(f"consensus field {consensus_field!r} already exists; choose a new name")
     fused = r.consensus if r.consensus is not None else consensus_labels(tables, r.cluster_table, r.members, r.geometry)
     per_sample: list[list] = [[] for _ in range(len(tables[0].sample_ids))]

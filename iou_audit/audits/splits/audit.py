@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
 from iou_audit.audits.splits.copies import shifted_leaks, transformed_leaks
@@ -299,7 +300,7 @@ def _save(samples, result, ids, sha, phash, whash, thash, stats) -> None:
         sample_fields["pair"] = pair_of
     save_audit(samples, result, sample_fields=sample_fields)
     # Replace the per-kind leak views with ones that show both sides of every pair, sorted by pair.
-    dataset = samples._root_dataset
+    dataset = fop.root_dataset(samples)
     for kind, group in leaks.groupby("kind"):
         members = sorted(set(group["sample_id"]) | set(group["other_sample_id"]))
         view = samples.select(members).sort_by(F(f"{key}_pair"))
