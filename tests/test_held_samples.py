@@ -148,3 +148,27 @@ def test_iterated_dataset_samples_are_refreshed(held):
     audit_duplicates(ds, "gt", audit_key="dups")
     assert all("dups:duplicate" in s.gt.detections[1].tags for s in kept)
     assert_matches_database(ds, kept)
+
+
+def test_held_samples_see_prediction_and_agreement_writes():
+    """audit_predictions and audit_agreement write through the same bulk path (save_audit)."""
+    from iou_audit.audits.agreement import audit_agreement
+    from iou_audit.audits.predictions import audit_predictions
+
+    samples = _samples(4, seed=1)
+    for s in samples:
+        s["pred"] = fo.Detections(detections=[
+            fo.Detection(label="cell", bounding_box=[b + 0.01 if k < 2 else b for k, b in enumerate(d.bounding_box)],
+                         confidence=0.9) for d in s.gt.detections[:3]])
+        s["other"] = fo.Detections(detections=[d.copy() for d in s.gt.detections[::2]])
+    ds = fo.Dataset()
+    ds.add_samples(samples, progress=False)
+    try:
+        audit_predictions(ds, "pred", "gt", audit_key="pr", coco_metrics=False, tide=False)
+        assert any(t.startswith("pr:") for s in samples for d in s.pred.detections + s.gt.detections for t in d.tags)
+        assert_matches_database(ds, samples)
+        audit_agreement(ds, ["gt", "other"], audit_key="ag", compute_map=False)
+        assert any(t.startswith("ag:") for s in samples for d in s.gt.detections for t in d.tags)
+        assert_matches_database(ds, samples)
+    finally:
+        ds.delete()

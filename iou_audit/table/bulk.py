@@ -402,7 +402,7 @@ def _refresh_one(sample, d: dict, lists, sample_fields) -> bool:
             return False
         if not all(map(_plain_tags, db)):
             return False
-        updates.append((mem, db, attrs, tags))
+        updates.append((mem, datas, db, attrs, tags))
     values = {}
     for j, name in enumerate(sample_fields):
         if not fop.has_declared_field(sample, name):
@@ -412,16 +412,19 @@ def _refresh_one(sample, d: dict, lists, sample_fields) -> bool:
             return False
         values[name] = v
     data = fop.backing_data(sample)
-    for mem, db, attrs, tags in updates:
-        keys = [f"a{j}" for j in range(len(attrs))]
-        for label, x in zip(mem, db):
-            for attr, key in zip(attrs, keys):
+    set_value, unset_value = fop.set_label_value, fop.unset_label_value
+    for mem, datas, db, attrs, tags in updates:
+        pairs = [(attr, f"a{j}") for j, attr in enumerate(attrs)]
+        for label, ld, x in zip(mem, datas, db):
+            for attr, key in pairs:
                 if key in x:
-                    fop.set_label_value(label, attr, x[key])
-                else:
-                    fop.unset_label_value(label, attr)
+                    v, old = x[key], ld.get(attr, x)  # x: a sentinel for "not in memory"
+                    if old is x or type(old) is not type(v) or old != v:  # (True == 1: types too)
+                        set_value(label, attr, v)
+                elif attr in ld:  # absent in the database: absent in memory
+                    unset_value(label, attr)
             if tags:
-                fop.label_data(label)["tags"] = list(x["tags"]) if x.get("tags") is not None else []
+                ld["tags"] = list(x["tags"]) if x.get("tags") is not None else []
     data.update(values)
     if "last_modified_at" in d:
         data["last_modified_at"] = d["last_modified_at"]
