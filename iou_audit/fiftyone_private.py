@@ -191,15 +191,29 @@ def set_label_value(label, name: str, value: Any) -> None:
         label._data[name] = value
         return
     if name not in label._dynamic_fields:
-        from mongoengine.fields import DynamicField
-
-        field = DynamicField(db_field=name, null=True)
-        field.name = name
-        label._dynamic_fields[name] = field
+        label._dynamic_fields[name] = _dynamic_field(name)
         if name not in label._fields_ordered:
             label._fields_ordered += (name,)
     label._data[name] = value
     label.__dict__[name] = value
+
+
+_DYNAMIC_FIELDS: dict = {}  # attribute name -> template DynamicField
+
+
+def _dynamic_field(name: str):
+    """A fresh ``DynamicField(db_field=name, null=True)`` named ``name``, as mongoengine registers
+    one per document on load. Copied from a template: constructing one costs ~33 us (x 30,000
+    labels: 1 s), copying its ``__dict__`` ~2 us; one object per document as mongoengine has it."""
+    from mongoengine.fields import DynamicField
+
+    template = _DYNAMIC_FIELDS.get(name)
+    if template is None:
+        template = _DYNAMIC_FIELDS[name] = DynamicField(db_field=name, null=True)
+        template.name = name
+    field = DynamicField.__new__(DynamicField)
+    field.__dict__.update(template.__dict__)
+    return field
 
 
 def unset_label_value(label, name: str) -> None:

@@ -326,6 +326,7 @@ def bulk_write(dataset, ops: Iterable, sample_ids: list[str], written: Iterable[
 
 
 _PLAIN_SCALARS = (float, int, str, bool, type(None))
+_PLAIN_SET = frozenset(_PLAIN_SCALARS)
 REFRESH_MATCH_IDS = 50_000  # sample ids per read-back query (~1 MB of $in)
 
 
@@ -400,7 +401,7 @@ def _refresh_one(sample, d: dict, lists, sample_fields) -> bool:
         datas = [fop.label_data(label) for label in mem]
         if [x.get("id") for x in datas] != [x["_id"] for x in db]:
             return False
-        if not all(map(_plain_tags, db)):
+        if not _plain_values(db, tags):
             return False
         updates.append((mem, datas, db, attrs, tags))
     values = {}
@@ -431,10 +432,16 @@ def _refresh_one(sample, d: dict, lists, sample_fields) -> bool:
     return True
 
 
-def _plain_tags(x: dict) -> bool:
-    """A read-back label whose only non-scalar value is a list of str tags."""
-    return all(type(v) in _PLAIN_SCALARS or (k == "tags" and type(v) is list and all(type(t) is str for t in v))
-               for k, v in x.items())
+def _plain_values(db: list[dict], tags: bool) -> bool:
+    """Read-back labels whose values are all scalars, except ``tags`` (when read): a list of str or
+    None. One pass over the values' types, not a call per label."""
+    if tags:
+        if not {type(x.get("tags")) for x in db} <= {list, type(None)}:
+            return False
+        if not {type(t) for x in db if x.get("tags") for t in x["tags"]} <= {str}:
+            return False
+        return {type(v) for x in db for k, v in x.items() if k != "tags"} <= _PLAIN_SET
+    return {type(v) for x in db for v in x.values()} <= _PLAIN_SET
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
