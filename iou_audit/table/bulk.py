@@ -469,9 +469,18 @@ def strip_labels(dataset, field: str, attributes: Iterable[str] = (), tags: Iter
     if tags:
         holds.append({f"{db_list}.tags": {"$in": tags}})
         update["$pull"] = {f"{db_list}.$[].tags": {"$in": tags}}
-    fop.raw_sample_collection(dataset).update_many({"$or": holds}, update)
-    # the touched samples are not known (update_many): every held sample is read back
-    refresh_held(dataset, None, [(list_path, db_list, attributes, bool(tags))])
+    coll = fop.raw_sample_collection(dataset)
+    held = fop.held_samples(dataset)
+    touched_held = []
+    if held:
+        # which in-memory samples update_many will touch, so only those are read back afterwards
+        from bson import ObjectId
+
+        query = {"$and": [{"_id": {"$in": [ObjectId(i) for i in held]}}, {"$or": holds}]}
+        touched_held = [str(d["_id"]) for d in coll.find(query, {"_id": 1})]
+    coll.update_many({"$or": holds}, update)
+    if touched_held:
+        refresh_held(dataset, touched_held, [(list_path, db_list, attributes, bool(tags))])
 
 
 def _now() -> datetime.datetime:
