@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.geometry.boxes import box_iou
 
 
@@ -119,7 +120,7 @@ def add_simulated_annotators(samples, source_field: str = "ground_truth", names=
 
     noise = noise or AnnotatorNoise()
     table = read_label_table(samples, source_field, masks=False)
-    dataset = samples._dataset
+    dataset = fop.source_dataset(samples)
     truth = {}
     for k, name in enumerate(names):
         if not name.startswith("sim_"):

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.table.read import _gc_paused, check_label_field
 
 BULK_CHUNK = 250  # UpdateOne ops per bulk_write round trip
@@ -55,6 +56,7 @@ class LabelWrite:
     sets: dict[str, dict[str, Any]] = dc_field(default_factory=dict)  # attr -> {label_id: value}
     add_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to add
     pull_tags: dict[str, list[str]] = dc_field(default_factory=dict)  # label_id -> tags to remove
+    list_path: str = ""  # field path of the list (in-memory objects), when it differs from db_list
     _templates: dict = dc_field(default_factory=dict, repr=False, compare=False)  # see list_update
 
     @property
@@ -215,7 +217,9 @@ def apply(samples, labels: Mapping[str, LabelWrite], sample_sets: Mapping[str, M
 
     touched = list(dict.fromkeys([sid for hits in per_field_hits for sid in hits] + list(in_view_sets)))
     ops = _build_ops(touched, [(labels[f], per_field_hits[k]) for k, f in enumerate(fields)], in_view_sets)
-    bulk_write(samples._root_dataset, ops, touched)
+    sample_fields = {name for sets in in_view_sets.values() for name in sets}
+    bulk_write(fop.root_dataset(samples), ops, touched,
+               [labels[f] for k, f in enumerate(fields) if per_field_hits[k]], sample_fields)
 
     stats = {}
     for k, f in enumerate(fields):
@@ -251,7 +255,7 @@ def locate(samples, db_lists: list[str], wanted=None, sample_ids=()) -> dict[str
            for k, p in enumerate(db_lists)},
     }})
     with _gc_paused():
-        return {d["_id"]: [d[f"f{k}"] for k in range(len(db_lists))] for d in samples._aggregate(pipeline=stages)}
+        return {d["_id"]: [d[f"f{k}"] for k in range(len(db_lists))] for d in fop.aggregate(samples, stages)}
 
 
 def _set_list(db_list: str, expression: dict) -> tuple[str, dict]:
@@ -298,15 +302,14 @@ def _build_ops(sample_ids: list[str], fields: list[tuple[LabelWrite, dict[str, l
         yield UpdateOne(query, [{"$set": sets}])
 
 
-def bulk_write(dataset, ops: Iterable, sample_ids: list[str]) -> None:
+def bulk_write(dataset, ops: Iterable, sample_ids: list[str], written: Iterable["LabelWrite"] = (),
+               sample_fields: Iterable[str] = ()) -> None:
     """Unordered bulk writes of ``BULK_CHUNK`` ops from ``WRITE_THREADS`` threads, each chunk sent
-    as soon as it is built (MongoDB rewrites documents while the next chunk is built), then reload
-    the in-memory Sample objects of the touched samples only (what FiftyOne's own ``_bulk_write``
-    does), so ``sample.<field>`` sees the values. A full ``dataset.reload()`` would rebuild the
-    document classes (~0.1-0.2 s a call). The first failing chunk's error is raised."""
-    import fiftyone.core.sample as fos
-
-    coll = dataset._sample_collection
+    as soon as it is built (MongoDB rewrites documents while the next chunk is built), then refresh
+    the in-memory Sample objects of the touched samples (:func:`refresh_held`: what was written,
+    read back in one query), so ``sample.<field>`` sees the values. The first failing chunk's
+    error is raised."""
+    coll = fop.raw_sample_collection(dataset)
     chunks = _chunks(ops, BULK_CHUNK)
     with _gc_paused():  # building: a few small containers per sample and field
         if WRITE_THREADS <= 1:
@@ -318,7 +321,127 @@ def bulk_write(dataset, ops: Iterable, sample_ids: list[str]) -> None:
                 for future in futures:
                     future.result()
     if sample_ids:
-        fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=sample_ids)
+        refresh_held(dataset, sample_ids, [(w.list_path or w.db_list, w.db_list, list(w.sets), bool(w.add_tags or w.pull_tags))
+                                           for w in written], sample_fields)
+
+
+_PLAIN_SCALARS = (float, int, str, bool, type(None))
+_PLAIN_SET = frozenset(_PLAIN_SCALARS)
+REFRESH_MATCH_IDS = 50_000  # sample ids per read-back query (~1 MB of $in)
+
+
+def refresh_held(dataset, sample_ids: Iterable[str] | None, lists: Iterable[tuple[str, str, list[str], bool]],
+                 sample_fields: Iterable[str] = ()) -> dict:
+    """Make the dataset's in-memory ``fo.Sample`` objects (the caller still holding the samples it
+    added, or iterated) show what a server-side write stored, as FiftyOne's writes do.
+
+    FiftyOne refreshes them with ``Sample._reload_docs``: one mongoengine query and a rebuilt
+    document per sample (~16 ms each; 2,000 held samples cost 30 s, several times the audit). Here
+    the written values of the held samples among ``sample_ids`` (all held samples when None) are
+    read back in one aggregation (``last_modified_at``, ``sample_fields`` and, per written list
+    ``(list_path, db_list, attributes, tags_changed)``, each label's id plus those attributes and
+    tags) and set on the in-memory objects in place, without marking them changed. Values are the
+    database's, not the ones the caller asked for, so the objects agree with the database even if
+    a guard skipped a label. An attribute absent in the database is removed from the object.
+
+    A sample whose in-memory label list does not have the database's label ids in the same order
+    (edited in memory, or by someone else), or that gets a non-scalar value, is reloaded by
+    FiftyOne's own ``Sample.reload`` instead. Fields that were not written are not re-read (this
+    write did not change them); unsaved in-memory edits to them are kept.
+
+    Returns ``{"held": n refreshed in place, "reloaded": n reloaded by FiftyOne}``.
+    """
+    from bson import ObjectId
+
+    held = fop.held_samples(dataset)
+    if not held:
+        return {"held": 0, "reloaded": 0}
+    ids = list(held) if sample_ids is None else [sid for sid in dict.fromkeys(sample_ids) if sid in held]
+    if not ids:
+        return {"held": 0, "reloaded": 0}
+    lists, sample_fields = list(lists), list(dict.fromkeys(sample_fields))
+    project: dict[str, Any] = {"last_modified_at": 1, **{f"s{j}": f"${name}" for j, name in enumerate(sample_fields)}}
+    for k, (_, db_list, attrs, tags) in enumerate(lists):
+        picks = {"_id": {"$toString": "$$l._id"}, **{f"a{j}": f"$$l.{a}" for j, a in enumerate(attrs)}}
+        if tags:
+            picks["tags"] = "$$l.tags"
+        project[f"L{k}"] = {"$map": {"input": f"${db_list}", "as": "l", "in": picks}}
+    coll = fop.raw_sample_collection(dataset)
+    reload_ids, n_held = [], 0
+    for start in range(0, len(ids), REFRESH_MATCH_IDS):
+        oids = [ObjectId(i) for i in ids[start:start + REFRESH_MATCH_IDS]]
+        for d in coll.aggregate([{"$match": {"_id": {"$in": oids}}}, {"$project": project}]):
+            sid = str(d["_id"])
+            if _refresh_one(held[sid], d, lists, sample_fields):
+                n_held += 1
+            else:
+                reload_ids.append(sid)
+    if reload_ids:
+        fop.reload_samples(dataset, reload_ids)
+    return {"held": n_held, "reloaded": len(reload_ids)}
+
+
+def _refresh_one(sample, d: dict, lists, sample_fields) -> bool:
+    """Set one held sample's written values from its read-back document ``d``; False when it must
+    be reloaded whole instead (label ids differ, a non-scalar value, an undeclared sample field).
+    Checks everything before setting anything."""
+    updates = []
+    for k, (list_path, _, attrs, tags) in enumerate(lists):
+        db = d.get(f"L{k}")
+        try:
+            mem = sample.get_field(list_path)
+        except (AttributeError, KeyError):
+            return False
+        if db is None or mem is None:
+            if (db is None) != (mem is None):
+                return False
+            continue
+        if len(mem) != len(db):
+            return False
+        datas = [fop.label_data(label) for label in mem]
+        if [x.get("id") for x in datas] != [x["_id"] for x in db]:
+            return False
+        if not _plain_values(db, tags):
+            return False
+        updates.append((mem, datas, db, attrs, tags))
+    values = {}
+    for j, name in enumerate(sample_fields):
+        if not fop.has_declared_field(sample, name):
+            return False
+        v = d.get(f"s{j}")
+        if type(v) not in _PLAIN_SCALARS:
+            return False
+        values[name] = v
+    data = fop.backing_data(sample)
+    set_value, unset_value = fop.set_label_value, fop.unset_label_value
+    for mem, datas, db, attrs, tags in updates:
+        pairs = [(attr, f"a{j}") for j, attr in enumerate(attrs)]
+        for label, ld, x in zip(mem, datas, db):
+            for attr, key in pairs:
+                if key in x:
+                    v, old = x[key], ld.get(attr, x)  # x: a sentinel for "not in memory"
+                    if old is x or type(old) is not type(v) or old != v:  # (True == 1: types too)
+                        set_value(label, attr, v)
+                elif attr in ld:  # absent in the database: absent in memory
+                    unset_value(label, attr)
+            if tags:
+                ld["tags"] = list(x["tags"]) if x.get("tags") is not None else []
+    data.update(values)
+    if "last_modified_at" in d:
+        data["last_modified_at"] = d["last_modified_at"]
+    return True
+
+
+def _plain_values(db: list[dict], tags: bool) -> bool:
+    """Read-back labels whose values are all scalars, except ``tags`` (when read): a list of str or
+    None. One pass over the values' types, not a call per label."""
+    if tags:
+        if not {type(x.get("tags")) for x in db} <= {list, type(None)}:
+            return False
+        if not {type(t) for x in db if x.get("tags") for t in x["tags"]} <= {str}:
+            return False
+        return {type(v) for x in db for k, v in x.items() if k != "tags"} <= _PLAIN_SET
+    return {type(v) for x in db for v in x.values()} <= _PLAIN_SET
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -333,14 +456,12 @@ def strip_labels(dataset, field: str, attributes: Iterable[str] = (), tags: Iter
     One ``update_many`` whose filter matches only samples holding one of them, so only those get a
     new ``last_modified_at``. Used to delete a stored audit (its attributes and tags are its own).
     """
-    import fiftyone.core.sample as fos
-
     attributes, tags = list(attributes), list(tags)
     if not attributes and not tags:
         return
-    dataset = dataset._root_dataset
+    dataset = fop.root_dataset(dataset)
     _, list_path = check_label_field(dataset, field)
-    db_list = dataset._handle_db_field(list_path)
+    db_list = fop.handle_db_field(dataset, list_path)
     holds = [{f"{db_list}.{a}": {"$exists": True}} for a in attributes]
     update: dict[str, dict] = {"$set": {"last_modified_at": _now()}}
     if attributes:
@@ -348,8 +469,18 @@ def strip_labels(dataset, field: str, attributes: Iterable[str] = (), tags: Iter
     if tags:
         holds.append({f"{db_list}.tags": {"$in": tags}})
         update["$pull"] = {f"{db_list}.$[].tags": {"$in": tags}}
-    dataset._sample_collection.update_many({"$or": holds}, update)
-    fos.Sample._reload_docs(dataset._sample_collection_name)  # in-memory samples only
+    coll = fop.raw_sample_collection(dataset)
+    held = fop.held_samples(dataset)
+    touched_held = []
+    if held:
+        # which in-memory samples update_many will touch, so only those are read back afterwards
+        from bson import ObjectId
+
+        query = {"$and": [{"_id": {"$in": [ObjectId(i) for i in held]}}, {"$or": holds}]}
+        touched_held = [str(d["_id"]) for d in coll.find(query, {"_id": 1})]
+    coll.update_many({"$or": holds}, update)
+    if touched_held:
+        refresh_held(dataset, touched_held, [(list_path, db_list, attributes, bool(tags))])
 
 
 def _now() -> datetime.datetime:

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.table.model import LabelTable
 from iou_audit.table.raw_bson import (
     ABSENT,
@@ -47,13 +48,13 @@ def check_label_field(samples, field: str) -> tuple[str, str]:
     if samples.media_type in ("video", "group") or field.startswith("frames."):
         raise NotImplementedError(
             f"video and grouped datasets are not supported yet (field {field!r} of "
-            f"{samples._root_dataset.name!r}, media type {samples.media_type!r})"
+            f"{fop.root_dataset(samples).name!r}, media type {samples.media_type!r})"
         )
     ftype = samples.get_field(field)
     if ftype is None:
         fields = sorted(samples.get_field_schema(embedded_doc_type=(fo.Detections, fo.Polylines)))
         raise ValueError(
-            f"field {field!r} does not exist in {samples._root_dataset.name!r}; "
+            f"field {field!r} does not exist in {fop.root_dataset(samples).name!r}; "
             f"Detections/Polylines fields: {fields}"
         )
     doc_type = getattr(ftype, "document_type", None)
@@ -72,9 +73,9 @@ def resolve_masks(samples, list_path: str, label_type: str, masks) -> bool:
         if label_type != "detections":
             return False
         # one short-circuiting query (stops at the first masked label) instead of two counts
-        db_list = samples._handle_db_field(list_path)
+        db_list = fop.handle_db_field(samples, list_path)
         has_mask = {"$elemMatch": {"$or": [{"mask": {"$ne": None}}, {"mask_path": {"$ne": None}}]}}
-        found = samples._aggregate(pipeline=[{"$match": {db_list: has_mask}}, {"$limit": 1}, {"$project": {"_id": 1}}])
+        found = fop.aggregate(samples, [{"$match": {db_list: has_mask}}, {"$limit": 1}, {"$project": {"_id": 1}}])
         return any(True for _ in found)
     if masks not in (True, False):
         raise ValueError(f"masks must be 'auto', True or False, got {masks!r}")
@@ -168,8 +169,8 @@ def _read(samples, field, label_type, list_path, attributes, with_masks, compute
 def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attributes, with_masks,
               compute_metadata) -> LabelTable:
     buf, doc_start = join_documents(raw_docs)
-    db_list = samples._handle_db_field(list_path)
-    db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
+    db_list = fop.handle_db_field(samples, list_path)
+    db_keys = [fop.handle_db_field(samples, f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
     # the kernels pick top-level keys of each label; a dotted attribute ("meta.rater") is picked
     # whole and walked in Python (_dig)
     tops = list(dict.fromkeys(k.split(".")[0] for k in db_keys))
@@ -276,8 +277,8 @@ def _stages(samples, list_path: str, label_keys: Sequence[str]) -> list[dict]:
     "filepath": "/a.jpg", "metadata": {"width": 640, "height": 480}, "gt": {"detections":
     [{"_id": ObjectId(...), "label": "cat"}, {"_id": ObjectId(...)}]}}``
     """
-    db_list = samples._handle_db_field(list_path)
-    db_keys = [samples._handle_db_field(f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
+    db_list = fop.handle_db_field(samples, list_path)
+    db_keys = [fop.handle_db_field(samples, f"{list_path}.{k}")[len(db_list) + 1 :] for k in label_keys]
     return [{"$project": {
         "_id": 1, "filepath": 1, "metadata.width": 1, "metadata.height": 1,
         **{f"{db_list}.{k}": 1 for k in db_keys},
@@ -287,12 +288,9 @@ def _stages(samples, list_path: str, label_keys: Sequence[str]) -> list[dict]:
 def _raw_cursor(samples, stages: list[dict]):
     """The view's pipeline plus ``stages``, its documents left as raw BSON (decoded by
     :mod:`iou_audit.table.raw_bson`)."""
-    import fiftyone.core.odm as foo
-    from bson.codec_options import CodecOptions
     from bson.raw_bson import RawBSONDocument
 
-    coll = samples._dataset._sample_collection.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
-    return foo.aggregate(coll, samples._pipeline(pipeline=stages))
+    return fop.aggregate_raw(samples, stages, document_class=RawBSONDocument)
 
 
 @contextmanager
@@ -387,7 +385,7 @@ def _fill_missing_sizes(samples, sample_ids, filepaths, width, height, counts) -
     idx = [i for i in np.flatnonzero(missing) if filepaths[i] and os.path.isfile(filepaths[i])]
     if not idx:
         return
-    view = samples._root_dataset.select(list(sample_ids[idx]))
+    view = fop.root_dataset(samples).select(list(sample_ids[idx]))
     view.compute_metadata(progress=False)
     ids, ws, hs = view.values(["id", "metadata.width", "metadata.height"])
     by_id = {i: (w, h) for i, w, h in zip(ids, ws, hs)}

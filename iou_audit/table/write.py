@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.table import bulk
 from iou_audit.table.read import _gc_paused, check_label_field
 
@@ -77,14 +78,14 @@ def untag_labels(samples, field: str, tag: str) -> dict:
     _check_tag(tag)
     _check_writable(samples)
     _, list_path = check_label_field(samples, field)
-    db_list = samples._handle_db_field(list_path)
+    db_list = fop.handle_db_field(samples, list_path)
     has_tag = {"$filter": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
                            "cond": {"$in": [tag, {"$ifNull": ["$$l.tags", []]}]}}}
     stages = [{"$project": {"L": {"$map": {"input": has_tag, "as": "l", "in": {"$toString": "$$l._id"}}}}}]
-    tagged = {lid: [tag] for d in samples._aggregate(pipeline=stages) for lid in d["L"]}
+    tagged = {lid: [tag] for d in fop.aggregate(samples, stages) for lid in d["L"]}
     if not tagged:
         return {"labels": 0, "samples": 0, "missing": []}
-    write = bulk.LabelWrite(db_list, pull_tags=tagged)
+    write = bulk.LabelWrite(db_list, pull_tags=tagged, list_path=list_path)
     return bulk.apply(samples, {field: write}, {})["labels"][field]
 
 
@@ -140,7 +141,7 @@ class PreparedWrites:
     def run(self) -> dict:
         if self.new_fields:
             # one merge = one dataset-document save and reload (add_sample_field: one per path)
-            self.samples._root_dataset._merge_sample_field_schema(self.new_fields)
+            fop.merge_sample_field_schema(fop.root_dataset(self.samples), self.new_fields)
         stats = bulk.apply(self.samples, self.labels, self.sample_sets, self.layout)
         for field, st in stats["labels"].items():
             if st["missing"]:
@@ -168,7 +169,7 @@ def prepare_writes(
         if unknown:
             raise ValueError(f"field {field!r}: unknown write keys {sorted(unknown)} (use 'attributes', 'tags')")
         _, list_path = check_label_field(samples, field)
-        write = bulk.LabelWrite(samples._handle_db_field(list_path))
+        write = bulk.LabelWrite(fop.handle_db_field(samples, list_path), list_path=list_path)
         for attr, by_id in (spec.get("attributes") or {}).items():
             _check_attr_name(field, attr)
             columns.append((f"{list_path}.{attr}", by_id.values(), f"label attribute {list_path}.{attr}"))
@@ -204,12 +205,12 @@ def _check_label_ids(field: str, write: bulk.LabelWrite) -> None:
 
 
 def _check_writable(samples):
-    if samples._is_patches or samples._is_frames or samples._is_clips:
+    if fop.is_generated_view(samples):
         raise ValueError(
             "writes on patches, frames or clips views are not supported; write through the "
-            f"source dataset {samples._root_dataset.name!r} or a view of its samples"
+            f"source dataset {fop.root_dataset(samples).name!r} or a view of its samples"
         )
-    return samples._root_dataset
+    return fop.root_dataset(samples)
 
 
 def _check_attr_name(field: str, attr: str) -> None:
@@ -225,7 +226,7 @@ def _check_sample_field_name(samples, name: str) -> None:
         raise ValueError(f"cannot write sample field {name!r} (must be an identifier, not a built-in field)")
     import fiftyone as fo
 
-    existing = samples._root_dataset.get_field(name)
+    existing = fop.root_dataset(samples).get_field(name)
     if isinstance(existing, fo.EmbeddedDocumentField):
         raise ValueError(f"sample field {name!r} exists and holds {existing.document_type.__name__}; refusing to overwrite it")
 
@@ -241,7 +242,6 @@ def _new_fields(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> d
     Raises ValueError (naming ``what``) when the existing type of a path rejects the values.
     """
     import fiftyone as fo
-    from fiftyone.core.odm.utils import create_field
 
     new = {}
     for path, values, what in columns:
@@ -249,7 +249,7 @@ def _new_fields(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> d
         existing = dataset.get_field(path)
         if existing is None:
             if ftype is not None:
-                new[path] = create_field(path.rsplit(".", 1)[-1], ftype)
+                new[path] = fop.create_field(path.rsplit(".", 1)[-1], ftype)
             continue
         if ftype is None or isinstance(existing, ftype):
             continue

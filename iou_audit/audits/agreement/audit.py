@@ -17,6 +17,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.audits.agreement.cluster_stats import quorum_count
 from iou_audit.audits.agreement.consensus import consensus_labels
 from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
@@ -211,7 +212,7 @@ def audit_agreement(
 def _check_consensus_name(samples, name: str, audit_key: str) -> None:
     from iou_audit.results.runs import check_new_field
 
-    check_new_field(samples._root_dataset, name, audit_key)
+    check_new_field(fop.root_dataset(samples), name, audit_key)
 
 
 def _read_and_compute(samples, config: AgreementConfig, report) -> AuditOutput:

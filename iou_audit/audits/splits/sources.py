@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from iou_audit import fiftyone_private as fop
 from iou_audit.audits.splits.hashing import (
     DIHEDRAL, PHASH_SIZE, WINDOW_GRID, WINDOW_POOL, WINDOW_THUMB, decode_gray, dihedral_hashes, hex_to_hash,
     normalised_windows, phash_from_gray, window_hashes_from_gray,
@@ -37,7 +38,7 @@ def read_splits(samples, split_field: str | None = None, split_tags: Sequence[st
     multi: dict[str, list[str]] = {}
     if split_field is not None:
         if samples.get_field(split_field) is None:
-            raise ValueError(f"split field {split_field!r} does not exist on {samples._dataset.name!r}")
+            raise ValueError(f"split field {split_field!r} does not exist on {fop.source_dataset(samples).name!r}")
         raw = np.array(["" if v is None else str(v) for v in samples.values(split_field)], dtype=object)
         present, inverse, sizes = np.unique(raw.astype(str), return_inverse=True, return_counts=True)
         named = [(str(n), int(c)) for n, c in zip(present, sizes) if n != ""]
@@ -178,7 +179,7 @@ def read_groups(samples, group_field: str) -> np.ndarray:
     """Values of ``group_field`` (any scalar field; lists are not groups) as an object array."""
     field = samples.get_field(group_field)
     if field is None:
-        raise ValueError(f"group field {group_field!r} does not exist on {samples._dataset.name!r}")
+        raise ValueError(f"group field {group_field!r} does not exist on {fop.source_dataset(samples).name!r}")
     values = samples.values(group_field)
     bad = [v for v in values if isinstance(v, (list, dict))]
     if bad:
@@ -189,7 +190,7 @@ def read_groups(samples, group_field: str) -> np.ndarray:
 def read_embeddings(samples, embeddings_field: str) -> np.ndarray:
     """(S, D) float64 embeddings from a sample field (missing vectors become NaN rows)."""
     if samples.get_field(embeddings_field) is None:
-        raise ValueError(f"embeddings field {embeddings_field!r} does not exist on {samples._dataset.name!r}")
+        raise ValueError(f"embeddings field {embeddings_field!r} does not exist on {fop.source_dataset(samples).name!r}")
     values = samples.values(embeddings_field)
     dims = {len(np.ravel(v)) for v in values if v is not None}
     if len(dims) > 1:
