@@ -136,7 +136,9 @@ def classify_errors(
     r1, r2, v = r1[keep], r2[keep], v[keep]
     same = pred_codes[r1] == gt_codes[r2]
     matched = match1 >= 0
-    matched_same = matched & (pred_codes == gt_codes[np.maximum(match1, 0)]) & ~ignored1
+    # no ground truth at all (every sample's field None or empty): nothing can be matched
+    matched_gt_code = gt_codes[np.maximum(match1, 0)] if G else np.full(P, -1)
+    matched_same = matched & (pred_codes == matched_gt_code) & ~ignored1
 
     # --- TIDE kind per prediction ---
     ms, ams = group_max(r1[same], v[same], P)
