@@ -186,6 +186,8 @@ def audit_agreement(
     if not save:
         report(1.0, "done")
         return result
+    if consensus_field:  # refuse before anything is written, not after the audit's own writes
+        _check_consensus_field(samples, consensus_field)
     report(0.7, "writing results")
     layout = ReadLayout()
     for t, field in zip(tables, fields):
@@ -219,6 +221,13 @@ def _label_attributes(tables, fields, r: Agreement) -> dict:
 def _sample_fields(r: Agreement) -> dict:
     img = r.tables["per_image"]
     return {col: dict(zip(img.sample_id.tolist(), _plain(img[col].to_numpy(dtype=float)))) for col in ("f1", "mean_iou", "alpha")}
+
+
+def _check_consensus_field(samples, consensus_field) -> None:
+    if not isinstance(consensus_field, str) or not consensus_field.isidentifier():
+        raise ValueError(f"consensus_field must be a new field name (a Python identifier), got {consensus_field!r}")
+    if samples._dataset.get_field(consensus_field) is not None:
+        raise ValueError(f"consensus field {consensus_field!r} already exists; choose a new name")
 
 
 def write_consensus(samples, tables, r: Agreement, consensus_field: str) -> int:
