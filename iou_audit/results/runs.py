@@ -16,7 +16,7 @@ by :func:`list_audits` (``include_incomplete=True`` lists it), :func:`load_audit
 re-running the same key (or :func:`delete_audit`) removes exactly what it may have written.
 Writing under one key is serialised across processes by a lock document in the database
 (collection ``iou_audit_locks``, one per dataset and key): a second process writing the same key
-at the same time is refused with a RuntimeError; a lock left by a killed process (same host, pid
+at the same time is refused with a ValueError; a lock left by a killed process (same host, pid
 gone, or older than ``LOCK_STALE_SECONDS``) is taken over.
 """
 from __future__ import annotations
@@ -233,8 +233,8 @@ def _pid_alive(pid: int) -> bool:
 
 @contextmanager
 def _write_lock(dataset, key: str):
-    """Hold the database lock of ``(dataset, key)`` while writing; RuntimeError when another live
-    process holds it."""
+    """Hold the database lock of ``(dataset, key)`` while writing; ValueError (the key is in use,
+    as FiftyOne says for an existing run key) when another live process holds it."""
     import fiftyone.core.odm as foo
     from pymongo.errors import DuplicateKeyError
 
@@ -253,7 +253,7 @@ def _write_lock(dataset, key: str):
             dead = (other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1))) or (
                 time.time() - float(other.get("since", 0)) > LOCK_STALE_SECONDS)
             if not dead:
-                raise RuntimeError(
+                raise ValueError(
                     f"audit {key!r} of dataset {dataset.name!r} is being written by another process "
                     f"(pid {other.get('pid')} on {other.get('host')}); wait for it to finish or use another audit_key"
                 ) from None
