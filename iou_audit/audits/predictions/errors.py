@@ -171,7 +171,7 @@ def classify_errors(
     support, _ = group_max(r2, np.maximum(s_same, s_other), G)
     c_m = np.zeros(G)
     hit = (match2 >= 0)
-    same_hit = hit & (pred_codes[np.maximum(match2, 0)] == gt_codes) & ~crowd
+    same_hit = hit & ((pred_codes[np.maximum(match2, 0)] if P else np.full(G, -1)) == gt_codes) & ~crowd
     c_m[same_hit] = c[match2[same_hit]]
     swap_pairs = ~same & free & (v >= iou_thresh)
     swap_val = np.where(swap_pairs, c[r1] * (1.0 - c_m[r2]), -1.0)
