@@ -29,6 +29,7 @@ USED = (
     ("fiftyone.core.dataset.Dataset", "_merge_sample_field_schema"),
     ("fiftyone.core.dataset.Dataset", "_sample_doc_cls"),
     ("fiftyone.core.dataset.Dataset", "_reload"),
+    ("fiftyone.core.dataset.Dataset", "_doc"),
     ("fiftyone.core.odm.mixins.DatasetMixin", "_delete_fields"),
     ("fiftyone.core.sample.Sample", "_purge_fields"),
     ("fiftyone.core.odm.database", "aggregate"),
@@ -107,6 +108,17 @@ def aggregate_raw(samples, stages: list[dict], document_class=None):
     import fiftyone.core.odm.database as food
 
     return food.aggregate(raw_sample_collection(samples, document_class), view_pipeline(samples, stages))
+
+
+def reload_dataset_doc(dataset) -> None:
+    """Reload the dataset document (runs, schema, saved views) from the database, not its in-memory
+    samples (``Dataset._reload(hard=True)``; ``Dataset.reload`` would also reload every held sample)."""
+    dataset._reload(hard=True)
+
+
+def dataset_id(dataset) -> str:
+    """The dataset document's id (``Dataset._doc.id``), stable across renames."""
+    return str(dataset._doc.id)
 
 
 def sample_collection_name(dataset) -> str:

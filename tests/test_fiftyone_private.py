@@ -72,6 +72,13 @@ def test_used_member_exists(owner, attr):
         label = fo.Detection(label="x")
         fail_unless(hasattr(label, attr), f"mongoengine BaseDocument.{attr}", "missing on a Detection")
         return
+    if attr == "_doc" and owner.endswith("Dataset"):  # instance attribute of fo.Dataset
+        ds = fo.Dataset()
+        try:
+            fail_unless(hasattr(getattr(ds, "_doc", None), "id"), "fo.Dataset._doc.id", "missing on a Dataset")
+        finally:
+            ds.delete()
+        return
     if attr == "_doc":  # instance attribute of fo.Sample
         fail_unless(hasattr(fo.Sample(filepath="/a.jpg"), "_doc"), "fo.Sample._doc", "missing on a Sample")
         return

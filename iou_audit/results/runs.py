@@ -8,12 +8,26 @@ Under a user-chosen ``audit_key`` an audit writes
 - a FiftyOne custom run (``register_run``) whose results hold the config, the findings and the
   manifest of everything written, so :func:`delete_audit` removes exactly that.
 Original labels are never modified: only new attributes and our own tags are touched.
+
+Interrupted and concurrent runs: the run is registered with ``status="running"`` and the
+manifest of what it will write *before* anything is written, and marked ``status="complete"``
+only after every write and saved view succeeded. A run killed half-way is therefore never listed
+by :func:`list_audits` (``include_incomplete=True`` lists it), :func:`load_audit` refuses it, and
+re-running the same key (or :func:`delete_audit`) removes exactly what it may have written.
+Writing under one key is serialised across processes by a lock document in the database
+(collection ``iou_audit_locks``, one per dataset and key): a second process writing the same key
+at the same time is refused with a ValueError; a lock left by a killed process (same host, pid
+gone, or older than ``LOCK_STALE_SECONDS``) is taken over.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import time
 from collections import defaultdict
+from contextlib import contextmanager
 from typing import Any, Mapping
 
 import pandas as pd
@@ -29,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 #: Marker in the run config identifying runs written by iou-audit.
 RUN_MARKER = "iou_audit"
+#: ``status`` of a run in its config: registered before the writes, complete after the last one.
+RUNNING, COMPLETE = "running", "complete"
+LOCK_COLLECTION = "iou_audit_locks"
+#: A write lock older than this is considered left behind by a dead process (another host).
+LOCK_STALE_SECONDS = 6 * 3600
 
 
 @_gc_paused()  # plans and writes a few small containers per finding: GC scans would dominate
@@ -65,6 +84,14 @@ def save_audit(
     dataset = _check_writable(samples)
     key = result.audit_key
     check_audit_key(key)
+    with _write_lock(dataset, key):
+        # another process may have written this key (or other runs) since this one loaded the dataset
+        fop.reload_dataset_doc(dataset)
+        return _save_locked(samples, dataset, key, result, label_attributes, sample_fields, layout, new_fields,
+                            views)
+
+
+def _save_locked(samples, dataset, key, result, label_attributes, sample_fields, layout, new_fields, views) -> dict:
     findings = make_findings(result.findings)
     plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})  # validates fields
     new_fields = {name: dict(values) for name, values in (new_fields or {}).items()}
@@ -92,12 +119,13 @@ def save_audit(
         layout=layout,
     )
 
-    # Register first, with the full manifest, so a failure half-way can still be cleaned up.
+    # Register first, as "running" with the full manifest, so a failure or kill half-way can still
+    # be cleaned up and is never taken for a complete run.
     config = samples.init_run(
         method=f"iou_audit.{result.audit}", **{RUN_MARKER: _version()},
         audit=result.audit, audit_key=key, params=jsonify(result.config),
         counts={k: int(n) for k, n in findings["kind"].value_counts().sort_index().items()},
-        metrics=jsonify(result.metrics),
+        metrics=jsonify(result.metrics), status=RUNNING, written=plan["manifest"],
     )
     samples.register_run(key, config)
     _save_results(samples, key, result, findings, plan["manifest"])
@@ -107,19 +135,31 @@ def save_audit(
         samples.set_values(name, values, key_field="id")
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
+    config.status = COMPLETE  # last: only now does the run count as written
+    dataset.update_run_config(key, config)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
     return plan["manifest"]
 
 
-def list_audits(dataset) -> list[str]:
-    """Keys of the iou-audit runs stored on the dataset."""
-    return [k for k in dataset.list_runs() if is_audit(dataset, k)]
+def list_audits(dataset, include_incomplete: bool = False) -> list[str]:
+    """Keys of the complete iou-audit runs stored on the dataset (``include_incomplete``: also
+    runs that were interrupted while writing; re-run or :func:`delete_audit` them)."""
+    return [k for k in dataset.list_runs() if is_audit(dataset, k) and (include_incomplete or is_complete(dataset, k))]
+
+
+def is_complete(dataset, key: str) -> bool:
+    """Whether the audit ``key`` finished writing (runs saved before ``status`` existed count as
+    complete)."""
+    try:
+        return getattr(dataset.get_run_info(key).config, "status", COMPLETE) == COMPLETE
+    except Exception:
+        return False
 
 
 def audit_info(dataset, key: str) -> dict:
     """``{audit, audit_key, timestamp, config, counts, metrics}`` of a stored audit, without
     loading its findings (counts = findings per kind)."""
-    info = _info(dataset, key)
+    info = _info(dataset, key, complete=True)
     return {
         "audit": info.config.audit,
         "audit_key": key,
@@ -132,7 +172,7 @@ def audit_info(dataset, key: str) -> dict:
 
 def load_audit(dataset, key: str) -> AuditResult:
     """Reload a stored audit as an :class:`AuditResult`."""
-    info = _info(dataset, key)
+    info = _info(dataset, key, complete=True)
     res = dataset.load_run_results(key, cache=False, load_view=False)
     return AuditResult(
         audit=info.config.audit,
@@ -147,9 +187,12 @@ def load_audit(dataset, key: str) -> AuditResult:
 def delete_audit(dataset, key: str) -> dict:
     """Remove exactly what the audit wrote (attributes, tags, sample fields, saved views, run)."""
     dataset = fop.root_dataset(dataset)
-    _info(dataset, key)
-    res = dataset.load_run_results(key, cache=False, load_view=False)
-    manifest = getattr(res, "written", None) or {}
+    info = _info(dataset, key)
+    try:
+        res = dataset.load_run_results(key, cache=False, load_view=False)
+    except Exception:  # a run interrupted before its results were stored: the config has the manifest
+        res = None
+    manifest = getattr(res, "written", None) or getattr(info.config, "written", None) or {}
     attrs_by_field, tags_by_field = manifest.get("label_attributes", {}), manifest.get("tags", {})
     schema_paths = []
     for field in sorted(set(attrs_by_field) | set(tags_by_field)):
@@ -184,10 +227,58 @@ def is_audit(dataset, key: str) -> bool:
         return False
 
 
-def _info(dataset, key: str):
-    if key not in dataset.list_runs() or not is_audit(dataset, key):
+def _info(dataset, key: str, complete: bool = False):
+    if not isinstance(key, str) or key not in dataset.list_runs() or not is_audit(dataset, key):
         raise ValueError(f"no iou-audit run with key {key!r} on {dataset.name!r}; audits: {list_audits(dataset)}")
+    if complete and not is_complete(dataset, key):
+        raise ValueError(f"audit {key!r} on {dataset.name!r} was interrupted while writing its results; "
+                         f"re-run it with the same audit_key, or delete_audit(dataset, {key!r})")
     return dataset.get_run_info(key)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True
+    return True
+
+
+@contextmanager
+def _write_lock(dataset, key: str):
+    """Hold the database lock of ``(dataset, key)`` while writing; ValueError (the key is in use,
+    as FiftyOne says for an existing run key) when another live process holds it."""
+    import fiftyone.core.odm as foo
+    from pymongo.errors import DuplicateKeyError
+
+    coll = foo.get_db_conn()[LOCK_COLLECTION]
+    lock_id = f"{fop.dataset_id(dataset)}:{key}"
+    me = {"_id": lock_id, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+          "dataset": dataset.name, "key": key}
+    for _ in range(3):
+        try:
+            coll.insert_one(me)
+            break
+        except DuplicateKeyError:
+            other = coll.find_one({"_id": lock_id})
+            if other is None:
+                continue  # released meanwhile
+            dead = (other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1))) or (
+                time.time() - float(other.get("since", 0)) > LOCK_STALE_SECONDS)
+            if not dead:
+                raise ValueError(
+                    f"audit {key!r} of dataset {dataset.name!r} is being written by another process "
+                    f"(pid {other.get('pid')} on {other.get('host')}); wait for it to finish or use another audit_key"
+                ) from None
+            coll.delete_one({"_id": lock_id, "pid": other.get("pid"), "since": other.get("since")})
+    else:
+        raise RuntimeError(f"could not take the write lock of audit {key!r} of dataset {dataset.name!r}")
+    try:
+        yield
+    finally:
+        coll.delete_one({"_id": lock_id, "pid": me["pid"], "since": me["since"]})
 
 
 def check_audit_key(key: str) -> None:

@@ -177,6 +177,35 @@ def require_frame_sizes(table: LabelTable, why: str) -> None:
         )
 
 
+def check_label_ids(table: LabelTable) -> None:
+    """Raise ValueError naming the sample and label when a label has no id or shares its id with
+    another label of the field: results are written back by label id, so such labels could not
+    be told apart (FiftyOne gives every label a unique id; raw edits or bad imports may not).
+
+    Example:
+        >>> check_label_ids(LabelTable.empty("gt", sample_ids=["a"]))  # no labels: nothing to check
+    """
+    if not len(table):
+        return
+    ids = pd.Series(table.label_id, dtype=object)
+    missing = (ids == "") | ids.isna()
+    if missing.any():
+        i = int(np.flatnonzero(missing.to_numpy())[0])
+        raise ValueError(
+            f"field {table.field!r}: {int(missing.sum())} label(s) have no id, e.g. label {i - table.offsets[table.sample_index[i]]} "
+            f"of sample {table.sample_ids[table.sample_index[i]]} (class {table.label[i]!r}); every label needs a unique _id"
+        )
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        samples = sorted({str(s) for s in table.sample_ids[table.sample_index[dup]]})
+        raise ValueError(
+            f"field {table.field!r}: label id {table.label_id[i]} is used by {int((ids == ids[i]).sum())} labels "
+            f"(sample(s) {', '.join(samples[:5])}{' ...' if len(samples) > 5 else ''}); {int(dup.sum())} labels share "
+            f"ids in all. Label ids must be unique: give the copies new ids (e.g. Detection(...) instead of copying _id)"
+        )
+
+
 def validate_table(table: LabelTable) -> pd.DataFrame:
     """Problems of the labels in a table, one row each (columns ``PROBLEM_COLUMNS``).
 

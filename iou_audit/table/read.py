@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from iou_audit import fiftyone_private as fop
-from iou_audit.table.model import LabelTable
+from iou_audit.table.model import LabelTable, check_label_ids
 from iou_audit.table.raw_bson import (
     ABSENT,
     ARRAY,
@@ -104,6 +104,7 @@ def read_label_table(
         array([[0.1, 0.2, 0.4, 0.6]])
     """
     label_type, list_path = check_label_field(samples, field)
+    check_label_lists(samples, field, list_path)
     with_masks = resolve_masks(samples, list_path, label_type, masks)
     return _read(samples, field, label_type, list_path, tuple(attributes), with_masks, compute_metadata)
 
@@ -130,6 +131,7 @@ def iter_label_tables(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     label_type, list_path = check_label_field(samples, field)  # errors now, not at first next()
+    check_label_lists(samples, field, list_path)
     with_masks = resolve_masks(samples, list_path, label_type, masks)
     label_keys = _label_keys(label_type, tuple(attributes), with_masks)
     size = int(batch_size)
@@ -205,7 +207,7 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
         label_id=cols.ids(key["id"]),
         label=_strings(cols, key["label"]),
         box=box,
-        confidence=_numbers(cols, key["confidence"]),
+        confidence=_numbers(cols, key["confidence"], f"{list_path}.confidence"),
         # None, NaN and falsy values are "not crowd"
         iscrowd=_crowd(cols, key["iscrowd"]),
         polygons=polygons,
@@ -213,6 +215,7 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
                     for a in attributes},
         tags=_tags(cols, key["tags"]),
     )
+    check_label_ids(table)
     if with_masks:
         masks, paths = cols.values(key["mask"]), cols.values(key["mask_path"])
         table.masks = [_mask(m, p, table, i) for i, (m, p) in enumerate(zip(masks, paths))]
@@ -239,11 +242,54 @@ def _strings(cols, k: int) -> np.ndarray:
     return out
 
 
-def _numbers(cols, k: int) -> np.ndarray:
+def _numbers(cols, k: int, what: str = "value") -> np.ndarray:
     out = cols.numbers(k)
-    if out is None:  # e.g. a confidence stored as a string: let numpy convert or raise as before
-        out = np.array([np.nan if v is None else v for v in cols.values(k)], dtype=np.float64)
+    if out is None:  # e.g. a confidence stored as a string: numpy converts "0.5", anything else is named
+        values = cols.values(k)
+        try:
+            out = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            bad = next((i, v) for i, v in enumerate(values) if not _float_like(v))
+            raise ValueError(f"{what} must be a number, got {bad[1]!r} (label {bad[0]} of the read, "
+                             f"{_where(cols, bad[0])})") from e
     return out
+
+
+def _float_like(v) -> bool:
+    try:
+        float(np.nan if v is None else v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _where(cols, row: int) -> str:
+    """``"sample <id>"`` of label row ``row``."""
+    s = int(np.searchsorted(cols.offsets, row, side="right") - 1)
+    return f"sample {object_ids(cols.buf, *cols.at('_id'))[s]}"
+
+
+def check_label_lists(samples, field: str, list_path: str) -> None:
+    """Raise ValueError naming the samples whose ``field`` is not a label document holding a list
+    of label documents (e.g. a list overwritten by a string, or a number inside the list).
+
+    One short-circuiting query over the view: the read's inclusion ``$project`` would silently drop
+    such values, and the labels they hold would vanish from the audit.
+    """
+    db_field = fop.handle_db_field(samples, field)
+    db_list = fop.handle_db_field(samples, list_path)
+    bad = {"$or": [
+        {db_field: {"$exists": True, "$ne": None, "$not": {"$type": "object"}}},
+        {db_list: {"$exists": True, "$ne": None, "$not": {"$type": "array"}}},
+        {db_list: {"$elemMatch": {"$not": {"$type": "object"}}}},
+    ]}
+    found = list(fop.aggregate(samples, [{"$match": bad}, {"$limit": 5}, {"$project": {"_id": 1}}]))
+    if found:
+        ids = ", ".join(str(d["_id"]) for d in found)
+        raise ValueError(
+            f"{list_path} must be a list of label documents, but sample(s) {ids}{' ...' if len(found) == 5 else ''} "
+            f"hold something else (a value that is not a list, or a list element that is not a label)"
+        )
 
 
 def _crowd(cols, k: int) -> np.ndarray:

@@ -131,7 +131,9 @@ def classify_errors(
     r1, r2, v = r1[keep], r2[keep], v[keep]
     same = pred_codes[r1] == gt_codes[r2]
     matched = match1 >= 0
-    matched_same = matched & (pred_codes == gt_codes[np.maximum(match1, 0)]) & ~ignored1
+    # no ground truth at all (every sample's field None or empty): nothing can be matched
+    matched_gt_code = gt_codes[np.maximum(match1, 0)] if G else np.full(P, -1)
+    matched_same = matched & (pred_codes == matched_gt_code) & ~ignored1
 
     # --- TIDE kind per prediction ---
     ms, ams = group_max(r1[same], v[same], P)
@@ -164,7 +166,7 @@ def classify_errors(
     support, _ = group_max(r2, np.maximum(s_same, s_other), G)
     c_m = np.zeros(G)
     hit = (match2 >= 0)
-    same_hit = hit & (pred_codes[np.maximum(match2, 0)] == gt_codes) & ~crowd
+    same_hit = hit & ((pred_codes[np.maximum(match2, 0)] if P else np.full(G, -1)) == gt_codes) & ~crowd
     c_m[same_hit] = c[match2[same_hit]]
     swap_pairs = ~same & free & (v >= iou_thresh)
     swap_val = np.where(swap_pairs, c[r1] * (1.0 - c_m[r2]), -1.0)

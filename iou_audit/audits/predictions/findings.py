@@ -43,7 +43,7 @@ def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
         frames.append(pd.DataFrame({
             "kind": kind, "sample_id": gt.sample_ids[gt.sample_index[g]], "field": gt.field,
             "label_id": gt.label_id[g], "other_field": np.where(other >= 0, pred.field, ""),
-            "other_label_id": np.where(other >= 0, pred.label_id[np.maximum(other, 0)], ""),
+            "other_label_id": _ids_at(pred.label_id, other),
             "label": gt.label[g], "score": susp[g], "iou": iou, "detail": detail,
         }))
     for kind, score in (("possible_missing", e.possible_missing), ("duplicate_prediction", e.duplicate_prediction)):
@@ -54,7 +54,7 @@ def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
         frames.append(pd.DataFrame({
             "kind": kind, "sample_id": pred.sample_ids[pred.sample_index[p]], "field": pred.field,
             "label_id": pred.label_id[p], "other_field": np.where(tgt >= 0, gt.field, ""),
-            "other_label_id": np.where(tgt >= 0, gt.label_id[np.maximum(tgt, 0)], ""),
+            "other_label_id": _ids_at(gt.label_id, tgt),
             "label": pred.label[p], "score": score[p], "iou": e.pred_target_iou[p],
             "detail": ("no label overlaps it" if kind == "possible_missing"
                        else "a higher-scoring prediction already matches this label"),
@@ -88,3 +88,10 @@ def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_scor
     """The :class:`AuditResult` of a prediction audit (findings, tables, metrics, config)."""
     config = dict(a.config, min_score=float(min_score))
     return AuditResult(AUDIT, audit_key, config, build_findings(a, min_score), dict(a.tables), dict(a.metrics))
+
+
+def _ids_at(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``ids[rows]`` with "" where ``rows`` is -1 (also when ``ids`` is empty: no label on that side)."""
+    if not len(ids):
+        return np.full(len(rows), "", dtype=object)
+    return np.where(rows >= 0, ids[np.maximum(rows, 0)], "")

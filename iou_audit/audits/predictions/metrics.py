@@ -29,7 +29,7 @@ def match_counts(match1, ignored1, pred_codes, gt_codes, gt_crowd, pred_sample, 
     """
     m1 = np.asarray(match1)
     hit = (m1 >= 0) & ~ignored1
-    tp_pred = hit & (pred_codes == gt_codes[np.maximum(m1, 0)])
+    tp_pred = hit & (pred_codes == (gt_codes[np.maximum(m1, 0)] if len(gt_codes) else np.full(len(m1), -1)))
     fp_pred = ~ignored1 & ~tp_pred
     gt_tp = np.zeros(len(gt_codes), bool)
     gt_tp[m1[tp_pred]] = True

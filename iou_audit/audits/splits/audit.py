@@ -17,6 +17,10 @@ order, e.g. test, ``other_sample_id`` its partner in the earlier one, e.g. train
 - ``split_drift``: class frequencies, box area/aspect and objects per image differ between two
   splits with a significant test *and* a non-trivial effect size, or a class is absent from a split
   (see ``drift``). Tables ``drift_tests`` and ``class_counts`` hold every test.
+- ``unreadable_image``: the sample's image file could not be read or decoded (missing,
+  unreadable, truncated, not an image); score 1, detail names the path and the error. Such
+  samples take no part in the pixel and byte searches (their path still counts for
+  ``leak_exact``); the audit goes on with the other images.
 Every sample in a leak gets ``<key>_pair`` (the id of its connected group of leaked pairs); each
 leak kind's saved view ``<key>-<kind>`` selects both sides sorted by it, so pairs sit side by side.
 Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_whash`` / ``<key>_thash`` /
@@ -42,7 +46,7 @@ from iou_audit.audits.splits.sources import (
 
 AUDIT = "splits"
 LEAK_KINDS = ("leak_exact", "leak_near", "leak_annotation", "leak_group")
-KINDS = LEAK_KINDS + ("split_drift",)
+KINDS = LEAK_KINDS + ("split_drift", "unreadable_image")
 # Hungarian class-wise matching of two label sets; every box must reach this IoU. Measured on BCCD
 # (all 66,066 image pairs, any split): the best distinct pair with identical class counts reaches
 # a smallest matched IoU of 0.62 (00152/00268, one WBC box each, different cells, checked by eye);
@@ -226,18 +230,25 @@ def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> 
     filepaths = samples.values("filepath")
     report.report(0.0, "hashing images")
     # the hash cache lives in the previous run's <key>_* fields, hence the key
-    sha, phash, whash, thash, stats, cached = image_hashes(
+    sha, phash, whash, thash, stats, cached, unreadable = image_hashes(
         samples, filepaths, audit_key, workers,
         lambda done, total: report.report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
 
-    frames = []
-    exact = exact_leaks(sha, np.asarray(filepaths, dtype=object), split)
+    frames = [_unreadable_findings(unreadable, ids, filepaths)]
+    bad = np.zeros(len(ids), dtype=bool)
+    bad[list(unreadable)] = True
+    # unreadable files have no content hash: a per-row marker never equals another file's hash, and
+    # they take no part in the pixel searches (split -1), so their zero hashes never pair up
+    content = sha.copy()
+    content[bad] = [f"unreadable:{r}" for r in np.flatnonzero(bad)]
+    split_px = np.where(bad, -1, split)
+    exact = exact_leaks(content, np.asarray(filepaths, dtype=object), split)
     frames.append(_findings("leak_exact", exact, ids, split, names))
     if multi:
         rows = [{"audit": AUDIT, "kind": "leak_exact", "sample_id": sid, "other_sample_id": sid, "score": 1.0,
                  "detail": f"one sample tagged with several splits: {', '.join(tags)}"} for sid, tags in multi.items()]
         frames.append(make_findings(rows))
-    near = near_leaks(phash, split, near_threshold, exclude=exact)
+    near = near_leaks(phash, split_px, near_threshold, exclude=exact)
     frames.append(_findings("leak_near", near, ids, split, names))
     found = [exact, near]  # pixel-verified searches skip pairs already reported
 
@@ -247,12 +258,12 @@ def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> 
 
     if config.shifted:
         report.report(0.72, "shifted views")
-        found.append(shifted_leaks(whash, split, DEFAULT_SHIFT_THRESHOLD, float(config.shift_correlation),
+        found.append(shifted_leaks(whash, split_px, DEFAULT_SHIFT_THRESHOLD, float(config.shift_correlation),
                                    windows_loader(filepaths, workers), exclude=already()))
         frames.append(_findings("leak_near", found[-1], ids, split, names))
     if config.transformed:
         report.report(0.74, "mirrored and rotated copies")
-        found.append(transformed_leaks(thash, phash, split, near_threshold, DEFAULT_TRANSFORM_CORRELATION,
+        found.append(transformed_leaks(thash, phash, split_px, near_threshold, DEFAULT_TRANSFORM_CORRELATION,
                                        thumbs_loader(filepaths, workers), exclude=already()))
         frames.append(_findings("leak_near", found[-1], ids, split, names))
     if config.embeddings_field:
@@ -285,6 +296,15 @@ def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> 
         sample_values["pair"] = pair_of
     return AuditOutput(findings, sample_values=sample_values, tables=tables, metrics=metrics,
                        config_extra={"label_field": label_field}, view_builder=_views)
+
+
+def _unreadable_findings(unreadable: dict, ids, filepaths) -> pd.DataFrame:
+    """One ``unreadable_image`` finding (score 1) per image file that could not be read or decoded."""
+    from iou_audit.results import make_findings
+
+    return make_findings([{"audit": AUDIT, "kind": "unreadable_image", "sample_id": str(ids[r]), "score": 1.0,
+                           "detail": f"cannot read image {filepaths[r]!r}: {error}"}
+                          for r, error in sorted(unreadable.items())])
 
 
 def _label_checks(samples, label_field, ids, split, names, annotation_iou, alpha, min_effect):

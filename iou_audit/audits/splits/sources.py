@@ -59,12 +59,23 @@ def read_splits(samples, split_field: str | None = None, split_tags: Sequence[st
 
 
 def file_stat_key(path: str) -> str:
-    """``"<size>:<mtime_ns>"`` of a file: the cache key of its hashes."""
+    """``"<size>:<mtime_ns>"`` of a file: the cache key of its hashes; ``""`` when the file cannot
+    be stat'ed (missing, no permission): nothing is cached for it."""
     try:
         st = os.stat(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"image file not found: {path!r}") from e
+    except (OSError, TypeError, ValueError):
+        return ""
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _try_hash_one(path: str):
+    """``_hash_one(path)``, or ``(None, None, None, "ErrorType: message")`` when the file cannot be
+    read or decoded (missing, unreadable, truncated, not an image, too large for Pillow)."""
+    try:
+        return (*_hash_one(path), None)
+    except Exception as e:  # any decoder failure of one file must not stop the audit of the others
+        cause = e.__cause__ if e.__cause__ is not None else e
+        return None, None, None, f"{type(cause).__name__}: {cause}"
 
 
 def _hash_one(path: str):
@@ -103,7 +114,10 @@ def image_hashes(
     release the GIL).
 
     Returns ``(sha256 (S,) object, phash (S,) uint64, window_hashes (S, 81) uint64,
-    symmetry_hashes (S, 7) uint64, filestat (S,) object, n_cached)``.
+    symmetry_hashes (S, 7) uint64, filestat (S,) object, n_cached, unreadable)`` where
+    ``unreadable`` is ``{row: "ErrorType: message"}`` for the files that could not be read or
+    decoded; their ``sha256`` is None and their hashes are 0 (callers must exclude them from the
+    hash searches), and the other files are hashed as usual.
     """
     n = len(filepaths)
     stats = np.array([file_stat_key(p) for p in filepaths], dtype=object)
@@ -125,17 +139,26 @@ def image_hashes(
             whash[valid] = _split_hex(c_wh[valid], N_WINDOWS)
             thash[valid] = _split_hex(c_th[valid], len(DIHEDRAL))
     todo = np.flatnonzero(~valid)
+    unreadable: dict[int, str] = {}
     with _pool(workers) as pool:
         for lo in range(0, len(todo), HASH_CHUNK):
             rows = todo[lo:lo + HASH_CHUNK]
-            results = list(pool.map(_hash_one, [filepaths[r] for r in rows]))
-            sha[rows] = [r[0] for r in results]
-            phash[rows] = phash_from_gray(np.stack([r[1] for r in results]))
-            whash[rows] = window_hashes_from_gray(np.stack([r[2] for r in results]))
-            thash[rows] = dihedral_hashes(np.stack([r[1] for r in results]))
+            results = list(pool.map(_try_hash_one, [filepaths[r] for r in rows]))
+            for r, res in zip(rows.tolist(), results):
+                if res[3] is not None:
+                    unreadable[r] = res[3]
+            ok = [k for k, res in enumerate(results) if res[3] is None]
+            if ok:
+                good, kept = rows[ok], [results[k] for k in ok]
+                sha[good] = [r[0] for r in kept]
+                phash[good] = phash_from_gray(np.stack([r[1] for r in kept]))
+                whash[good] = window_hashes_from_gray(np.stack([r[2] for r in kept]))
+                thash[good] = dihedral_hashes(np.stack([r[1] for r in kept]))
             if progress:
                 progress(lo + len(rows), len(todo))
-    return sha, phash, whash, thash, stats, int(valid.sum())
+    for r in unreadable:
+        stats[r] = ""  # never reuse anything for a file that could not be read
+    return sha, phash, whash, thash, stats, int(valid.sum()), unreadable
 
 
 def _split_hex(values, per_row: int) -> np.ndarray:
