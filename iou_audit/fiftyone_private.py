@@ -111,9 +111,10 @@ def aggregate_raw(samples, stages: list[dict], document_class=None):
 
 
 def reload_dataset_doc(dataset) -> None:
-    """Reload the dataset document (runs, schema, saved views) from the database, not its in-memory
-    samples (``Dataset._reload(hard=True)``; ``Dataset.reload`` would also reload every held sample)."""
-    dataset._reload(hard=True)
+    """Reload the dataset document (runs, saved views, field list) from the database, not its
+    in-memory samples (``Dataset._reload()``; ``Dataset.reload`` would also reload every held
+    sample, and ``hard=True`` swaps the sample document class under the held samples)."""
+    dataset._reload()
 
 
 def dataset_id(dataset) -> str:
