@@ -32,7 +32,9 @@ imports) with ``save=False``:
 each including writing its results (attributes, tags, sample fields, saved views, run). Reported:
 wall time, time per 1k samples, peak RSS of the Python process (``ru_maxrss``) and its RSS before
 the audit (after the warm-up), and the mongod's peak RSS sampled every 0.2 s (a separate process,
-not counted in the target). The run's results are deleted afterwards (untimed) so the cached
+not counted in the target); also CPU seconds (user + system) of the Python process and of mongod
+during the audit, and their per-sample ratio to the smallest size ("CPU x"): on a shared machine
+wall time swings with the other load, CPU time much less, so CPU x tells real non-linearity apart. The run's results are deleted afterwards (untimed) so the cached
 database stays clean.
 
 Targets: Python peak RSS < 2 GB at 100k for every audit; time per sample at 100k within 15 % of
@@ -270,6 +272,14 @@ def _mongod():
     return None
 
 
+def _cpu(proc) -> float:
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except Exception:
+        return float("nan")
+
+
 def child(audit: str, name: str) -> None:
     import resource
     import threading
@@ -296,15 +306,21 @@ def child(audit: str, name: str) -> None:
 
     if mongod is not None:
         threading.Thread(target=sample_mongod, daemon=True).start()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    mcpu0 = _cpu(mongod)
     t = time.perf_counter()
     result = run_audit(audit, ds)
     wall = time.perf_counter() - t
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     stop.set()
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    mongod_cpu = _cpu(mongod) - mcpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     counts = {k: int(v) for k, v in result.counts().items()} if hasattr(result, "counts") else {}
     t = time.perf_counter()
     delete_audit(ds, key)
-    print("RESULT " + json.dumps({"audit": audit, "n": len(ds), "wall": wall, "peak_rss": peak,
+    print("RESULT " + json.dumps({"audit": audit, "n": len(ds), "wall": wall, "cpu": cpu, "mongod_cpu": mongod_cpu,
+                                  "peak_rss": peak,
                                   "rss_before": rss_before, "mongod_peak": mongod_peak[0],
                                   "delete_s": time.perf_counter() - t, "findings": counts}), flush=True)
 
@@ -319,6 +335,7 @@ def main(argv=None) -> int:
     parser.add_argument("--db-dir", default=os.path.join(CACHE, "db"), help="FiftyOne database dir (the cache)")
     parser.add_argument("--image-dir", default=os.path.join(CACHE, "images"), help="where the PNGs are written")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached datasets")
+    parser.add_argument("--out", help="append each measured row as a JSON line to this file")
     parser.add_argument("--child", nargs=2, metavar=("AUDIT", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ["FIFTYONE_DATABASE_DIR"] = os.path.abspath(args.db_dir)
@@ -360,20 +377,27 @@ def main(argv=None) -> int:
             r["walls"] = [x["wall"] for x in runs]
             r["peak_rss"] = max(x["peak_rss"] for x in runs)
             r["mongod_peak"] = max(x["mongod_peak"] for x in runs)
+            r["cpu"] = statistics.median(x["cpu"] for x in runs)
+            r["mongod_cpu"] = statistics.median(x["mongod_cpu"] for x in runs)
             rows[audit, n] = r
+            if args.out:
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(r) + "\n")
             print(f"{audit:12s} {n:>7d}: {r['wall']:7.2f} s  peak RSS {r['peak_rss'] / GB:.2f} GB  "
                   f"(runs {', '.join(f'{w:.2f}' for w in r['walls'])}; findings {r['findings']})", flush=True)
 
     lo, hi = min(sizes), max(sizes)
     print(f"\n{'audit':12s} {'samples':>8s} {'wall s':>8s} {'s / 1k':>7s} {'x per-sample @' + str(lo):>16s} "
-          f"{'peak RSS GB':>12s} {'RSS before':>11s} {'mongod GB':>10s}")
+          f"{'peak RSS GB':>12s} {'RSS before':>11s} {'mongod GB':>10s} {'CPU s':>7s} {'mongod CPU s':>12s} {'CPU x':>6s}")
     verdicts = []
     for audit in audits:
         base = rows[audit, lo]["wall"] / lo
+        cbase = (rows[audit, lo]["cpu"] + rows[audit, lo]["mongod_cpu"]) / lo
         for n in sizes:
             r = rows[audit, n]
             print(f"{audit:12s} {n:8d} {r['wall']:8.2f} {r['wall'] / n * 1000:7.3f} {r['wall'] / n / base:16.3f} "
-                  f"{r['peak_rss'] / GB:12.2f} {r['rss_before'] / GB:11.2f} {r['mongod_peak'] / GB:10.2f}")
+                  f"{r['peak_rss'] / GB:12.2f} {r['rss_before'] / GB:11.2f} {r['mongod_peak'] / GB:10.2f} "
+                  f"{r['cpu']:7.1f} {r['mongod_cpu']:12.1f} {(r['cpu'] + r['mongod_cpu']) / n / cbase:6.3f}")
         ratio = rows[audit, hi]["wall"] / hi / base
         rss = rows[audit, hi]["peak_rss"] / GB
         verdicts.append(f"{audit}: time per sample at {hi} = {ratio:.3f} x at {lo} "
