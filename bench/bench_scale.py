@@ -30,8 +30,9 @@ imports) with ``save=False``:
 - ``predictions``: ``audit_predictions(ds, "pred", "a")`` (incl. COCO AP@[.5:.95] and TIDE)
 - ``splits``: ``audit_splits(ds, split_field="split", label_field="a")`` (hashes every file: no cache)
 each including writing its results (attributes, tags, sample fields, saved views, run). Reported:
-wall time, time per 1k samples, peak RSS of the Python process (``ru_maxrss``) and its RSS before
-the audit (after the warm-up), and the mongod's peak RSS sampled every 0.2 s (a separate process,
+wall time, time per 1k samples, peak RSS of the Python process (``VmHWM`` of /proc/self/status: the
+high-water mark of the child's own address space; ``ru_maxrss`` would include the parent's RSS at
+fork, which Linux carries over exec) and its peak before the audit (imports + warm-up), and the mongod's peak RSS sampled every 0.2 s (a separate process,
 not counted in the target); also CPU seconds (user + system) of the Python process and of mongod
 during the audit, and their per-sample ratio to the smallest size ("CPU x"): on a shared machine
 wall time swings with the other load, CPU time much less, so CPU x tells real non-linearity apart. The run's results are deleted afterwards (untimed) so the cached
@@ -272,6 +273,19 @@ def _mongod():
     return None
 
 
+def peak_rss() -> int:
+    """Peak RSS of this process image in bytes: ``VmHWM`` (reset at exec). ``ru_maxrss`` is not used
+    because Linux carries it over exec from the forking parent, so a child started by a parent holding
+    0.8 GB would report >= 0.8 GB whatever it did."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _cpu(proc) -> float:
     try:
         t = proc.cpu_times()
@@ -293,7 +307,7 @@ def child(audit: str, name: str) -> None:
     if key in list_audits(ds):  # left over by an interrupted run
         delete_audit(ds, key)
     run_audit(audit, ds.limit(WARMUP), save=False)  # warm-up, untimed
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_before = peak_rss()
     mongod, mongod_peak, stop = _mongod(), [0], threading.Event()
 
     def sample_mongod():
@@ -315,7 +329,7 @@ def child(audit: str, name: str) -> None:
     stop.set()
     cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
     mongod_cpu = _cpu(mongod) - mcpu0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     counts = {k: int(v) for k, v in result.counts().items()} if hasattr(result, "counts") else {}
     t = time.perf_counter()
     delete_audit(ds, key)
