@@ -113,8 +113,8 @@ def main(argv=None) -> int:
         # Where our time goes (one untimed-by-the-ratio pass each): reading only, and read + compute.
         import gc
 
-        from iou_audit.audits.agreement.audit import iter_annotator_batches
         from iou_audit.audits.agreement import audit_agreement
+        from iou_audit.audits.agreement.audit import iter_annotator_batches
 
         gc.collect()  # the peer's label objects would otherwise be collected inside our timers
         t = time.perf_counter()

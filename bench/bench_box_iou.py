@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-
 import sys
+import time
 
 import numpy as np
 

@@ -94,7 +94,7 @@ def run_read_only(ds, r):
     return read_label_table(ds, "gt")
 
 
-def run_core_only(ds, r, _cache={}):
+def run_core_only(ds, r, _cache={}):  # noqa: B006  (a deliberate per-process cache)
     """Part of ours, for the breakdown: only the compute core on an already-read table."""
     from iou_audit.audits.duplicates import duplicate_findings
 

@@ -130,7 +130,12 @@ def run_one(name, ds, clean, seed, rows, label_rows):
     from iou_audit.audits.predictions.core import compute_prediction_audit
     from iou_audit.audits.predictions.errors import group_max
     from iou_audit.simulate.predictions import (
-        KINDS, boxes_from_table, inject_label_errors, simulate_detections, to_detections)
+        KINDS,
+        boxes_from_table,
+        inject_label_errors,
+        simulate_detections,
+        to_detections,
+    )
     from iou_audit.table import read_label_table
 
     classes = sorted(set(clean.label.tolist()))

@@ -112,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete and re-ingest the dataset first")
     args = parser.parse_args(argv)
 
-    import fiftyone as fo
-
     from iou_audit.ingest import ingest_bccd
 
     _banner("Ingest BCCD (VOC boxes, official train/val/test split)")

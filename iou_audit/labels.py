@@ -39,9 +39,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 import fiftyone.core.labels as fol
+import numpy as np
 
 from iou_audit.geometry.boxes import METRICS, box_iou, xywh_to_xyxy
 from iou_audit.geometry.masks import cropped_mask_iou

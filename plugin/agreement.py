@@ -5,8 +5,18 @@ import fiftyone.operators.types as types
 from iou_audit.audits.agreement import audit_agreement
 from iou_audit.audits.agreement.audit import KINDS, AgreementConfig
 
-from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
-                     label_fields, param, resolve_delegation, target_view)
+from ._forms import (
+    audit_key_input,
+    config_inputs,
+    config_params,
+    counts_output,
+    delegate_input,
+    finish_audit,
+    label_fields,
+    param,
+    resolve_delegation,
+    target_view,
+)
 
 #: the generic inputs of the form, in order (the label fields are a multi-select of the schema)
 FORM_OPTIONS = ("annotator_attr", "iou_thresh", "low_iou", "method", "compute_map", "consensus_field",

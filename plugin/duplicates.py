@@ -5,8 +5,18 @@ import fiftyone.operators.types as types
 from iou_audit.audits.duplicates import KINDS, DuplicatesConfig, audit_duplicates
 from iou_audit.results import audit_info, delete_audit, list_audits
 
-from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
-                     label_field_input, param, resolve_delegation, target_view)
+from ._forms import (
+    audit_key_input,
+    config_inputs,
+    config_params,
+    counts_output,
+    delegate_input,
+    finish_audit,
+    label_field_input,
+    param,
+    resolve_delegation,
+    target_view,
+)
 
 FORM_OPTIONS = ("iou_thresh", "conflict_iou", "contain_ios", "geometry")
 

@@ -8,8 +8,19 @@ import fiftyone.operators.types as types
 from iou_audit.audits.predictions.audit import PredictionsConfig
 from iou_audit.audits.predictions.findings import KINDS
 
-from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
-                     label_field_input, label_fields, param, resolve_delegation, target_view)
+from ._forms import (
+    audit_key_input,
+    config_inputs,
+    config_params,
+    counts_output,
+    delegate_input,
+    finish_audit,
+    label_field_input,
+    label_fields,
+    param,
+    resolve_delegation,
+    target_view,
+)
 
 FORM_OPTIONS = ("iou_thresh", "method", "classwise", "geometry", "min_score")
 

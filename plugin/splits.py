@@ -5,8 +5,17 @@ import fiftyone.operators.types as types
 
 from iou_audit.audits.splits import KINDS, SplitsConfig, audit_splits
 
-from ._forms import (audit_key_input, config_inputs, config_params, counts_output, delegate_input, finish_audit,
-                     param, resolve_delegation, target_view)
+from ._forms import (
+    audit_key_input,
+    config_inputs,
+    config_params,
+    counts_output,
+    delegate_input,
+    finish_audit,
+    param,
+    resolve_delegation,
+    target_view,
+)
 
 FORM_OPTIONS = ("near_threshold", "annotation_iou", "shifted", "transformed")
 

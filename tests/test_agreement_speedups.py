@@ -132,8 +132,8 @@ def random_annotators(seed: int, K: int | None = None, S: int | None = None):
 @given(st.integers(0, 2**32 - 1))
 def test_alpha_from_roots_equals_alpha_of_the_observations(seed):
     from iou_audit.audits.agreement.clusters import alpha_observations_from_roots, edge_graph
-    from iou_audit.audits.agreement.curve import alpha_from_roots
     from iou_audit.audits.agreement.core import class_codes, coverage_matrix
+    from iou_audit.audits.agreement.curve import alpha_from_roots
     from iou_audit.audits.agreement.kalpha import nominal_alpha_counts
     from iou_audit.audits.agreement.pairs import match_all_pairs
 
@@ -202,8 +202,8 @@ def test_edge_order_equals_lexsort(seed, per_sample):
 @given(st.integers(0, 2**32 - 1))
 def test_curve_alphas_equal_one_union_find_per_threshold(seed):
     from iou_audit.audits.agreement.clusters import edge_graph
-    from iou_audit.audits.agreement.curve import alpha_from_roots, curve_alphas
     from iou_audit.audits.agreement.core import class_codes, coverage_matrix
+    from iou_audit.audits.agreement.curve import alpha_from_roots, curve_alphas
     from iou_audit.audits.agreement.pairs import match_all_pairs
 
     tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 6)))

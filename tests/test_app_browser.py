@@ -62,10 +62,10 @@ def _stop_app_server(port: int) -> None:
 def app_with_audit(tmp_path):
     import fiftyone as fo
 
-    from iou_audit.audits.duplicates import audit_duplicates
-
     # Real image files so the grid renders thumbnails.
     from PIL import Image
+
+    from iou_audit.audits.duplicates import audit_duplicates
 
     ds = fo.Dataset()
     samples = []

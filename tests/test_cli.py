@@ -6,10 +6,9 @@ import pathlib
 import subprocess
 import uuid
 
+import fiftyone as fo
 import pandas as pd
 import pytest
-
-import fiftyone as fo
 
 from iou_audit.cli import build_parser, main
 from iou_audit.results import FINDING_COLUMNS, list_audits, load_audit

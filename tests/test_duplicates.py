@@ -1,11 +1,11 @@
 """Duplicate audit compute core: every expected value comes from shapely, FiftyOne's own mask
 renderer, or the construction of the case (identical boxes, zero-size boxes), never from our code."""
+import fiftyone as fo
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
-
-import fiftyone as fo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iou_audit.audits.duplicates import box_problems, duplicate_findings, pair_overlaps
 from iou_audit.table import read_label_table

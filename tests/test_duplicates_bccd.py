@@ -3,11 +3,10 @@ against the raw VOC XML files (parsed here with ElementTree, independently of Fi
 import pathlib
 import xml.etree.ElementTree as ET
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.utils.iou as foui
+import numpy as np
+import pytest
 
 from iou_audit.audits.duplicates import audit_duplicates
 from iou_audit.ingest import ingest

@@ -278,7 +278,8 @@ def test_boundary_matches_scipy_erosion_on_random_shapes():
 
 
 # Properties (hypothesis): symmetry, bounds, IoU(a, a) = 1, invariance to scaling the image.
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 @st.composite
@@ -319,13 +320,12 @@ def test_cropped_mask_iou_properties(scene, scale):
 
 def test_docstring_examples_run():
     """The worked examples in the docstrings are checked, not decoration."""
+    import builtins
     import doctest
 
     import iou_audit.geometry.dense_masks as dense_masks
     import iou_audit.geometry.masks as masks
     import iou_audit.labels as labels
-
-    import builtins
 
     for module in (masks, dense_masks, labels):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

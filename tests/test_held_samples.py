@@ -15,8 +15,8 @@ from iou_audit import fiftyone_private as fop
 from iou_audit.audits.duplicates import audit_duplicates
 from iou_audit.results import delete_audit
 from iou_audit.table import read_label_table
-from iou_audit.table.write import write_many
 from iou_audit.table.bulk import refresh_held
+from iou_audit.table.write import write_many
 
 
 def _samples(n=6, seed=0):

@@ -1,6 +1,6 @@
 """The plugin must load with no errors: an import error silently drops every operator."""
-import fiftyone.plugins.context as fpc
 import fiftyone.operators as foo
+import fiftyone.plugins.context as fpc
 
 
 def test_plugin_has_no_load_errors():
@@ -10,7 +10,9 @@ def test_plugin_has_no_load_errors():
 
 
 def test_declared_operators_are_registered():
-    import yaml, pathlib
+    import pathlib
+
+    import yaml
 
     manifest = yaml.safe_load((pathlib.Path(__file__).parents[1] / "fiftyone.yml").read_text())
     uris = {o.uri for o in foo.list_operators(builtin=False)}

@@ -1,11 +1,12 @@
 """Array-level pieces of the prediction audit, checked against brute-force loops and hand cases."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iou_audit.audits.predictions.errors import group_max, off_edges
-from iou_audit.overlaps import pair_rows
 from iou_audit.audits.predictions.quality import image_quality, label_quality
+from iou_audit.overlaps import pair_rows
 from iou_audit.table import LabelTable
 
 

@@ -1,9 +1,8 @@
 """audit_predictions on real FiftyOne datasets: per-label writes vs evaluate_detections, confusion matrix vs
 FiftyOne's, tags/views/counts, constructed error cases, the CLI and the operator (immediate and delegated)."""
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
 
 from iou_audit.audits.predictions.audit import audit_predictions
 from iou_audit.simulate.predictions import add_simulated_predictions

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box as sbox
 
-from iou_audit.simulate.predictions import (Boxes, Detector, LabelNoise, inject_label_errors,
-                                            simulate_detections)
+from iou_audit.simulate.predictions import Boxes, Detector, LabelNoise, inject_label_errors, simulate_detections
 
 
 def _iou(a, b):

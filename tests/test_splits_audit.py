@@ -1,11 +1,10 @@
 """audit_splits end to end on a real FiftyOne dataset built from BCCD images with planted leaks."""
 import shutil
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from PIL import Image, ImageChops
-
-import fiftyone as fo
 
 from iou_audit.audits.splits import audit_splits
 from iou_audit.results import delete_audit, load_audit

@@ -13,12 +13,11 @@ import itertools
 import subprocess
 import xml.etree.ElementTree as ET
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
-
-import fiftyone as fo
 
 SAME_FIELD_OF_VIEW = {("BloodImage_00037", "BloodImage_00038"), ("BloodImage_00204", "BloodImage_00277"),
                       ("BloodImage_00226", "BloodImage_00261"), ("BloodImage_00227", "BloodImage_00260"),

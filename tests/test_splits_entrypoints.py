@@ -2,10 +2,9 @@
 from a field or from tags, and delegated), asserting on what landed in the dataset."""
 import shutil
 
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
 
 from iou_audit.cli import main

@@ -9,8 +9,14 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from iou_audit.audits.splits.hashing import (
-    DEFAULT_NEAR_THRESHOLD, file_sha256_many, hamming_distance, hash_to_hex, hex_to_hash,
-    load_gray_thumbnails, phash_files, phash_from_gray,
+    DEFAULT_NEAR_THRESHOLD,
+    file_sha256_many,
+    hamming_distance,
+    hash_to_hex,
+    hex_to_hash,
+    load_gray_thumbnails,
+    phash_files,
+    phash_from_gray,
 )
 
 

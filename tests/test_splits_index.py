@@ -1,10 +1,14 @@
 """Multi-index hashing must return exactly the brute-force pair set (XOR + popcount of every pair)."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iou_audit.audits.splits.index import (
-    band_probe_radii, brute_force_pairs, choose_n_bands, near_pairs,
+    band_probe_radii,
+    brute_force_pairs,
+    choose_n_bands,
+    near_pairs,
 )
 
 

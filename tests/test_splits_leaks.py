@@ -8,7 +8,12 @@ from scipy.optimize import linear_sum_assignment
 from iou_audit.audits.splits.drift import drift_tests, drifted
 from iou_audit.audits.splits.index import equal_pairs
 from iou_audit.audits.splits.leaks import (
-    annotation_candidates, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks,
+    annotation_candidates,
+    annotation_leaks,
+    embedding_leaks,
+    exact_leaks,
+    group_leaks,
+    near_leaks,
 )
 
 

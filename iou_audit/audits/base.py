@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Callable, Mapping
 
 import pandas as pd

@@ -29,10 +29,10 @@ FiftyOne's ``find_duplicates`` default 0.999 only finds exact copies and misses 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-
-from dataclasses import dataclass
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
 from iou_audit.geometry.boxes import batched_self_pairs, valid_boxes

@@ -4,8 +4,14 @@ from __future__ import annotations
 import argparse
 
 from iou_audit.audits.predictions.audit import PredictionsConfig
-from iou_audit.cli._common import (add_config_arguments, add_dataset_argument, config_values, load_dataset, load_view,
-                                   print_table)
+from iou_audit.cli._common import (
+    add_config_arguments,
+    add_dataset_argument,
+    config_values,
+    load_dataset,
+    load_view,
+    print_table,
+)
 
 
 def add_parser(subparsers) -> None:

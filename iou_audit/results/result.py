@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import numpy as np

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import datetime
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Iterable, Iterator, Mapping

@@ -6,7 +6,8 @@ writing to FiftyOne live in ``read.py`` and ``write.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as dc_field
 from typing import Any
 
 import numpy as np

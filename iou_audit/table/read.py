@@ -179,7 +179,6 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
     cols = read_columns(buf, doc_start, db_list, tops)
     key = {k: tops.index(d.split(".")[0]) for k, d in zip(label_keys, db_keys)}
     inner = {k: d.split(".")[1:] for k, d in zip(label_keys, db_keys)}
-    n = int(cols.offsets[-1])
     sample_ids = object_ids(buf, *cols.at("_id"))
     filepaths = cols.sample_strings("filepath")
     width, height = cols.sample_numbers("metadata.width"), cols.sample_numbers("metadata.height")

@@ -11,11 +11,10 @@ config, findings, tables and metrics. The optional consensus field is written wi
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from iou_audit import fiftyone_private as fop
 from iou_audit.audits.agreement.cluster_stats import quorum_count

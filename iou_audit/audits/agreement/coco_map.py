@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from iou_audit.matching.greedy import coco_threshold
 from iou_audit.matching.ap import COCO_IOU_THRESHOLDS, category_precision
+from iou_audit.matching.greedy import coco_threshold
 
 
 @njit(cache=True)

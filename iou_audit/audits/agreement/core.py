@@ -18,8 +18,7 @@ from iou_audit.audits.agreement.curve import curve_alphas
 from iou_audit.audits.agreement.findings import agreement_findings
 from iou_audit.audits.agreement.pairs import pick_geometry
 from iou_audit.audits.agreement.parts import compute_part, merge_parts
-from iou_audit.audits.agreement.stats import (annotator_reliability, matrix, pair_table,
-                                              per_image_and_class)
+from iou_audit.audits.agreement.stats import annotator_reliability, matrix, pair_table, per_image_and_class
 
 DEFAULT_CURVE = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 

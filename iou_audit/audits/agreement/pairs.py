@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from iou_audit.matching import batched_match
 from iou_audit.overlaps import overlaps
 from iou_audit.vocabulary import canonical_geometry, canonical_method
-
 
 
 @dataclass

@@ -12,6 +12,8 @@ from iou_audit.results import AuditResult
 from iou_audit.table import ReadLayout, read_label_table
 from iou_audit.vocabulary import METHODS, canonical_geometry, canonical_method
 
+__all__ = ["AUDIT", "KINDS", "PredictionsConfig", "audit_predictions"]
+
 GEOMETRIES = ("boxes", "masks")
 #: COCO's ``iouType`` for each geometry (what ``compute_prediction_audit`` and COCOeval call it)
 COCO_IOU_TYPE = {"boxes": "bbox", "masks": "segm"}

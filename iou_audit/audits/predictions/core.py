@@ -12,7 +12,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,6 @@ from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.audits.predictions.tide import tide_attribution
 from iou_audit.matching import batched_match
 from iou_audit.vocabulary import canonical_geometry, canonical_method
-
 
 
 @dataclass

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iou_audit.overlaps import pair_rows
 from iou_audit.audits.predictions.pairs import Matching, PredictionPairs
 from iou_audit.geometry.boxes import valid_boxes
+from iou_audit.overlaps import pair_rows
 
 PRED_KINDS = ("tp", "ignored", "duplicate", "class", "loc", "both", "background")
 EDGES = np.array(["left", "top", "right", "bottom"], dtype=object)
@@ -118,7 +118,7 @@ def classify_errors(
         >>> [PRED_KINDS[k] for k in e.pred_kind], e.possible_spurious.round(2).tolist()
         (['tp', 'class'], [0.05, 0.1])
     """
-    values, pair_offsets, pred_offsets, gt_offsets = pairs.values, pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets
+    values, pred_offsets, gt_offsets = pairs.values, pairs.pred_offsets, pairs.gt_offsets
     pred_codes, gt_codes, scores, gt_crowd = pairs.pred_codes, pairs.gt_codes, pairs.scores, pairs.gt_crowd
     pred_boxes, gt_boxes = pairs.pred_boxes, pairs.gt_boxes
     match1, iou1, match2, ignored1 = matching.match1, matching.iou1, matching.match2, matching.ignored1

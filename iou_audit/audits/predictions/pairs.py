@@ -7,9 +7,9 @@ prediction and ground-truth row so that per-label reductions are single ``np.max
 """
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from iou_audit.overlaps import overlaps
 

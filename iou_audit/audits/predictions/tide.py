@@ -19,9 +19,9 @@ import numpy as np
 
 from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.audits.predictions.pairs import PredictionPairs
-from iou_audit.overlaps import pair_rows
 from iou_audit.matching.ap import category_precision
 from iou_audit.matching.greedy import run_greedy
+from iou_audit.overlaps import pair_rows
 
 TIDE_TYPES = ("class", "loc", "both", "duplicate", "background", "missed")
 

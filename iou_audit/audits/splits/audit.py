@@ -28,20 +28,31 @@ Hashes are cached in ``<key>_sha256`` / ``<key>_phash`` / ``<key>_whash`` / ``<k
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from dataclasses import dataclass
-
 from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
+from iou_audit.audits.splits.copies import shifted_leaks, transformed_leaks
 from iou_audit.audits.splits.drift import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, drift_tests, drifted
 from iou_audit.audits.splits.hashing import DEFAULT_NEAR_THRESHOLD, hash_to_hex
-from iou_audit.audits.splits.copies import shifted_leaks, transformed_leaks
 from iou_audit.audits.splits.leaks import (
-    LeakPairs, annotation_leaks, embedding_leaks, exact_leaks, group_leaks, near_leaks,
+    LeakPairs,
+    annotation_leaks,
+    embedding_leaks,
+    exact_leaks,
+    group_leaks,
+    near_leaks,
 )
 from iou_audit.audits.splits.sources import (
-    image_hashes, read_embeddings, read_groups, read_splits, thumbs_loader, window_hex, windows_loader,
+    image_hashes,
+    read_embeddings,
+    read_groups,
+    read_splits,
+    thumbs_loader,
+    window_hex,
+    windows_loader,
 )
 
 AUDIT = "splits"

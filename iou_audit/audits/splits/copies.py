@@ -12,7 +12,6 @@ from iou_audit.audits.splits.hashing import CENTER_WINDOW, DIHEDRAL, WINDOW_GRID
 from iou_audit.audits.splits.index import query_pairs
 from iou_audit.audits.splits.leaks import LeakPairs, cross_split
 
-
 # How two images relate under each symmetry, independent of which side is the copy.
 RELATION = {"hflip": "mirrored left-right", "vflip": "mirrored top-bottom", "rot180": "rotated 180-degree",
             "transpose": "transposed", "antitranspose": "transposed", "rot90": "rotated 90-degree",

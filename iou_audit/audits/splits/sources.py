@@ -11,8 +11,17 @@ import numpy as np
 
 from iou_audit import fiftyone_private as fop
 from iou_audit.audits.splits.hashing import (
-    DIHEDRAL, PHASH_SIZE, WINDOW_GRID, WINDOW_POOL, WINDOW_THUMB, decode_gray, dihedral_hashes, hex_to_hash,
-    normalised_windows, phash_from_gray, window_hashes_from_gray,
+    DIHEDRAL,
+    PHASH_SIZE,
+    WINDOW_GRID,
+    WINDOW_POOL,
+    WINDOW_THUMB,
+    decode_gray,
+    dihedral_hashes,
+    hex_to_hash,
+    normalised_windows,
+    phash_from_gray,
+    window_hashes_from_gray,
 )
 
 N_WINDOWS = WINDOW_GRID * WINDOW_GRID
