@@ -145,9 +145,6 @@ LABEL_CASES = {
 @pytest.mark.parametrize("audit", AUDITS)
 @pytest.mark.parametrize("case", LABEL_CASES)
 def test_odd_but_valid_labels(ds, case, audit):
-    if case in ("none_field", "empty_list") and audit.startswith("predictions"):
-        pytest.xfail("KNOWN BUG: audit_predictions with a field empty on every sample raises IndexError "
-                     "further down (iou_audit/audits/predictions; partly fixed, not finished)")
     if case == "mask_huge" and audit not in ("duplicates", "agreement"):
         pytest.skip("one mask-reading audit pair is enough for a 9 MB mask")
     _mutate(ds, LABEL_CASES[case])

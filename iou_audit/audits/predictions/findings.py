@@ -65,6 +65,18 @@ def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
     return f.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def _ids_at(ids: np.ndarray, rows: np.ndarray) -> list:
+    """``ids[rows]`` with "" where ``rows`` is -1 (no match), also when ``ids`` is empty.
+
+    >>> _ids_at(np.array(["a", "b"], dtype=object), np.array([1, -1])), _ids_at(np.array([], dtype=object), np.array([-1]))
+    (['b', ''], [''])
+    """
+    out = np.full(len(rows), "", dtype=object)
+    hit = rows >= 0
+    out[hit] = np.asarray(ids, dtype=object)[rows[hit]]
+    return out.tolist()
+
+
 def label_values(a: PredictionAudit) -> dict:
     """``{field: {attr: {label_id: value}}}`` for ``save_audit``: IoU and id of the match on both
     fields, label quality and likely error on labels, TIDE kind on predictions."""
@@ -73,12 +85,12 @@ def label_values(a: PredictionAudit) -> dict:
     return {
         gt.field: {
             "iou": dict(zip(gt.label_id, a.gt_iou.tolist())),
-            "match_id": dict(zip(gt.label_id, np.where(gm >= 0, pred.label_id[np.maximum(gm, 0)], "").tolist())),
+            "match_id": dict(zip(gt.label_id, _ids_at(pred.label_id, gm))),
             "quality": dict(zip(gt.label_id, a.label_quality.tolist())),
         },
         pred.field: {
             "iou": dict(zip(pred.label_id, a.pred_iou.tolist())),
-            "match_id": dict(zip(pred.label_id, np.where(pm >= 0, gt.label_id[np.maximum(pm, 0)], "").tolist())),
+            "match_id": dict(zip(pred.label_id, _ids_at(gt.label_id, pm))),
             "error": dict(zip(pred.label_id, np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind].tolist())),
         },
     }
