@@ -64,6 +64,18 @@ def _wait_for(proc, word, timeout=120):
     raise AssertionError(f"child did not print {word!r} within {timeout} s")
 
 
+def _kill_after(proc, word, timeout, delay=0.0):
+    """SIGKILL the child ``delay`` seconds after it prints ``word``; it is dead afterwards."""
+    try:
+        _wait_for(proc, word, timeout=timeout)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _snapshot(ds):
     """Everything an audit may add: fields (incl. label attributes), label tags, runs, saved views."""
     ds.reload()
@@ -106,14 +118,7 @@ def test_killed_after_label_writes_is_not_a_complete_run_and_rerun_is_clean(big)
     ds = big
     before = _snapshot(ds)
     reference = iou_audit.audit_agreement(ds, FIELDS, save=False)
-    proc = _child(ds.name, "agreement", "agr_kill", "pause_after_writes", 500)
-    try:
-        _wait_for(proc, "WRITTEN", timeout=300)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_after(_child(ds.name, "agreement", "agr_kill", "pause_after_writes", 500), "WRITTEN", 300)
     ds.reload()
     # the run exists but is incomplete: not listed, not loadable
     assert "agr_kill" not in iou_audit.list_audits(ds)
@@ -137,14 +142,7 @@ def test_killed_after_label_writes_is_not_a_complete_run_and_rerun_is_clean(big)
 def test_delete_audit_cleans_an_interrupted_run(big):
     ds = big
     before = _snapshot(ds)
-    proc = _child(ds.name, "duplicates", "dup_kill", "pause_after_writes", 500)
-    try:
-        _wait_for(proc, "WRITTEN", timeout=300)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_after(_child(ds.name, "duplicates", "dup_kill", "pause_after_writes", 500), "WRITTEN", 300)
     ds.reload()
     assert iou_audit.list_audits(ds) == []
     iou_audit.delete_audit(ds, "dup_kill")
@@ -157,15 +155,7 @@ def test_killed_at_any_time_leaves_a_consistent_dataset(big, delay):
     ds = big
     before = _snapshot(ds)
     reference = iou_audit.audit_duplicates(ds, "ann_a", save=False)
-    proc = _child(ds.name, "duplicates", "dup_t", "plain", 20)
-    try:
-        _wait_for(proc, "START", timeout=120)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_after(_child(ds.name, "duplicates", "dup_t", "plain", 20), "START", 120, delay)
     ds.reload()
     if "dup_t" in iou_audit.list_audits(ds):  # it had finished: the stored run must be the full one
         _same_findings(iou_audit.load_audit(ds, "dup_t"), reference)
