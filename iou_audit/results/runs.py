@@ -28,6 +28,7 @@ import socket
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import pandas as pd
@@ -136,6 +137,8 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
     config.status = COMPLETE  # last: only now does the run count as written
+    # when the last write ended: samples modified after it were changed since the audit saw them
+    config.completed_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
     dataset.update_run_config(key, config)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
     return plan["manifest"]
@@ -157,17 +160,25 @@ def is_complete(dataset, key: str) -> bool:
 
 
 def audit_info(dataset, key: str) -> dict:
-    """``{audit, audit_key, timestamp, config, counts, metrics}`` of a stored audit, without
-    loading its findings (counts = findings per kind)."""
+    """``{audit, audit_key, timestamp, completed_at, config, counts, metrics}`` of a stored audit,
+    without loading its findings (counts = findings per kind; ``timestamp``: when the run was
+    registered, before its writes; ``completed_at``: when its last write ended, naive UTC as
+    FiftyOne's ``last_modified_at``, None for runs saved before it was recorded)."""
     info = _info(dataset, key, complete=True)
     return {
         "audit": info.config.audit,
         "audit_key": key,
         "timestamp": info.timestamp,
+        "completed_at": _completed_at(info),
         "config": info.config.params,
         "counts": dict(getattr(info.config, "counts", {}) or {}),
         "metrics": dict(getattr(info.config, "metrics", {}) or {}),
     }
+
+
+def _completed_at(info):
+    text = getattr(info.config, "completed_at", None)
+    return datetime.fromisoformat(text) if text else None
 
 
 def load_audit(dataset, key: str) -> AuditResult:
