@@ -280,10 +280,10 @@ def select_kind_class(result: AuditResult, kind: str, label: str) -> Selection:
     f = result.findings
     label = "" if label == NO_CLASS else label
     rows = f[(f["kind"] == kind) & (f["label"] == label)]
-    return findings_selection(rows, title=f"{kind} {label or NO_CLASS}", fields=_result_fields(result))
+    return findings_selection(rows, title=f"{kind} {label or NO_CLASS}", fields=result_fields(result))
 
 
-def _result_fields(result: AuditResult) -> list:
+def result_fields(result: AuditResult) -> list:
     """The label fields an audit looked at (for sample-level selections)."""
     c = result.config or {}
     out = []
@@ -752,3 +752,70 @@ def select(samples, result: AuditResult, chart: str, point: Mapping[str, Any]) -
         index = point.get("id")
         return select_drift(samples, result, int(index) if index not in (None, "") else int(idx))
     raise ValueError(f"unknown chart {chart!r}")
+
+
+# queue ------------------------------------------------------------------------------------------------
+
+#: Queue rows per page.
+PAGE_SIZE = 20
+
+
+def filter_choices(frame: pd.DataFrame, columns) -> dict[str, list]:
+    """The distinct non-empty values of each filterable column (sorted), for the queue's dropdowns.
+
+    A column holding lists (e.g. a triage row's ``audits``) offers each list element.
+
+    Example:
+        >>> filter_choices(pd.DataFrame({"kind": ["b", "a", "b"], "audits": [["x"], ["x", "y"], []]}),
+        ...                ["kind", "audits"])
+        {'kind': ['a', 'b'], 'audits': ['x', 'y']}
+    """
+    out = {}
+    for col in columns:
+        if col not in frame:
+            continue
+        values = set()
+        for v in frame[col].tolist():
+            values.update(v if isinstance(v, (list, tuple, set, np.ndarray)) else [v])
+        out[col] = sorted(str(v) for v in values if v is not None and v == v and str(v) != "")
+    return out
+
+
+def filter_frame(frame: pd.DataFrame, filters: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Rows whose column equals the filter value (or, for list columns, contains it); empty or
+    None filter values are ignored.
+
+    Example:
+        >>> f = pd.DataFrame({"kind": ["a", "b"], "audits": [["x"], ["x", "y"]]})
+        >>> filter_frame(f, {"kind": "", "audits": "y"}).index.tolist()
+        [1]
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    for col, want in (filters or {}).items():
+        if want in (None, "") or col not in frame:
+            continue
+        values = frame[col].tolist()
+        keep &= np.array([(str(want) in map(str, v)) if isinstance(v, (list, tuple, set, np.ndarray))
+                          else str(v) == str(want) for v in values], dtype=bool)
+    return frame[keep]
+
+
+def queue_page(frame: pd.DataFrame, filters: Mapping[str, Any] | None = None, sort_by: str = "score",
+               descending: bool = True, page: int = 0, page_size: int = PAGE_SIZE) -> tuple[pd.DataFrame, int, int]:
+    """One page of a findings/triage queue: ``(rows, n_matching, n_pages)``; ``page`` is clamped.
+
+    Sorting is stable (ties keep the queue's order), by ``sort_by`` (default the score, highest first).
+
+    Example:
+        >>> f = pd.DataFrame({"kind": ["a", "b", "a"], "score": [0.1, 0.9, 0.5]})
+        >>> rows, n, pages = queue_page(f, {"kind": "a"}, page_size=1, page=5)
+        >>> rows["score"].tolist(), n, pages
+        ([0.1], 2, 2)
+    """
+    rows = filter_frame(frame, filters)
+    if sort_by in rows and len(rows):
+        rows = rows.sort_values(sort_by, ascending=not descending, kind="stable", na_position="last")
+    n = len(rows)
+    n_pages = max(1, -(-n // int(page_size)))
+    page = min(max(int(page), 0), n_pages - 1)
+    return rows.iloc[page * page_size:(page + 1) * page_size], n, n_pages
