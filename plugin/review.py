@@ -103,7 +103,7 @@ class AuditReviewPanel(foo.Panel):
                                      fields=ev.result_fields(result), title=f"leak pair: {leak['detail']}"))
 
     def open_drift(self, ctx):
-        rows = ctx.panel.state.drift or []
+        rows = ctx.panel.state.drift_tests or []
         row = _row_index(ctx, len(rows))
         if row is None:
             return
@@ -175,7 +175,7 @@ class AuditReviewPanel(foo.Panel):
             key = keys[0] if keys else None
         state = {"audits": keys, "audit_key": key, "audit": None, "charts": [], "layouts": {}, "queue": [],
                  "queue_filters": {}, "choices": {}, "page": 0, "n_pages": 1, "n_queue": 0, "leaks": [],
-                 "leak_page": 0, "drift": [], "stale": "", "showing": "", "detail": "",
+                 "leak_page": 0, "drift_tests": [], "stale": "", "showing": "", "detail": "",
                  "metric": ctx.panel.state.metric or "f1",
                  "header": "No iou-audit runs on this dataset yet: run one from the operator browser (`)."}
         ctx.panel.state.set(state)
@@ -253,7 +253,7 @@ class AuditReviewPanel(foo.Panel):
                              "effect": f"{r['effect']} {float(size):.3f}" if size == size and size is not None else "",
                              "p": f"{float(r['p_adjusted']):.2g}" if r.get("p_adjusted") == r.get("p_adjusted")
                              and r.get("p_adjusted") is not None else ""})
-        ctx.panel.state.drift = rows
+        ctx.panel.state.drift_tests = rows
 
     # ---- layout -------------------------------------------------------------------------------
     def render(self, ctx):
@@ -333,14 +333,14 @@ class AuditReviewPanel(foo.Panel):
             pager = panel.h_stack("leak_pager", align_x="left", gap=1)
             pager.btn("leaks_prev", label="<", on_click=self.leaks_previous)
             pager.btn("leaks_next", label=">", on_click=self.leaks_next)
-        if s.drift:
+        if s.drift_tests:
             table = types.TableView()
             table.add_column("test", label="Drift test")
             table.add_column("effect", label="Effect")
             table.add_column("p", label="p adj.")
             table.add_row_action("open", self.open_drift, label="Show", icon="visibility",
                                  tooltip="Show the two splits' samples")
-            panel.list("drift", types.Object(), view=table, label="Drift between splits")
+            panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
 
 
 def _row_index(ctx, n_rows: int) -> int | None:

@@ -15,6 +15,7 @@ import shutil
 
 import fiftyone as fo
 import numpy as np
+from fiftyone.utils.iou import compute_ious
 
 CLASSES = ["RBC", "WBC", "Platelets"]
 SIZE = 0.15
@@ -88,3 +89,46 @@ def build(shared_data, tmp_path, n_images=10):
     audit_predictions(ds, "preds", "ann_a", audit_key="pr")
     audit_splits(ds, split_field="split", label_field="ann_a", audit_key="sp")
     return ds
+
+
+def label_ids(view, field):
+    """Every label id of a Detections field in a view (FiftyOne's ``values``)."""
+    return {i for ids in view.values(f"{field}.detections.id") for i in (ids or [])}
+
+
+def planted_duplicates(ds):
+    """``({class: {label ids}}, {label id: sample id})`` of the planted duplicate pairs."""
+    # every third sample got a near-copy of its first box (IoU 0.95)
+    planted, holder = {}, {}
+    for s in ds.iter_samples():
+        name = s.filepath.rsplit("/", 1)[-1]
+        if name.startswith("copy") or int(name[3:-4]) % 3:
+            continue
+        first, copy = s.ground_truth.detections[0], s.ground_truth.detections[-1]
+        planted.setdefault(first.label, set()).update({first.id, copy.id})
+        holder[first.id] = holder[copy.id] = s.id
+    return planted, holder
+
+
+def pairwise_oracle(ds, a, b, iou_thresh=0.5, low_iou=0.75):
+    """Labels of a and b on which they disagree, with FiftyOne's compute_ious (the grid makes every
+    match unique: a box overlaps at most one box of the other annotator)."""
+    out, samples = {a: set(), b: set()}, set()
+    for s in ds.iter_samples():
+        da, db = s[a].detections, s[b].detections
+        ious = np.asarray(compute_ious(da, db)) if da and db else np.zeros((len(da), len(db)))
+        flagged = set()
+        for i, d in enumerate(da):
+            j = int(np.argmax(ious[i])) if len(db) else -1
+            if j < 0 or ious[i, j] < iou_thresh:
+                flagged.add((a, d.id))
+            elif db[j].label != d.label or ious[i, j] < low_iou:
+                flagged |= {(a, d.id), (b, db[j].id)}
+        for j, d in enumerate(db):
+            if not len(da) or ious[:, j].max() < iou_thresh:
+                flagged.add((b, d.id))
+        for f, i in flagged:
+            out[f].add(i)
+        if flagged:
+            samples.add(s.id)
+    return out, samples

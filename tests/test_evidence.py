@@ -4,7 +4,7 @@ evaluate_detections and aggregations), never from the evidence functions themsel
 import numpy as np
 import pandas as pd
 import pytest
-from _review_data import build
+from _review_data import build, label_ids, pairwise_oracle, planted_duplicates
 from fiftyone import ViewField as F
 from fiftyone.utils.iou import compute_ious
 
@@ -19,10 +19,6 @@ def audited(shared_data, tmp_path_factory):
     ds.delete()
 
 
-def _label_ids(view, field):
-    return {i for ids in view.values(f"{field}.detections.id") for i in (ids or [])}
-
-
 def _selected(sel):
     return {f: set(ids) for f, ids in sel.labels.items()}
 
@@ -30,15 +26,7 @@ def _selected(sel):
 def test_kind_class_bar_is_the_planted_duplicate_pairs(audited):
     ds = audited
     result = load_audit(ds, "dups")
-    # oracle: every third sample got a near-copy of its first box (IoU 0.95)
-    planted, holder = {}, {}
-    for s in ds.iter_samples():
-        name = s.filepath.rsplit("/", 1)[-1]
-        if name.startswith("copy") or int(name[3:-4]) % 3:
-            continue
-        first, copy = s.ground_truth.detections[0], s.ground_truth.detections[-1]
-        planted.setdefault(first.label, set()).update({first.id, copy.id})
-        holder[first.id] = holder[copy.id] = s.id
+    planted, holder = planted_duplicates(ds)
     # the duplicate audit's bars: one trace per class, stacked by kind
     chart = ev.charts(result, ds)["kinds"]
     bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in chart.traces}
@@ -47,47 +35,23 @@ def test_kind_class_bar_is_the_planted_duplicate_pairs(audited):
         sel = ev.select(ds, result, "kinds", {"x": "duplicate", "trace": label})
         assert _selected(sel) == {"ground_truth": ids}
         view = ev.selection_view(ds, sel)
-        assert _label_ids(view, "ground_truth") == ids
+        assert label_ids(view, "ground_truth") == ids
         assert set(view.values("id")) == set(sel.sample_ids) == {holder[i] for i in ids}
         # every other label field is hidden
         assert view.count("ann_b.detections") == 0 and view.count("preds.detections") == 0
     assert sum(bars[c].get("duplicate", 0) for c in bars) == sum(len(v) for v in planted.values()) // 2
 
 
-def _pairwise_oracle(ds, a, b, iou_thresh=0.5, low_iou=0.75):
-    """Labels of a and b on which they disagree, with FiftyOne's compute_ious (the grid makes every
-    match unique: a box overlaps at most one box of the other annotator)."""
-    out, samples = {a: set(), b: set()}, set()
-    for s in ds.iter_samples():
-        da, db = s[a].detections, s[b].detections
-        ious = np.asarray(compute_ious(da, db)) if da and db else np.zeros((len(da), len(db)))
-        flagged = set()
-        for i, d in enumerate(da):
-            j = int(np.argmax(ious[i])) if len(db) else -1
-            if j < 0 or ious[i, j] < iou_thresh:
-                flagged.add((a, d.id))
-            elif db[j].label != d.label or ious[i, j] < low_iou:
-                flagged |= {(a, d.id), (b, db[j].id)}
-        for j, d in enumerate(db):
-            if not len(da) or ious[:, j].max() < iou_thresh:
-                flagged.add((b, d.id))
-        for f, i in flagged:
-            out[f].add(i)
-        if flagged:
-            samples.add(s.id)
-    return out, samples
-
-
 def test_matrix_cell_is_where_two_annotators_disagree(audited):
     ds = audited
     result = load_audit(ds, "ag")
-    expected, samples = _pairwise_oracle(ds, "ann_a", "ann_b")
+    expected, samples = pairwise_oracle(ds, "ann_a", "ann_b")
     assert expected["ann_a"] and expected["ann_b"]
     sel = ev.select(ds, result, "matrix", {"x": "ann_b", "y": "ann_a"})
     assert _selected(sel) == expected
     assert set(sel.sample_ids) == samples
     view = ev.selection_view(ds, sel)
-    assert _label_ids(view, "ann_a") == expected["ann_a"] and _label_ids(view, "ann_b") == expected["ann_b"]
+    assert label_ids(view, "ann_a") == expected["ann_a"] and label_ids(view, "ann_b") == expected["ann_b"]
     assert view.count("ann_c.detections") == 0
     # the stored pair table agrees with the recomputed matching: unmatched = n - matched
     d = ev.pair_disagreements(ds, result, "ann_a", "ann_b")
@@ -113,7 +77,7 @@ def test_histogram_bins_hold_the_labels_fiftyone_counts_in_them(audited):
     for i, n in enumerate(counts):
         lo, hi = edges[i], edges[i + 1]
         expr = (F("ag_iou") >= lo) & ((F("ag_iou") <= hi) if i == ev.IOU_BINS - 1 else (F("ag_iou") < hi))
-        oracle = {f: _label_ids(ds.filter_labels(f, expr), f) for f in fields}
+        oracle = {f: label_ids(ds.filter_labels(f, expr), f) for f in fields}
         assert n == sum(len(v) for v in oracle.values()), i
         if n:
             sel = ev.select(ds, result, "iou_hist", {"x": (lo + hi) / 2, "idx": i, "id": str(i)})
@@ -154,8 +118,8 @@ def test_per_class_bars_select_fiftyone_false_positives_and_negatives(audited):
     ds = audited
     result = load_audit(ds, "pr")
     for c in result.tables["per_class"]["class"]:
-        fp = _label_ids(ds.filter_labels("preds", (F("fo_cw") == "fp") & (F("label") == c)), "preds")
-        fn = _label_ids(ds.filter_labels("ann_a", (F("fo_cw") == "fn") & (F("label") == c)), "ann_a")
+        fp = label_ids(ds.filter_labels("preds", (F("fo_cw") == "fp") & (F("label") == c)), "preds")
+        fn = label_ids(ds.filter_labels("ann_a", (F("fo_cw") == "fn") & (F("label") == c)), "ann_a")
         assert _selected(ev.select(ds, result, "per_class", {"x": c, "trace": "precision"})) == ({"preds": fp} if fp else {})
         assert _selected(ev.select(ds, result, "per_class", {"x": c, "trace": "recall"})) == ({"ann_a": fn} if fn else {})
         both = ev.select(ds, result, "per_class", {"x": c, "trace": "AP"})

@@ -446,7 +446,8 @@ def iou_bins(values: np.ndarray, bins: int = IOU_BINS) -> tuple[np.ndarray, np.n
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     v = np.asarray(values, dtype=float)
-    idx = np.clip(np.floor(v * bins), 0, bins - 1)
+    # compared with the edges themselves (not floor(v * bins)), as a query "lo <= v < hi" compares
+    idx = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
     return np.where(np.isnan(v), -1, idx).astype(np.int64), edges
 
 
