@@ -259,7 +259,7 @@ class AuditReviewPanel(foo.Panel):
     def render(self, ctx):
         s = ctx.panel.state
         panel = types.Object()
-        panel.md(f"**iou-audit review**  \n{s.header or ''}", name="header")
+        panel.md(s.header or "", name="header")
         keys = s.audits or []
         if keys:
             choices = types.DropdownView()
@@ -307,7 +307,7 @@ class AuditReviewPanel(foo.Panel):
         table = types.TableView()
         for key, label in QUEUE_COLUMNS:
             table.add_column(key, label=label)
-        table.add_row_action("open", self.open_finding, label="Show", icon="visibility",
+        table.add_row_action("open", self.open_finding, label="Show",
                              tooltip="Show this finding's labels only")
         panel.list("queue", types.Object(), view=table)
         pager = panel.h_stack("pager", align_x="left", gap=1)
@@ -338,7 +338,7 @@ class AuditReviewPanel(foo.Panel):
             table.add_column("test", label="Drift test")
             table.add_column("effect", label="Effect")
             table.add_column("p", label="p adj.")
-            table.add_row_action("open", self.open_drift, label="Show", icon="visibility",
+            table.add_row_action("open", self.open_drift, label="Show",
                                  tooltip="Show the two splits' samples")
             panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
 

@@ -78,8 +78,8 @@ def test_bar_click_shows_the_duplicate_pairs_only(audited):
     planted, holder = planted_duplicates(ds)
     e = _open(ds, "dups")
     label = sorted(planted)[0]
-    click = Event(ds, "on_chart_click", e.state, path="kinds", x="duplicate", y=len(planted[label]) // 2,
-                  trace=label, idx=0)
+    click = Event(ds, "on_chart_click", e.state, path="kinds", y="duplicate", x=len(planted[label]) // 2,
+                  id="duplicate", trace=label, idx=0)
     assert click.labels(ALL_FIELDS) == {"ground_truth": planted[label]}
     assert set(click.view.values("id")) == {holder[i] for i in planted[label]}
     assert "duplicate" in click.state["showing"]
@@ -217,7 +217,7 @@ def test_stale_run_says_so_and_rerun_prompts(dataset):
     result = _dataset_with_duplicates(dataset)
     e = Event(dataset, "on_load")
     assert e.state["audit_key"] == "dups" and e.state["stale"] == ""
-    bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in e.data["kinds"]}
+    bars = {t["name"]: dict(zip(t["y"], t["x"])) for t in e.data["kinds"]}
     assert bars == {"cell": result.counts()} == {"cell": {"duplicate": 3, "degenerate_box": 5}}
     s = dataset.first()
     s.gt.detections[0].bounding_box = [0.2, 0.2, 0.1, 0.1]

@@ -269,11 +269,14 @@ def kinds_chart(result: AuditResult) -> Chart | None:
     table = kind_class_counts(result.findings)
     if not len(table):
         return None
-    traces = [{"type": "bar", "name": str(c), "x": table.index.tolist(), "y": table[c].tolist()}
-              for c in table.columns]
+    # horizontal bars: the kind names stay readable in a narrow panel; ``ids`` carry the kind
+    traces = [{"type": "bar", "orientation": "h", "name": str(c), "y": table.index.tolist(),
+               "x": table[c].tolist(), "ids": table.index.tolist(),
+               "hovertemplate": f"%{{y}}, {c}: %{{x}}<extra></extra>"} for c in table.columns]
     return Chart("kinds", "Findings by kind and class", traces,
-                 _layout("Findings by kind and class (click a bar)", barmode="stack", showlegend=True,
-                         legend={"orientation": "h", "y": -0.25}))
+                 _layout("Findings by kind and class (click a bar)", height=max(180, 34 * len(table) + 110),
+                         barmode="stack", showlegend=True, legend={"orientation": "h", "y": -0.3},
+                         yaxis={"autorange": "reversed", "automargin": True}))
 
 
 def select_kind_class(result: AuditResult, kind: str, label: str) -> Selection:
@@ -729,8 +732,9 @@ def select(samples, result: AuditResult, chart: str, point: Mapping[str, Any]) -
     name), ``idx`` (point index), ``id`` (the trace's ``ids`` entry).
     """
     x, y, trace, idx = point.get("x"), point.get("y"), point.get("trace"), point.get("idx")
-    if chart == "kinds":
-        return select_kind_class(result, str(x), str(trace if trace is not None else NO_CLASS))
+    if chart == "kinds":  # horizontal bars: the kind is the bar's id (and its y)
+        kind = point.get("id") or (y if isinstance(y, str) else x)
+        return select_kind_class(result, str(kind), str(trace if trace is not None else NO_CLASS))
     if chart == "matrix":
         return select_pair(samples, result, str(y), str(x))
     if chart == "iou_hist":
