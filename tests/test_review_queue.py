@@ -115,7 +115,7 @@ def test_label_flagged_by_three_audits_is_one_row_above_rows_of_one(ds):
     assert top["evidence"].count("; ") == 3 and top["review_state"] == "open" and top["label_id"] == copy
     missing = q.iloc[2]
     assert missing["label_id"] is None and missing["field"] == "ann_b" and missing["row_type"] == "missing"
-    assert "ann_b lacks a RBC object that 2 of 3 annotators drew" in missing["evidence"]
+    assert "ann_b lacks an RBC object that 2 of 3 annotators drew" in missing["evidence"]
     assert q.iloc[1]["score"] == pytest.approx(0.95) and q.iloc[1]["n_audits"] == 1
 
     # any subset of audits
