@@ -33,7 +33,7 @@ def test_triage_prints_and_exports_every_format(ds, capsys, tmp_path):
     assert len(expected) == 6  # 3 copies + 3 zero-width boxes
     assert main(["triage", "-d", ds.name, "--export", str(tmp_path / "q.csv")]) == 0
     out = capsys.readouterr().out
-    assert f"triage queue of {ds.name!r}: 6 rows (open 6)" in out
+    assert f"triage queue of {ds.name!r}: 6 rows (open 6) in " in out
     assert "dups: duplicate of another RBC box, IoU 1.00" in out and "wrote 6 queue rows" in out
 
     csv = pd.read_csv(tmp_path / "q.csv")

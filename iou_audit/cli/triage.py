@@ -40,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if args.export:
         queue_format(args.export)  # refuse a bad name before the work
+    import time
+
     dataset = load_dataset(args.dataset)
+    started = time.perf_counter()
     queue = triage(load_view(dataset, args.view), audit_keys=args.audit,
                    states=None if args.all_states else args.state)
+    seconds = time.perf_counter() - started
     for key in queue.attrs.get("missing_audits", []):
         print(f"note: audit {key!r} is not stored on {dataset.name!r}, skipped")
     if not len(queue):
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts = queue["review_state"].value_counts()
         print(f"triage queue of {dataset.name!r}: {len(queue)} rows ("
-              + ", ".join(f"{s} {int(counts[s])}" for s in QUEUE_STATES if s in counts) + ")")
+              + ", ".join(f"{s} {int(counts[s])}" for s in QUEUE_STATES if s in counts) + f") in {seconds:.1f} s")
     if args.limit is not None:
         queue = queue.head(args.limit)
     if len(queue):
