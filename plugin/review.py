@@ -36,13 +36,19 @@ QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score",
                "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
                "field": ("field", False, "field"), "state": ("review_state", False, "state")}
 #: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
-QUEUE_COLUMNS = (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"), ("state", "State"))
+QUEUE_COLUMNS = (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"), ("mark", "Review"))
+#: The Review column's short words for the queue states (the State filter has the full names).
+STATE_MARKS = {"open": "", "confirmed": "error", "not_an_error": "ok", "fixed": "fixed",
+               "changed_since_review": "changed"}
 #: Row menu: action name -> (review state or None to clear, label).
 MARKS = {"mark_ok": ("not_an_error", "Not an error"), "mark_error": ("confirmed", "Confirm error"),
          "mark_fixed": ("fixed", "Fixed"), "mark_clear": (None, "Clear mark")}
 #: Leak pairs shown per page (two thumbnails each).
 LEAKS_PER_PAGE = 4
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+#: FiftyOne's TableView gives its table ``minWidth: 650`` (wider than a panel next to the grid,
+#: which then widens every chart too); this lets the table shrink to the panel.
+NARROW_TABLE = {"table": {"sx": {"minWidth": 0}}}
 
 
 class AuditReviewPanel(foo.Panel):
@@ -280,7 +286,8 @@ class AuditReviewPanel(foo.Panel):
         first = page * ev.PAGE_SIZE
         ctx.panel.state.queue = [
             {"rank": first + i + 1, "row_id": r.row_id, "kind": _short_kinds(r.kinds), "label": r.label or ev.NO_CLASS,
-             "score": round(float(r.score), 3) if r.score == r.score else None, "state": r.review_state,
+             "score": round(float(r.score), 2) if r.score == r.score else None, "state": r.review_state,
+             "mark": STATE_MARKS.get(r.review_state, r.review_state),
              "evidence": r.evidence}
             for i, r in enumerate(rows.itertuples(index=False))
         ]
@@ -333,9 +340,10 @@ class AuditReviewPanel(foo.Panel):
         if s.stale:
             panel.view("stale", types.Warning(label=s.stale))
         buttons = panel.h_stack("buttons", align_x="left", gap=1)
-        buttons.btn("rerun", label="Re-run audit", on_click=self.rerun, variant="contained")
-        buttons.btn("show_all", label="All flagged", on_click=self.show_all_flagged)
-        buttons.btn("clear", label="Clear view", on_click=self.clear_selection)
+        # short labels: an h_stack shares the panel's width equally and wraps long ones
+        buttons.btn("rerun", label="Re-run", on_click=self.rerun, variant="contained")
+        buttons.btn("show_all", label="Flagged", on_click=self.show_all_flagged)
+        buttons.btn("clear", label="Clear", on_click=self.clear_selection)
         buttons.btn("refresh", label="Refresh", on_click=self.refresh)
         if s.showing:
             panel.md(f"*{s.showing}*", name="showing")
@@ -357,9 +365,11 @@ class AuditReviewPanel(foo.Panel):
 
         panel.md(f"**Triage queue**, all audits ({s.n_queue or 0} rows; click a row to show its labels)",
                  name="queue_title")
-        filters = panel.h_stack("filters", align_x="left", gap=1)
+        # two rows of three dropdowns: one row of six is wider than the panel's default width
+        rows = [panel.h_stack("filters", align_x="left", gap=1), panel.h_stack("filters2", align_x="left", gap=1)]
         current = s.queue_filters or {}
-        for name, (_, label) in QUEUE_FILTERS.items():
+        for n, (name, (_, label)) in enumerate(QUEUE_FILTERS.items()):
+            filters = rows[0] if n < 3 else rows[1]
             dd = types.DropdownView()
             if name == "state":
                 values = [DEFAULT_STATES, ALL_STATES, *QUEUE_STATES]
@@ -376,9 +386,9 @@ class AuditReviewPanel(foo.Panel):
         sorts = types.DropdownView()
         for name, (_, _, label) in QUEUE_SORTS.items():
             sorts.add_choice(name, label=label)
-        filters.enum("queue_sort", sorts.values(), label="Sort", view=sorts, default=s.queue_sort or "triage",
+        rows[1].enum("queue_sort", sorts.values(), label="Sort", view=sorts, default=s.queue_sort or "triage",
                      on_change=self.sort_queue)
-        table = types.TableView(on_click_row=self.open_finding, max_inline_actions=1)
+        table = types.TableView(on_click_row=self.open_finding, max_inline_actions=1, componentsProps=NARROW_TABLE)
         for key, label in QUEUE_COLUMNS:
             table.add_column(key, label=label)
         table.add_row_action("open", self.open_finding, label="Show", tooltip="Show this row's labels only")
@@ -411,7 +421,7 @@ class AuditReviewPanel(foo.Panel):
             pager.btn("leaks_prev", label="<", on_click=self.leaks_previous)
             pager.btn("leaks_next", label=">", on_click=self.leaks_next)
         if s.drift_tests:
-            table = types.TableView()
+            table = types.TableView(componentsProps=NARROW_TABLE)
             table.add_column("test", label="Drift test")
             table.add_column("effect", label="Effect")
             table.add_column("p", label="p adj.")

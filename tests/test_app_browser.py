@@ -6,7 +6,7 @@ the "New panel" menu with the agreement run's charts; a click on an agreement-ma
 grid to the samples where those two annotators disagree, showing only those labels (sample count
 read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou);
 a click on a triage-queue row shows only that row's labels; the operator browser lists our audit
-operators; "Re-run audit" opens the pre-filled form and Execute stores a new run.
+operators; "Re-run" opens the pre-filled form and Execute stores a new run.
 Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at.
 
 Needs Debian's ``chromium`` (``./run tests`` installs it when run as root) and pip ``playwright``;
@@ -152,7 +152,7 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             expected, samples = pairwise_oracle(ds, "ann_b", "ann_c")
             assert samples
             _click_heatmap_cell(page, row=1, col=2, n=3)  # rows/columns: ann_a, ann_b, ann_c
-            page.wait_for_selector("text=ann_b vs ann_c", timeout=60_000)
+            page.wait_for_selector("text=where ann_b and ann_c disagree", timeout=60_000)
             grid_count(len(samples)).wait_for(timeout=60_000)
             assert _wait_for(lambda: app_labels() == expected), (app_labels(), expected)
             assert set(session.view.values("id")) == samples
@@ -181,7 +181,7 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
 
             # Re-audit from the panel: its button opens the operator form pre-filled, Execute re-runs it.
             before = audit_info(ds, "ag")
-            page.get_by_role("button", name="Re-run audit").click()
+            page.get_by_role("button", name="Re-run", exact=True).click()
             page.get_by_role("button", name="Execute").wait_for(timeout=30_000)
             page.screenshot(path=str(shots / "06_rerun_form.png"))
             page.get_by_role("button", name="Execute").click()

@@ -163,7 +163,7 @@ def test_queue_is_the_cross_audit_triage_queue(audited):
 def test_queue_row_shows_that_rows_labels_only(audited):
     ds = audited
     planted, holder = planted_duplicates(ds)
-    e = Event(ds, "filter_queue", _open(ds, "dups").state, path="filters.filter_audit", value="dups")
+    e = Event(ds, "filter_queue", _open(ds, "dups").state, path="filters2.filter_audit", value="dups")
     e = Event(ds, "filter_queue", e.state, path="filters.filter_kind", value="duplicate")
     # one queue row per flagged label of a planted pair (FiftyOne: the labels tagged dups:duplicate)
     tagged = label_ids(ds.filter_labels("ground_truth", F("tags").contains("dups:duplicate")), "ground_truth")
@@ -205,7 +205,7 @@ def test_mark_not_an_error_then_clear(audited):
     assert ds.count_label_tags().get("review:not_an_error", 0) >= 1  # FiftyOne sees the decision's tag
     # a review mark is not a change the audits missed: no stale warning
     assert Event(ds, "refresh", marked.state).state["stale"] == ""
-    reviewed = Event(ds, "filter_queue", marked.state, path="filters.filter_state", value="not_an_error")
+    reviewed = Event(ds, "filter_queue", marked.state, path="filters2.filter_state", value="not_an_error")
     assert [r["row_id"] for r in reviewed.state["queue"]] == [row["row_id"]]
     assert reviewed.state["queue"][0]["state"] == "not_an_error"
     cleared = Event(ds, "mark_clear", reviewed.state, row=0)

@@ -440,7 +440,7 @@ def select_pair(samples, result: AuditResult, a: str, b: str) -> Selection:
     score = np.where(d["reason"].isin(["only_a", "only_b"]), 1.0,
                      np.where(d["reason"] == "class", 0.9, 0.8 * (1 - d["iou"].to_numpy(dtype=float))))
     return selection_from_rows(d["sample_id"], d["field"], d["label_id"], score,
-                               title=f"{a} vs {b}: {len(d)} labels where they disagree")
+                               title=f"where {a} and {b} disagree")
 
 
 def _annotator_fields(result: AuditResult) -> list:
