@@ -150,7 +150,8 @@ def test_queue_is_the_cross_audit_triage_queue(audited):
     assert [r["row_id"] for r in e.state["queue"]] == q["row_id"].head(20).tolist()
     assert set(e.state["choices"]["audit"]) == {"dups", "ag", "pr", "sp"}
     cols = [c["key"] for c in e.properties["queue"]["view"]["columns"]]
-    assert cols == ["rank", "kind", "label", "score", "state"]
+    assert cols == ["rank", "kind", "label", "score", "mark"]
+    assert e.properties["queue"]["view"]["componentsProps"]["table"]["sx"]["minWidth"] == 0  # fits the panel
     assert e.properties["queue"]["view"]["on_click_row"].endswith("#open_finding")
     nxt = Event(ds, "next_page", e.state)
     assert nxt.state["page"] == 1 and nxt.state["queue"][0]["rank"] == 21
