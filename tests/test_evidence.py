@@ -177,3 +177,35 @@ def test_staleness_counts_samples_edited_after_the_run_not_later_audits(audited)
     for key in ("dups", "ag", "pr", "sp"):
         st = ev.staleness(ds, key)
         assert st["n_modified"] == 1 and "1 sample modified" in st["message"], key
+
+
+def test_matrix_cell_with_one_field_split_by_an_annotator_attribute(dataset):
+    """One label field, the annotator in a label attribute: the cell's labels are those two
+    annotators' (FiftyOne reads the attribute back), with the stored pair table's counts."""
+    import fiftyone as fo
+
+    from iou_audit.audits.agreement import audit_agreement
+
+    rng = np.random.default_rng(1)
+    samples = []
+    for k in range(6):
+        dets = []
+        for c in range(5):
+            for ann in ("x", "y", "z"):
+                if rng.uniform() < 0.15:
+                    continue
+                dx = 0.03 if rng.uniform() < 0.2 else 0.0
+                dets.append(fo.Detection(label="A" if rng.uniform() < 0.85 else "B", annotator=ann,
+                                         bounding_box=[0.25 * (c % 4) + 0.05 + dx, 0.25 * (c // 4) + 0.05, 0.15, 0.15]))
+        samples.append(fo.Sample(filepath=f"/nonexistent/{k}.jpg", gt=fo.Detections(detections=dets)))
+    dataset.add_samples(samples)
+    audit_agreement(dataset, "gt", annotator_attr="annotator", audit_key="ag")
+    result = load_audit(dataset, "ag")
+    pair = result.tables["pairs"].set_index(["annotator_a", "annotator_b"]).loc[("x", "y")]
+    d = ev.pair_disagreements(dataset, result, "x", "y")
+    assert (d.reason == "only_a").sum() == pair.n_a - pair.matched
+    assert (d.reason == "only_b").sum() == pair.n_b - pair.matched
+    assert (d.reason == "class").sum() == 2 * (pair.matched - pair.matched_same_class)
+    view = ev.selection_view(dataset, ev.select(dataset, result, "matrix", {"x": "y", "y": "x"}))
+    assert view.count("gt.detections") == len(d) > 0
+    assert set(view.distinct("gt.detections.annotator")) == {"x", "y"}
