@@ -51,6 +51,10 @@ def test_triage_prints_and_exports_every_format(ds, capsys, tmp_path):
     pq = pd.read_parquet(tmp_path / "q.parquet")
     assert list(pq["row_id"]) == list(expected["row_id"]) and list(pq["kinds"].map(list)) == list(expected["kinds"])
 
+    first = ds.first().id
+    ds.save_view("one", ds.select(first))
+    assert main(["triage", "-d", ds.name, "--view", "one", "-o", str(tmp_path / "v.json")]) == 0
+    assert {r["sample_id"] for r in json.loads((tmp_path / "v.json").read_text())} == {first}
     assert main(["triage", "-d", ds.name, "--audit", "nope"]) == 0
     out = capsys.readouterr().out
     assert "audit 'nope' is not stored" in out and "none of the audits ['nope']" in out

@@ -23,6 +23,8 @@ fingerprint of its label now (:mod:`iou_audit.review.fingerprint`):
   an audit that completed after the sample's last modification still flags it. Any later write on
   that sample (another label edited or marked) makes such a row look stale again until the next
   run: an approximation, since FiftyOne records modification times per sample, not per label.
+  The old ``fixed`` decision (and its ``review:fixed`` tag) stays stored, shown in
+  ``decision_state``, until the row is marked again or cleared.
 """
 from __future__ import annotations
 
