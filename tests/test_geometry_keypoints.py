@@ -146,8 +146,10 @@ def test_bad_input_is_a_clear_error():
         resolve_sigmas(None, 14)
     with pytest.raises(ValueError, match="areas2"):
         oks(gt, gt, [np.nan])
-    with pytest.raises(ValueError, match="boxes2"):
-        oks(gt, gt, [1.0], np.zeros((1, 17)))
+    # no labeled keypoint and no box: nothing to compare, OKS 0 (not an error, not NaN)
+    assert oks(gt, gt, [1.0], np.zeros((1, 17))).tolist() == [[0.0]]
+    with pytest.raises(ValueError, match="boxes2 has 2 rows"):
+        oks(gt, gt, [1.0], boxes2=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="keypoints per object"):
         oks(np.zeros((1, 14, 2)), gt, [1.0])
     with pytest.raises(ValueError, match="sigmas has 3"):

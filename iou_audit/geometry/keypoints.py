@@ -20,7 +20,8 @@ Conventions (pinned; every function here follows them):
   never contain one, so this only extends COCO's formula;
 - areas are in pixels squared (COCO: the ground truth's segment area; for CrowdPose, which has
   none, 0.53 x the box area, :data:`CROWDPOSE_AREA_FACTOR`); boxes are ``xyxy`` pixels and are
-  needed only for ground truths without a labeled keypoint.
+  used only for ground truths without a labeled keypoint (without a box such a ground truth has
+  OKS 0: there is nothing to compare).
 
 Batched layout as in :mod:`iou_audit.geometry.boxes` (docs/ARCHITECTURE.md): rows of many images
 flattened with ``offsets``; the result is ``(values, pair_offsets)``, image ``s``'s (n1_s, n2_s)
@@ -182,6 +183,14 @@ def _oks_kernel(p1, off1, p2, labeled2, area2, box2, off2, variances, pair_offse
                 if labeled2[j, k]:
                     n_lab += 1
             denom = area2[j] + eps
+            boxed = True
+            for c in range(4):
+                if not np.isfinite(box2[j, c]):
+                    boxed = False
+            if n_lab == 0 and not boxed:  # nothing to compare with: OKS 0
+                for i in range(off1[s], off1[s + 1]):
+                    out[base + (i - off1[s]) * n2 + (j - off2[s])] = 0.0
+                continue
             # COCO's rule without labeled keypoints: distance to the box grown by its size
             bw = box2[j, 2] - box2[j, 0]
             bh = box2[j, 3] - box2[j, 1]
@@ -269,8 +278,9 @@ def batched_oks(
         points2: (L2, K, 2) ground-truth keypoints, pixels.
         areas2: (L2,) ground-truth areas, pixels squared (finite, >= 0).
         visibility2: (L2, K) COCO flags (None: every finite point is labeled).
-        boxes2: (L2, 4) ``xyxy`` pixel boxes, required for ground truths without a labeled
-            keypoint (COCO's rule); others never read it.
+        boxes2: (L2, 4) ``xyxy`` pixel boxes, used for ground truths without a labeled
+            keypoint (COCO's rule); one with neither a labeled keypoint nor a finite box (or
+            ``boxes2=None``) has OKS 0 with every prediction.
         sigmas: (K,) per-keypoint sigmas; None = :data:`COCO_SIGMAS` (K must be 17).
 
     Returns:
@@ -304,19 +314,12 @@ def batched_oks(
     if len(bad):
         raise ValueError(f"areas2 must be finite and >= 0 (pixels squared); rows {bad[:5].tolist()} have "
                          f"{areas[bad[:5]].tolist()}")
-    no_labeled = ~labeled.any(axis=1)
     if boxes2 is None:
-        boxes = np.zeros((len(p2), 4))
-        if no_labeled.any():
-            raise ValueError(f"ground-truth rows {np.flatnonzero(no_labeled)[:5].tolist()} have no labeled "
-                             f"keypoint: COCO's rule for them needs boxes2 (xyxy pixels)")
+        boxes = np.full((len(p2), 4), np.nan)
     else:
         boxes = np.ascontiguousarray(boxes2, dtype=np.float64).reshape(-1, 4)
         if len(boxes) != len(p2):
             raise ValueError(f"boxes2 has {len(boxes)} rows for {len(p2)} ground truths")
-        bad = np.flatnonzero(no_labeled & ~np.isfinite(boxes).all(axis=1))
-        if len(bad):
-            raise ValueError(f"ground-truth rows {bad[:5].tolist()} have no labeled keypoint and no finite box")
     variances = (s * 2) ** 2
     _oks_kernel(p1, off1, p2, labeled, areas, boxes, off2, variances, pair_offsets, values)
     return values, pair_offsets
