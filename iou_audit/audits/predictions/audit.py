@@ -75,7 +75,8 @@ def audit_predictions(
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
-    (TIDE kind); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
+    (TIDE kind); on both ``<key>_confusion`` (the class on the other side of the label's
+    confusion cell, or ``unmatched``) and, on the labels TIDE counts, ``<key>_tide`` (its error type); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
     class_swap, duplicate_prediction; per-sample ``<key>_<kind>`` counts and ``<key>_quality``;
     one saved view per kind; a custom run with config, findings, metrics and tables.
 
