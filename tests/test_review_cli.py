@@ -85,3 +85,15 @@ def test_review_marks_shows_and_clears(ds, capsys):
     assert main(["review", "-d", ds.name, "--mark", "confirmed", "0123456789abcdef01234567"]) == 2
     assert "not a label or sample" in capsys.readouterr().err
     assert set(load_decisions(ds)) == {rows[1]}
+
+
+def test_demo_prints_the_merged_queue(ds, capsys):
+    from iou_audit.demo import _triage
+
+    _triage(ds, {})
+    assert "0 rows" in capsys.readouterr().out
+    iou_audit.audit_duplicates(ds, "gt", audit_key="dups")
+    names = {s: f"img{i}.png" for i, s in enumerate(ds.values("id"))}
+    _triage(ds, names)
+    out = capsys.readouterr().out
+    assert "6 rows in" in out and "1 audit(s): 6" in out and "img0.png: dups: " in out
