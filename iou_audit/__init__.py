@@ -26,6 +26,9 @@ _EXPORTS = {
     "rotated_box_to_polygon": "iou_audit.geometry.polygons",
     "cropped_mask_iou": "iou_audit.geometry.masks",
     "batched_cropped_mask_iou": "iou_audit.geometry.masks",
+    "oks": "iou_audit.geometry.keypoints",
+    "batched_oks": "iou_audit.geometry.keypoints",
+    "keypoint_evaluate": "iou_audit.matching.keypoints",
     "compute_ious": "iou_audit.labels",
     "semantic_iou": "iou_audit.geometry.masks",
     "boundary_iou": "iou_audit.geometry.masks",
@@ -43,6 +46,7 @@ _EXPORTS = {
     "audit_agreement": "iou_audit.audits.agreement",
     "audit_predictions": "iou_audit.audits.predictions",
     "audit_splits": "iou_audit.audits.splits",
+    "audit_keypoint_predictions": "iou_audit.audits.keypoints",
     "ingest": "iou_audit.ingest",
     "ingest_bccd": "iou_audit.ingest",
 }
