@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
+from iou_audit.audits.keypoints.compare import directed_oks, left_right_swaps
 from iou_audit.audits.keypoints.objects import (
     KeypointObjects,
     keypoint_objects,
@@ -38,7 +39,7 @@ from iou_audit.audits.keypoints.objects import (
     skeleton,
 )
 from iou_audit.geometry.boxes import batched_pair_rows
-from iou_audit.geometry.keypoints import batched_oks, flip_order, keypoint_similarity
+from iou_audit.geometry.keypoints import flip_order, keypoint_similarity
 from iou_audit.matching import batched_match
 from iou_audit.matching.keypoints import KEYPOINT_AREA_RANGES, keypoint_evaluate, keypoint_stats
 from iou_audit.results import AuditResult, make_findings
@@ -139,11 +140,9 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     pt, gtt = pred.table, gt.table
     k = len(sigmas)
     vis = gt.labeled.astype(np.float64)
-    values, po = batched_oks(pred.points, pt.offsets, gt.points, gtt.offsets, gt.area, vis, gt.box, sigmas)
+    values, po = directed_oks(pred, gt, sigmas)
     order = flip_order(pairs, k)
-    mirrored = pred.points[:, order] if len(pairs) else pred.points
-    flipped = batched_oks(mirrored, pt.offsets, gt.points, gtt.offsets, gt.area, vis, gt.box, sigmas)[0] \
-        if len(pairs) else values
+    flipped = directed_oks(pred, gt, sigmas, pred.points[:, order])[0] if len(pairs) else values
     best = np.maximum(values, flipped)
     crowd = np.asarray(gtt.iscrowd, bool)
     ignore = crowd | ~gt.labeled.any(axis=1)
@@ -209,19 +208,11 @@ def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, 
     present = np.isfinite(p_pts).all(axis=2)
     placed = present & (~has_conf | (conf >= config.point_confidence))
     sim = keypoint_similarity(p_pts, g_pts, area, g_lab & present, sigmas)
-    crossed = keypoint_similarity(p_pts[:, order], g_pts, area, g_lab & placed & placed[:, order], sigmas)
-    swapped = np.zeros((len(pi), k), bool)
-    swap_rows, swap_score, swap_pair = [], [], []
-    for a, b in pairs:
-        ok = g_lab[:, a] & g_lab[:, b] & placed[:, a] & placed[:, b]
-        straight = (sim[:, a] + sim[:, b]) / 2
-        cross = (crossed[:, a] + crossed[:, b]) / 2
-        hit = ok & (cross >= config.point_similarity) & (straight < config.point_similarity)
-        swapped[hit, a] = swapped[hit, b] = True
-        for r in np.flatnonzero(hit):
-            swap_rows.append(r)
-            swap_score.append(cross[r] - straight[r])
-            swap_pair.append(f"{names[a]} <-> {names[b]}: crossed similarity {cross[r]:.2f}, straight {straight[r]:.2f}")
+    crossed = keypoint_similarity(p_pts[:, order], g_pts, area, g_lab & placed[:, order], sigmas)
+    swapped, swap_rows, swap_n, swap_score, cross_v, straight_v = left_right_swaps(
+        sim, crossed, g_lab & placed, pairs, config.point_similarity)
+    swap_pair = [f"{names[pairs[n][0]]} <-> {names[pairs[n][1]]}: crossed similarity {c:.2f}, straight {st:.2f}"
+                 for n, c, st in zip(swap_n, cross_v, straight_v)]
     near = present & (np.nan_to_num(sim, nan=0.0) >= config.point_similarity)
     mislocated = g_lab & placed & ~near & ~swapped
     # a low-confidence point near the label still supports it
@@ -236,8 +227,8 @@ def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, 
         frames.append(_frame(kind, gt, gj[r], pred, pi[r], score[r, c], pair_oks[r],
                              [f"{names[cc]} ({cc}): " + (text % v if np.isfinite(v) else "not placed")
                               for cc, v in zip(c, shown[kind][r, c])]))
-    r = np.array(swap_rows, dtype=np.int64)
-    frames.append(_frame("left_right_swap", gt, gj[r], pred, pi[r], np.array(swap_score), pair_oks[r], swap_pair))
+    r = swap_rows
+    frames.append(_frame("left_right_swap", gt, gj[r], pred, pi[r], swap_score, pair_oks[r], swap_pair))
     return pd.DataFrame({
         "keypoint": names, "sigma": sigmas, "labeled": gt.labeled.sum(axis=0) if len(gt) else np.zeros(k, int),
         "compared": (g_lab & present).sum(axis=0), "mean_similarity": _nanmean_cols(sim),
