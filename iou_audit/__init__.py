@@ -48,6 +48,7 @@ _EXPORTS = {
     "audit_splits": "iou_audit.audits.splits",
     "audit_keypoint_predictions": "iou_audit.audits.keypoints",
     "audit_keypoint_duplicates": "iou_audit.audits.keypoints",
+    "audit_keypoint_agreement": "iou_audit.audits.keypoints",
     "ingest": "iou_audit.ingest",
     "ingest_bccd": "iou_audit.ingest",
 }

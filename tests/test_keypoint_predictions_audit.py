@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
+import sys
+from pathlib import Path
 
 import fiftyone as fo
 import pytest
@@ -23,6 +24,9 @@ from pycocotools.cocoeval import COCOeval
 from iou_audit.audits.keypoints import audit_keypoint_predictions
 from iou_audit.geometry.keypoints import CROWDPOSE_AREA_FACTOR, CROWDPOSE_SIGMAS
 from iou_audit.results import delete_audit, list_audits, load_audit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from keypoint_edits import coco_ids, write_edited  # noqa: E402
 
 PUBLISHED = {"AP": 0.7877215935879303, "AP50": 0.9881188118811886, "AP75": 0.7314356435643564,
              "AR": 0.8222222222222223, "AR50": 1.0, "AR75": 0.7777777777777778}
@@ -94,13 +98,12 @@ def _findings(ds, field, key):
     """The audit and its findings as (kind, label, keypoint name or left/right pair); labels are
     named by COCO annotation id (predictions by their label id), which survives copying a field."""
     r = audit_keypoint_predictions(ds, "predictions", field, audit_key=key, min_score=0.5, **CROWDPOSE_PARAMS)
-    coco = dict(zip(ds.values(f"{field}.keypoints.id", unwind=True), ds.values(f"{field}.keypoints.coco_id", unwind=True)))
+    coco = coco_ids(ds, field)
     return r, {(k, coco.get(lid, lid), d.split(" (")[0].split(":")[0])
                for k, lid, d in zip(r.findings["kind"], r.findings["label_id"], r.findings["detail"])}
 
 
 def test_injected_errors_are_found(crowdpose):
-    names = crowdpose.get_skeleton("ground_truth").labels
     base, base_set = _findings(crowdpose, "ground_truth", "kp_base")
     # the best-fitting persons (highest OKS with a prediction): clean to start with
     oks = dict(zip(crowdpose.values("ground_truth.keypoints.coco_id", unwind=True),
@@ -109,28 +112,7 @@ def test_injected_errors_are_found(crowdpose):
     clean = [lid for lid, v in sorted(oks.items(), key=lambda kv: -kv[1]) if lid not in flagged and v > 0.85]
     assert len(clean) >= 4
     swap_id, move_id, drop_kp_id, drop_id = clean[:4]
-    lk, rk, lw, head = names.index("left_knee"), names.index("right_knee"), names.index("left_wrist"), names.index("head")
-
-    edited = []
-    for sample_labels, (w, h) in zip(crowdpose.values("ground_truth"),
-                                     zip(crowdpose.values("metadata.width"), crowdpose.values("metadata.height"))):
-        labels = copy.deepcopy(sample_labels)
-        kept = []
-        for kp in labels.keypoints:
-            pts, vis = [list(p) for p in kp.points], list(kp.visible)
-            if kp.coco_id == swap_id:
-                pts[lk], pts[rk], vis[lk], vis[rk] = pts[rk], pts[lk], vis[rk], vis[lk]
-            if kp.coco_id == move_id:
-                pts[lw] = [pts[lw][0] + 80 / w, pts[lw][1] + 80 / h]
-            if kp.coco_id == drop_kp_id:
-                pts[head], vis[head] = [float("nan"), float("nan")], 0
-            kp.points, kp.visible = pts, vis
-            if kp.coco_id != drop_id:
-                kept.append(kp)
-        labels.keypoints = kept
-        edited.append(labels)
-    crowdpose.set_values("edited", edited)
-    crowdpose.skeletons = {**crowdpose.skeletons, "edited": crowdpose.get_skeleton("ground_truth")}
+    write_edited(crowdpose, "ground_truth", "edited", swap=swap_id, move=move_id, unlabel=drop_kp_id, drop=drop_id)
     r, found = _findings(crowdpose, "edited", "kp_edit")
     new = found - base_set
     assert ("left_right_swap", swap_id, "left_knee <-> right_knee") in new

@@ -31,6 +31,9 @@ import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.keypoints.compare import directed_oks, left_right_swaps
+from iou_audit.audits.keypoints.findings import finding_frame as _frame
+from iou_audit.audits.keypoints.findings import ids_at as _ids
+from iou_audit.audits.keypoints.findings import nanmean_columns as _nanmean_cols
 from iou_audit.audits.keypoints.objects import (
     KeypointObjects,
     keypoint_objects,
@@ -234,31 +237,4 @@ def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, 
         "compared": (g_lab & present).sum(axis=0), "mean_similarity": _nanmean_cols(sim),
         "mislocated": mislocated.sum(axis=0), "extra": extra.sum(axis=0), "missing": missing.sum(axis=0),
         "swapped": swapped.sum(axis=0),
-    })
-
-
-def _nanmean_cols(x: np.ndarray) -> np.ndarray:
-    n = np.isfinite(x).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.nansum(x, axis=0) / np.maximum(n, 1), np.nan)
-
-
-def _ids(other_table, rows: np.ndarray) -> list:
-    ids = np.asarray(other_table.label_id, dtype=object)
-    out = np.full(len(rows), "", dtype=object)
-    hit = rows >= 0
-    out[hit] = ids[rows[hit]]
-    return out.tolist()
-
-
-def _frame(kind, objs: KeypointObjects, rows, other: KeypointObjects, other_rows, score, oks_value, detail) -> pd.DataFrame:
-    t, o = objs.table, other.table
-    rows = np.asarray(rows, dtype=np.int64)
-    other_rows = np.asarray(other_rows, dtype=np.int64)
-    return pd.DataFrame({
-        "kind": kind, "sample_id": t.sample_ids[t.sample_index[rows]] if len(rows) else [],
-        "field": t.field, "label_id": t.label_id[rows] if len(rows) else [],
-        "other_field": np.where(other_rows >= 0, o.field, ""), "other_label_id": _ids(o, other_rows),
-        "label": t.label[rows] if len(rows) else [], "score": np.asarray(score, dtype=np.float64),
-        "iou": np.asarray(oks_value, dtype=np.float64), "detail": list(detail),
     })
