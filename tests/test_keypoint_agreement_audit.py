@@ -125,3 +125,19 @@ def test_injected_disagreements_are_found(crowdpose):
         delete_audit(crowdpose, "kpa2")
     finally:
         crowdpose.delete_sample_field("second")
+
+
+def test_empty_fields_and_bad_fields():
+    import fiftyone as fo
+
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath="/nonexistent/a.jpg", metadata=fo.ImageMetadata(width=10, height=10),
+                                  a=fo.Keypoints(keypoints=[fo.Keypoint(label="p", points=[(0.1, 0.1), (0.5, 0.5)])]),
+                                  b=fo.Keypoints(keypoints=[]))])
+        r = audit_keypoint_agreement(ds, ["a", "b"], sigmas=(0.1, 0.1), save=False)
+        assert r.findings["kind"].tolist() == ["unmatched_object"] and r.metrics["object_f1"] == 0.0
+        with pytest.raises(ValueError, match="two or more distinct"):
+            audit_keypoint_agreement(ds, ["a", "a"], save=False)
+    finally:
+        ds.delete()

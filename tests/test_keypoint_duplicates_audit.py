@@ -92,3 +92,14 @@ def test_a_copied_skeleton_is_found_once(crowdpose):
         delete_audit(crowdpose, "kpdup2")
     finally:
         crowdpose.delete_sample_field("edited")
+
+
+def test_empty_field():
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath="/nonexistent/a.jpg", metadata=fo.ImageMetadata(width=10, height=10))])
+        ds.add_sample_field("kp", fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
+        r = audit_keypoint_duplicates(ds, "kp", save=False)
+        assert len(r.findings) == 0 and r.metrics["n_labels"] == 0
+    finally:
+        ds.delete()

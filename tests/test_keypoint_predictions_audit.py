@@ -155,3 +155,24 @@ def test_bad_input_is_a_clear_error(crowdpose):
             audit_keypoint_predictions(ds, "pred", "gt", sigmas=(0.1, 0.1), save=False)
     finally:
         ds.delete()
+
+
+def test_empty_and_missing_fields_do_not_crash():
+    ds = fo.Dataset()
+    try:
+        gt = fo.Keypoints(keypoints=[fo.Keypoint(label="p", points=[(0.1, 0.1), (0.2, 0.3)], visible=[2, 2])])
+        ds.add_samples([
+            fo.Sample(filepath="/nonexistent/a.jpg", metadata=fo.ImageMetadata(width=100, height=80), gt=gt,
+                      pred=fo.Keypoints(keypoints=[])),
+            fo.Sample(filepath="/nonexistent/b.jpg", metadata=fo.ImageMetadata(width=100, height=80)),
+        ])
+        r = audit_keypoint_predictions(ds, "pred", "gt", sigmas=(0.1, 0.1), audit_key="empty")
+        # no prediction at all: the one label is unsupported, AP 0 (COCO's value with ground truth
+        # and no detections)
+        assert r.findings["kind"].tolist() == ["possible_spurious"] and r.findings["score"][0] == 1.0
+        assert r.metrics["AP"] == 0.0 and r.metrics["n_matched"] == 0
+        ds.set_values("gt", [None, None])
+        r = audit_keypoint_predictions(ds, "pred", "gt", sigmas=(0.1, 0.1), save=False)
+        assert len(r.findings) == 0 and r.metrics["n_labels"] == 0
+    finally:
+        ds.delete()

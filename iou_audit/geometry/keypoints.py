@@ -141,7 +141,8 @@ def extent_boxes(points: np.ndarray, visibility: np.ndarray | None = None) -> np
         [[1.0, 2.0, 1.0, 2.0]]
     """
     p = np.asarray(points, dtype=np.float64)
-    p = p.reshape(len(p), -1, 2)
+    if p.ndim != 3:
+        p = p.reshape(len(p), -1, 2) if p.size else np.zeros((len(p), 0, 2))
     ok = np.isfinite(p).all(axis=2)
     if visibility is not None:
         ok &= np.asarray(visibility).reshape(ok.shape) > 0
