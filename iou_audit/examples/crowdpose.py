@@ -4,9 +4,11 @@ published keypoint AP reproduced through the keypoint audit.
 Four CrowdPose images (no pixels: sizes come from the JSON), ``ground_truth``: the 10 annotated
 persons, converted by FiftyOne's own COCO parser (``fiftyone.utils.coco.add_coco_labels``,
 label_type "keypoints": relative points, NaN where not labeled, COCO's flags in ``visible``), each
-with its annotated box as a ``bbox`` attribute in FiftyOne's relative ``[x, y, w, h]``;
+with its annotated box as a ``bbox`` attribute in FiftyOne's relative ``[x, y, w, h]`` and its
+annotation id as ``coco_id``;
 ``predictions``: the 15 predicted poses (relative points, the per-point scores as the Keypoint's
-``confidence`` list, the instance score as a ``score`` attribute).
+``confidence`` list, the instance score as a ``score`` attribute, its position in the results
+file as ``result_index``). Both fields carry CrowdPose's keypoint names as their skeleton.
 
 Published (faster-coco-eval's test on these files, iouType "keypoints_crowd", use_area=False):
 AP 0.7877, AP50 0.9881, AP75 0.7314, AR 0.8222.
@@ -28,6 +30,11 @@ PUBLISHED = {"AP": 0.7877215935879303, "AP50": 0.9881188118811886, "AP75": 0.731
              "AR": 0.8222222222222223, "AR50": 1.0, "AR75": 0.7777777777777778}
 
 
+#: CrowdPose's limbs (0-based): arms, shoulders to hips, legs, head-neck-shoulders.
+CROWDPOSE_EDGES = [[0, 2], [2, 4], [1, 3], [3, 5], [0, 1], [0, 6], [1, 7], [6, 7], [6, 8], [8, 10], [7, 9], [9, 11],
+                   [12, 13], [13, 0], [13, 1]]
+
+
 def load_dataset(data_dir: pathlib.Path = DEFAULT_DATA, name: str | None = None):
     """A non-persistent dataset, one sample per image in ascending id order (pycocotools' order)."""
     import fiftyone as fo
@@ -43,8 +50,12 @@ def load_dataset(data_dir: pathlib.Path = DEFAULT_DATA, name: str | None = None)
         for im in images
     ])
     categories = [{"id": c["id"], "name": c["name"]} for c in gt["categories"]]
+    # the file's "skeleton" edges are COCO's 17-point ones (indices up to 17), not CrowdPose's 14:
+    # the names are kept, the edges drawn for the App are CrowdPose's limbs
+    names = gt["categories"][0]["keypoints"]
+    dataset.skeletons = {f: fo.KeypointSkeleton(labels=names, edges=CROWDPOSE_EDGES) for f in ("ground_truth", "predictions")}
     fouc.add_coco_labels(dataset, "ground_truth", gt["annotations"], categories, label_type="keypoints",
-                         coco_id_field="coco_id")
+                         coco_id_field="coco_id", include_annotation_id=True)
     size = {im["id"]: (im["width"], im["height"]) for im in images}
     boxes: dict[int, list] = {}
     for a in gt["annotations"]:
@@ -52,12 +63,12 @@ def load_dataset(data_dir: pathlib.Path = DEFAULT_DATA, name: str | None = None)
         x, y, bw, bh = a["bbox"]
         boxes.setdefault(a["image_id"], []).append([x / w, y / h, bw / w, bh / h])
     by_image: dict[int, list] = {}
-    for p in preds:
+    for index, p in enumerate(preds):
         w, h = size[p["image_id"]]
         k = p["keypoints"]
         by_image.setdefault(p["image_id"], []).append(fo.Keypoint(
             label="person", points=[(x / w, y / h) for x, y in zip(k[0::3], k[1::3])],
-            confidence=list(k[2::3]), score=p["score"]))
+            confidence=list(k[2::3]), score=p["score"], result_index=index))
     ids = dataset.values("coco_id")
     gt_values = dataset.values("ground_truth")
     for labels, coco_id in zip(gt_values, ids):  # add_coco_labels keeps the file's order per image

@@ -87,6 +87,33 @@ def check_flip_pairs(flip_pairs, num_keypoints: int) -> np.ndarray:
     return p
 
 
+_SIDES = (("left", "right"), ("l_", "r_"))
+
+
+def flip_pairs_from_names(names) -> tuple[tuple[int, int], ...]:
+    """Left/right pairs of a skeleton from its keypoint names (``left_knee`` <-> ``right_knee``,
+    any case, ``left``/``right`` anywhere in the name, or an ``l_``/``r_`` prefix).
+
+    Example:
+        >>> flip_pairs_from_names(["nose", "left_eye", "right_eye", "Left Knee", "Right Knee", "l_ear", "r_ear"])
+        ((1, 2), (3, 4), (5, 6))
+    """
+    lower = [str(n).lower() for n in names]
+    index = {n: i for i, n in enumerate(lower)}
+    pairs = []
+    for i, n in enumerate(lower):
+        for left, right in _SIDES:
+            other = None
+            if left == "l_" and n.startswith("l_"):
+                other = "r_" + n[2:]
+            elif left == "left" and "left" in n:
+                other = n.replace("left", "right")
+            if other is not None and other in index:
+                pairs.append((i, index[other]))
+                break
+    return tuple(pairs)
+
+
 def flip_order(flip_pairs, num_keypoints: int) -> np.ndarray:
     """(K,) permutation that swaps every left/right pair (the mirror image's keypoint order).
 
@@ -114,7 +141,8 @@ def extent_boxes(points: np.ndarray, visibility: np.ndarray | None = None) -> np
         [[1.0, 2.0, 1.0, 2.0]]
     """
     p = np.asarray(points, dtype=np.float64)
-    p = p.reshape(len(p), -1, 2)
+    if p.ndim != 3:
+        p = p.reshape(len(p), -1, 2) if p.size else np.zeros((len(p), 0, 2))
     ok = np.isfinite(p).all(axis=2)
     if visibility is not None:
         ok &= np.asarray(visibility).reshape(ok.shape) > 0

@@ -82,7 +82,7 @@ def keypoint_evaluate(
     values, pair_offsets = batched_oks(dt_p, dt_offsets, gt_p, gt_offsets, gt_areas, gt_visibility, gt_boxes,
                                        sigmas)
     n1, n2 = len(dt_p), len(gt_p)
-    labeled = labeled_mask(gt_p.reshape(n2, -1, 2), gt_visibility)
+    labeled = labeled_mask(gt_p, gt_visibility) if n2 else np.zeros((0, 0), bool)
     crowd = np.zeros(n2, bool) if gt_crowd is None else np.asarray(gt_crowd, bool).reshape(-1)
     ignore = crowd | ~labeled.any(axis=1)
     l1 = np.zeros(n1, np.int64) if dt_labels is None else np.asarray(dt_labels).reshape(-1)
@@ -90,7 +90,7 @@ def keypoint_evaluate(
     dt_area = gt_area = None
     if area_ranges is not None:
         # pycocotools' loadRes: a keypoint result's area is that of the box over all its points
-        dt_area = np.nan_to_num(box_areas(extent_boxes(dt_p.reshape(n1, -1, 2))), nan=0.0)
+        dt_area = np.nan_to_num(box_areas(extent_boxes(dt_p)), nan=0.0) if n1 else np.zeros(0)
         gt_area = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
     result = coco_evaluate(
         values, pair_offsets, dt_offsets, gt_offsets, dt_scores, l1, l2, gt_crowd=crowd, gt_ignore=ignore,

@@ -70,8 +70,10 @@ def check_label_field(samples, field: str, label_types: Sequence[str] = GEOMETRY
     doc_type = getattr(ftype, "document_type", None)
     name = getattr(doc_type, "__name__", None)
     if not isinstance(ftype, fo.EmbeddedDocumentField) or name not in wanted:
+        hint = ("; Keypoints fields have their own audits: iou_audit.audit_keypoint_predictions, "
+                "audit_keypoint_agreement, audit_keypoint_duplicates") if name == "Keypoints" else ""
         raise ValueError(
-            f"field {field!r} holds {name or type(ftype).__name__}, expected {' or '.join(wanted)}"
+            f"field {field!r} holds {name or type(ftype).__name__}, expected {' or '.join(wanted)}{hint}"
         )
     label_type, key = LIST_KEYS[name]
     return label_type, f"{field}.{key}"
