@@ -299,6 +299,23 @@ def test_fingerprints_of_boxes_masks_and_polylines(dataset):
     s.save()
     assert _fingerprint(dataset, "poly", line.id) == fp
 
+    # keypoints: a point moved, a point missing (NaN)
+    dataset.add_sample_field("kps", fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
+    s["kps"] = fo.Keypoints(keypoints=[fo.Keypoint(label="person", points=[(0.1, 0.2), (0.3, 0.4)])])
+    s.save()
+    kp = s.kps.keypoints[0]
+    fk = _fingerprint(dataset, "kps", kp.id)
+    kp.points = [(0.1, 0.2), (0.3, 0.41)]
+    s.save()
+    fk2 = _fingerprint(dataset, "kps", kp.id)
+    kp.points = [(0.1, 0.2), (float("nan"), float("nan"))]
+    s.save()
+    assert len({fk, fk2, _fingerprint(dataset, "kps", kp.id)}) == 3
+    assert _fingerprint(dataset, "kps", kp.id) == _fingerprint(dataset, "kps", kp.id)
+    assert mark_review(dataset, [kp.id], "confirmed") == 1  # found in the Keypoints field, tagged there
+    assert dataset.count_label_tags(label_fields="kps") == {"review:confirmed": 1}
+    assert clear_review(dataset, [kp.id]) == 1 and dataset.count_label_tags(label_fields="kps") == {}
+
     # the life cycle works on a polyline row too
     _hand_audit(dataset, "p", "duplicates", [{"kind": "contained", "sample_id": s.id, "field": "poly",
                                               "label_id": line.id, "label": "road", "score": 0.97}])

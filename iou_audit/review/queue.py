@@ -161,9 +161,9 @@ def _view_filter(view, dataset, findings: pd.DataFrame) -> pd.Series:
         if view.get_field(field) is None:
             keep &= ~(labelled & (findings["field"] == field))
             continue
-        from iou_audit.table.read import check_label_field
+        from iou_audit.table.read import ALL_LABEL_TYPES, check_label_field
 
-        _, list_path = check_label_field(view, field)
+        _, list_path = check_label_field(view, field, ALL_LABEL_TYPES)
         ids = set(view.values(f"{list_path}.id", unwind=True))
         here = labelled & (findings["field"] == field)
         keep &= ~here | findings["label_id"].isin(ids)
