@@ -29,7 +29,10 @@ def scale_ds(tmp_path_factory):
     about 120,000 labels, so an agreement shard of 1,000 samples stores a part above 16 MB."""
     import fiftyone as fo
 
-    ds = _bench_scale().build_dataset("shards-test", 2000, str(tmp_path_factory.mktemp("img")))
+    bench = _bench_scale()
+    image_dir = str(tmp_path_factory.mktemp("img"))
+    bench.ensure_images(image_dir, 2000)  # 32 x 32 PNGs; every 1,000th sample reuses the previous file
+    ds = bench.build_dataset("shards-test", 2000, image_dir)
     ds.persistent = True  # loaded by name in the worker processes
     yield ds
     fo.delete_dataset(ds.name)
@@ -200,6 +203,32 @@ def test_plan_refuses_a_sorted_view_and_changed_samples(small_ds):
     with pytest.raises(shards.ShardError, match="view changed"):
         shards.run_shard(small_ds, plan_id, 0)
     shards.delete_plan(plan_id)
+
+
+def test_splits_sharded_equals_single(scale_ds):
+    from bson import ObjectId
+
+    from iou_audit import fiftyone_private as fop
+    from iou_audit.audits.splits import audit_splits
+
+    # a copy whose two sides lie in different shards: sample 1,500 (last shard) gets sample 10's file
+    # and another split
+    ids, paths, splits = scale_ds.values("id"), scale_ds.values("filepath"), scale_ds.values("split")
+    other = "test" if splits[10] != "test" else "val"
+    fop.raw_sample_collection(scale_ds).update_one({"_id": ObjectId(ids[1500])},
+                                                   {"$set": {"filepath": paths[10], "split": other}})
+    want, got = single_then_sharded(scale_ds, "splits", "spl", dict(split_field="split", label_field="a"),
+                                    single=lambda ds, key: audit_splits(ds, split_field="split", label_field="a",
+                                                                        audit_key=key))
+    kinds = set(want["findings"]["kind"])
+    assert "leak_exact" in kinds, kinds
+    exact = want["findings"][want["findings"]["kind"] == "leak_exact"]
+    assert {ids[10], ids[1500]} in [{a, b} for a, b in zip(exact.sample_id, exact.other_sample_id)]
+    assert len(want["tables"]["drift_tests"]) > 0
+    got.pop("plan")
+    fop.raw_sample_collection(scale_ds).update_one({"_id": ObjectId(ids[1500])},
+                                                   {"$set": {"filepath": paths[1500], "split": splits[1500]}})
+    same(want, got)
 
 
 PLUGIN = "@iou-audit/iou-audit"

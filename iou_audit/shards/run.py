@@ -64,7 +64,7 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     if unordered is not None:
         raise ValueError(f"a sharded run needs the samples in id order (shards select id ranges); sample #{unordered} "
                          f"({ids[unordered]}) comes after {ids[unordered - 1]}: drop the sort_by/shuffle stage")
-    shared = spec.prepare(samples, config)
+    shared = {**spec.prepare(samples, config), "audit_key": audit_key}
     align = int(getattr(config, "batch_size", 1)) if spec.batch_aligned else 1
     shards = [{"index": i, "lo": ids[a], "hi": ids[b - 1], "n_samples": b - a, "state": "pending", "error": None,
                "file_id": None, "bytes": 0, "seconds": None, "worker": None}
@@ -188,7 +188,7 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
     store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None}})
     try:
         parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
-        output = spec.merge(parts, config, plan["shared"])
+        output = spec.merge(parts, config, plan["shared"], samples)
         del parts
         result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
                            progress=progress)
