@@ -281,70 +281,6 @@ def shards_plans(ds, key) -> None:
         shards.delete_plan(plan["_id"])
 
 
-def start_workers(n: int, log_dir: pathlib.Path, timeout: float = 180.0) -> list:
-    """``n`` real ``fiftyone delegated launch`` processes on this session's MongoDB server (its own
-    ``mongod`` process, port and data directory: ``FIFTYONE_DATABASE_URI`` from conftest), each
-    loading this worktree's plugin and library; returns once every one is polling the queue."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    env = {**os.environ, "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS": "true", "FIFTYONE_PLUGINS_DIR": str(REPO),
-           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    cli = pathlib.Path(sys.executable).with_name("fiftyone")
-    workers = []
-    for i in range(n):
-        log = open(log_dir / f"worker{i}.log", "w")
-        workers.append((subprocess.Popen([str(cli), "delegated", "launch"], stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, cwd=str(log_dir)), log_dir / f"worker{i}.log"))
-    deadline = time.time() + timeout
-    for proc, log_path in workers:
-        while "Delegated operation service running" not in log_path.read_text():
-            if proc.poll() is not None or time.time() > deadline:
-                stop_workers(workers)
-                raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
-    return workers
-
-
-def stop_workers(workers) -> None:
-    """Terminate each worker's whole process tree, deepest first (FiftyOne's services start their own
-    process groups, so killing the parent alone can orphan children); kill what survives."""
-    import psutil
-
-    procs = []
-    for proc, _ in workers:
-        try:
-            parent = psutil.Process(proc.pid)
-            procs += list(reversed(parent.children(recursive=True))) + [parent]
-        except psutil.NoSuchProcess:
-            pass
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def wait_merged(plan_id, timeout: float = 900.0) -> dict:
-    import time
-
-    from iou_audit import shards
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        plan = shards.get_plan(plan_id)
-        if plan["merge"]["state"] in ("done", "failed") or any(s["state"] == "failed" for s in plan["shards"]):
-            return plan
-        time.sleep(0.5)
-    return shards.get_plan(plan_id)
-
-
 def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
     """The sharded agreement audit queued by the operator, run by 2 `fiftyone delegated launch`
     worker processes, merged by the worker that takes the merge: identical to the single-process run."""
@@ -352,15 +288,16 @@ def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
 
     from iou_audit.audits.agreement import audit_agreement
     from iou_audit.results import delete_audit
+    from iou_audit.shards.workers import start_workers, stop_workers, wait_merged
 
     audit_agreement(scale_ds, ["a", "b", "c"], audit_key="agr_e2e")
     want = snapshot(scale_ds, "agr_e2e")
     delete_audit(scale_ds, "agr_e2e")
-    workers = start_workers(2, tmp_path)
+    workers = start_workers(2, tmp_path, repo=REPO)
     try:
         res = foo.execute_operator(f"{PLUGIN}/run_sharded_audit", ctx=dict(dataset=scale_ds, params={
             "audit": "agreement", "label_fields": ["a", "b", "c"], "audit_key": "agr_e2e", "n_shards": 4}))
-        plan = wait_merged(res.result["plan_id"])
+        plan = wait_merged(res.result["plan_id"], timeout=900)
     finally:
         stop_workers(workers)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in workers)
