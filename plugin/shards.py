@@ -13,11 +13,13 @@ from iou_audit import shards
 from iou_audit.audits.agreement.audit import AgreementConfig
 from iou_audit.audits.duplicates import DuplicatesConfig
 from iou_audit.audits.predictions.audit import PredictionsConfig
+from iou_audit.audits.splits.audit import SplitsConfig
 
 from ._forms import audit_key_input, config_inputs, config_params, label_field_input, label_fields, param
 from .agreement import FORM_OPTIONS as AGREEMENT_OPTIONS
 from .duplicates import FORM_OPTIONS as DUPLICATES_OPTIONS
 from .predictions import FORM_OPTIONS as PREDICTIONS_OPTIONS
+from .splits import FORM_OPTIONS as SPLITS_OPTIONS
 
 PLUGIN = "@iou-audit/iou-audit"
 SHARD_URI = f"{PLUGIN}/audit_shard"
@@ -27,7 +29,12 @@ FORMS = {
     "duplicates": (DuplicatesConfig, DUPLICATES_OPTIONS),
     "agreement": (AgreementConfig, AGREEMENT_OPTIONS),
     "predictions": (PredictionsConfig, PREDICTIONS_OPTIONS),
+    "splits": (SplitsConfig, SPLITS_OPTIONS),
 }
+#: audit -> the form's field parameters (required, then optional)
+FIELD_PARAMS = {"duplicates": ("label_field",), "agreement": ("label_fields",), "predictions": ("pred_field", "gt_field"),
+                "splits": ("split_field",)}
+OPTIONAL_PARAMS = {"splits": ("group_field", "label_field")}
 
 
 def _field_inputs(inputs, ctx, audit: str) -> bool:
@@ -39,6 +46,14 @@ def _field_inputs(inputs, ctx, audit: str) -> bool:
             inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
                         view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
         return bool(fields)
+    if audit == "splits":
+        inputs.str("split_field", default="split", required=True, label="Split field",
+                   description="Sample field naming each sample's split")
+        inputs.str("group_field", required=False, label="Group field",
+                   description="Optional: sample field of group values (video, patient, scene)")
+        label_field_input(inputs, ctx, label_types=(fo.Detections,), required=False, default="ground_truth",
+                          description="Detections field for annotation leaks and drift")
+        return True
     fields = label_field_input(inputs, ctx, "pred_field", "Predictions field", label_types=(fo.Detections,))
     if fields:
         label_field_input(inputs, ctx, "gt_field", "Ground-truth field", label_types=(fo.Detections,),
@@ -50,8 +65,8 @@ def audit_params(ctx, audit: str) -> dict:
     """The library parameters of ``audit`` from the form (fields + the config options)."""
     config_class, options = FORMS[audit]
     params = config_params(ctx, config_class, options)
-    names = {"duplicates": ("label_field",), "agreement": ("label_fields",), "predictions": ("pred_field", "gt_field")}
-    params.update({name: ctx.params[name] for name in names[audit]})
+    params.update({name: ctx.params[name] for name in FIELD_PARAMS[audit]})
+    params.update({name: ctx.params[name] for name in OPTIONAL_PARAMS.get(audit, ()) if ctx.params.get(name)})
     return params
 
 

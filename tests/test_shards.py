@@ -29,7 +29,10 @@ def scale_ds(tmp_path_factory):
     about 120,000 labels, so an agreement shard of 1,000 samples stores a part above 16 MB."""
     import fiftyone as fo
 
-    ds = _bench_scale().build_dataset("shards-test", 2000, str(tmp_path_factory.mktemp("img")))
+    bench = _bench_scale()
+    image_dir = str(tmp_path_factory.mktemp("img"))
+    bench.ensure_images(image_dir, 2000)  # 32 x 32 PNGs; every 1,000th sample reuses the previous file
+    ds = bench.build_dataset("shards-test", 2000, image_dir)
     ds.persistent = True  # loaded by name in the worker processes
     yield ds
     fo.delete_dataset(ds.name)
@@ -202,6 +205,32 @@ def test_plan_refuses_a_sorted_view_and_changed_samples(small_ds):
     shards.delete_plan(plan_id)
 
 
+def test_splits_sharded_equals_single(scale_ds):
+    from bson import ObjectId
+
+    from iou_audit import fiftyone_private as fop
+    from iou_audit.audits.splits import audit_splits
+
+    # a copy whose two sides lie in different shards: sample 1,500 (last shard) gets sample 10's file
+    # and another split
+    ids, paths, splits = scale_ds.values("id"), scale_ds.values("filepath"), scale_ds.values("split")
+    other = "test" if splits[10] != "test" else "val"
+    fop.raw_sample_collection(scale_ds).update_one({"_id": ObjectId(ids[1500])},
+                                                   {"$set": {"filepath": paths[10], "split": other}})
+    want, got = single_then_sharded(scale_ds, "splits", "spl", dict(split_field="split", label_field="a"),
+                                    single=lambda ds, key: audit_splits(ds, split_field="split", label_field="a",
+                                                                        audit_key=key))
+    kinds = set(want["findings"]["kind"])
+    assert "leak_exact" in kinds, kinds
+    exact = want["findings"][want["findings"]["kind"] == "leak_exact"]
+    assert {ids[10], ids[1500]} in [{a, b} for a, b in zip(exact.sample_id, exact.other_sample_id)]
+    assert len(want["tables"]["drift_tests"]) > 0
+    got.pop("plan")
+    fop.raw_sample_collection(scale_ds).update_one({"_id": ObjectId(ids[1500])},
+                                                   {"$set": {"filepath": paths[1500], "split": splits[1500]}})
+    same(want, got)
+
+
 PLUGIN = "@iou-audit/iou-audit"
 
 
@@ -252,70 +281,6 @@ def shards_plans(ds, key) -> None:
         shards.delete_plan(plan["_id"])
 
 
-def start_workers(n: int, log_dir: pathlib.Path, timeout: float = 180.0) -> list:
-    """``n`` real ``fiftyone delegated launch`` processes on this session's MongoDB server (its own
-    ``mongod`` process, port and data directory: ``FIFTYONE_DATABASE_URI`` from conftest), each
-    loading this worktree's plugin and library; returns once every one is polling the queue."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    env = {**os.environ, "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS": "true", "FIFTYONE_PLUGINS_DIR": str(REPO),
-           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    cli = pathlib.Path(sys.executable).with_name("fiftyone")
-    workers = []
-    for i in range(n):
-        log = open(log_dir / f"worker{i}.log", "w")
-        workers.append((subprocess.Popen([str(cli), "delegated", "launch"], stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, cwd=str(log_dir)), log_dir / f"worker{i}.log"))
-    deadline = time.time() + timeout
-    for proc, log_path in workers:
-        while "Delegated operation service running" not in log_path.read_text():
-            if proc.poll() is not None or time.time() > deadline:
-                stop_workers(workers)
-                raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
-    return workers
-
-
-def stop_workers(workers) -> None:
-    """Terminate each worker's whole process tree, deepest first (FiftyOne's services start their own
-    process groups, so killing the parent alone can orphan children); kill what survives."""
-    import psutil
-
-    procs = []
-    for proc, _ in workers:
-        try:
-            parent = psutil.Process(proc.pid)
-            procs += list(reversed(parent.children(recursive=True))) + [parent]
-        except psutil.NoSuchProcess:
-            pass
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def wait_merged(plan_id, timeout: float = 900.0) -> dict:
-    import time
-
-    from iou_audit import shards
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        plan = shards.get_plan(plan_id)
-        if plan["merge"]["state"] in ("done", "failed") or any(s["state"] == "failed" for s in plan["shards"]):
-            return plan
-        time.sleep(0.5)
-    return shards.get_plan(plan_id)
-
-
 def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
     """The sharded agreement audit queued by the operator, run by 2 `fiftyone delegated launch`
     worker processes, merged by the worker that takes the merge: identical to the single-process run."""
@@ -323,15 +288,16 @@ def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
 
     from iou_audit.audits.agreement import audit_agreement
     from iou_audit.results import delete_audit
+    from iou_audit.shards.workers import start_workers, stop_workers, wait_merged
 
     audit_agreement(scale_ds, ["a", "b", "c"], audit_key="agr_e2e")
     want = snapshot(scale_ds, "agr_e2e")
     delete_audit(scale_ds, "agr_e2e")
-    workers = start_workers(2, tmp_path)
+    workers = start_workers(2, tmp_path, repo=REPO)
     try:
         res = foo.execute_operator(f"{PLUGIN}/run_sharded_audit", ctx=dict(dataset=scale_ds, params={
             "audit": "agreement", "label_fields": ["a", "b", "c"], "audit_key": "agr_e2e", "n_shards": 4}))
-        plan = wait_merged(res.result["plan_id"])
+        plan = wait_merged(res.result["plan_id"], timeout=900)
     finally:
         stop_workers(workers)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in workers)

@@ -36,7 +36,8 @@ class ShardedAudit:
     ``make_config(params)`` builds the config as the audit's public function does;
     ``prepare(samples, config)`` returns what every shard must share (JSON-able, e.g. annotator
     names), computed once on the whole view; ``part(samples, config, shared, report)`` computes one
-    shard's part; ``merge(parts, config, shared)`` returns the audit's :class:`AuditOutput`;
+    shard's part; ``merge(parts, config, shared, samples)`` returns the audit's :class:`AuditOutput`
+    (``shared`` also holds the ``audit_key``);
     ``batch_aligned``: shards must start at multiples of ``config.batch_size``.
     """
 
@@ -44,7 +45,7 @@ class ShardedAudit:
     make_config: Callable[[dict], Any]
     prepare: Callable[[Any, Any], dict]
     part: Callable[[Any, Any, dict, Any], Any]
-    merge: Callable[[list, Any, dict], AuditOutput]
+    merge: Callable[[list, Any, dict, Any], AuditOutput]
     batch_aligned: bool
 
 
@@ -88,7 +89,7 @@ def merge_layouts(layouts) -> ReadLayout:
     return out
 
 
-def _dup_merge(parts: list, config, shared) -> AuditOutput:
+def _dup_merge(parts: list, config, shared, samples) -> AuditOutput:
     from iou_audit.audits.duplicates import KINDS
     from iou_audit.results import concat_findings
 
@@ -155,7 +156,7 @@ def _agr_part(samples, config, shared, report) -> dict:
     return {"names": list(names), "fields": list(fields), "parts": parts, "geometry": geometry}
 
 
-def _agr_merge(parts: list, config, shared) -> AuditOutput:
+def _agr_merge(parts: list, config, shared, samples) -> AuditOutput:
     from iou_audit.audits.agreement.audit import output_from_parts
 
     first = parts[0]
@@ -259,7 +260,7 @@ def concat_pairs(values: list, pair_offsets: list) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(values), offsets.astype(np.asarray(pair_offsets[0]).dtype)
 
 
-def _pred_merge(parts: list, config, shared) -> AuditOutput:
+def _pred_merge(parts: list, config, shared, samples) -> AuditOutput:
     from iou_audit.audits.predictions.audit import output_from_tables
 
     pred = concat_tables([p[0] for p in parts])
@@ -269,11 +270,65 @@ def _pred_merge(parts: list, config, shared) -> AuditOutput:
     return output_from_tables(pred, gt, config, pair_ious=(values, offsets))
 
 
+# --- splits -----------------------------------------------------------------------------------
+
+def _splits_config(params: dict):
+    from iou_audit.audits.splits.audit import SplitsConfig
+
+    params = dict(params)
+    if params.get("split_tags"):
+        params["split_tags"] = tuple(params["split_tags"])
+    for name in ("shifted", "transformed"):
+        if name in params:
+            params[name] = bool(params[name])
+    return SplitsConfig(**params)
+
+
+def _splits_prepare(samples, config) -> dict:
+    from iou_audit.audits.splits.sources import read_splits
+
+    read_splits(samples, config.split_field, config.split_tags)  # a clear error now, not in every shard
+    return {}
+
+
+def _splits_part(samples, config, shared, report) -> tuple:
+    from iou_audit.audits.splits.audit import read_hashes
+
+    return read_hashes(samples, config, report, shared["audit_key"])
+
+
+def join_hashes(parts: list) -> tuple:
+    """The shards' ``image_hashes`` tuples as one tuple over all their samples, in order.
+
+    Example:
+        >>> a = (np.array(["x"], object), np.array([1], np.uint64), np.zeros((1, 2), np.uint64),
+        ...      np.zeros((1, 1), np.uint64), np.array(["1:2"], object), 1, {})
+        >>> b = (np.array([None], object), np.array([0], np.uint64), np.zeros((1, 2), np.uint64),
+        ...      np.zeros((1, 1), np.uint64), np.array([""], object), 0, {0: "OSError: gone"})
+        >>> joined = join_hashes([a, b])
+        >>> joined[0].tolist(), joined[5], joined[6]
+        (['x', None], 1, {1: 'OSError: gone'})
+    """
+    start = np.cumsum([0] + [len(p[0]) for p in parts])
+    unreadable = {int(r) + int(start[i]): e for i, p in enumerate(parts) for r, e in p[6].items()}
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+            np.concatenate([p[4] for p in parts]), int(sum(p[5] for p in parts)), unreadable)
+
+
+def _splits_merge(parts: list, config, shared, samples) -> AuditOutput:
+    from iou_audit.audits.splits.audit import _read_and_compute
+    from iou_audit.progress import make_progress
+
+    return _read_and_compute(samples, config, make_progress(None), shared["audit_key"], hashes=join_hashes(parts))
+
+
 AUDITS = {
     "duplicates": ShardedAudit("duplicates", _dup_config, _dup_prepare, _dup_part, _dup_merge, batch_aligned=True),
     "agreement": ShardedAudit("agreement", _agr_config, _agr_prepare, _agr_part, _agr_merge, batch_aligned=False),
     "predictions": ShardedAudit("predictions", _pred_config, _pred_prepare, _pred_part, _pred_merge,
                                 batch_aligned=False),
+    "splits": ShardedAudit("splits", _splits_config, _splits_prepare, _splits_part, _splits_merge, batch_aligned=False),
 }
 
 

@@ -64,7 +64,7 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     if unordered is not None:
         raise ValueError(f"a sharded run needs the samples in id order (shards select id ranges); sample #{unordered} "
                          f"({ids[unordered]}) comes after {ids[unordered - 1]}: drop the sort_by/shuffle stage")
-    shared = spec.prepare(samples, config)
+    shared = {**spec.prepare(samples, config), "audit_key": audit_key}
     align = int(getattr(config, "batch_size", 1)) if spec.batch_aligned else 1
     shards = [{"index": i, "lo": ids[a], "hi": ids[b - 1], "n_samples": b - a, "state": "pending", "error": None,
                "file_id": None, "bytes": 0, "seconds": None, "worker": None}
@@ -114,7 +114,7 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     key = {"_id": plan["_id"]}
     worker = f"{socket.gethostname()}:{os.getpid()}"
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "running", f"shards.{index}.worker": worker,
-                                            f"shards.{index}.error": None}})
+                                            f"shards.{index}.error": None, f"shards.{index}.started_at": store.now()}})
     start = time.perf_counter()
     report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
     try:
@@ -134,7 +134,8 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     old = shard.get("file_id")
     seconds = time.perf_counter() - start
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "done", f"shards.{index}.file_id": file_id,
-                                            f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds}})
+                                            f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds,
+                                            f"shards.{index}.finished_at": store.now()}})
     if old is not None and old != file_id:  # a re-run shard replaces its earlier part
         store.delete_part(old)
     return {**shard, "state": "done", "file_id": str(file_id), "bytes": size, "seconds": seconds}
@@ -185,17 +186,20 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
 
         _check_consensus_name(samples, config.consensus_field, plan["audit_key"])
     key = {"_id": plan["_id"]}
-    store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None}})
+    store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None,
+                                            "merge.started_at": store.now()}})
+    start = time.perf_counter()
     try:
         parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
-        output = spec.merge(parts, config, plan["shared"])
+        output = spec.merge(parts, config, plan["shared"], samples)
         del parts
         result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
                            progress=progress)
     except BaseException as e:
         store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
         raise
-    store.plans().update_one(key, {"$set": {"merge.state": "done", "merge.at": store.now(), "merged_at": store.now()}})
+    store.plans().update_one(key, {"$set": {"merge.state": "done", "merge.at": store.now(),
+                                            "merge.seconds": time.perf_counter() - start}})
     if not keep_parts:
         delete_plan(plan_id)
     return result
