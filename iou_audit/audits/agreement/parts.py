@@ -45,12 +45,35 @@ class BatchPart:
 
 
 def compact(t) -> SimpleNamespace:
-    """The O(labels) columns of an annotator table (no masks or polygons)."""
+    """The O(labels) columns of an annotator table (no masks or polygons), compactly: label ids as
+    fixed-width bytes when they are ASCII (24 bytes for an ObjectId instead of an 81-byte ``str``;
+    :func:`label_ids` gives them back as ``str``), and each class name stored once (the reader
+    makes one ``str`` per label).
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> c = compact(T(offsets=[0, 2], label_id=["a" * 24, "b" * 24], label=["cat", "cat"], box=np.zeros((2, 4))))
+        >>> c.label_id.dtype, label_ids(c).tolist() == ["a" * 24, "b" * 24], c.label[0] is c.label[1]
+        (dtype('S24'), True, True)
+    """
     n = len(t.offsets) - 1
+    ids = np.asarray(t.label_id, dtype=object)
+    try:
+        ids = ids.astype("S") if len(ids) else ids
+    except (UnicodeEncodeError, TypeError, ValueError):  # not ASCII text: kept as objects
+        pass
+    codes, uniq = pd.factorize(np.asarray(t.label, dtype=object), use_na_sentinel=False)
+    labels = np.asarray(uniq, dtype=object)[codes] if len(codes) else np.asarray(t.label, dtype=object)
     return SimpleNamespace(
-        offsets=np.asarray(t.offsets, np.int64), label_id=np.asarray(t.label_id, dtype=object),
-        label=np.asarray(t.label, dtype=object), box=np.asarray(t.box, dtype=np.float64).reshape(-1, 4),
+        offsets=np.asarray(t.offsets, np.int64), label_id=ids, label=labels,
+        box=np.asarray(t.box, dtype=np.float64).reshape(-1, 4),
         sample_ids=np.asarray(getattr(t, "sample_ids", np.arange(n)), dtype=object), masks=None, polygons=None)
+
+
+def label_ids(t, rows=slice(None)) -> np.ndarray:
+    """Label ids of a :func:`compact` table (at ``rows``) as an object array of ``str``."""
+    ids = t.label_id[rows]
+    return ids.astype(str).astype(object) if ids.dtype.kind == "S" else np.asarray(ids, dtype=object)
 
 
 def _strip(pm: PairMatch) -> PairMatch:
@@ -106,7 +129,7 @@ def _merge_pms(pms_by_batch, row_start) -> list:
     return out
 
 
-def _merge_edges(parts: list[BatchPart], tables, ranks, row_start) -> EdgeGraph:
+def _merge_edges(parts: list[BatchPart], tables, ranks, row_start, part_sizes) -> EdgeGraph:
     """The batches' sorted curve edges as one :class:`EdgeGraph` of the joined tables.
 
     Edges are sorted by (sample, -IoU, label-id ranks), and batches hold consecutive samples with
@@ -116,7 +139,7 @@ def _merge_edges(parts: list[BatchPart], tables, ranks, row_start) -> EdgeGraph:
     nodes = graph_nodes(tables, ranks)
     us, vs, ws = [], [], []
     for i, p in enumerate(parts):
-        sizes = np.array([len(t.label_id) for t in p.tables], dtype=np.int64)
+        sizes = part_sizes[i]
         batch_start = np.concatenate([[0], np.cumsum(sizes)])
         shift = nodes["node_start"][:-1] + row_start[i] - batch_start[:-1]  # per annotator
         u, v, w = p.curve_edges
@@ -152,7 +175,11 @@ def _merge_members(parts: list[BatchPart], c_start, row_start) -> pd.DataFrame:
 
 
 def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
-    """Join consecutive batches into the arrays a single pass would hold (see the module docstring)."""
+    """Join consecutive batches into the arrays a single pass would hold (see the module docstring).
+
+    Each part's columns are dropped as soon as they are joined (the parts are left empty), so the
+    join holds about one extra column, not a second copy of everything.
+    """
     K = len(parts[0].tables)
     n_rows = np.array([[len(t.label_id) for t in p.tables] for p in parts], dtype=np.int64).reshape(len(parts), K)
     row_start = np.vstack([np.zeros((1, K), np.int64), np.cumsum(n_rows, axis=0)])
@@ -160,34 +187,59 @@ def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
     s_start = np.concatenate([[0], np.cumsum(n_samples)])
     n_clusters = np.array([len(p.ctab) for p in parts], dtype=np.int64)
     c_start = np.concatenate([[0], np.cumsum(n_clusters)])
+    sizes = [np.array([len(t.label_id) for t in p.tables], dtype=np.int64) for p in parts]
     tables = []
     for k in range(K):
         ts = [p.tables[k] for p in parts]
         offsets = np.concatenate([[0]] + [t.offsets[1:] + row_start[i][k] for i, t in enumerate(ts)])
         tables.append(SimpleNamespace(
-            offsets=offsets, label_id=np.concatenate([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
+            offsets=offsets, label_id=_concat([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
             box=np.concatenate([t.box for t in ts]), sample_ids=np.concatenate([t.sample_ids for t in ts]),
             masks=None, polygons=None))
+        del ts
+        for p in parts:
+            p.tables[k] = None
     members = np.concatenate([np.where(p.clusters.members >= 0, p.clusters.members + row_start[i][None, :], -1)
                               for i, p in enumerate(parts)])
     clusters = Clusters(np.concatenate([p.clusters.sample_index + s_start[i] for i, p in enumerate(parts)]), members,
                         [np.concatenate([p.clusters.cluster_of[k] + c_start[i] for i, p in enumerate(parts)]) for k in range(K)])
+    for p in parts:
+        p.clusters = None
     fused = [p.fused.assign(cluster=p.fused.cluster + c_start[i], sample_index=p.fused.sample_index + s_start[i])
              for i, p in enumerate(parts) if p.fused is not None]
+    for p in parts:
+        p.fused = None
     # Frames are joined first and their index columns shifted after (one copy, not two).
     ctab = pd.concat([p.ctab for p in parts], ignore_index=True)
     ctab["cluster"] = np.concatenate([p.ctab.cluster.to_numpy() + c_start[i] for i, p in enumerate(parts)])
     ctab["sample_index"] = np.concatenate([p.ctab.sample_index.to_numpy() + s_start[i] for i, p in enumerate(parts)])
+    for p in parts:
+        p.ctab = None
     mem = _merge_members(parts, c_start, row_start)
+    for p in parts:
+        p.mem = None
     pms = _merge_pms([p.pms for p in parts], row_start)
     curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
+    for p in parts:
+        p.pms = p.curve_pms = None
     boundary = None if parts[0].boundary is None else [np.concatenate([p.boundary[j] for p in parts]) for j in range(len(pms))]
     # Label-id ranks are only compared inside a sample, so batch-local ranks (shifted to stay
     # distinct) order every sample's labels as global ranks would.
     total = np.concatenate([[0], np.cumsum(n_rows.sum(axis=1))])
     ranks = [np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)]) for k in range(K)]
+    curve_graph = _merge_edges(parts, tables, ranks, row_start, sizes)
+    for p in parts:
+        p.ranks = p.curve_edges = p.boundary = None
     return SimpleNamespace(
-        ranks=ranks, curve_graph=_merge_edges(parts, tables, ranks, row_start), tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
+        ranks=ranks, curve_graph=curve_graph, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
         ctab=ctab, mem=mem, boundary=boundary,
         map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
         fused=pd.concat(fused, ignore_index=True) if fused else None)
+
+
+def _concat(ids: list[np.ndarray]) -> np.ndarray:
+    """Joined label-id columns; bytes of different widths stay bytes (the widest), bytes mixed with
+    objects become objects of ``str``."""
+    if all(x.dtype.kind == "S" for x in ids):
+        return np.concatenate(ids)
+    return np.concatenate([x.astype(str).astype(object) if x.dtype.kind == "S" else x for x in ids])
