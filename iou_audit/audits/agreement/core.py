@@ -159,7 +159,7 @@ def compute_agreement_batches(
                                   curve_lowest, compute_map, consensus))
     if not parts:
         raise ValueError("no batch of samples to audit")
-    m = merge_parts(parts)
+    m = merge_parts(parts, release=True)
     del parts
     tables, covered, pms, clusters, ctab, mem = m.tables, m.covered, m.pms, m.clusters, m.ctab, m.mem
     names = list(names) if names is not None else [f"annotator_{k}" for k in range(K)]

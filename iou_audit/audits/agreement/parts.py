@@ -109,6 +109,8 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
         from iou_audit.audits.agreement.consensus import consensus_labels
 
         fused = consensus_labels(tables, ctab, mem, geometry)
+    # the member boxes served the edge offsets and the consensus; the tables keep the boxes
+    mem = mem.drop(columns=["x1", "y1", "x2", "y2"])
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
                      boundary, maps, fused, ranks, (curve_graph.u, curve_graph.v, curve_graph.w))
 
@@ -174,11 +176,11 @@ def _merge_members(parts: list[BatchPart], c_start, row_start) -> pd.DataFrame:
     return mem
 
 
-def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
+def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespace:
     """Join consecutive batches into the arrays a single pass would hold (see the module docstring).
 
-    Each part's columns are dropped as soon as they are joined (the parts are left empty), so the
-    join holds about one extra column, not a second copy of everything.
+    ``release``: drop each part's columns as soon as they are joined (the parts are left empty),
+    so the join holds about one extra column, not a second copy of everything.
     """
     K = len(parts[0].tables)
     n_rows = np.array([[len(t.label_id) for t in p.tables] for p in parts], dtype=np.int64).reshape(len(parts), K)
@@ -197,44 +199,46 @@ def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
             box=np.concatenate([t.box for t in ts]), sample_ids=np.concatenate([t.sample_ids for t in ts]),
             masks=None, polygons=None))
         del ts
-        for p in parts:
-            p.tables[k] = None
+        _release(parts, release, lambda p: p.tables.__setitem__(k, None))
     members = np.concatenate([np.where(p.clusters.members >= 0, p.clusters.members + row_start[i][None, :], -1)
                               for i, p in enumerate(parts)])
     clusters = Clusters(np.concatenate([p.clusters.sample_index + s_start[i] for i, p in enumerate(parts)]), members,
                         [np.concatenate([p.clusters.cluster_of[k] + c_start[i] for i, p in enumerate(parts)]) for k in range(K)])
-    for p in parts:
-        p.clusters = None
+    _release(parts, release, "clusters")
     fused = [p.fused.assign(cluster=p.fused.cluster + c_start[i], sample_index=p.fused.sample_index + s_start[i])
              for i, p in enumerate(parts) if p.fused is not None]
-    for p in parts:
-        p.fused = None
+    _release(parts, release, "fused")
     # Frames are joined first and their index columns shifted after (one copy, not two).
     ctab = pd.concat([p.ctab for p in parts], ignore_index=True)
     ctab["cluster"] = np.concatenate([p.ctab.cluster.to_numpy() + c_start[i] for i, p in enumerate(parts)])
     ctab["sample_index"] = np.concatenate([p.ctab.sample_index.to_numpy() + s_start[i] for i, p in enumerate(parts)])
-    for p in parts:
-        p.ctab = None
+    _release(parts, release, "ctab")
     mem = _merge_members(parts, c_start, row_start)
-    for p in parts:
-        p.mem = None
+    _release(parts, release, "mem")
     pms = _merge_pms([p.pms for p in parts], row_start)
     curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
-    for p in parts:
-        p.pms = p.curve_pms = None
+    _release(parts, release, "pms", "curve_pms")
     boundary = None if parts[0].boundary is None else [np.concatenate([p.boundary[j] for p in parts]) for j in range(len(pms))]
     # Label-id ranks are only compared inside a sample, so batch-local ranks (shifted to stay
     # distinct) order every sample's labels as global ranks would.
     total = np.concatenate([[0], np.cumsum(n_rows.sum(axis=1))])
     ranks = [np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)]) for k in range(K)]
     curve_graph = _merge_edges(parts, tables, ranks, row_start, sizes)
-    for p in parts:
-        p.ranks = p.curve_edges = p.boundary = None
+    _release(parts, release, "ranks", "curve_edges", "boundary")
     return SimpleNamespace(
         ranks=ranks, curve_graph=curve_graph, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
         ctab=ctab, mem=mem, boundary=boundary,
         map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
         fused=pd.concat(fused, ignore_index=True) if fused else None)
+
+
+def _release(parts: list[BatchPart], release: bool, *what) -> None:
+    """Drop attributes ``what`` (names, or a function of the part) of every part, when ``release``."""
+    if not release:
+        return
+    for p in parts:
+        for w in what:
+            w(p) if callable(w) else setattr(p, w, None)
 
 
 def _concat(ids: list[np.ndarray]) -> np.ndarray:
