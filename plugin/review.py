@@ -13,6 +13,9 @@ import fiftyone.operators.types as types
 
 from iou_audit.results import audit_info, list_audits, load_audit
 from iou_audit.results import evidence as ev
+from iou_audit.review import DEFAULT_QUEUE_STATES, QUEUE_STATES, clear_review, mark_review, triage
+
+from .triage import reviewer
 
 PLUGIN = "@iou-audit/iou-audit"
 #: Audit name -> operator that (re)runs it.
@@ -22,10 +25,21 @@ RERUN_OPERATORS = {
     "predictions": f"{PLUGIN}/audit_predictions",
     "splits": f"{PLUGIN}/audit_splits",
 }
-#: Findings queue: the filterable columns (label shown on the dropdown).
-QUEUE_FILTERS = {"kind": "Kind", "label": "Class", "field": "Field"}
+#: The triage queue's filters: dropdown name -> (queue column, label). List columns (kinds,
+#: audits) match a row when they contain the value.
+QUEUE_FILTERS = {"kind": ("kinds", "Kind"), "label": ("label", "Class"), "field": ("field", "Field"),
+                 "audit": ("audits", "Audit"), "state": ("review_state", "State")}
+#: Review-state filter values besides the states themselves.
+DEFAULT_STATES, ALL_STATES = "(to review)", "(all)"
+#: Sort choices: name -> (queue column or None for the triage order, descending, label).
+QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score", True, "score"),
+               "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
+               "field": ("field", False, "field"), "state": ("review_state", False, "state")}
 #: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
-QUEUE_COLUMNS = (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"))
+QUEUE_COLUMNS = (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"), ("state", "State"))
+#: Row menu: action name -> (review state or None to clear, label).
+MARKS = {"mark_ok": ("not_an_error", "Not an error"), "mark_error": ("confirmed", "Confirm error"),
+         "mark_fixed": ("fixed", "Fixed"), "mark_clear": (None, "Clear mark")}
 #: Leak pairs shown per page (two thumbnails each).
 LEAKS_PER_PAGE = 4
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -80,16 +94,49 @@ class AuditReviewPanel(foo.Panel):
         self._show(ctx, selection)
 
     def open_finding(self, ctx):
-        """Row action on the queue: show that finding's labels only (or its samples)."""
+        """Row click or "Show" on the triage queue: that row's labels only (or its samples)."""
         row = _clicked_row(ctx, ctx.panel.state.queue)
         if row is None:
             return
-        key = ctx.panel.state.audit_key
-        result = load_audit(ctx.dataset, key)
-        finding = result.findings.iloc[[int(row["row"])]]
-        self._show(ctx, ev.findings_selection(finding, title=f"#{row['rank']} {row['kind']}",
-                                              fields=ev.result_fields(result)))
-        ctx.panel.state.detail = f"#{row['rank']} {row['kind']} {row['label']}: {row['detail']}"
+        q = triage(ctx.dataset, states=None)
+        rows = q[q["row_id"] == row["row_id"]]
+        if not len(rows):
+            ctx.ops.notify("This queue row is gone (re-run or refresh)", variant="warning")
+            return
+        sel = ev.triage_selection(rows)
+        sel.title = f"#{row['rank']} {row['kind']}"
+        self._show(ctx, sel)
+        ctx.panel.state.detail = f"#{row['rank']} {row['label']} ({row['state']}): {row['evidence']}"
+
+    def mark_ok(self, ctx):
+        self._mark(ctx, "mark_ok")
+
+    def mark_error(self, ctx):
+        self._mark(ctx, "mark_error")
+
+    def mark_fixed(self, ctx):
+        self._mark(ctx, "mark_fixed")
+
+    def mark_clear(self, ctx):
+        self._mark(ctx, "mark_clear")
+
+    def _mark(self, ctx, action):
+        row = _clicked_row(ctx, ctx.panel.state.queue)
+        if row is None:
+            return
+        state, label = MARKS[action]
+        try:
+            if state is None:
+                n = clear_review(ctx.dataset, [row["row_id"]])
+            else:
+                n = mark_review(ctx.dataset, [row["row_id"]], state, user=reviewer(ctx))
+        except ValueError as e:
+            ctx.ops.notify(str(e), variant="error")
+            return
+        ctx.ops.notify(f"#{row['rank']} {row['kind']}: {label.lower()} ({n} decision{'s' if n != 1 else ''})",
+                       variant="success")
+        ctx.ops.reload_dataset()  # review tags and counts changed
+        self._set_queue(ctx, page=ctx.panel.state.page or 0)
 
     def open_leak(self, ctx):
         """Show both samples of a leak pair."""
@@ -115,9 +162,15 @@ class AuditReviewPanel(foo.Panel):
         name = str(ctx.params.get("path") or "").split(".")[-1].removeprefix("filter_")
         if name in QUEUE_FILTERS:
             value = ctx.params.get("value")
-            filters[name] = "" if value in (None, "(all)") else value
+            filters[name] = "" if value in (None, ALL_STATES) and name != "state" else (value or "")
         ctx.panel.state.queue_filters = filters
         self._set_queue(ctx, page=0)
+
+    def sort_queue(self, ctx):
+        value = ctx.params.get("value")
+        if value in QUEUE_SORTS:
+            ctx.panel.state.queue_sort = value
+            self._set_queue(ctx, page=0)
 
     def next_page(self, ctx):
         self._set_queue(ctx, page=(ctx.panel.state.page or 0) + 1)
@@ -187,9 +240,11 @@ class AuditReviewPanel(foo.Panel):
         ctx.panel.state.header = (f"**{result.audit}** `{key}`: {n} findings in "
                                   f"{result.findings.loc[result.findings['sample_id'] != '', 'sample_id'].nunique()} samples")
         ctx.panel.state.stale = ev.staleness(ctx.dataset, key)["message"]
-        ctx.panel.state.choices = ev.filter_choices(result.findings, QUEUE_FILTERS)
         self._set_charts(ctx, result)
-        self._set_queue(ctx, page=0, result=result)
+        everything = triage(ctx.dataset, states=None)
+        choices = ev.filter_choices(everything, [c for c, _ in QUEUE_FILTERS.values() if c != "review_state"])
+        ctx.panel.state.choices = {k: choices.get(c, []) for k, (c, _) in QUEUE_FILTERS.items() if k != "state"}
+        self._set_queue(ctx, page=0)
         if result.audit == "splits":
             self._set_leaks(ctx, result, 0)
             self._set_drift(ctx, result)
@@ -208,21 +263,29 @@ class AuditReviewPanel(foo.Panel):
         ctx.panel.state.layouts = layouts
         ctx.panel.state.charts = [n for n in charts if n in names]
 
-    def _set_queue(self, ctx, page, result=None):
-        key = ctx.panel.state.audit_key
-        if not key:
-            return
-        result = result if result is not None else load_audit(ctx.dataset, key)
-        f = result.findings.assign(row=range(len(result.findings)))
-        rows, n, n_pages = ev.queue_page(f, ctx.panel.state.queue_filters or {}, page=page)
+    def _set_queue(self, ctx, page):
+        """One page of the cross-audit triage queue (every stored audit), filtered and sorted."""
+        q = triage(ctx.dataset, states=None)
+        filters = dict(ctx.panel.state.queue_filters or {})
+        states = filters.get("state") or DEFAULT_STATES
+        if states == DEFAULT_STATES:
+            q = q[q["review_state"].isin(DEFAULT_QUEUE_STATES)]
+        elif states != ALL_STATES:
+            q = q[q["review_state"] == states]
+        column_filters = {QUEUE_FILTERS[k][0]: v for k, v in filters.items() if k != "state" and k in QUEUE_FILTERS}
+        q = q.assign(kinds_text=q["kinds"].map(lambda k: ", ".join(k or [])))
+        sort_col, descending, _ = QUEUE_SORTS.get(ctx.panel.state.queue_sort or "triage", QUEUE_SORTS["triage"])
+        rows, n, n_pages = ev.queue_page(q, column_filters, sort_by=sort_col, descending=descending, page=page)
         page = min(max(int(page), 0), n_pages - 1)
         first = page * ev.PAGE_SIZE
         ctx.panel.state.queue = [
-            {"rank": first + i + 1, "row": int(r.row), "kind": r.kind, "label": r.label or ev.NO_CLASS,
-             "score": round(float(r.score), 3) if r.score == r.score else None, "detail": r.detail}
+            {"rank": first + i + 1, "row_id": r.row_id, "kind": _short_kinds(r.kinds), "label": r.label or ev.NO_CLASS,
+             "score": round(float(r.score), 3) if r.score == r.score else None, "state": r.review_state,
+             "evidence": r.evidence}
             for i, r in enumerate(rows.itertuples(index=False))
         ]
         ctx.panel.state.page, ctx.panel.state.n_pages, ctx.panel.state.n_queue = page, n_pages, n
+        ctx.panel.state.queue_message = q.attrs.get("message", "") if not n else ""
 
     def _set_leaks(self, ctx, result, page):
         pairs = ev.leak_pairs(result)
@@ -259,7 +322,7 @@ class AuditReviewPanel(foo.Panel):
     def render(self, ctx):
         s = ctx.panel.state
         panel = types.Object()
-        panel.md(f"**iou-audit review**  \n{s.header or ''}", name="header")
+        panel.md(s.header or "", name="header")
         keys = s.audits or []
         if keys:
             choices = types.DropdownView()
@@ -292,24 +355,38 @@ class AuditReviewPanel(foo.Panel):
         if s.audit == "splits":
             self._render_splits(panel, s)
 
-        panel.md(f"**Findings queue** ({s.n_queue or 0} matching, most suspicious first)", name="queue_title")
+        panel.md(f"**Triage queue**, all audits ({s.n_queue or 0} rows; click a row to show its labels)",
+                 name="queue_title")
         filters = panel.h_stack("filters", align_x="left", gap=1)
-        for col, label in QUEUE_FILTERS.items():
-            values = (s.choices or {}).get(col) or []
-            if not values:
-                continue
+        current = s.queue_filters or {}
+        for name, (_, label) in QUEUE_FILTERS.items():
             dd = types.DropdownView()
-            dd.add_choice("(all)", label="(all)")
+            if name == "state":
+                values = [DEFAULT_STATES, ALL_STATES, *QUEUE_STATES]
+                default = current.get("state") or DEFAULT_STATES
+            else:
+                values = [ALL_STATES, *((s.choices or {}).get(name) or [])]
+                default = current.get(name) or ALL_STATES
+                if len(values) <= 2:
+                    continue  # one value or none: nothing to filter
             for v in values:
                 dd.add_choice(v, label=v)
-            filters.enum(f"filter_{col}", dd.values(), label=label, view=dd,
-                         default=(s.queue_filters or {}).get(col) or "(all)", on_change=self.filter_queue)
-        table = types.TableView()
+            filters.enum(f"filter_{name}", dd.values(), label=label, view=dd, default=default,
+                         on_change=self.filter_queue)
+        sorts = types.DropdownView()
+        for name, (_, _, label) in QUEUE_SORTS.items():
+            sorts.add_choice(name, label=label)
+        filters.enum("queue_sort", sorts.values(), label="Sort", view=sorts, default=s.queue_sort or "triage",
+                     on_change=self.sort_queue)
+        table = types.TableView(on_click_row=self.open_finding, max_inline_actions=1)
         for key, label in QUEUE_COLUMNS:
             table.add_column(key, label=label)
-        table.add_row_action("open", self.open_finding, label="Show", icon="visibility",
-                             tooltip="Show this finding's labels only")
+        table.add_row_action("open", self.open_finding, label="Show", tooltip="Show this row's labels only")
+        for action, (_, label) in MARKS.items():
+            table.add_row_action(action, getattr(self, action), label=label)
         panel.list("queue", types.Object(), view=table)
+        if s.queue_message:
+            panel.md(s.queue_message, name="queue_message")
         pager = panel.h_stack("pager", align_x="left", gap=1)
         pager.btn("prev", label="<", on_click=self.previous_page)
         pager.md(f"page {(s.page or 0) + 1} / {s.n_pages or 1}", name="page_label")
@@ -338,7 +415,7 @@ class AuditReviewPanel(foo.Panel):
             table.add_column("test", label="Drift test")
             table.add_column("effect", label="Effect")
             table.add_column("p", label="p adj.")
-            table.add_row_action("open", self.open_drift, label="Show", icon="visibility",
+            table.add_row_action("open", self.open_drift, label="Show",
                                  tooltip="Show the two splits' samples")
             panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
 
@@ -357,6 +434,12 @@ def _clicked_row(ctx, rows):
     rows = rows or []
     i = _row_index(ctx, len(rows))
     return None if i is None else rows[i]
+
+
+def _short_kinds(kinds) -> str:
+    """The first kind, and how many more (the narrow Kind column; the detail line has them all)."""
+    kinds = list(kinds or [])
+    return "" if not kinds else kinds[0] + (f" +{len(kinds) - 1}" if len(kinds) > 1 else "")
 
 
 def _media_url(filepath: str) -> str:

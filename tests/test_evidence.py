@@ -29,10 +29,10 @@ def test_kind_class_bar_is_the_planted_duplicate_pairs(audited):
     planted, holder = planted_duplicates(ds)
     # the duplicate audit's bars: one trace per class, stacked by kind
     chart = ev.charts(result, ds)["kinds"]
-    bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in chart.traces}
+    bars = {t["name"]: dict(zip(t["y"], t["x"])) for t in chart.traces}
     for label, ids in planted.items():
         assert bars[label]["duplicate"] == len(ids) // 2
-        sel = ev.select(ds, result, "kinds", {"x": "duplicate", "trace": label})
+        sel = ev.select(ds, result, "kinds", {"y": "duplicate", "x": 1, "id": "duplicate", "trace": label})
         assert _selected(sel) == {"ground_truth": ids}
         view = ev.selection_view(ds, sel)
         assert label_ids(view, "ground_truth") == ids

@@ -16,6 +16,7 @@ from fiftyone.core.view import DatasetView
 
 from iou_audit.audits.duplicates import audit_duplicates
 from iou_audit.results import load_audit
+from iou_audit.review import triage
 
 PANEL = "@iou-audit/iou-audit/audit_review"
 
@@ -27,6 +28,7 @@ class Event:
         res = foo.execute_operator(PANEL, ctx=dict(dataset=ds, params={
             "__method__": method, "panel_id": "p1", "panel_state": dict(state or {}), **params}))
         assert res.error is None, res.error_message
+        self.ds = ds
         self.requests = res.executor.to_json()["requests"]
         self.state, self.data = dict(state or {}), {}
         for r in self.requests:
@@ -68,9 +70,6 @@ def test_every_audit_shows_its_charts(audited):
         for name in charts:  # every plot is clickable and calls the panel back
             assert e.properties[name]["view"].get("on_click", "").endswith("#on_chart_click"), (key, name, e.properties[name]["view"])
         assert e.state["stale"] == ""
-    # the queue table is narrow: four columns, no detail column
-    cols = [c["key"] for c in e.properties["queue"]["view"]["columns"]]
-    assert cols == ["rank", "kind", "label", "score"]
 
 
 def test_bar_click_shows_the_duplicate_pairs_only(audited):
@@ -78,8 +77,8 @@ def test_bar_click_shows_the_duplicate_pairs_only(audited):
     planted, holder = planted_duplicates(ds)
     e = _open(ds, "dups")
     label = sorted(planted)[0]
-    click = Event(ds, "on_chart_click", e.state, path="kinds", x="duplicate", y=len(planted[label]) // 2,
-                  trace=label, idx=0)
+    click = Event(ds, "on_chart_click", e.state, path="kinds", y="duplicate", x=len(planted[label]) // 2,
+                  id="duplicate", trace=label, idx=0)
     assert click.labels(ALL_FIELDS) == {"ground_truth": planted[label]}
     assert set(click.view.values("id")) == {holder[i] for i in planted[label]}
     assert "duplicate" in click.state["showing"]
@@ -143,41 +142,78 @@ def test_confusion_cell_click(audited):
     assert set(click.view.distinct("preds.detections.label")) == {p}
 
 
-def test_queue_row_shows_that_findings_labels_only(audited):
+def test_queue_is_the_cross_audit_triage_queue(audited):
     ds = audited
     e = _open(ds, "dups")
-    row = e.state["queue"][0]
-    click = Event(ds, "open_finding", e.state, row=0)
-    got = click.labels(ALL_FIELDS)
-    assert list(got) == ["ground_truth"] and len(got["ground_truth"]) == 2
-    # those two labels are one planted pair, both tagged by the audit, on one sample
-    planted, holder = planted_duplicates(ds)
-    assert got["ground_truth"] <= planted[row["label"]]
-    assert {holder[i] for i in got["ground_truth"]} == set(click.view.values("id"))
-    tagged = label_ids(ds.filter_labels("ground_truth", F("tags").contains("dups:duplicate")), "ground_truth")
-    assert got["ground_truth"] <= tagged
-    assert row["kind"] in click.state["detail"]
-
-
-def test_queue_pages_and_filters(audited):
-    ds = audited
-    e = _open(ds, "ag")
-    n = e.state["n_queue"]
-    assert n == len(load_audit(ds, "ag").findings) > 20
-    assert [r["rank"] for r in e.state["queue"]] == list(range(1, 21))
+    q = triage(ds)  # the default queue: open, confirmed, changed since review
+    assert e.state["n_queue"] == len(q) > 20
+    assert [r["row_id"] for r in e.state["queue"]] == q["row_id"].head(20).tolist()
+    assert set(e.state["choices"]["audit"]) == {"dups", "ag", "pr", "sp"}
+    cols = [c["key"] for c in e.properties["queue"]["view"]["columns"]]
+    assert cols == ["rank", "kind", "label", "score", "state"]
+    assert e.properties["queue"]["view"]["on_click_row"].endswith("#open_finding")
     nxt = Event(ds, "next_page", e.state)
     assert nxt.state["page"] == 1 and nxt.state["queue"][0]["rank"] == 21
-    scores = [r["score"] for r in e.state["queue"] + nxt.state["queue"]]
-    assert scores == sorted(scores, reverse=True)
+    assert [r["row_id"] for r in nxt.state["queue"]] == q["row_id"].iloc[20:40].tolist()
+    srt = Event(ds, "sort_queue", e.state, value="score")
+    scores = [r["score"] for r in srt.state["queue"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == round(float(q["score"].max()), 3)
+
+
+def test_queue_row_shows_that_rows_labels_only(audited):
+    ds = audited
+    planted, holder = planted_duplicates(ds)
+    e = Event(ds, "filter_queue", _open(ds, "dups").state, path="filters.filter_audit", value="dups")
+    e = Event(ds, "filter_queue", e.state, path="filters.filter_kind", value="duplicate")
+    # one queue row per flagged label of a planted pair (FiftyOne: the labels tagged dups:duplicate)
+    tagged = label_ids(ds.filter_labels("ground_truth", F("tags").contains("dups:duplicate")), "ground_truth")
+    assert tagged == set().union(*planted.values())
+    assert 0 < e.state["n_queue"] <= len(tagged)
+    for i, row in enumerate(e.state["queue"]):
+        click = Event(ds, "open_finding", e.state, row=i)
+        got = click.labels(ALL_FIELDS)
+        # exactly the planted pair of that label: it and the box it duplicates, nothing else
+        assert list(got) == ["ground_truth"] and len(got["ground_truth"]) == 2
+        pair = [ids for ids in planted.values() if got["ground_truth"] <= ids]
+        assert pair and len({holder[i] for i in got["ground_truth"]}) == 1
+        assert set(click.view.values("id")) == {holder[i] for i in got["ground_truth"]}
+        assert "duplicate" in click.state["detail"]
+
+
+def test_queue_filters_match_fiftyone_counts(audited):
+    ds = audited
+    e = _open(ds, "dups")
     f = Event(ds, "filter_queue", e.state, path="filters.filter_kind", value="class_conflict")
-    assert {r["kind"] for r in f.state["queue"]} == {"class_conflict"}
-    # oracle: each class_conflict finding is one label tagged ag:class_conflict
+    assert f.state["queue"] and all("class_conflict" in r["kind"] or "+" in r["kind"] for r in f.state["queue"])
+    # each class_conflict row is one label tagged ag:class_conflict (FiftyOne's tag count)
     assert f.state["n_queue"] == ds.count_label_tags().get("ag:class_conflict", 0)
     back = Event(ds, "filter_queue", f.state, path="filters.filter_kind", value="(all)")
-    assert back.state["n_queue"] == n
-    # filtered rows still open their own finding
-    click = Event(ds, "open_finding", f.state, row=0)
-    assert sum(len(v) for v in click.labels(ALL_FIELDS).values()) >= 1
+    assert back.state["n_queue"] == e.state["n_queue"]
+    ann_b = Event(ds, "filter_queue", e.state, path="filters.filter_field", value="ann_b")
+    assert ann_b.state["n_queue"] == len(triage(ds).query("field == 'ann_b'"))
+
+
+def test_mark_not_an_error_then_clear(audited):
+    ds = audited
+    e = _open(ds, "dups")
+    n = e.state["n_queue"]
+    row = e.state["queue"][0]
+    marked = Event(ds, "mark_ok", e.state, row=0)
+    assert marked.state["n_queue"] == n - 1
+    assert row["row_id"] not in [r["row_id"] for r in marked.state["queue"]]
+    assert any(r["operator_uri"] == "notify" for r in marked.requests)
+    assert ds.count_label_tags().get("review:not_an_error", 0) >= 1  # FiftyOne sees the decision's tag
+    # a review mark is not a change the audits missed: no stale warning
+    assert Event(ds, "refresh", marked.state).state["stale"] == ""
+    reviewed = Event(ds, "filter_queue", marked.state, path="filters.filter_state", value="not_an_error")
+    assert [r["row_id"] for r in reviewed.state["queue"]] == [row["row_id"]]
+    assert reviewed.state["queue"][0]["state"] == "not_an_error"
+    cleared = Event(ds, "mark_clear", reviewed.state, row=0)
+    assert cleared.state["n_queue"] == 0
+    assert ds.count_label_tags().get("review:not_an_error", 0) == 0
+    confirmed = Event(ds, "mark_error", e.state, row=0)
+    assert confirmed.state["queue"][0]["row_id"] == row["row_id"] and confirmed.state["queue"][0]["state"] == "confirmed"
+    Event(ds, "mark_clear", confirmed.state, row=0)
 
 
 def test_leak_pairs_show_both_thumbnails_and_open_the_pair(audited):
@@ -217,7 +253,7 @@ def test_stale_run_says_so_and_rerun_prompts(dataset):
     result = _dataset_with_duplicates(dataset)
     e = Event(dataset, "on_load")
     assert e.state["audit_key"] == "dups" and e.state["stale"] == ""
-    bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in e.data["kinds"]}
+    bars = {t["name"]: dict(zip(t["y"], t["x"])) for t in e.data["kinds"]}
     assert bars == {"cell": result.counts()} == {"cell": {"duplicate": 3, "degenerate_box": 5}}
     s = dataset.first()
     s.gt.detections[0].bounding_box = [0.2, 0.2, 0.1, 0.1]

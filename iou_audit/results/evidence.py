@@ -74,8 +74,8 @@ class Selection:
     """The samples and labels behind one chart element or queue row.
 
     ``sample_ids`` are ordered most suspicious first; ``labels`` maps a label field to the label
-    ids to show (all other labels hidden); ``fields`` are the label fields shown for a sample-level
-    selection (``labels`` empty, e.g. a leak pair).
+    ids to show (all other labels hidden; key ``""``: ids whose field is not known); ``fields`` are
+    the label fields shown for a sample-level selection (``labels`` empty, e.g. a leak pair).
 
     Example:
         >>> s = Selection(["s2", "s1"], {"gt": ["l1", "l2"]}, title="duplicate RBC")
@@ -164,8 +164,10 @@ def selection_view(dataset, selection: Selection):
     """
     view = dataset.select(list(selection.sample_ids), ordered=True)
     if selection.labels:
-        ids = [i for ids in selection.labels.values() for i in ids]
-        view = view.select_labels(ids=ids, fields=sorted(selection.labels), omit_empty=True)
+        ids = list(dict.fromkeys(i for ids in selection.labels.values() for i in ids))
+        # label ids are unique across fields: an id of unknown field (key "") needs no field named
+        fields = None if "" in selection.labels else sorted(selection.labels)
+        view = view.select_labels(ids=ids, fields=fields, omit_empty=True)
     elif selection.fields:
         view = view.select_fields(sorted(selection.fields))
     return view
@@ -179,8 +181,10 @@ def staleness(dataset, key: str) -> dict:
     "message"}`` (``message`` is "" when the run is current).
 
     A sample counts when its ``last_modified_at`` is after the run's ``completed_at`` and not inside
-    the write window (registration to completion) of a later iou-audit run: those runs' own
-    attribute writes do not make this one stale. Samples added since the run count too.
+    the write window (registration to completion) of a later iou-audit run, nor within
+    ``REVIEW_WRITE_SECONDS`` after a review decision stored on it (``iou_audit.review``): those
+    writes (attributes, review tags) do not change what the audit saw. Samples added since the run
+    count too. A cleared review mark leaves no record, so that write does count.
 
     Example:
         >>> staleness(ds, "duplicates")                                   # doctest: +SKIP
@@ -200,11 +204,33 @@ def staleness(dataset, key: str) -> dict:
         if o["completed_at"] is not None and o["completed_at"] > done:
             start = max(o["timestamp"], done)
             expr = expr & ~((F("last_modified_at") >= start) & (F("last_modified_at") <= o["completed_at"]))
-    n = dataset.match(expr).count()
+    ids, times = dataset.match(expr).values(["id", "last_modified_at"])
+    n = len(ids) - len(_review_writes(dataset, ids, times))
     when = done.strftime("%Y-%m-%d %H:%M") if isinstance(done, datetime) else str(done)
     message = (f"{n} sample{'s' if n != 1 else ''} modified since this run ({when} UTC): re-run it"
                if n else "")
     return {"n_modified": int(n), "completed_at": done, "message": message}
+
+
+#: A review mark's tag/count write lands within this many seconds of the decision's time.
+REVIEW_WRITE_SECONDS = 30
+
+
+def _review_writes(dataset, ids, times) -> set:
+    """Of these samples, those whose last modification is a review mark's write."""
+    from iou_audit.review import load_decisions
+
+    marked: dict = {}
+    for d in load_decisions(dataset).values():
+        for sid in (d.get("sample_id"), d.get("other_sample_id")):
+            if sid and d.get("at") is not None:
+                marked.setdefault(sid, []).append(d["at"])
+    out = set()
+    for sid, t in zip(ids, times):
+        for at in marked.get(sid, ()):
+            if t is not None and 0 <= (t - at).total_seconds() <= REVIEW_WRITE_SECONDS:
+                out.add(sid)
+    return out
 
 
 # ---- charts -----------------------------------------------------------------------------------------
@@ -269,11 +295,14 @@ def kinds_chart(result: AuditResult) -> Chart | None:
     table = kind_class_counts(result.findings)
     if not len(table):
         return None
-    traces = [{"type": "bar", "name": str(c), "x": table.index.tolist(), "y": table[c].tolist()}
-              for c in table.columns]
+    # horizontal bars: the kind names stay readable in a narrow panel; ``ids`` carry the kind
+    traces = [{"type": "bar", "orientation": "h", "name": str(c), "y": table.index.tolist(),
+               "x": table[c].tolist(), "ids": table.index.tolist(),
+               "hovertemplate": f"%{{y}}, {c}: %{{x}}<extra></extra>"} for c in table.columns]
     return Chart("kinds", "Findings by kind and class", traces,
-                 _layout("Findings by kind and class (click a bar)", barmode="stack", showlegend=True,
-                         legend={"orientation": "h", "y": -0.25}))
+                 _layout("Findings by kind and class (click a bar)", height=max(180, 34 * len(table) + 110),
+                         barmode="stack", showlegend=True, legend={"orientation": "h", "y": -0.3},
+                         yaxis={"autorange": "reversed", "automargin": True}))
 
 
 def select_kind_class(result: AuditResult, kind: str, label: str) -> Selection:
@@ -729,8 +758,9 @@ def select(samples, result: AuditResult, chart: str, point: Mapping[str, Any]) -
     name), ``idx`` (point index), ``id`` (the trace's ``ids`` entry).
     """
     x, y, trace, idx = point.get("x"), point.get("y"), point.get("trace"), point.get("idx")
-    if chart == "kinds":
-        return select_kind_class(result, str(x), str(trace if trace is not None else NO_CLASS))
+    if chart == "kinds":  # horizontal bars: the kind is the bar's id (and its y)
+        kind = point.get("id") or (y if isinstance(y, str) else x)
+        return select_kind_class(result, str(kind), str(trace if trace is not None else NO_CLASS))
     if chart == "matrix":
         return select_pair(samples, result, str(y), str(x))
     if chart == "iou_hist":
@@ -820,3 +850,32 @@ def queue_page(frame: pd.DataFrame, filters: Mapping[str, Any] | None = None, so
     n_pages = max(1, -(-n // int(page_size)))
     page = min(max(int(page), 0), n_pages - 1)
     return rows.iloc[page * page_size:(page + 1) * page_size], n, n_pages
+
+
+def triage_selection(rows, fields=()) -> Selection:
+    """The samples and labels of triage queue rows (``iou_audit.review.triage``): each row's
+    ``label_id`` (in its ``field``) and its ``other_label_ids`` (the labels its findings name: the
+    box it duplicates, the prediction covering it, another annotator's label of a missing object;
+    their field is not in the row, so they go under ``""``), in the rows' order; sample and pair
+    rows select their sample(s) and show ``fields``.
+
+    Example:
+        >>> rows = pd.DataFrame({"sample_id": ["s1"], "other_sample_id": [None], "field": ["gt"],
+        ...                      "label_id": ["a"], "other_label_ids": [["b"]], "score": [0.9]})
+        >>> triage_selection(rows).labels
+        {'gt': ['a'], '': ['b']}
+    """
+    records = rows.to_dict(orient="records") if isinstance(rows, pd.DataFrame) else list(rows)
+    samples, labels = [], {}
+    for r in records:
+        samples += [s for s in (r.get("sample_id"), r.get("other_sample_id")) if s]
+        if r.get("label_id"):
+            labels.setdefault(r.get("field") or "", []).append(r["label_id"])
+        for other in r.get("other_label_ids") or []:
+            if other and other != r.get("label_id"):
+                labels.setdefault("", []).append(other)
+    labels = {f: list(dict.fromkeys(ids)) for f, ids in labels.items()}
+    sel = Selection(list(dict.fromkeys(samples)), labels)
+    if not labels:
+        sel.fields = sorted(set(fields) | {r["field"] for r in records if r.get("field")})
+    return sel
