@@ -110,7 +110,7 @@ class DiskBackend(foua.AnnotationBackend):
         list_path = f"{field}.detections"
         ids, fps, labels = samples.values(["id", "filepath", list_path])
         upload = {"label_schema": self.config.label_schema, "samples": [
-            {"sample_id": sid, "filepath": fp, "labels": [d.to_dict() for d in (dets or [])]}
+            {"sample_id": sid, "filepath": fp, "labels": [json.loads(d.to_json()) for d in (dets or [])]}
             for sid, fp, dets in zip(ids, fps, labels)]}
         path = os.path.join(self.config.upload_dir, f"{anno_key}.json")
         with open(path, "w") as f:
