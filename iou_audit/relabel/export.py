@@ -54,7 +54,6 @@ def export_relabel_queue(
         for sub in ("images", "labels", "dataset.yaml"):
             paths.inside(root, sub, "yolo output")
         kwargs["split"] = split
-        kwargs["classes"] = sorted(selection.samples.distinct(f"{selection.list_path}.label"))
     else:
         kwargs["labels_path"] = str(paths.inside(root, labels_path or default_labels, "labels_path"))
         if export_media:
@@ -62,9 +61,11 @@ def export_relabel_queue(
     if format == "coco":
         kwargs["extra_attrs"] = True
     view = reason_view(selection, only_flagged=only_flagged)
+    if format == "yolo":  # class index = position in the sorted classes of the exported labels
+        kwargs["classes"] = sorted(view.distinct(f"{selection.list_path}.label"))
     before = _files(root)
-    root.mkdir(parents=True, exist_ok=True)
     view.export(dataset_type=getattr(fo.types, type_name), **kwargs)
+    root.mkdir(parents=True, exist_ok=True)
     queue = queue_rows(selection)
     queue_path = paths.inside(root, QUEUE_FILE, "queue file")
     queue_path.write_text(json.dumps(queue, indent=1))
