@@ -43,6 +43,10 @@ _EXPORTS = {
     "audit_agreement": "iou_audit.audits.agreement",
     "audit_predictions": "iou_audit.audits.predictions",
     "audit_splits": "iou_audit.audits.splits",
+    "triage": "iou_audit.review",
+    "mark_review": "iou_audit.review",
+    "clear_review": "iou_audit.review",
+    "load_decisions": "iou_audit.review",
     "ingest": "iou_audit.ingest",
     "ingest_bccd": "iou_audit.ingest",
 }

@@ -21,6 +21,7 @@ gone, or older than ``LOCK_STALE_SECONDS``) is taken over.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -135,6 +136,9 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
         samples.set_values(name, values, key_field="id")
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
+    # when the last write landed (naive UTC, ISO): a sample modified later changed after this run
+    # saw it (the review queue tells stale findings from fresh ones by it)
+    config.completed_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
     config.status = COMPLETE  # last: only now does the run count as written
     dataset.update_run_config(key, config)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
@@ -157,17 +161,26 @@ def is_complete(dataset, key: str) -> bool:
 
 
 def audit_info(dataset, key: str) -> dict:
-    """``{audit, audit_key, timestamp, config, counts, metrics}`` of a stored audit, without
-    loading its findings (counts = findings per kind)."""
+    """``{audit, audit_key, timestamp, completed_at, config, counts, metrics}`` of a stored audit,
+    without loading its findings (counts = findings per kind; ``completed_at``: naive UTC datetime
+    of its last write, None for runs stored before it was recorded)."""
     info = _info(dataset, key, complete=True)
     return {
         "audit": info.config.audit,
         "audit_key": key,
         "timestamp": info.timestamp,
+        "completed_at": _parse_time(getattr(info.config, "completed_at", None)),
         "config": info.config.params,
         "counts": dict(getattr(info.config, "counts", {}) or {}),
         "metrics": dict(getattr(info.config, "metrics", {}) or {}),
     }
+
+
+def _parse_time(text):
+    try:
+        return datetime.datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def load_audit(dataset, key: str) -> AuditResult:
