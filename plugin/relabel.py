@@ -2,8 +2,9 @@
 queue, send it to an annotation backend, load the annotations back, apply / undo a recorded fix.
 
 Every operator that takes a selection reads it the same way (:func:`_selection`): the target view
-(Dataset / Current view / Selected samples), one label field, and which labels: those carrying
-finding tags (all of them or the chosen ones), the labels selected in the App, or explicit ids.
+(Dataset / Current view / Selected samples), one label field, and which labels: the confirmed
+findings of the review queue, those carrying finding tags (all of them or the chosen ones), the
+labels selected in the App, or explicit ids.
 """
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -21,6 +22,7 @@ from iou_audit.relabel import (
     load_relabel_annotations,
     plan_fix,
     relabel_runs,
+    select_confirmed,
     select_labels,
     send_to_annotation,
     undo_fix,
@@ -31,6 +33,7 @@ from ._forms import delegate_input, label_field_input, param, resolve_delegation
 
 # which labels of the field a selection holds (form choice -> label)
 SOURCES = {
+    "confirmed": "Confirmed findings (review queue)",
     "findings": "Labels with finding tags",
     "selected": "Labels selected in the App",
     "ids": "Label ids",
@@ -63,6 +66,9 @@ def _selection_inputs(inputs, ctx) -> str | None:
         else:
             inputs.list("tags", types.String(), default=None, label="Finding tags (empty: all)",
                         description=", ".join(tags))
+    elif source == "confirmed":
+        inputs.view("confirmed_note", types.Notice(label="The labels of this field whose queue row is marked "
+                                                   "confirmed (and unchanged since)"))
     elif source == "selected":
         n = sum(1 for lab in ctx.selected_labels if lab.get("field") == field)
         if not n:
@@ -81,6 +87,8 @@ def _selection(ctx):
         if not ids:
             raise ValueError(f"no labels of field {field!r} are selected in the App")
         return select_labels(target_view(ctx), field, label_ids=ids)
+    if source == "confirmed":
+        return select_confirmed(target_view(ctx), field)
     if source == "ids":
         ids = ctx.params.get("label_ids") or []
         ids = [i.strip() for i in (ids.split(",") if isinstance(ids, str) else ids) if i and i.strip()]
@@ -212,13 +220,14 @@ class LoadRelabelAnnotations(foo.Operator):
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"anno_key": out["anno_key"], "n_fixed": out["n_fixed"], "n_deleted": len(out["deleted"]),
-                "n_changed": len(out["changed"]), "n_unchanged": len(out["unchanged"])}
+                "n_changed": len(out["changed"]), "n_unchanged": len(out["unchanged"]),
+                "n_marked_fixed": out["n_marked_fixed"]}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("anno_key", label="Annotation run")
         for name, label in (("n_fixed", "Fixed findings"), ("n_deleted", "Deleted"), ("n_changed", "Changed"),
-                            ("n_unchanged", "Unchanged")):
+                            ("n_unchanged", "Unchanged"), ("n_marked_fixed", "Marked fixed in the review queue")):
             outputs.int(name, label=label)
         return types.Property(outputs)
 

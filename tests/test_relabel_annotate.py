@@ -14,9 +14,11 @@ from iou_audit.relabel import (
     BackendNotConfigured,
     check_backend,
     load_relabel_annotations,
+    select_confirmed,
     select_labels,
     send_to_annotation,
 )
+from iou_audit.review import load_decisions, mark_review, triage
 
 
 @pytest.fixture
@@ -70,6 +72,24 @@ def test_round_trip_merges_edits_and_reports_fixed(ds, tmp_path):
     assert ds.get_field(f"gt.detections.{REASON_ATTR}") is None
     assert ds.count(f"gt.detections.{REASON_ATTR}") == 0
     assert labels[other.id].to_dict() == other.to_dict()
+    # review memory: the changed label's row is fixed (out of the default queue); the deleted one is gone
+    assert out["n_marked_fixed"] == 1
+    queue = triage(ds, states=None).set_index("label_id")
+    assert queue.loc[dog.id, "review_state"] == "fixed" and dup.id not in queue.index
+    assert dog.id not in set(triage(ds)["label_id"])
+
+
+def test_confirmed_findings_go_to_annotation(ds, tmp_path):
+    dog = ds.first().gt.detections[2]
+    mark_review(ds, [dog.id], "confirmed", user="ana")
+    sel = select_confirmed(ds, "gt")
+    send_to_annotation(sel, "conf", backend=BACKEND, only_flagged=True)
+    upload = _edit_upload(tmp_path / "conf.json", lambda d: dict(d, label="cat"))
+    (label,) = upload["samples"][0]["labels"]
+    assert label["_id"]["$oid"] == dog.id and "confirmed by ana" in label[REASON_ATTR]
+    assert "class_conflict" in label[REASON_ATTR]
+    out = load_relabel_annotations(ds, "conf")
+    assert out["changed"] == [dog.id] and load_decisions(ds)[dog.id]["state"] == "fixed"
 
 
 def test_only_flagged_sends_only_those_labels(ds, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 from relabel_support import make_dataset, raw_labels
 
 import iou_audit
-from iou_audit.relabel import FixRefused, apply_fix, list_fixes, plan_fix, undo_fix
+from iou_audit.relabel import FixRefused, apply_fix, list_fixes, plan_fix, select_confirmed, undo_fix
+from iou_audit.review import load_decisions, mark_review, triage
 
 
 @pytest.fixture
@@ -67,10 +68,32 @@ def test_consensus_class_sets_the_consensus_label_class_and_undo_restores(ds):
     rec = apply_fix(ds, plan_fix(ds, "gt", dog.id, "consensus_class"))
     fixed = _gt(ds, 0)[2]
     assert fixed.id == dog.id and fixed.label == "cat"
-    assert fixed.bounding_box == dog.bounding_box and fixed["iscrowd"] == 0 and fixed.tags == dog.tags
+    assert fixed.bounding_box == dog.bounding_box and fixed["iscrowd"] == 0
+    assert fixed.tags == dog.tags + ["review:fixed"]  # the finding is marked fixed in the review memory
+    assert load_decisions(ds)[dog.id]["state"] == "fixed"
     assert rec["source"] == {"audit_key": "agree", "consensus_label_id": cons.id}
     undo_fix(ds, rec["fix_id"])
     assert raw_labels(ds) == before
+    assert dog.id not in load_decisions(ds)  # no decision before the fix: none after the undo
+
+
+def test_confirmed_finding_fixed_then_undone_is_confirmed_again(ds):
+    dog = _gt(ds, 0)[2]
+    mark_review(ds, [dog.id], "confirmed", user="ana")
+    sel = select_confirmed(ds, "gt")
+    assert sel.label_ids == (dog.id,) and "confirmed by ana" in sel.reasons[dog.id]
+    before = raw_labels(ds)
+    assert "review:confirmed" in _gt(ds, 0)[2].tags
+    rec = apply_fix(ds, plan_fix(ds, "gt", dog.id, "consensus_class"), user="bo")
+    assert rec["review_before"]["state"] == "confirmed"
+    row = triage(ds, states=None).set_index("label_id").loc[dog.id]
+    assert row["review_state"] == "fixed" and row["reviewed_by"] == "bo"
+    assert "review:confirmed" not in _gt(ds, 0)[2].tags
+    undo_fix(ds, rec["fix_id"])
+    assert raw_labels(ds) == before  # review tag included
+    d = load_decisions(ds)[dog.id]
+    assert d["state"] == "confirmed" and d["user"] == "ana"
+    assert select_confirmed(ds, "gt").label_ids == (dog.id,)
 
 
 def test_consensus_box_copies_the_consensus_box_and_undo_restores(ds):

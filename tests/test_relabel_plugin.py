@@ -11,6 +11,7 @@ from relabel_support import BACKEND, make_dataset, raw_labels, register_backend
 
 import iou_audit
 from iou_audit.relabel import list_fixes
+from iou_audit.review import mark_review
 
 P = "@iou-audit/iou-audit/"
 
@@ -99,7 +100,8 @@ def test_send_and_load_immediate(ds, tmp_path):
     path.write_text(json.dumps(upload))
     assert _props(ds, "load_relabel_annotations")["anno_key"].type.values == ["r1"]
     res = foo.execute_operator(P + "load_relabel_annotations", ctx=dict(dataset=ds, params={"anno_key": "r1"}))
-    assert res.result == {"anno_key": "r1", "n_fixed": 1, "n_deleted": 0, "n_changed": 1, "n_unchanged": 0}
+    assert res.result == {"anno_key": "r1", "n_fixed": 1, "n_deleted": 0, "n_changed": 1, "n_unchanged": 0,
+                          "n_marked_fixed": 1}
     assert ds.first().gt.detections[2].label == "cat"
     assert "reload_dataset" in [r["operator_uri"] for r in res.executor.to_json()["requests"]]
 
@@ -163,3 +165,19 @@ def test_apply_refused_when_label_changed_after_form(ds):
             "label_field": "gt", "label_id": dog.id, "action": "consensus_class",
             "expected": props["expected"].default}))
     assert ds.first().gt.detections[2].label == "dog" and list_fixes(ds) == []
+
+
+def test_confirmed_source_exports_the_confirmed_findings(ds, tmp_path):
+    dog = ds.first().gt.detections[2]
+    mark_review(ds, [dog.id], "confirmed", user="ana")
+    props = _props(ds, "export_relabel_queue", {"label_field": "gt", "source": "confirmed"})
+    assert "confirmed" in props["source"].type.values and "confirmed_note" in props
+    out = _delegated(P + "export_relabel_queue", ds, {"label_field": "gt", "source": "confirmed",
+                                                       "export_dir": str(tmp_path / "c"), "format": "coco"})
+    assert out["n_flagged"] == 1
+    (row,) = json.loads((tmp_path / "c/relabel_queue.json").read_text())
+    assert row["label_id"] == dog.id and "confirmed by ana" in row["relabel_reason"]
+    mark_review(ds, [dog.id], "not_an_error")
+    with pytest.raises(Exception, match="no confirmed findings on field 'gt'"):
+        foo.execute_operator(P + "export_relabel_queue", ctx=dict(dataset=ds, params={
+            "label_field": "gt", "source": "confirmed", "export_dir": str(tmp_path / "d")}))

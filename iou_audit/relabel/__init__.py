@@ -17,11 +17,11 @@ from iou_audit.relabel.annotate import (
 from iou_audit.relabel.export import FORMATS, export_relabel_queue
 from iou_audit.relabel.fixes import FIX_ACTIONS, FixPlan, FixRefused, apply_fix, list_fixes, plan_fix, undo_fix
 from iou_audit.relabel.paths import UnsafeExportPath
-from iou_audit.relabel.selection import REASON_ATTR, Selection, finding_tags, select_labels
+from iou_audit.relabel.selection import REASON_ATTR, Selection, finding_tags, select_confirmed, select_labels
 
 __all__ = [
     "BackendNotConfigured", "FIX_ACTIONS", "FORMATS", "FixPlan", "FixRefused", "REASON_ATTR", "Selection",
     "UnsafeExportPath", "apply_fix", "check_backend", "configured_backends", "export_relabel_queue",
-    "finding_tags", "list_fixes", "load_relabel_annotations", "plan_fix", "relabel_runs", "select_labels",
+    "finding_tags", "list_fixes", "load_relabel_annotations", "plan_fix", "relabel_runs", "select_confirmed", "select_labels",
     "send_to_annotation", "undo_fix",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from iou_audit import fiftyone_private as fop
 from iou_audit.relabel.raw import read_raw_labels
+from iou_audit.relabel.review_link import mark_fixed
 from iou_audit.relabel.selection import REASON_ATTR, Selection, reason_view
 from iou_audit.relabel.store import content_fingerprint, default_user, now_iso, relabel_store
 from iou_audit.table import check_label_field
@@ -142,10 +143,13 @@ def load_relabel_annotations(dataset, anno_key: str, cleanup: bool = False, user
                if lid in after and content_fingerprint(after[lid].as_dict()) != record["fingerprints"].get(lid)]
     unchanged = [lid for lid in record["label_ids"] if lid in after and lid not in changed]
     n_unexpected = sum(len(v) for per_field in (unexpected or {}).values() for v in per_field.values())
+    # changed labels' rows are marked fixed; deleted labels' rows leave the queue with them
+    n_marked = mark_fixed(dataset, changed, user=default_user(user))
     record.update(loaded_at=now_iso(), loaded_by=default_user(user), deleted=deleted, changed=changed)
     store.set(f"annotation:{anno_key}", record)
     return {"anno_key": anno_key, "field": field, "deleted": deleted, "changed": changed, "unchanged": unchanged,
-            "fixed": deleted + changed, "n_fixed": len(deleted) + len(changed), "n_unexpected": int(n_unexpected)}
+            "fixed": deleted + changed, "n_fixed": len(deleted) + len(changed), "n_marked_fixed": n_marked,
+            "n_unexpected": int(n_unexpected)}
 
 
 def relabel_runs(dataset) -> list[dict]:

@@ -152,6 +152,8 @@ def apply_fix(dataset, plan: FixPlan, user: str | None = None, expected: str | N
     dataset = fop.root_dataset(dataset)
     if expected is not None and expected != plan.fingerprint:
         raise FixRefused(f"label {plan.label_id!r} changed since the fix was shown; nothing written, review it again")
+    from iou_audit.relabel.review_link import decision_of, mark_fixed
+
     b = plan.before
     fix_id = uuid.uuid4().hex[:12]
     after_raw = None if plan.after is None else bson.encode(plan.after)
@@ -162,6 +164,8 @@ def apply_fix(dataset, plan: FixPlan, user: str | None = None, expected: str | N
         "after_bson": None if after_raw is None else base64.b64encode(after_raw).decode(),
         "user": default_user(user), "applied_at": now_iso(), "state": "applied",
         "undone_at": None, "undone_by": None,
+        # the review decision on the label's row before the fix, put back by undo_fix
+        "review_before": decision_of(dataset, b.label_id),
     }
     store = relabel_store(dataset)
     store.set(f"fix:{fix_id}", record)  # recorded first: a fix can never exist without its record
@@ -175,6 +179,8 @@ def apply_fix(dataset, plan: FixPlan, user: str | None = None, expected: str | N
         store.delete(f"fix:{fix_id}")
         raise FixRefused(f"label {b.label_id!r} of {plan.field!r} changed since the fix was planned "
                          "(or moved in its list); nothing written, plan it again")
+    if plan.after is not None:  # a deleted label's row leaves the queue with it
+        mark_fixed(dataset, [b.label_id], user=record["user"])
     fop.reload_samples(dataset, [b.sample_id])
     return record
 
@@ -208,8 +214,9 @@ def undo_fix(dataset, fix_id: str, user: str | None = None) -> dict:
         current = read_raw_labels(dataset, record["field"], [record["label_id"]]).get(record["label_id"])
         after = base64.b64decode(record["after_bson"])
         res = None
-        if current is not None and current.raw == after:
-            res = coll.update_one({"_id": sid, f"{db_list}.{current.index}": RawBSONDocument(after)},
+        # the fix's own "review:fixed" mark is not an edit
+        if current is not None and _without_review_tags(current.raw) == _without_review_tags(after):
+            res = coll.update_one({"_id": sid, f"{db_list}.{current.index}": RawBSONDocument(current.raw)},
                                   {"$set": {f"{db_list}.{current.index}": RawBSONDocument(before),
                                             "last_modified_at": _now()}})
         why = "it was deleted" if current is None else "it was edited after the fix"
@@ -217,8 +224,24 @@ def undo_fix(dataset, fix_id: str, user: str | None = None) -> dict:
         store.set(f"fix:{fix_id}", record)  # still applied
         raise FixRefused(f"cannot undo fix {fix_id!r}: label {record['label_id']!r} changed since the fix ({why}); "
                          "nothing written")
+    if record["after_bson"] is not None:
+        from iou_audit.relabel.review_link import restore_decision
+
+        restore_decision(dataset, record["label_id"], record.get("review_before"))
     fop.reload_samples(dataset, [record["sample_id"]])
     return undone
+
+
+def _without_review_tags(raw: bytes) -> bytes:
+    """The label document with its ``review:<state>`` tags dropped (they belong to the review memory)."""
+    import bson
+
+    from iou_audit.review import TAG_PREFIX
+
+    doc = bson.decode(raw)
+    if doc.get("tags"):
+        doc["tags"] = [t for t in doc["tags"] if not str(t).startswith(TAG_PREFIX)]
+    return bson.encode(doc)
 
 
 def list_fixes(dataset, state: str | None = None) -> list[dict]:

@@ -91,6 +91,23 @@ def select_labels(samples, field: str, label_ids=None, tags=None, with_evidence:
     return Selection(samples.select(holding, ordered=True), field, tuple(found), reasons, list_path)
 
 
+def select_confirmed(samples, field: str) -> Selection:
+    """The labels of ``field`` in ``samples`` whose review decision is ``confirmed`` (a real error:
+    relabel), in dataset order; each reason is the label's finding tags, then the triage
+    queue's evidence and who confirmed it."""
+    from dataclasses import replace
+
+    from iou_audit.relabel.review_link import confirmed_label_ids
+
+    ids, reasons = confirmed_label_ids(samples, field)
+    if not ids:
+        raise ValueError(f"no confirmed findings on field {field!r} of {fop.root_dataset(samples).name!r}: "
+                         "mark queue rows confirmed first (iou_audit.review.mark_review)")
+    sel = select_labels(samples, field, label_ids=ids, with_evidence=False)
+    # the finding tags (what the sidebar filters on), then the queue's evidence in words
+    return replace(sel, reasons={lid: f"{sel.reasons[lid]} | {reasons[lid]}" for lid in sel.label_ids})
+
+
 def _reasons(samples, field, label_ids, label_tags, with_evidence) -> dict:
     dataset = fop.root_dataset(samples)
     keys = list_audits(dataset)
