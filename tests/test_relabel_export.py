@@ -114,3 +114,27 @@ def test_selection_errors_name_the_ids(ds):
         select_labels(ds, "nope")
     with pytest.raises(ValueError, match="no labels of field 'ann_b'"):
         select_labels(ds, "ann_b", tags=["dups:duplicate"])
+
+
+def test_reviewed_labels_stay_out_of_a_tag_selection(tmp_path):
+    from iou_audit.review import mark_review
+
+    d = make_dataset(tmp_path / "img")
+    try:
+        iou_audit.audit_duplicates(d, "gt", audit_key="dups")
+        iou_audit.audit_agreement(d, ["gt", "ann_b", "ann_c"], audit_key="agree")
+        kept, copy, dog = (x.id for x in d.first().gt.detections)  # the finding is on the copy
+        assert set(select_labels(d, "gt", tags=["dups:duplicate"]).label_ids) == {kept, copy}
+        mark_review(d, [copy], "not_an_error")
+        assert select_labels(d, "gt", tags=["dups:duplicate"]).label_ids == (kept,)
+        assert set(select_labels(d, "gt", tags=["dups:duplicate"], skip_reviewed=False).label_ids) == {kept, copy}
+        assert select_labels(d, "gt", label_ids=[copy]).label_ids == (copy,)  # explicit ids: always
+        mark_review(d, [dog], "not_an_error")
+        with pytest.raises(ValueError, match="all 1 flagged labels of 'gt' are reviewed"):
+            select_labels(d, "gt", tags=["agree:class_conflict"])
+        s = d.first()
+        s.gt.detections[2].bounding_box = [0.5, 0.5, 0.2, 0.2]  # changed since the review: back in
+        s.save()
+        assert select_labels(d, "gt", tags=["agree:class_conflict"]).label_ids == (dog,)
+    finally:
+        d.delete()

@@ -22,6 +22,17 @@ def confirmed_label_ids(samples, field: str) -> tuple[list[str], dict[str, str]]
     return ids, reasons
 
 
+def reviewed_label_ids(samples, field: str) -> set[str]:
+    """Label ids of ``field`` whose row is decided ``not_an_error`` or ``fixed`` and unchanged since
+    (the rows the default queue leaves out)."""
+    from iou_audit.review import triage
+
+    q = triage(samples, states=("not_an_error", "fixed"))
+    if not len(q):
+        return set()
+    return {str(i) for i, f in zip(q["label_id"], q["field"]) if f == field and i}
+
+
 def decision_of(dataset, label_id: str) -> dict | None:
     """The stored review decision on the label's row (``{state, user, at, ...}``) or None."""
     from iou_audit.review import load_decisions

@@ -46,13 +46,17 @@ def finding_tags(dataset, field: str | None = None) -> list[str]:
     return sorted(t for t in counts if any(t.startswith(f"{k}:") for k in keys))
 
 
-def select_labels(samples, field: str, label_ids=None, tags=None, with_evidence: bool = True) -> Selection:
+def select_labels(samples, field: str, label_ids=None, tags=None, with_evidence: bool = True,
+                  skip_reviewed: bool = True) -> Selection:
     """The labels of ``field`` in ``samples`` to relabel.
 
     - ``label_ids``: exactly these labels (each must be in ``field`` of ``samples``; unknown ids are
       refused, naming them);
     - else ``tags``: the labels carrying any of these label tags;
     - else: the labels carrying any finding tag of a stored audit (:func:`finding_tags`).
+
+    With tags (not explicit ids) and ``skip_reviewed``, labels whose queue row is decided
+    ``not_an_error`` or ``fixed`` (and unchanged since) are left out, as the review queue does.
 
     ``reasons[label_id]`` lists the label's finding tags and, with ``with_evidence``, each stored
     audit's detail for it, e.g. ``"dups:duplicate (IoU 0.93 with 64f...)"``.
@@ -87,6 +91,17 @@ def select_labels(samples, field: str, label_ids=None, tags=None, with_evidence:
                              + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     if not found:
         raise ValueError(f"no labels of field {field!r} to relabel in the given samples")
+    if wanted is None and skip_reviewed:
+        from iou_audit.relabel.review_link import reviewed_label_ids
+
+        reviewed = reviewed_label_ids(samples, field)
+        kept = [lid for lid in found if lid not in reviewed]
+        if not kept:
+            raise ValueError(f"all {len(found)} flagged labels of {field!r} are reviewed (not_an_error or fixed); "
+                             "pass skip_reviewed=False or explicit label ids to include them")
+        kept_set = set(kept)
+        holding = [sid for sid, ids in zip(sample_ids, ids_per_sample) if ids and kept_set & set(ids)]
+        found = kept
     reasons = _reasons(samples, field, found, label_tags, with_evidence)
     return Selection(samples.select(holding, ordered=True), field, tuple(found), reasons, list_path)
 
