@@ -80,6 +80,13 @@ def _selection_inputs(inputs, ctx) -> str | None:
     return field
 
 
+def _user(ctx):
+    """Who runs the operator when FiftyOne knows it (Enterprise users); None lets the library use the
+    OS user of the server process."""
+    u = getattr(ctx, "user", None)
+    return (getattr(u, "email", None) or getattr(u, "name", None) or getattr(u, "id", None)) if u else None
+
+
 def _selection(ctx):
     field, source = ctx.params["label_field"], param(ctx, "source", "findings")
     if source == "selected":
@@ -175,7 +182,8 @@ class SendToAnnotation(foo.Operator):
         sel = _selection(ctx)
         send_to_annotation(sel, ctx.params["anno_key"], backend=backend,
                            only_flagged=bool(param(ctx, "only_flagged", False)),
-                           launch_editor=bool(param(ctx, "launch_editor", False)) and not ctx.delegated)
+                           launch_editor=bool(param(ctx, "launch_editor", False)) and not ctx.delegated,
+                           user=_user(ctx))
         return {"anno_key": ctx.params["anno_key"], "backend": backend, "n_samples": len(sel.samples),
                 "n_flagged": len(sel)}
 
@@ -216,7 +224,8 @@ class LoadRelabelAnnotations(foo.Operator):
         return resolve_delegation(ctx)
 
     def execute(self, ctx):
-        out = load_relabel_annotations(ctx.dataset, ctx.params["anno_key"], cleanup=bool(param(ctx, "cleanup", False)))
+        out = load_relabel_annotations(ctx.dataset, ctx.params["anno_key"], cleanup=bool(param(ctx, "cleanup", False)),
+                                       user=_user(ctx))
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"anno_key": out["anno_key"], "n_fixed": out["n_fixed"], "n_deleted": len(out["deleted"]),
@@ -267,7 +276,7 @@ class ApplyFix(foo.Operator):
 
     def execute(self, ctx):
         plan = plan_fix(ctx.dataset, ctx.params["label_field"], ctx.params["label_id"], ctx.params["action"])
-        rec = apply_fix(ctx.dataset, plan, expected=ctx.params.get("expected") or None)
+        rec = apply_fix(ctx.dataset, plan, user=_user(ctx), expected=ctx.params.get("expected") or None)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"fix_id": rec["fix_id"], "description": rec["description"]}
@@ -302,7 +311,7 @@ class UndoFix(foo.Operator):
         return types.Property(inputs, view=types.View(label="Undo a fix"))
 
     def execute(self, ctx):
-        rec = undo_fix(ctx.dataset, ctx.params["fix_id"])
+        rec = undo_fix(ctx.dataset, ctx.params["fix_id"], user=_user(ctx))
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"fix_id": rec["fix_id"], "label_id": rec["label_id"]}

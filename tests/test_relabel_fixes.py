@@ -1,7 +1,9 @@
 """Apply / undo of recorded fixes on a real dataset: the undo restores the label's exact database
 document (compared as BSON bytes, position in the list included); undoing twice, applying on a
 changed label and undoing over a later edit are refused and write nothing."""
+import bson
 import pytest
+from bson import json_util
 from relabel_support import make_dataset, raw_labels
 
 import iou_audit
@@ -39,6 +41,7 @@ def test_delete_duplicate_then_undo_restores_exact_bytes_and_position(ds):
     assert [d.id for d in held.gt.detections] == [_gt(ds, 0)[0].id, _gt(ds, 0)[1].id]
     assert dup.id not in ds.values("gt.detections.id", unwind=True)
     assert rec["user"] == "tester" and rec["state"] == "applied" and rec["index"] == 1
+    assert json_util.loads(rec["before"]) == bson.decode(before[0][1])  # the full previous label, readable
     undo_fix(ds, rec["fix_id"])
     assert raw_labels(ds) == before
     assert [d.id for d in held.gt.detections][1] == dup.id

@@ -147,6 +147,7 @@ def apply_fix(dataset, plan: FixPlan, user: str | None = None, expected: str | N
     """Apply ``plan``: one conditional update that happens only if the label is still the document
     the plan read (and has fingerprint ``expected`` when given). Returns the stored record."""
     import bson
+    from bson import json_util
     from bson.raw_bson import RawBSONDocument
 
     dataset = fop.root_dataset(dataset)
@@ -161,6 +162,8 @@ def apply_fix(dataset, plan: FixPlan, user: str | None = None, expected: str | N
         "fix_id": fix_id, "action": plan.action, "field": plan.field, "sample_id": b.sample_id,
         "label_id": b.label_id, "index": b.index, "db_list": b.db_list, "description": plan.description,
         "source": plan.source, "before_bson": base64.b64encode(b.raw).decode(),
+        # the same previous label, readable (MongoDB extended JSON); undo uses the exact BSON above
+        "before": json_util.dumps(b.as_dict()),
         "after_bson": None if after_raw is None else base64.b64encode(after_raw).decode(),
         "user": default_user(user), "applied_at": now_iso(), "state": "applied",
         "undone_at": None, "undone_by": None,
