@@ -115,7 +115,7 @@ def test_label_flagged_by_three_audits_is_one_row_above_rows_of_one(ds):
     assert top["evidence"].count("; ") == 3 and top["review_state"] == "open" and top["label_id"] == copy
     missing = q.iloc[2]
     assert missing["label_id"] is None and missing["field"] == "ann_b" and missing["row_type"] == "missing"
-    assert "ann_b lacks a RBC object that 2 of 3 annotators drew" in missing["evidence"]
+    assert "ann_b lacks an RBC object that 2 of 3 annotators drew" in missing["evidence"]
     assert q.iloc[1]["score"] == pytest.approx(0.95) and q.iloc[1]["n_audits"] == 1
 
     # any subset of audits
@@ -317,3 +317,30 @@ def test_deleted_label_leaves_the_queue(ds):
     s.save()
     assert c0 not in set(triage(ds, states=None)["row_id"])
     assert isinstance(triage(ds), pd.DataFrame)
+
+
+def test_every_audit_rerun_and_delete_keeps_review_tags_counts_and_decisions(ds, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i in range(len(ds)):  # real images: the split audit hashes pixels
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (100, 200, 3), dtype=np.uint8)).save(paths[-1])
+    ds.set_values("filepath", paths)
+    ds.clone_sample_field("gt", "ann_b")
+    ds.set_values("split", ["train", "val", "test"])
+    s0, (_, c0, w0) = _ids(ds, 0)
+    iou_audit.audit_duplicates(ds, "gt", audit_key="dups")
+    mark_review(ds, [c0], "confirmed")
+    mark_review(ds, [w0], "not_an_error")
+    runs = [lambda: iou_audit.audit_duplicates(ds, "gt", audit_key="dups"),
+            lambda: iou_audit.audit_predictions(ds, "pred", "gt", audit_key="preds"),
+            lambda: iou_audit.audit_agreement(ds, ["gt", "ann_b"], audit_key="agr"),
+            lambda: iou_audit.audit_splits(ds, split_field="split", label_field="gt", audit_key="spl")]
+    for run in runs + runs:  # first runs, then re-runs over stored results
+        run()
+    for key in ("dups", "preds", "agr", "spl"):
+        delete_audit(ds, key)
+    assert {k: v for k, v in ds.count_label_tags().items()} == {"review:confirmed": 1, "review:not_an_error": 1}
+    assert ds[s0].review_confirmed == 1 and ds[s0].review_not_an_error == 1
+    assert {r: d["state"] for r, d in load_decisions(ds).items()} == {c0: "confirmed", w0: "not_an_error"}

@@ -34,6 +34,18 @@ def _num(x) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _a(word: str) -> str:
+    """The indefinite article and ``word``: "an" before a vowel sound, acronyms spelled out.
+
+    Example:
+        >>> _a("RBC"), _a("WBC"), _a("apple"), _a("Platelets")
+        ('an RBC', 'a WBC', 'an apple', 'a Platelets')
+    """
+    w = str(word)
+    vowel = w[:1] in tuple("aeiouAEIOU") or (w[:2].isupper() and w[:1] in tuple("AEFHILMNORSX"))
+    return f"{'an' if vowel else 'a'} {w}"
+
+
 def _noun(detail: str) -> str:
     m = re.search(r"\((\w+)\)\s*$", detail or "")
     return _GEOMETRY_NOUN.get(m.group(1), "box") if m else "box"
@@ -65,7 +77,7 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
             return f"duplicate of another {label} {noun}{ious}"
         if kind == "class_conflict":
             other = other_class or (_VS.match(detail).group("b") if _VS.match(detail) else "other")
-            return f"{label} {noun} on the same object as a {other} {noun}{ious}"
+            return f"{label} {noun} on the same object as {_a(other)} {noun}{ious}"
         if kind == "contained":
             return f"{label} {noun} inside another {label} {noun} (IoS {score:.2f}{ious})" if score is not None \
                 else f"{label} {noun} inside another {label} {noun}"
@@ -83,7 +95,7 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
             who = "the other annotator" if n == 1 else f"the {n} other annotators"
             return f"{who} drew it differently (mean IoU {float(m['m']):.2f}): {edge} edge off by {e:.0%} of the object{px}"
         if kind == "missing_in_annotator" and (m := _LACKS.search(detail)):
-            return f"{field or 'this annotator'} lacks a {label} object that {m['n']} of {m['t']} annotators drew"
+            return f"{field or 'this annotator'} lacks {_a(label)} object that {m['n']} of {m['t']} annotators drew"
         if kind == "extra_in_annotator" and (m := _ONLY.search(detail)):
             return f"only {m['n']} of {m['t']} annotators drew this {label} object (quorum {m['q']})"
         if kind == "class_conflict" and (m := _SAYS.search(detail)):
@@ -97,7 +109,7 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
             return f"possibly spurious {label} label: {detail}" if detail else f"possibly spurious {label} label"
         if kind == "possible_missing":
             conf = _num(confidence)
-            what = f"a {conf:.2f} {label} prediction" if conf is not None else f"a {label} prediction"
+            what = f"a {conf:.2f} {label} prediction" if conf is not None else f"{_a(label)} prediction"
             return f"{what} with no label under it: possibly a missing label"
         if kind == "duplicate_prediction":
             return f"duplicate {label} prediction: {detail}" if detail else f"duplicate {label} prediction"
