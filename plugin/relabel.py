@@ -261,8 +261,8 @@ class ApplyFix(foo.Operator):
         for action in FIX_ACTIONS:
             radio.add_choice(action, label=ACTION_LABELS[action])
         inputs.enum("action", radio.values(), default=FIX_ACTIONS[0], label="Fix", view=radio)
-        label_id, action = ctx.params.get("label_id") or (selected[0] if len(selected) == 1 else None), \
-            ctx.params.get("action", FIX_ACTIONS[0])
+        label_id = ctx.params.get("label_id") or (selected[0] if len(selected) == 1 else None)
+        action = ctx.params.get("action", FIX_ACTIONS[0])
         if label_id:
             try:
                 plan = plan_fix(ctx.dataset, field, label_id, action)
