@@ -184,3 +184,11 @@ def test_mask_labels_keep_their_box(tmp_path):
             plan_fix(d, "gt", s.gt.detections[0].id, "consensus_box")
     finally:
         d.delete()
+
+
+def test_undo_delete_after_the_sample_is_gone_is_refused(ds):
+    rec = apply_fix(ds, plan_fix(ds, "gt", _gt(ds, 0)[1].id, "delete_duplicate"))
+    ds.delete_samples(ds.first().id)
+    with pytest.raises(FixRefused, match="its sample was deleted"):
+        undo_fix(ds, rec["fix_id"])
+    assert list_fixes(ds)[0]["state"] == "applied"

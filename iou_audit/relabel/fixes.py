@@ -212,7 +212,7 @@ def undo_fix(dataset, fix_id: str, user: str | None = None) -> dict:
         res = coll.update_one({"_id": sid, f"{db_list}._id": {"$ne": lid}},
                               {"$push": {db_list: {"$each": [RawBSONDocument(before)], "$position": record["index"]}},
                                "$set": {"last_modified_at": _now()}})
-        why = "it is in the list again"
+        why = "it is in the list again" if coll.count_documents({"_id": sid}, limit=1) else "its sample was deleted"
     else:
         current = read_raw_labels(dataset, record["field"], [record["label_id"]]).get(record["label_id"])
         after = base64.b64decode(record["after_bson"])
