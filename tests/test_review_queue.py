@@ -344,3 +344,20 @@ def test_every_audit_rerun_and_delete_keeps_review_tags_counts_and_decisions(ds,
     assert {k: v for k, v in ds.count_label_tags().items()} == {"review:confirmed": 1, "review:not_an_error": 1}
     assert ds[s0].review_confirmed == 1 and ds[s0].review_not_an_error == 1
     assert {r: d["state"] for r, d in load_decisions(ds).items()} == {c0: "confirmed", w0: "not_an_error"}
+
+
+def test_queue_view_shows_exactly_the_rows_labels(ds):
+    from iou_audit.review import queue_view
+
+    iou_audit.audit_duplicates(ds, "gt", audit_key="dups")
+    (s0, (a0, c0, w0)), (s1, (a1, c1, _)) = _ids(ds, 0), _ids(ds, 1)
+    q = triage(ds).set_index("row_id", drop=False)
+    view = queue_view(ds, q.loc[c0])
+    assert view.values("id") == [s0]
+    assert sorted(view.values("gt.detections.id", unwind=True)) == sorted([c0, a0])  # the copy and its original
+    both = queue_view(ds, q.loc[[c1, c0]])
+    assert both.values("id") == [s1, s0]  # queue order
+    assert sorted(both.values("gt.detections.id", unwind=True)) == sorted([c0, a0, c1, a1])
+    assert w0 not in both.values("gt.detections.id", unwind=True)
+    with pytest.raises(ValueError, match="at least one"):
+        queue_view(ds, q.iloc[:0])
