@@ -184,6 +184,10 @@ def prepare_writes(
     sample_sets: dict[str, dict[str, Any]] = defaultdict(dict)
     for name, by_id in sample_values.items():
         _check_sample_field_name(samples, name)
+        if dataset.get_field(name) is None and all(v is None for v in by_id.values()):
+            # nothing to store, and no type to declare: an undeclared field holding None would make
+            # every later read of those samples fail (FieldDoesNotExist)
+            continue
         columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
             sample_sets[str(sid)][name] = value if type(value) in _PLAIN else _to_bson(value)
