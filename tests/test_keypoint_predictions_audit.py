@@ -176,3 +176,16 @@ def test_empty_and_missing_fields_do_not_crash():
         assert len(r.findings) == 0 and r.metrics["n_labels"] == 0
     finally:
         ds.delete()
+
+
+def test_findings_reach_the_triage_queue(crowdpose):
+    from iou_audit.review.queue import triage
+
+    r = audit_keypoint_predictions(crowdpose, "predictions", "ground_truth", audit_key="kptri", **CROWDPOSE_PARAMS)
+    q = triage(crowdpose, ["kptri"])
+    # one queue row per flagged label, with the label's highest finding score
+    labels = r.findings.groupby("label_id")["score"].max()
+    assert set(q["label_id"]) == set(labels.index)
+    for lid, score in zip(q["label_id"], q["score"]):
+        assert score == pytest.approx(labels[lid])
+    delete_audit(crowdpose, "kptri")
