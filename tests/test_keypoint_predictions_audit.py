@@ -125,6 +125,10 @@ def test_injected_errors_are_found(crowdpose):
     # nothing else is new: one finding per injected error
     kinds = sorted(k for k, _, _ in new)
     assert kinds == ["left_right_swap", "mislocated_keypoint", "missing_keypoint", "possible_missing"], new
+    # the swapped label is matched (through the mirror) but its written OKS is the plain one: lower
+    edited_oks = dict(zip(crowdpose.values("edited.keypoints.coco_id", unwind=True),
+                          crowdpose.values("edited.keypoints.kp_edit_oks", unwind=True)))
+    assert 0.5 <= edited_oks[swap_id] < oks[swap_id]
     # the labels carry the tags of their findings
     tags = {i: t for ids, tag_lists in zip(crowdpose.values("edited.keypoints.coco_id"),
                                           crowdpose.values("edited.keypoints.tags"))
