@@ -125,6 +125,10 @@ def test_injected_errors_are_found(crowdpose):
     # nothing else is new: one finding per injected error
     kinds = sorted(k for k, _, _ in new)
     assert kinds == ["left_right_swap", "mislocated_keypoint", "missing_keypoint", "possible_missing"], new
+    # the swapped label is matched (through the mirror) but its written OKS is the plain one: lower
+    edited_oks = dict(zip(crowdpose.values("edited.keypoints.coco_id", unwind=True),
+                          crowdpose.values("edited.keypoints.kp_edit_oks", unwind=True)))
+    assert 0.5 <= edited_oks[swap_id] < oks[swap_id]
     # the labels carry the tags of their findings
     tags = {i: t for ids, tag_lists in zip(crowdpose.values("edited.keypoints.coco_id"),
                                           crowdpose.values("edited.keypoints.tags"))
@@ -176,3 +180,16 @@ def test_empty_and_missing_fields_do_not_crash():
         assert len(r.findings) == 0 and r.metrics["n_labels"] == 0
     finally:
         ds.delete()
+
+
+def test_findings_reach_the_triage_queue(crowdpose):
+    from iou_audit.review.queue import triage
+
+    r = audit_keypoint_predictions(crowdpose, "predictions", "ground_truth", audit_key="kptri", **CROWDPOSE_PARAMS)
+    q = triage(crowdpose, ["kptri"])
+    # one queue row per flagged label, with the label's highest finding score
+    labels = r.findings.groupby("label_id")["score"].max()
+    assert set(q["label_id"]) == set(labels.index)
+    for lid, score in zip(q["label_id"], q["score"]):
+        assert score == pytest.approx(labels[lid])
+    delete_audit(crowdpose, "kptri")

@@ -106,7 +106,7 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
         if label_attributes or layout is not None:
             raise ValueError("pass label values either as label_attributes (with layout) or as label_batches")
         for field, attrs in label_batches.attributes.items():
-            check_label_field(samples, field)
+            check_label_field(samples, field, ALL_LABEL_TYPES)
             written = plan["manifest"]["label_attributes"].setdefault(field, [])
             written[:] = sorted(set(written) | {f"{key}_{a}" for a in attrs})
     new_fields = {name: dict(values) for name, values in (new_fields or {}).items()}

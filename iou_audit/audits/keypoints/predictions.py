@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
-from iou_audit.audits.keypoints.compare import directed_oks, left_right_swaps
+from iou_audit.audits.keypoints.compare import directed_oks, left_right_swaps, pair_index
 from iou_audit.audits.keypoints.findings import finding_frame as _frame
 from iou_audit.audits.keypoints.findings import ids_at as _ids
 from iou_audit.audits.keypoints.findings import nanmean_columns as _nanmean_cols
@@ -96,7 +96,8 @@ def audit_keypoint_predictions(samples, pred_field: str, gt_field: str, audit_ke
             ``area_factor``, ``area_ranges``, ``point_similarity``, ``point_confidence``,
             ``min_score``, ``classwise``).
 
-    Writes (when ``save``): ``<key>_oks`` and ``<key>_match_id`` on both fields' labels, tags
+    Writes (when ``save``): ``<key>_oks`` (the match's OKS, 0 unmatched) and ``<key>_match_id`` on
+    both fields' labels, tags
     ``<key>:<kind>``, per-sample counts, one saved view per kind, the run.
 
     Returns:
@@ -150,7 +151,7 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     crowd = np.asarray(gtt.iscrowd, bool)
     ignore = crowd | ~gt.labeled.any(axis=1)
     labels = dict(labels1=pt.label, labels2=gtt.label) if config.classwise else {}
-    m1, o1, m2, o2, ig1 = batched_match(best, po, pt.offsets, gtt.offsets, pred.score, config.oks_thresh,
+    m1, _, m2, _, ig1 = batched_match(best, po, pt.offsets, gtt.offsets, pred.score, config.oks_thresh,
                                         crowd2=crowd, ignore2=ignore, return_ignored=True, **labels)
     # metrics: COCO's evaluation on plain OKS
     result, _, _ = keypoint_evaluate(
@@ -176,7 +177,13 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     # keypoint level, over matched pairs with a counted label
     pi = np.flatnonzero((m1 >= 0) & ~ig1)
     gj = m1[pi]
-    pair_oks = values_at(values, po, pt, gtt, pi, gj)
+    pair_oks = values[pair_index(po, pt.offsets, gtt.offsets, pt.sample_index, pi, gj)]
+    # written: the plain OKS of each match (the mirror only helps find the match), 0 unmatched
+    o1, o2 = np.zeros(len(pt)), np.zeros(len(gtt))
+    every = np.flatnonzero(m1 >= 0)
+    o1[every] = values[pair_index(po, pt.offsets, gtt.offsets, pt.sample_index, every, m1[every])]
+    hit = np.flatnonzero(m2 >= 0)  # a crowd's match is its highest-scoring prediction
+    o2[hit] = values[pair_index(po, pt.offsets, gtt.offsets, pt.sample_index, m2[hit], hit)]
     per_kp = _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames)
 
     findings = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
@@ -192,13 +199,6 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
         pt.field: {"oks": dict(zip(pt.label_id, o1.tolist())), "match_id": dict(zip(pt.label_id, _ids(gtt, m1)))},
     }
     return AuditOutput(findings, label_values=label_values, tables={"per_keypoint": per_kp}, metrics=metrics)
-
-
-def values_at(values, po, pt, gtt, pi, gj) -> np.ndarray:
-    """OKS of pairs (prediction row ``pi``, label row ``gj``) of the same sample, from the layout."""
-    s = pt.sample_index[pi]
-    n2 = np.diff(gtt.offsets)[s]
-    return values[po[s] + (pi - pt.offsets[s]) * n2 + (gj - gtt.offsets[s])]
 
 
 def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames) -> pd.DataFrame:
