@@ -7,7 +7,8 @@
   label's content, shown as label tags ``review:<state>`` and per-sample counts ``review_<state>``;
 - :func:`load_decisions` returns them.
 Modules: ``states`` (the names), ``rows`` (row ids), ``fingerprint``, ``content`` (reading labels
-now), ``words`` (evidence), ``memory`` (decisions, tags, counts), ``queue`` (the merge).
+now), ``words`` (evidence), ``memory`` (decisions, tags, counts), ``queue`` (the merge),
+``views`` (the App view of queue rows), ``export`` (CSV/Parquet/JSON).
 """
 from iou_audit.review.fingerprint import label_fingerprint, sample_fingerprint
 from iou_audit.review.memory import clear_review, load_decisions, mark_review
@@ -21,6 +22,7 @@ from iou_audit.review.states import (
     TAG_PREFIX,
     review_tag,
 )
+from iou_audit.review.views import queue_view
 
 __all__ = [
     "COUNT_FIELDS",
@@ -35,6 +37,7 @@ __all__ = [
     "load_decisions",
     "mark_review",
     "noisy_or",
+    "queue_view",
     "review_tag",
     "sample_fingerprint",
     "triage",

@@ -7,9 +7,9 @@ import numpy as np
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.predictions.core import compute_prediction_audit
-from iou_audit.audits.predictions.findings import AUDIT, KINDS, build_findings, label_values
+from iou_audit.audits.predictions.findings import AUDIT, KINDS, build_findings, label_batches
 from iou_audit.results import AuditResult
-from iou_audit.table import ReadLayout, read_label_table
+from iou_audit.table import read_label_table
 from iou_audit.vocabulary import METHODS, canonical_geometry, canonical_method
 
 __all__ = ["AUDIT", "KINDS", "PredictionsConfig", "audit_predictions"]
@@ -98,6 +98,13 @@ def audit_predictions(
 
 
 def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput:
+    pred, gt = read_tables(samples, config, report)
+    report.report(0.3, "matching and scoring")
+    return output_from_tables(pred, gt, config)
+
+
+def read_tables(samples, config: PredictionsConfig, report):
+    """``(pred, gt)``: the two fields' LabelTables over ``samples`` (same sample order)."""
     segm = config.geometry == "masks"
     report.report(0.0, "reading labels")
     pred = read_label_table(samples, config.pred_field, masks=segm)
@@ -106,15 +113,14 @@ def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput
     if pred.label_type != "detections" or gt.label_type != "detections":
         raise ValueError(f"audit_predictions needs Detections fields; got {config.pred_field!r} ({pred.label_type}) "
                          f"and {config.gt_field!r} ({gt.label_type})")
-    report.report(0.3, "matching and scoring")
+    return pred, gt
+
+
+def output_from_tables(pred, gt, config: PredictionsConfig, pair_ious: tuple | None = None) -> AuditOutput:
+    """The audit's output on the two tables (``pair_ious``: their IoU blocks, when already computed)."""
     a = compute_prediction_audit(pred, gt, config.iou_thresh, config.method, config.classwise,
                                  COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=config.coco_metrics,
-                                 tide=config.tide)
+                                 tide=config.tide, pair_ious=pair_ious)
     quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
-    layout = ReadLayout()  # where the labels are: the write need not look for them again
-    layout.add_table(config.pred_field, pred)
-    if config.gt_field != config.pred_field:
-        layout.add_table(config.gt_field, gt)
-    return AuditOutput(build_findings(a, config.min_score), label_values=label_values(a),
-                       sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics),
-                       layout=layout)
+    return AuditOutput(build_findings(a, config.min_score), label_batches=label_batches(a),
+                       sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics))

@@ -62,6 +62,7 @@ def compute_prediction_audit(
     bg_thresh: float = 0.1,
     coco_metrics: bool = True,
     tide: bool = True,
+    pair_ious: tuple | None = None,
 ) -> PredictionAudit:
     """Match ``pred`` to ``gt`` (two LabelTables over the same samples) and score every disagreement.
 
@@ -76,6 +77,8 @@ def compute_prediction_audit(
         bg_thresh: TIDE's background threshold.
         coco_metrics: compute COCO AP@[.5:.95] etc. (10 thresholds x 4 area ranges).
         tide: compute the TIDE dAP attribution.
+        pair_ious: ``(values, pair_offsets)`` of ``pred`` x ``gt`` already computed (the per-sample
+            IoU blocks of a sharded run's shards, joined; ``iou_audit.shards``), else computed here.
 
     Example:
         >>> from iou_audit.table import LabelTable                      # doctest: +SKIP
@@ -90,7 +93,7 @@ def compute_prediction_audit(
         raise ValueError(f"fields {pred.field!r} and {gt.field!r} were not read from the same samples")
     config = dict(iou_thresh=float(iou_thresh), method=method, classwise=bool(classwise), iou_type=iou_type,
                   good_fit=float(good_fit), bg_thresh=float(bg_thresh), pred_field=pred.field, gt_field=gt.field)
-    values, pair_offsets = prediction_pair_ious(pred, gt, iou_type)
+    values, pair_offsets = prediction_pair_ious(pred, gt, iou_type) if pair_ious is None else pair_ious
     pc, gc, classes = shared_class_codes(pred.label, gt.label)
     scores = np.asarray(pred.confidence, dtype=np.float64)
     crowd = np.asarray(gt.iscrowd, dtype=bool)

@@ -114,6 +114,38 @@ def label_values(a: PredictionAudit) -> dict:
     return out
 
 
+#: samples whose label values go into one bulk write
+WRITE_BATCH = 2000
+
+
+def label_batches(a: PredictionAudit, batch_size: int = WRITE_BATCH):
+    """:func:`label_values` as ``iou_audit.results.batched.LabelBatches``: built and written
+    ``batch_size`` samples at a time from the row-aligned arrays (no per-label dicts of the whole
+    view). The values are those of :func:`label_values` (when both fields are one, as there: the
+    prediction side's)."""
+    from iou_audit.results.batched import table_batches
+
+    pred, gt = a.pred, a.gt
+    gt_values = {"iou": a.gt_iou, "match_id": np.asarray(_ids_at(pred.label_id, a.gt_match), dtype=object),
+                 "quality": a.label_quality}
+    pred_values = {"iou": a.pred_iou, "match_id": np.asarray(_ids_at(gt.label_id, a.pred_match), dtype=object),
+                   "error": np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind]}
+    # the confusion cell and TIDE error of every label, as in label_values (None: not written there)
+    if a.confusion_gt is not None:
+        gt_values["confusion"] = np.asarray(a.confusion_gt, dtype=object)
+    if a.confusion_pred is not None:
+        pred_values["confusion"] = np.asarray(a.confusion_pred, dtype=object)
+    if a.tide_pred_kind is not None:
+        kinds = np.asarray(a.tide_pred_kind)
+        counted = np.isin(kinds, [PRED_KINDS.index(t) for t in TIDE_TYPES if t in PRED_KINDS])
+        pred_values["tide"] = np.where(counted, np.array(PRED_KINDS, dtype=object)[kinds], None)
+        gt_values["tide"] = np.where(np.asarray(a.tide_missed, bool), "missed", None).astype(object)
+    tables, fields, values = [pred], [pred.field], [pred_values]
+    if gt.field != pred.field:
+        tables, fields, values = [gt, pred], [gt.field, pred.field], [gt_values, pred_values]
+    return table_batches(tables, fields, values, batch_size, convert=lambda arr: np.asarray(arr).tolist())
+
+
 def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_score: float = 0.5) -> AuditResult:
     """The :class:`AuditResult` of a prediction audit (findings, tables, metrics, config)."""
     config = dict(a.config, min_score=float(min_score))

@@ -231,7 +231,18 @@ def audit_splits(
     return run_audit(AUDIT, samples, config, work, audit_key, save=save, progress=progress)
 
 
-def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> AuditOutput:
+def read_hashes(samples, config: SplitsConfig, report, audit_key: str, filepaths=None) -> tuple:
+    """``image_hashes`` of every sample's file (the hash cache lives in the previous run's
+    ``<key>_*`` fields, hence the key); per sample, so a sharded run hashes its shards apart."""
+    filepaths = samples.values("filepath") if filepaths is None else filepaths
+    report.report(0.0, "hashing images")
+    return image_hashes(samples, filepaths, audit_key, config.workers,
+                        lambda done, total: report.report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
+
+
+def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str, hashes: tuple | None = None) -> AuditOutput:
+    """The audit; ``hashes``: :func:`read_hashes` of ``samples`` when already computed (the joined
+    shards of a sharded run, ``iou_audit.shards``)."""
     from iou_audit.results import concat_findings, make_findings
 
     workers = config.workers
@@ -239,11 +250,9 @@ def _read_and_compute(samples, config: SplitsConfig, report, audit_key: str) -> 
     ids, split, names, multi = read_splits(samples, config.split_field, config.split_tags)
     label_field = _default_label_field(samples) if config.label_field == "auto" else config.label_field
     filepaths = samples.values("filepath")
-    report.report(0.0, "hashing images")
-    # the hash cache lives in the previous run's <key>_* fields, hence the key
-    sha, phash, whash, thash, stats, cached, unreadable = image_hashes(
-        samples, filepaths, audit_key, workers,
-        lambda done, total: report.report(0.7 * done / max(total, 1), f"hashed {done}/{total} images"))
+    if hashes is None:
+        hashes = read_hashes(samples, config, report, audit_key, filepaths)
+    sha, phash, whash, thash, stats, cached, unreadable = hashes
 
     frames = [_unreadable_findings(unreadable, ids, filepaths)]
     bad = np.zeros(len(ids), dtype=bool)
