@@ -51,6 +51,10 @@ def test_triage_prints_and_exports_every_format(ds, capsys, tmp_path):
     pq = pd.read_parquet(tmp_path / "q.parquet")
     assert list(pq["row_id"]) == list(expected["row_id"]) and list(pq["kinds"].map(list)) == list(expected["kinds"])
 
+    first = ds.first().id
+    ds.save_view("one", ds.select(first))
+    assert main(["triage", "-d", ds.name, "--view", "one", "-o", str(tmp_path / "v.json")]) == 0
+    assert {r["sample_id"] for r in json.loads((tmp_path / "v.json").read_text())} == {first}
     assert main(["triage", "-d", ds.name, "--audit", "nope"]) == 0
     out = capsys.readouterr().out
     assert "audit 'nope' is not stored" in out and "none of the audits ['nope']" in out
@@ -81,3 +85,15 @@ def test_review_marks_shows_and_clears(ds, capsys):
     assert main(["review", "-d", ds.name, "--mark", "confirmed", "0123456789abcdef01234567"]) == 2
     assert "not a label or sample" in capsys.readouterr().err
     assert set(load_decisions(ds)) == {rows[1]}
+
+
+def test_demo_prints_the_merged_queue(ds, capsys):
+    from iou_audit.demo import _triage
+
+    _triage(ds, {})
+    assert "0 rows" in capsys.readouterr().out
+    iou_audit.audit_duplicates(ds, "gt", audit_key="dups")
+    names = {s: f"img{i}.png" for i, s in enumerate(ds.values("id"))}
+    _triage(ds, names)
+    out = capsys.readouterr().out
+    assert "6 rows in" in out and "1 audit(s): 6" in out and "img0.png: dups: " in out

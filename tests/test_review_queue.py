@@ -299,6 +299,23 @@ def test_fingerprints_of_boxes_masks_and_polylines(dataset):
     s.save()
     assert _fingerprint(dataset, "poly", line.id) == fp
 
+    # keypoints: a point moved, a point missing (NaN)
+    dataset.add_sample_field("kps", fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
+    s["kps"] = fo.Keypoints(keypoints=[fo.Keypoint(label="person", points=[(0.1, 0.2), (0.3, 0.4)])])
+    s.save()
+    kp = s.kps.keypoints[0]
+    fk = _fingerprint(dataset, "kps", kp.id)
+    kp.points = [(0.1, 0.2), (0.3, 0.41)]
+    s.save()
+    fk2 = _fingerprint(dataset, "kps", kp.id)
+    kp.points = [(0.1, 0.2), (float("nan"), float("nan"))]
+    s.save()
+    assert len({fk, fk2, _fingerprint(dataset, "kps", kp.id)}) == 3
+    assert _fingerprint(dataset, "kps", kp.id) == _fingerprint(dataset, "kps", kp.id)
+    assert mark_review(dataset, [kp.id], "confirmed") == 1  # found in the Keypoints field, tagged there
+    assert dataset.count_label_tags(label_fields="kps") == {"review:confirmed": 1}
+    assert clear_review(dataset, [kp.id]) == 1 and dataset.count_label_tags(label_fields="kps") == {}
+
     # the life cycle works on a polyline row too
     _hand_audit(dataset, "p", "duplicates", [{"kind": "contained", "sample_id": s.id, "field": "poly",
                                               "label_id": line.id, "label": "road", "score": 0.97}])
@@ -317,6 +334,22 @@ def test_deleted_label_leaves_the_queue(ds):
     s.save()
     assert c0 not in set(triage(ds, states=None)["row_id"])
     assert isinstance(triage(ds), pd.DataFrame)
+    with pytest.raises(ValueError, match="not a label or sample"):
+        mark_review(ds, [c0], "fixed")
+    with pytest.raises(ValueError, match="cannot mark"):  # the right id in the wrong field
+        mark_review(ds, [{"label_id": ds[s0].gt.detections[0].id, "field": "pred"}], "fixed")
+
+
+def test_several_findings_of_one_kind_make_one_clause(ds):
+    sid, (a, copy, wbc) = _ids(ds, 0)
+    _hand_audit(ds, "h", "duplicates", [
+        {"kind": "duplicate", "sample_id": sid, "field": "gt", "label_id": copy, "other_field": "gt",
+         "other_label_id": a, "label": "RBC", "score": 0.8, "iou": 0.8, "detail": "RBC vs RBC (masks)"},
+        {"kind": "duplicate", "sample_id": sid, "field": "gt", "label_id": copy, "other_field": "gt",
+         "other_label_id": wbc, "label": "RBC", "score": 0.9, "iou": 0.9, "detail": "RBC vs RBC (masks)"}])
+    row = triage(ds).iloc[0]
+    assert row["evidence"] == "h: duplicate of another RBC mask, IoU 0.90 (+1 more)"
+    assert row["score"] == pytest.approx(0.9) and row["other_label_ids"] == sorted([a, wbc])
 
 
 def test_every_audit_rerun_and_delete_keeps_review_tags_counts_and_decisions(ds, tmp_path):

@@ -37,7 +37,7 @@ from iou_audit import fiftyone_private as fop
 from iou_audit.results.findings import FINDING_COLUMNS, make_findings
 from iou_audit.results.result import AuditResult, jsonable, jsonify
 from iou_audit.table.bulk import ReadLayout, refresh_held, strip_labels
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, _gc_paused, check_label_field
 from iou_audit.table.write import _check_writable, prepare_writes
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def delete_audit(dataset, key: str) -> dict:
     for field in sorted(set(attrs_by_field) | set(tags_by_field)):
         if dataset.get_field(field) is None:
             continue
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         attrs = attrs_by_field.get(field, [])
         # one server-side update per field, matching only the samples that hold our attributes/tags
         strip_labels(dataset, field, attributes=attrs, tags=tags_by_field.get(field, []))
@@ -323,7 +323,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
     """Everything to write, computed and validated before anything is written."""
     attributes: dict[str, dict[str, dict]] = {}
     for field, attrs in label_attributes.items():
-        check_label_field(samples, field)
+        check_label_field(samples, field, ALL_LABEL_TYPES)
         attributes[field] = {f"{key}_{attr}": dict(values) for attr, values in attrs.items()}
 
     tags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -334,7 +334,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
             if tag not in tags[field][lid]:
                 tags[field][lid].append(tag)
     for field in tags:
-        check_label_field(samples, field)
+        check_label_field(samples, field, ALL_LABEL_TYPES)
 
     sample_values: dict[str, dict[str, Any]] = {}
     with_sample = findings[findings["sample_id"] != ""]
@@ -375,7 +375,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
 def _check_collisions(dataset, manifest: dict) -> None:
     """Refuse to overwrite fields or views that this audit did not create."""
     for field, attrs in manifest["label_attributes"].items():
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         for attr in attrs:
             if dataset.get_field(f"{list_path}.{attr}") is not None:
                 raise ValueError(f"label attribute {list_path}.{attr} already exists and was not written by this audit")

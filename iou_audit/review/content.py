@@ -10,16 +10,16 @@ from typing import Iterable, Mapping
 from iou_audit import fiftyone_private as fop
 from iou_audit.review.fingerprint import label_fingerprint, sample_fingerprint
 from iou_audit.review.rows import is_object_id
-from iou_audit.table.read import check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, check_label_field
 
 _KEYS = ("label", "bounding_box", "mask", "mask_path", "points", "closed", "filled", "confidence")
 
 
 def label_fields(dataset) -> list[str]:
-    """The Detections and Polylines fields of the dataset (what audits and reviews address)."""
+    """The Detections, Polylines and Keypoints fields of the dataset (what audits and reviews address)."""
     import fiftyone as fo
 
-    return sorted(dataset.get_field_schema(embedded_doc_type=(fo.Detections, fo.Polylines)))
+    return sorted(dataset.get_field_schema(embedded_doc_type=(fo.Detections, fo.Polylines, fo.Keypoints)))
 
 
 def _oids(ids: Iterable[str]) -> list:
@@ -40,7 +40,7 @@ def read_labels(dataset, wanted: Mapping[str, Iterable[str]]) -> dict[str, dict]
         oids = _oids(ids)
         if not oids or dataset.get_field(field) is None:
             continue
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         db_list = fop.handle_db_field(dataset, list_path)
         picked = {"$filter": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l", "cond": {"$in": ["$$l._id", oids]}}}
         stages = [
@@ -87,15 +87,15 @@ def samples_fingerprint(filepaths: Mapping[str, str], sample_ids: Iterable[str])
 
 
 def locate_labels(dataset, label_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``{label_id: (field, sample_id)}`` for ids found in any Detections/Polylines field (one
-    aggregation per field)."""
+    """``{label_id: (field, sample_id)}`` for ids found in any Detections/Polylines/Keypoints field
+    (one aggregation per field)."""
     dataset = fop.root_dataset(dataset)
     oids = _oids(label_ids)
     out: dict[str, tuple[str, str]] = {}
     if not oids:
         return out
     for field in label_fields(dataset):
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         db_list = fop.handle_db_field(dataset, list_path)
         stages = [
             {"$match": {f"{db_list}._id": {"$in": oids}}},

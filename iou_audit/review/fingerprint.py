@@ -7,7 +7,8 @@ A decision is valid while the fingerprint of the label it was taken on is unchan
   coordinates through text);
 - an instance ``mask`` as its foreground pixels (nonzero) and shape, so re-serialising the same
   mask (another dtype or compression) does not count as a change; a ``mask_path`` by its path;
-- a polyline's ``points`` (each rounded to 6 decimals) and its ``closed`` / ``filled`` flags.
+- a polyline's or keypoint's ``points`` (each rounded to 6 decimals; a missing keypoint stays NaN)
+  and a polyline's ``closed`` / ``filled`` flags.
 Confidence, tags and other attributes do not count (audits and reviews write those).
 A sample (sample-level findings such as leaks) is fingerprinted by its file path.
 """

@@ -127,12 +127,12 @@ def resolve(dataset, items: Iterable[Any], decisions: dict | None = None) -> lis
             raise ValueError(f"not a label or sample of dataset {dataset.name!r}: {unknown}")
         for sid in rest:
             targets[sid] = Target(sid, "sample", sample_id=sid)
-    for t in targets.values():
-        if t.row_type == "pair":
-            found = content.read_filepaths(dataset, [t.sample_id, t.other_sample_id])
-            lost = [s for s in (t.sample_id, t.other_sample_id) if s not in found]
-            if lost:
-                raise ValueError(f"row {t.row_id!r}: sample(s) {lost} are not in dataset {dataset.name!r}")
+    pairs = [t for t in targets.values() if t.row_type == "pair"]
+    found = content.read_filepaths(dataset, [s for t in pairs for s in (t.sample_id, t.other_sample_id)])
+    for t in pairs:
+        lost = [s for s in (t.sample_id, t.other_sample_id) if s not in found]
+        if lost:
+            raise ValueError(f"row {t.row_id!r}: sample(s) {lost} are not in dataset {dataset.name!r}")
     return list(targets.values())
 
 

@@ -23,6 +23,8 @@ fingerprint of its label now (:mod:`iou_audit.review.fingerprint`):
   an audit that completed after the sample's last modification still flags it. Any later write on
   that sample (another label edited or marked) makes such a row look stale again until the next
   run: an approximation, since FiftyOne records modification times per sample, not per label.
+  The old ``fixed`` decision (and its ``review:fixed`` tag) stays stored, shown in
+  ``decision_state``, until the row is marked again or cleared.
 """
 from __future__ import annotations
 
@@ -159,9 +161,9 @@ def _view_filter(view, dataset, findings: pd.DataFrame) -> pd.Series:
         if view.get_field(field) is None:
             keep &= ~(labelled & (findings["field"] == field))
             continue
-        from iou_audit.table.read import check_label_field
+        from iou_audit.table.read import ALL_LABEL_TYPES, check_label_field
 
-        _, list_path = check_label_field(view, field)
+        _, list_path = check_label_field(view, field, ALL_LABEL_TYPES)
         ids = set(view.values(f"{list_path}.id", unwind=True))
         here = labelled & (findings["field"] == field)
         keep &= ~here | findings["label_id"].isin(ids)

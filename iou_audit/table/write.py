@@ -21,7 +21,7 @@ import numpy as np
 
 from iou_audit import fiftyone_private as fop
 from iou_audit.table import bulk
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, _gc_paused, check_label_field
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def untag_labels(samples, field: str, tag: str) -> dict:
     """Remove ``tag`` from every label of ``field`` in the view that has it."""
     _check_tag(tag)
     _check_writable(samples)
-    _, list_path = check_label_field(samples, field)
+    _, list_path = check_label_field(samples, field, ALL_LABEL_TYPES)
     db_list = fop.handle_db_field(samples, list_path)
     has_tag = {"$filter": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
                            "cond": {"$in": [tag, {"$ifNull": ["$$l.tags", []]}]}}}
@@ -168,7 +168,7 @@ def prepare_writes(
         unknown = set(spec) - {"attributes", "tags"}
         if unknown:
             raise ValueError(f"field {field!r}: unknown write keys {sorted(unknown)} (use 'attributes', 'tags')")
-        _, list_path = check_label_field(samples, field)
+        _, list_path = check_label_field(samples, field, ALL_LABEL_TYPES)
         write = bulk.LabelWrite(fop.handle_db_field(samples, list_path), list_path=list_path)
         for attr, by_id in (spec.get("attributes") or {}).items():
             _check_attr_name(field, attr)

@@ -19,7 +19,7 @@ import numpy as np
 from iou_audit import fiftyone_private as fop
 from iou_audit.audits.agreement.cluster_stats import quorum_count
 from iou_audit.audits.agreement.consensus import consensus_labels
-from iou_audit.audits.agreement.core import Agreement, compute_agreement_batches
+from iou_audit.audits.agreement.core import Agreement, agreement_from_parts, agreement_parts
 from iou_audit.audits.agreement.findings import KINDS
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.results import AuditResult
@@ -59,12 +59,13 @@ def read_annotators(samples, label_fields: str | Sequence[str], annotator_attr: 
 
 
 def iter_annotator_batches(samples, label_fields: str | Sequence[str], annotator_attr: str | None = None,
-                           batch_size: int = 2000):
+                           batch_size: int = 2000, names: Sequence[str] | None = None):
     """``(names, fields, batches)``: ``batches`` yields one list of K LabelTables per batch of
     ``batch_size`` samples (view order; every annotator's table covers the same samples).
 
     With ``annotator_attr`` the annotator names are read first (one ``distinct``), so a batch where
-    an annotator drew nothing still gets its (empty) table.
+    an annotator drew nothing still gets its (empty) table; ``names`` passes them instead (a shard
+    of a sharded run uses the names of the whole view, ``iou_audit.shards``).
     """
     if isinstance(label_fields, str):
         label_fields = [label_fields]
@@ -77,7 +78,9 @@ def iter_annotator_batches(samples, label_fields: str | Sequence[str], annotator
         raise ValueError(f"with annotator_attr, pass exactly one label field, got {label_fields}")
     field = label_fields[0]
     _, list_path = check_label_field(samples, field)
-    names = sorted((v for v in samples.distinct(f"{list_path}.{annotator_attr}") if v is not None), key=str)
+    if names is None:
+        names = sorted((v for v in samples.distinct(f"{list_path}.{annotator_attr}") if v is not None), key=str)
+    names = list(names)
     if len(names) < 2:
         raise ValueError(f"field {field!r} has labels of {len(names)} annotator(s) {names} in {annotator_attr!r}; need >= 2")
 
@@ -215,10 +218,18 @@ def _check_consensus_name(samples, name: str, audit_key: str) -> None:
 
 
 def _read_and_compute(samples, config: AgreementConfig, report) -> AuditOutput:
+    names, fields, parts, geometry = read_parts(samples, config, report)
+    return output_from_parts(parts, names, fields, geometry, config)
+
+
+def read_parts(samples, config: AgreementConfig, report, names: Sequence[str] | None = None):
+    """``(names, fields, parts, geometry)``: read and match ``samples`` batch by batch, keeping each
+    batch's O(labels) part (``core.agreement_parts``); ``names``: the annotator names of an
+    ``annotator_attr`` field when already known (a shard of a sharded run)."""
     report.report(0.0, "reading labels")
     label_fields = config.label_fields[0] if len(config.label_fields) == 1 else list(config.label_fields)
     names, fields, tables_iter = iter_annotator_batches(samples, label_fields, config.annotator_attr,
-                                                        config.batch_size)
+                                                        config.batch_size, names=names)
     coverage = read_coverage(samples, config.coverage_field, names) if config.coverage_field else None
     n_samples = max(len(samples), 1)
     state = {"start": 0}
@@ -231,10 +242,17 @@ def _read_and_compute(samples, config: AgreementConfig, report) -> AuditOutput:
             report.report(0.6 * state["start"] / n_samples, f"matching {len(names)} annotators ({state['start']} samples)")
             yield tables, cov
 
-    r: Agreement = compute_agreement_batches(
-        batches(), names=names, fields=fields, iou_thresh=config.iou_thresh, method=config.method,
-        quorum=config.quorum, geometry=config.geometry, low_iou=config.low_iou, compute_map=config.compute_map,
-        consensus=bool(config.consensus_field))
+    parts, geometry = agreement_parts(
+        batches(), iou_thresh=config.iou_thresh, method=config.method, quorum=config.quorum, geometry=config.geometry,
+        compute_map=config.compute_map, consensus=bool(config.consensus_field))
+    return names, fields, parts, geometry
+
+
+def output_from_parts(parts: list, names, fields, geometry: str, config: AgreementConfig) -> AuditOutput:
+    """The audit's output from the parts of every batch, in view order (``core.agreement_from_parts``)."""
+    r: Agreement = agreement_from_parts(
+        parts, names=names, fields=fields, iou_thresh=config.iou_thresh, quorum=config.quorum, geometry=geometry,
+        low_iou=config.low_iou, compute_map=config.compute_map)
     tables = r.label_tables
     layout = ReadLayout()
     for t, field in zip(tables, fields):

@@ -148,6 +148,17 @@ def compute_agreement_batches(
     (see ``parts.py``: geometry stays in its batch, O(labels) arrays are joined, then the global
     statistics are computed once). ``consensus=True`` also fuses the consensus labels per batch.
     """
+    parts, geometry = agreement_parts(batches, iou_thresh=iou_thresh, method=method, quorum=quorum, geometry=geometry,
+                                      curve_thresholds=curve_thresholds, compute_map=compute_map, consensus=consensus)
+    return agreement_from_parts(parts, names=names, fields=fields, sample_ids=sample_ids, iou_thresh=iou_thresh,
+                                quorum=quorum, geometry=geometry, low_iou=low_iou, curve_thresholds=curve_thresholds,
+                                compute_map=compute_map)
+
+
+def agreement_parts(batches, iou_thresh: float = 0.5, method: str = "hungarian", quorum=None, geometry: str = "auto",
+                    curve_thresholds=DEFAULT_CURVE, compute_map: bool = True, consensus: bool = False):
+    """``(parts, geometry)``: the per-batch :class:`parts.BatchPart` of ``batches`` (the first half of
+    :func:`compute_agreement_batches`; a sharded run stores them per shard, ``iou_audit.shards``)."""
     parts, K, curve_lowest = [], None, min(curve_thresholds) if len(curve_thresholds) else iou_thresh
     for tables, coverage in batches:
         if K is None:
@@ -157,10 +168,20 @@ def compute_agreement_batches(
             geometry = pick_geometry(tables, geometry)
         parts.append(compute_part(tables, coverage_matrix(tables, coverage), iou_thresh, method, geometry, quorum,
                                   curve_lowest, compute_map, consensus))
+    return parts, geometry
+
+
+def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, iou_thresh: float = 0.5, quorum=None,
+                         geometry: str = "boxes", low_iou: float = 0.75, curve_thresholds=DEFAULT_CURVE,
+                         compute_map: bool = True) -> Agreement:
+    """The global statistics of consecutive batches' parts (the second half of
+    :func:`compute_agreement_batches`): parts joined with ``merge_parts`` (``parts`` is emptied
+    then, so the batches' arrays are freed), then computed once."""
     if not parts:
         raise ValueError("no batch of samples to audit")
+    K = len(parts[0].tables)
     m = merge_parts(parts)
-    del parts
+    parts.clear()  # the joined arrays replace them (the caller's list too: memory)
     tables, covered, pms, clusters, ctab, mem = m.tables, m.covered, m.pms, m.clusters, m.ctab, m.mem
     names = list(names) if names is not None else [f"annotator_{k}" for k in range(K)]
     fields = list(fields) if fields is not None else names

@@ -75,7 +75,8 @@ def audit_predictions(
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
-    (TIDE kind); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
+    (TIDE kind); on both ``<key>_confusion`` (the class on the other side of the label's
+    confusion cell, or ``unmatched``) and, on the labels TIDE counts, ``<key>_tide`` (its error type); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
     class_swap, duplicate_prediction; per-sample ``<key>_<kind>`` counts and ``<key>_quality``;
     one saved view per kind; a custom run with config, findings, metrics and tables.
 
@@ -97,6 +98,13 @@ def audit_predictions(
 
 
 def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput:
+    pred, gt = read_tables(samples, config, report)
+    report.report(0.3, "matching and scoring")
+    return output_from_tables(pred, gt, config)
+
+
+def read_tables(samples, config: PredictionsConfig, report):
+    """``(pred, gt)``: the two fields' LabelTables over ``samples`` (same sample order)."""
     segm = config.geometry == "masks"
     report.report(0.0, "reading labels")
     pred = read_label_table(samples, config.pred_field, masks=segm)
@@ -105,10 +113,14 @@ def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput
     if pred.label_type != "detections" or gt.label_type != "detections":
         raise ValueError(f"audit_predictions needs Detections fields; got {config.pred_field!r} ({pred.label_type}) "
                          f"and {config.gt_field!r} ({gt.label_type})")
-    report.report(0.3, "matching and scoring")
+    return pred, gt
+
+
+def output_from_tables(pred, gt, config: PredictionsConfig, pair_ious: tuple | None = None) -> AuditOutput:
+    """The audit's output on the two tables (``pair_ious``: their IoU blocks, when already computed)."""
     a = compute_prediction_audit(pred, gt, config.iou_thresh, config.method, config.classwise,
                                  COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=config.coco_metrics,
-                                 tide=config.tide)
+                                 tide=config.tide, pair_ious=pair_ious)
     quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
     layout = ReadLayout()  # where the labels are: the write need not look for them again
     layout.add_table(config.pred_field, pred)

@@ -1,0 +1,29 @@
+"""Sharded audit runs: shards of samples computed by separate (delegated) processes, merged into one run.
+
+``plan_audit`` stores a plan (the audit, its config, consecutive sample-id ranges) in FiftyOne's
+database; ``run_shard`` computes one shard's part, the audit's sufficient statistics for those
+samples (``adapters``), and stores it in GridFS (parts may exceed 16 MB); ``merge_plan``, once every
+shard is done, combines the parts and writes the run once through the normal ``save_audit`` path,
+identical to the single-process run (findings, tables, metrics, label values). Global statistics
+(alpha, mAP, COCO AP, TIDE) are computed on the joined arrays, never averaged. A failed or missing
+shard makes the merge refuse with the shard named; nothing is written. The plugin's
+``run_sharded_audit`` operator queues the shards as delegated operations; the last shard to finish
+queues the merge.
+"""
+from iou_audit.shards.adapters import AUDITS as SHARDABLE_AUDITS
+from iou_audit.shards.run import (
+    ShardError,
+    claim_merge,
+    delete_plan,
+    get_plan,
+    list_plans,
+    merge_plan,
+    missing_shards,
+    plan_audit,
+    run_shard,
+    run_sharded,
+    shard_ranges,
+)
+
+__all__ = ["SHARDABLE_AUDITS", "ShardError", "claim_merge", "delete_plan", "get_plan", "list_plans", "merge_plan",
+           "missing_shards", "plan_audit", "run_shard", "run_sharded", "shard_ranges"]

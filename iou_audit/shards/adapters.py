@@ -1,0 +1,283 @@
+"""Per audit: what a shard keeps (its sufficient statistics) and how the merge combines them.
+
+Every merge rebuilds exactly what the single-process audit computes, by handing the audit's own
+global step the joined per-sample arrays; nothing is averaged:
+
+- ``duplicates``: every finding and label value is per sample; a shard is a run of whole read
+  batches (the plan aligns shards to ``batch_size``), so the joined findings are the
+  single-process findings row for row, and counts are recomputed from them.
+- ``agreement``: a shard keeps the audit's own per-batch parts (``agreement.parts.BatchPart``:
+  per label its matches and IoUs in every annotator pair, its object, the per-detection COCO
+  outcomes for mAP, the coincidence inputs of alpha, the threshold curve's edges); the merge joins
+  them with ``merge_parts`` and computes alpha, its bootstrap, mAP, F1, the curve and the tables
+  once, as one pass does.
+- ``predictions``: a shard keeps both fields' label tables without geometry (masks reduced to
+  their pixel counts: the COCO areas) and their per-sample IoU blocks; the merge joins them and
+  runs the audit's matching, error scores, COCO AP (per-detection scores and TP flags over all
+  samples), TIDE and the confusion matrix once on the joined arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from iou_audit.audits.base import AuditOutput, kind_counts
+from iou_audit.table import ReadLayout
+from iou_audit.vocabulary import canonical_geometry, canonical_method
+
+
+@dataclass(frozen=True)
+class ShardedAudit:
+    """How one audit runs in shards.
+
+    ``make_config(params)`` builds the config as the audit's public function does;
+    ``prepare(samples, config)`` returns what every shard must share (JSON-able, e.g. annotator
+    names), computed once on the whole view; ``part(samples, config, shared, report)`` computes one
+    shard's part; ``merge(parts, config, shared)`` returns the audit's :class:`AuditOutput`;
+    ``batch_aligned``: shards must start at multiples of ``config.batch_size``.
+    """
+
+    name: str
+    make_config: Callable[[dict], Any]
+    prepare: Callable[[Any, Any], dict]
+    part: Callable[[Any, Any, dict, Any], Any]
+    merge: Callable[[list, Any, dict], AuditOutput]
+    batch_aligned: bool
+
+
+# --- duplicates -------------------------------------------------------------------------------
+
+def _dup_config(params: dict):
+    from iou_audit.audits.duplicates import DuplicatesConfig
+
+    params = dict(params)
+    if "geometry" in params:
+        params["geometry"] = canonical_geometry(params["geometry"])
+    return DuplicatesConfig(**params)
+
+
+def _dup_prepare(samples, config) -> dict:
+    from iou_audit.table import check_label_field
+
+    check_label_field(samples, config.label_field)  # a clear error now, not in every shard
+    return {}
+
+
+def _dup_part(samples, config, shared, report) -> AuditOutput:
+    from iou_audit.audits.duplicates import _read_and_compute
+
+    return _read_and_compute(samples, config, report)
+
+
+def merge_layouts(layouts) -> ReadLayout:
+    """One :class:`ReadLayout` holding every shard's (shards hold disjoint samples)."""
+    out = ReadLayout()
+    for layout in layouts:
+        if layout is None:
+            continue
+        for field, labels in layout.labels.items():
+            out.labels.setdefault(field, {}).update(labels)
+        for field, groups in layout.by_sample.items():
+            target = out.by_sample.setdefault(field, {})
+            for sid, ids in groups.items():
+                target.setdefault(sid, []).extend(ids)
+        out.samples.update(layout.samples)
+    return out
+
+
+def _dup_merge(parts: list, config, shared) -> AuditOutput:
+    from iou_audit.audits.duplicates import KINDS
+    from iou_audit.results import concat_findings
+
+    findings = concat_findings([p.findings for p in parts])
+    label_attrs = {"max_iou": {}, "dup_of": {}}
+    for p in parts:
+        for name, values in p.label_values[config.label_field].items():
+            label_attrs[name].update(values)
+    metrics = kind_counts(findings, KINDS)
+    metrics["n_labels"] = int(sum(p.metrics["n_labels"] for p in parts))
+    return AuditOutput(findings, label_values={config.label_field: label_attrs}, metrics=metrics,
+                       layout=merge_layouts(p.layout for p in parts))
+
+
+# --- agreement --------------------------------------------------------------------------------
+
+def _agr_config(params: dict):
+    from iou_audit.audits.agreement.audit import AgreementConfig
+
+    params = dict(params)
+    fields = params.get("label_fields", ())
+    params["label_fields"] = (fields,) if isinstance(fields, str) else tuple(fields)
+    if "method" in params:
+        params["method"] = canonical_method(params["method"])
+    if "geometry" in params:
+        params["geometry"] = canonical_geometry(params["geometry"])
+    if "compute_map" in params:
+        params["compute_map"] = bool(params["compute_map"])
+    return AgreementConfig(**params)
+
+
+def _agr_prepare(samples, config) -> dict:
+    """The annotator names and the geometry, as one pass decides them on the whole view.
+
+    One pass names an ``annotator_attr`` field's annotators from the whole view (a shard might
+    miss one) and picks ``geometry="auto"`` on its first batch (masks are read when any label of
+    the view has one), so both are decided here and handed to every shard.
+    """
+    from iou_audit.audits.agreement.audit import iter_annotator_batches
+    from iou_audit.audits.agreement.pairs import pick_geometry
+    from iou_audit.table.read import check_label_field
+
+    shared: dict = {}
+    fields = config.label_fields[0] if len(config.label_fields) == 1 else list(config.label_fields)
+    if config.annotator_attr is not None:
+        _, list_path = check_label_field(samples, config.label_fields[0])
+        shared["names"] = sorted((v for v in samples.distinct(f"{list_path}.{config.annotator_attr}")
+                                  if v is not None), key=str)
+    geometry = config.geometry
+    if geometry == "auto":
+        _, _, batches = iter_annotator_batches(samples, fields, config.annotator_attr, batch_size=1,
+                                               names=shared.get("names"))
+        first = next(iter(batches), None)
+        geometry = pick_geometry(first, "auto") if first is not None else "boxes"
+    shared["geometry"] = geometry
+    return shared
+
+
+def _agr_part(samples, config, shared, report) -> dict:
+    from iou_audit.audits.agreement.audit import read_parts
+
+    names, fields, parts, geometry = read_parts(samples, replace(config, geometry=shared["geometry"]), report,
+                                                names=shared.get("names"))
+    return {"names": list(names), "fields": list(fields), "parts": parts, "geometry": geometry}
+
+
+def _agr_merge(parts: list, config, shared) -> AuditOutput:
+    from iou_audit.audits.agreement.audit import output_from_parts
+
+    first = parts[0]
+    for i, p in enumerate(parts):
+        if p["names"] != first["names"] or p["geometry"] != first["geometry"]:
+            raise ValueError(f"shard {i} read annotators {p['names']} with geometry {p['geometry']!r}, shard 0 "
+                             f"{first['names']} with {first['geometry']!r}: the shards did not read the same fields")
+    batch_parts = [bp for p in parts for bp in p["parts"]]
+    for p in parts:  # the joined list holds them now; free each shard's copy as merge_parts goes
+        p["parts"] = None
+    return output_from_parts(batch_parts, first["names"], first["fields"], first["geometry"], config)
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+def _pred_config(params: dict):
+    from iou_audit.audits.predictions.audit import PredictionsConfig
+
+    params = dict(params)
+    if "method" in params:
+        params["method"] = canonical_method(params["method"])
+    if "geometry" in params:
+        params["geometry"] = canonical_geometry(params["geometry"])
+    for name in ("classwise", "coco_metrics", "tide"):
+        if name in params:
+            params[name] = bool(params[name])
+    return PredictionsConfig(**params)
+
+
+def _pred_prepare(samples, config) -> dict:
+    from iou_audit.table import check_label_field
+
+    check_label_field(samples, config.pred_field)
+    check_label_field(samples, config.gt_field)
+    return {}
+
+
+def _without_geometry(table):
+    """The table without its masks and polygons; a mask becomes a 1 x area array of ones, so its
+    pixel count (COCO's segment area) survives and nothing else of it is kept."""
+    masks = None if table.masks is None else [
+        None if m is None else np.ones((1, int(np.count_nonzero(m))), dtype=bool) for m in table.masks]
+    return replace(table, masks=masks, polygons=None)
+
+
+def _pred_part(samples, config, shared, report) -> tuple:
+    from iou_audit.audits.predictions.audit import COCO_IOU_TYPE, read_tables
+    from iou_audit.audits.predictions.pairs import prediction_pair_ious
+
+    pred, gt = read_tables(samples, config, report)
+    values, pair_offsets = prediction_pair_ious(pred, gt, COCO_IOU_TYPE[config.geometry])
+    return _without_geometry(pred), _without_geometry(gt), values, pair_offsets
+
+
+def concat_tables(tables: list):
+    """Consecutive samples' LabelTables (same field) as one table, as one read of them all gives.
+
+    Example:
+        >>> from iou_audit.table import LabelTable
+        >>> t = concat_tables([LabelTable.empty("gt", sample_ids=["a"]), LabelTable.empty("gt", sample_ids=["b"])])
+        >>> t.sample_ids.tolist(), t.offsets.tolist()
+        (['a', 'b'], [0, 0, 0])
+    """
+    first = tables[0]
+    n_samples = np.cumsum([0] + [t.num_samples for t in tables])
+    n_rows = np.cumsum([0] + [len(t) for t in tables])
+
+    def cat(name):
+        return np.concatenate([getattr(t, name) for t in tables])
+
+    def cat_list(name):
+        values = [getattr(t, name) for t in tables]
+        return None if any(v is None for v in values) else [x for v in values for x in v]
+
+    keys = set(first.attributes)
+    for i, t in enumerate(tables):
+        if set(t.attributes) != keys:
+            raise ValueError(f"shard tables of field {first.field!r} differ in attributes: {sorted(keys)} vs "
+                             f"{sorted(t.attributes)} (shard {i})")
+    return dataclasses.replace(
+        first,
+        sample_ids=cat("sample_ids"), filepaths=cat("filepaths"), width=cat("width"), height=cat("height"),
+        offsets=np.concatenate([[0]] + [t.offsets[1:] + n_rows[i] for i, t in enumerate(tables)]).astype(np.int64),
+        sample_index=np.concatenate([t.sample_index + n_samples[i] for i, t in enumerate(tables)]).astype(np.int64),
+        label_id=cat("label_id"), label=cat("label"), box=np.concatenate([t.box.reshape(-1, 4) for t in tables]),
+        confidence=cat("confidence"), iscrowd=cat("iscrowd"), masks=cat_list("masks"), polygons=cat_list("polygons"),
+        attributes={k: np.concatenate([t.attributes[k] for t in tables]) for k in first.attributes},
+        tags=cat_list("tags"))
+
+
+def concat_pairs(values: list, pair_offsets: list) -> tuple[np.ndarray, np.ndarray]:
+    """Join per-shard IoU blocks ``(values, pair_offsets)`` of consecutive samples.
+
+    Example:
+        >>> v, o = concat_pairs([np.array([.5]), np.array([.1, .2])], [np.array([0, 1]), np.array([0, 0, 2])])
+        >>> v.tolist(), o.tolist()
+        ([0.5, 0.1, 0.2], [0, 1, 1, 3])
+    """
+    start = np.cumsum([0] + [len(v) for v in values])
+    offsets = np.concatenate([[0]] + [np.asarray(o[1:]) + start[i] for i, o in enumerate(pair_offsets)])
+    return np.concatenate(values), offsets.astype(np.asarray(pair_offsets[0]).dtype)
+
+
+def _pred_merge(parts: list, config, shared) -> AuditOutput:
+    from iou_audit.audits.predictions.audit import output_from_tables
+
+    pred = concat_tables([p[0] for p in parts])
+    gt = concat_tables([p[1] for p in parts])
+    values, offsets = concat_pairs([p[2] for p in parts], [p[3] for p in parts])
+    parts.clear()
+    return output_from_tables(pred, gt, config, pair_ious=(values, offsets))
+
+
+AUDITS = {
+    "duplicates": ShardedAudit("duplicates", _dup_config, _dup_prepare, _dup_part, _dup_merge, batch_aligned=True),
+    "agreement": ShardedAudit("agreement", _agr_config, _agr_prepare, _agr_part, _agr_merge, batch_aligned=False),
+    "predictions": ShardedAudit("predictions", _pred_config, _pred_prepare, _pred_part, _pred_merge,
+                                batch_aligned=False),
+}
+
+
+def sharded_audit(name: str) -> ShardedAudit:
+    if name not in AUDITS:
+        raise ValueError(f"audit {name!r} cannot run in shards yet; shardable audits: {sorted(AUDITS)}")
+    return AUDITS[name]

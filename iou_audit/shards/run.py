@@ -1,0 +1,218 @@
+"""Plan, run and merge a sharded audit (see the package docstring)."""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from typing import Any
+
+from bson import ObjectId
+
+from iou_audit import fiftyone_private as fop
+from iou_audit.progress import make_progress
+from iou_audit.shards import store
+from iou_audit.shards.adapters import sharded_audit
+
+
+class ShardError(RuntimeError):
+    """A sharded run cannot go on (a shard failed or is missing, or the view changed); nothing was written."""
+
+
+def shard_ranges(ids: list[str], n_shards: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` of ``n_shards`` (at most) consecutive runs of ``ids``, each starting at a
+    multiple of ``align``.
+
+    Example:
+        >>> shard_ranges(list("abcdefg"), 3)
+        [(0, 3), (3, 6), (6, 7)]
+        >>> shard_ranges(list("abcdefg"), 3, align=4)
+        [(0, 4), (4, 7)]
+    """
+    if int(n_shards) < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards!r}")
+    n = len(ids)
+    size = max(1, math.ceil(n / int(n_shards)))
+    size = math.ceil(size / align) * align
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _id_view(samples, lo: str, hi: str):
+    from fiftyone import ViewField as F
+
+    return samples.match((F("_id") >= ObjectId(lo)) & (F("_id") <= ObjectId(hi)))
+
+
+def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=None, **params) -> str:
+    """Plan a sharded run of ``audit`` over ``samples``: validate, split, store; returns the plan id.
+
+    ``params`` are the audit's parameters (its config dataclass, e.g. ``label_field`` for
+    duplicates). The samples are split into ``n_shards`` consecutive runs of sample ids (at
+    multiples of ``batch_size`` for audits read in batches, so every shard reads the batches one
+    pass reads). The view must list its samples in id order (a dataset, or a view that filters
+    without sorting): the shards select their samples by id range.
+    """
+    from iou_audit.results.runs import check_audit_key
+
+    spec = sharded_audit(audit)
+    config = spec.make_config(params)
+    check_audit_key(audit_key)
+    ids = samples.values("id")
+    if not ids:
+        raise ValueError("no samples to audit: the view is empty")
+    unordered = next((i for i in range(1, len(ids)) if ids[i] <= ids[i - 1]), None)
+    if unordered is not None:
+        raise ValueError(f"a sharded run needs the samples in id order (shards select id ranges); sample #{unordered} "
+                         f"({ids[unordered]}) comes after {ids[unordered - 1]}: drop the sort_by/shuffle stage")
+    shared = spec.prepare(samples, config)
+    align = int(getattr(config, "batch_size", 1)) if spec.batch_aligned else 1
+    shards = [{"index": i, "lo": ids[a], "hi": ids[b - 1], "n_samples": b - a, "state": "pending", "error": None,
+               "file_id": None, "bytes": 0, "seconds": None, "worker": None}
+              for i, (a, b) in enumerate(shard_ranges(ids, n_shards, align))]
+    dataset = fop.root_dataset(samples)
+    doc = {"dataset": dataset.name, "dataset_id": fop.dataset_id(dataset), "audit": audit, "audit_key": audit_key,
+           "params": config.to_params(), "shared": shared, "n_samples": len(ids), "shards": shards,
+           "created_at": store.now(), "since": since, "merge": {"state": None, "error": None, "at": None}}
+    return str(store.plans().insert_one(doc).inserted_id)
+
+
+def get_plan(plan_id) -> dict:
+    doc = store.plans().find_one({"_id": ObjectId(str(plan_id))})
+    if doc is None:
+        raise ShardError(f"no sharded-run plan {plan_id!r} in this database")
+    return doc
+
+
+def list_plans(dataset, audit_key: str | None = None) -> list[dict]:
+    """The plans of ``dataset`` (newest first), optionally of one audit key."""
+    query: dict = {"dataset_id": fop.dataset_id(fop.root_dataset(dataset))}
+    if audit_key is not None:
+        query["audit_key"] = audit_key
+    return list(store.plans().find(query).sort("created_at", -1))
+
+
+def _check_samples(plan: dict, samples) -> None:
+    dataset = fop.root_dataset(samples)
+    if fop.dataset_id(dataset) != plan["dataset_id"]:
+        raise ShardError(f"plan {plan['_id']} is for dataset {plan['dataset']!r}, not {dataset.name!r}")
+
+
+def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
+    """Compute shard ``index`` of the plan over ``samples`` (the planned view) and store its part.
+
+    Returns the shard's entry of the plan (state ``done``, part size, seconds). A failure marks
+    the shard ``failed`` with the error (the merge then refuses, naming it) and is re-raised.
+    """
+    plan = get_plan(plan_id)
+    _check_samples(plan, samples)
+    index = int(index)
+    if not 0 <= index < len(plan["shards"]):
+        raise ShardError(f"plan {plan_id} has {len(plan['shards'])} shards; there is no shard {index}")
+    shard = plan["shards"][index]
+    spec = sharded_audit(plan["audit"])
+    config = spec.make_config(plan["params"])
+    key = {"_id": plan["_id"]}
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    store.plans().update_one(key, {"$set": {f"shards.{index}.state": "running", f"shards.{index}.worker": worker,
+                                            f"shards.{index}.error": None}})
+    start = time.perf_counter()
+    report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
+    try:
+        view = _id_view(samples, shard["lo"], shard["hi"])
+        n = len(view)
+        if n != shard["n_samples"]:
+            raise ShardError(f"shard {index} of plan {plan_id} now holds {n} samples, planned {shard['n_samples']}: "
+                             "the view changed since the plan; plan again")
+        part = spec.part(view, config, plan["shared"], report)
+        file_id, size = store.put_part(plan["_id"], index, part)
+    except BaseException as e:
+        store.plans().update_one(key, {"$set": {f"shards.{index}.state": "failed",
+                                                f"shards.{index}.error": f"{type(e).__name__}: {e}"}})
+        raise
+    finally:
+        report.close()
+    old = shard.get("file_id")
+    seconds = time.perf_counter() - start
+    store.plans().update_one(key, {"$set": {f"shards.{index}.state": "done", f"shards.{index}.file_id": file_id,
+                                            f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds}})
+    if old is not None and old != file_id:  # a re-run shard replaces its earlier part
+        store.delete_part(old)
+    return {**shard, "state": "done", "file_id": str(file_id), "bytes": size, "seconds": seconds}
+
+
+def claim_merge(plan_id) -> bool:
+    """True for exactly one caller once every shard is done (atomic), so one merge gets queued."""
+    done = store.plans().find_one_and_update(
+        {"_id": ObjectId(str(plan_id)), "merge.state": None, "shards": {"$not": {"$elemMatch": {"state": {"$ne": "done"}}}}},
+        {"$set": {"merge.state": "claimed"}})
+    return done is not None
+
+
+def missing_shards(plan: dict) -> list[str]:
+    """Why the plan cannot be merged yet: one entry per shard that is not done."""
+    out = []
+    for s in plan["shards"]:
+        if s["state"] == "failed":
+            out.append(f"shard {s['index']} failed ({s['error']})")
+        elif s["state"] != "done":
+            out.append(f"shard {s['index']} is {s['state']}")
+    return out
+
+
+def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_parts: bool = True):
+    """Combine every shard's part and store the run once, through the audit's normal save path.
+
+    Refuses (:class:`ShardError`, nothing written, any earlier run under the key untouched) when a
+    shard failed or has not run. ``keep_parts`` keeps the parts for an incremental re-run
+    (:func:`iou_audit.shards.incremental.rerun_changed`); :func:`delete_plan` removes them.
+    Returns the :class:`iou_audit.results.AuditResult`.
+    """
+    from iou_audit.audits.runner import run_audit
+
+    plan = get_plan(plan_id)
+    _check_samples(plan, samples)
+    missing = missing_shards(plan)
+    if missing:
+        raise ShardError(f"cannot merge plan {plan_id} ({plan['audit']} {plan['audit_key']!r}): "
+                         + "; ".join(missing) + ". No run was written; re-run those shards, then merge.")
+    if len(samples) != plan["n_samples"]:
+        raise ShardError(f"the view holds {len(samples)} samples, the plan {plan['n_samples']}: merge with the "
+                         "view the plan was made for")
+    spec = sharded_audit(plan["audit"])
+    config = spec.make_config(plan["params"])
+    if save and getattr(config, "consensus_field", None):
+        from iou_audit.audits.agreement.audit import _check_consensus_name
+
+        _check_consensus_name(samples, config.consensus_field, plan["audit_key"])
+    key = {"_id": plan["_id"]}
+    store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None}})
+    try:
+        parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
+        output = spec.merge(parts, config, plan["shared"])
+        del parts
+        result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
+                           progress=progress)
+    except BaseException as e:
+        store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
+        raise
+    store.plans().update_one(key, {"$set": {"merge.state": "done", "merge.at": store.now(), "merged_at": store.now()}})
+    if not keep_parts:
+        delete_plan(plan_id)
+    return result
+
+
+def delete_plan(plan_id) -> None:
+    """Remove a plan and all its parts (a stored run is not affected)."""
+    oid = ObjectId(str(plan_id))
+    store.delete_parts_of(oid)
+    store.plans().delete_one({"_id": oid})
+
+
+def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bool = True, progress: Any = None,
+                keep_parts: bool = False, **params):
+    """Plan, run every shard in this process, one after the other, and merge (what the delegated
+    workers do in parallel; the results are the same)."""
+    plan_id = plan_audit(samples, audit, audit_key, n_shards=n_shards, **params)
+    for shard in get_plan(plan_id)["shards"]:
+        run_shard(samples, plan_id, shard["index"])
+    return merge_plan(samples, plan_id, save=save, progress=progress, keep_parts=keep_parts)

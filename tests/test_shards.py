@@ -1,0 +1,346 @@
+"""Sharded runs (iou_audit.shards): merged == single-process, exactly; failures refuse cleanly.
+
+The oracle is the audit's own single-process run on the same dataset (not a number of ours):
+every stored sample document (label attributes, tags, per-sample fields, a consensus field), the
+stored run (findings, tables, metrics, config) and the saved views must be identical after the
+sharded run under the same key.
+"""
+import importlib.util
+import math
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bench_scale():
+    spec = importlib.util.spec_from_file_location("bench_scale", REPO / "bench" / "bench_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scale_ds(tmp_path_factory):
+    """2,000 samples of bench_scale's generator: annotators a, b, c and predictions pred (boxes);
+    about 120,000 labels, so an agreement shard of 1,000 samples stores a part above 16 MB."""
+    import fiftyone as fo
+
+    ds = _bench_scale().build_dataset("shards-test", 2000, str(tmp_path_factory.mktemp("img")))
+    ds.persistent = True  # loaded by name in the worker processes
+    yield ds
+    fo.delete_dataset(ds.name)
+
+
+def same(a, b, path="") -> None:
+    """Exact equality of nested results (NaN equals NaN; frames compared cell by cell, dtypes too)."""
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=path or "frame")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+        for k in a:
+            same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        pass
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    else:
+        assert type(a) is type(b) and a == b, f"{path}: {a!r} ({type(a).__name__}) vs {b!r} ({type(b).__name__})"
+
+
+def snapshot(ds, key: str) -> dict:
+    """Everything a run leaves in the dataset: raw sample documents, the stored run, saved views."""
+    from iou_audit import fiftyone_private as fop
+    from iou_audit.results import load_audit
+
+    docs = list(fop.raw_sample_collection(ds).find({}, sort=[("_id", 1)]))
+    for d in docs:
+        d.pop("last_modified_at")  # the write time, not a result
+        for det in (d.get("cons") or {}).get("detections", []):
+            det.pop("_id")  # new consensus labels get fresh ids in every run, sharded or not
+    ds.reload()
+    r = load_audit(ds, key)
+    views = {name: [{k: v for k, v in stage.items() if k != "_uuid"} for stage in ds.load_saved_view(name)._serialize()]
+             for name in ds.list_saved_views() if name.startswith(key)}
+    schema = {k: str(v) for k, v in ds.get_field_schema(flat=True).items()}
+    return {"docs": docs, "findings": r.findings, "tables": r.tables, "metrics": r.metrics, "config": r.config,
+            "views": views, "schema": schema}
+
+
+def single_then_sharded(ds, audit, key, params, n_shards=3, single=None):
+    from iou_audit import shards
+    from iou_audit.results import delete_audit
+
+    single(ds, key)
+    want = snapshot(ds, key)
+    delete_audit(ds, key)
+    shards.run_sharded(ds, audit, key, n_shards=n_shards, keep_parts=True, **params)
+    got = snapshot(ds, key)
+    delete_audit(ds, key)
+    plan = shards.list_plans(ds, key)[0]
+    shards.delete_plan(plan["_id"])
+    got["plan"] = plan
+    return want, got
+
+
+def test_duplicates_sharded_equals_single(scale_ds):
+    from iou_audit.audits.duplicates import audit_duplicates
+
+    params = dict(label_field="a", batch_size=250)
+    want, got = single_then_sharded(scale_ds, "duplicates", "dups", params,
+                                    single=lambda ds, key: audit_duplicates(ds, "a", batch_size=250, audit_key=key))
+    assert len(want["findings"]) > 100  # the generator plants shifted copies
+    # shards start at multiples of batch_size, so each reads the batches one pass reads
+    assert [(x["n_samples"]) for x in got.pop("plan")["shards"]] == [750, 750, 500]
+    same(want, got)
+
+
+def test_agreement_sharded_equals_single(scale_ds):
+    from iou_audit.audits.agreement import audit_agreement
+
+    params = dict(label_fields=["a", "b", "c"], batch_size=250, consensus_field="cons")
+    want, got = single_then_sharded(
+        scale_ds, "agreement", "agr", params, n_shards=2,
+        single=lambda ds, key: audit_agreement(ds, ["a", "b", "c"], batch_size=250, consensus_field="cons",
+                                               audit_key=key))
+    m = want["metrics"]
+    assert 0 < m["alpha_nominal"] < 1 and 0 < m["map"] < 1  # global statistics present, not trivial
+    assert any("cons" in d for d in want["docs"])
+    sizes = [x["bytes"] for x in got.pop("plan")["shards"]]
+    assert len(sizes) == 2 and min(sizes) > 16 * 2**20, sizes  # parts above MongoDB's 16 MB document limit
+    same(want, got)
+
+
+def test_predictions_sharded_equals_single(scale_ds):
+    from iou_audit.audits.predictions import audit_predictions
+
+    want, got = single_then_sharded(scale_ds, "predictions", "pred", dict(pred_field="pred", gt_field="a"),
+                                    single=lambda ds, key: audit_predictions(ds, "pred", "a", audit_key=key))
+    assert 0 < want["metrics"]["AP"] < 1
+    got.pop("plan")
+    same(want, got)
+
+
+@pytest.fixture
+def small_ds(dataset):
+    """40 samples with 3 boxes each (two of them overlapping duplicates) in field ``gt``."""
+    import fiftyone as fo
+
+    samples = []
+    for i in range(40):
+        x = 0.01 * (i % 20)
+        dets = [fo.Detection(label="cat", bounding_box=[x, 0.1, 0.3, 0.3]),
+                fo.Detection(label="cat", bounding_box=[x + 0.005, 0.1, 0.3, 0.3]),
+                fo.Detection(label="dog", bounding_box=[0.6, 0.6, 0.2, 0.2])]
+        samples.append(fo.Sample(filepath=f"/tmp/shards-small-{i}.png", gt=fo.Detections(detections=dets)))
+    dataset.add_samples(samples)
+    return dataset
+
+
+def test_failed_shard_refuses_merge_and_writes_nothing(small_ds):
+    from iou_audit import fiftyone_private as fop
+    from iou_audit import shards
+    from iou_audit.audits.duplicates import audit_duplicates
+    from iou_audit.results import list_audits, load_audit
+
+    before = audit_duplicates(small_ds, "gt", audit_key="dups")  # an earlier run under the key
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    plan = shards.get_plan(plan_id)
+    bad = plan["shards"][1]["lo"]
+    # a sample of shard 1 whose label list is not a list of labels: reading it fails, naming it
+    from bson import ObjectId
+
+    fop.raw_sample_collection(small_ds).update_one({"_id": ObjectId(bad)}, {"$set": {"gt.detections": "oops"}})
+    shards.run_shard(small_ds, plan_id, 0)
+    with pytest.raises(Exception) as err:
+        shards.run_shard(small_ds, plan_id, 1)
+    assert bad in str(err.value)
+    with pytest.raises(shards.ShardError, match=r"shard 1 failed \(.*" + bad + r".*No run was written"):
+        shards.merge_plan(small_ds, plan_id)
+    # nothing half-written: the earlier run is still the complete one, its findings unchanged
+    assert list_audits(small_ds, include_incomplete=True) == ["dups"]
+    pd.testing.assert_frame_equal(load_audit(small_ds, "dups").findings, before.findings)
+    assert shards.get_plan(plan_id)["shards"][1]["state"] == "failed"
+    shards.delete_plan(plan_id)
+
+
+def test_missing_shard_refuses_merge(small_ds):
+    from iou_audit import shards
+    from iou_audit.results import list_audits
+
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    shards.run_shard(small_ds, plan_id, 1)
+    with pytest.raises(shards.ShardError, match="shard 0 is pending"):
+        shards.merge_plan(small_ds, plan_id)
+    assert list_audits(small_ds, include_incomplete=True) == []
+    assert not shards.claim_merge(plan_id)  # the merge is not queued while a shard is missing
+    shards.run_shard(small_ds, plan_id, 0)
+    assert shards.claim_merge(plan_id) and not shards.claim_merge(plan_id)  # exactly one claim
+    r = shards.merge_plan(small_ds, plan_id)
+    assert r.metrics["n_duplicate"] == 40
+    shards.delete_plan(plan_id)
+
+
+def test_plan_refuses_a_sorted_view_and_changed_samples(small_ds):
+    from iou_audit import shards
+
+    with pytest.raises(ValueError, match="id order"):
+        shards.plan_audit(small_ds.sort_by("filepath", reverse=True), "duplicates", "dups", label_field="gt")
+    with pytest.raises(ValueError, match="cannot run in shards yet"):
+        shards.plan_audit(small_ds, "nope", "dups")
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    small_ds.delete_samples(small_ds.first())
+    with pytest.raises(shards.ShardError, match="view changed"):
+        shards.run_shard(small_ds, plan_id, 0)
+    shards.delete_plan(plan_id)
+
+
+PLUGIN = "@iou-audit/iou-audit"
+
+
+def _run_state(doc) -> str:
+    return str(doc.run_state).split(".")[-1].lower()
+
+
+def test_operators_queue_shards_and_the_last_shard_queues_the_merge(scale_ds):
+    """Through the real operators and FiftyOne's delegated-operation queue, executed in this process."""
+    import fiftyone.operators as foo
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from iou_audit.audits.predictions import audit_predictions
+    from iou_audit.results import delete_audit
+
+    audit_predictions(scale_ds, "pred", "a", audit_key="pred_ops")
+    want = snapshot(scale_ds, "pred_ops")
+    delete_audit(scale_ds, "pred_ops")
+    res = foo.execute_operator(f"{PLUGIN}/run_sharded_audit", ctx=dict(dataset=scale_ds, params={
+        "audit": "predictions", "pred_field": "pred", "gt_field": "a", "audit_key": "pred_ops", "n_shards": 4}))
+    out = res.result
+    assert out["n_shards"] == 4 and len(out["operation_ids"]) == 4
+    dos = DelegatedOperationService()
+    queued = dos.get_queued_operations(operator=f"{PLUGIN}/audit_shard", dataset_name=scale_ds.name)
+    assert len(queued) == 4
+    assert not dos.get_queued_operations(operator=f"{PLUGIN}/merge_audit_shards", dataset_name=scale_ds.name)
+    dos.execute_queued_operations(operator=f"{PLUGIN}/audit_shard", dataset_name=scale_ds.name)
+    shard_docs = [dos.get(ObjectId(i)) for i in out["operation_ids"]]
+    assert [_run_state(d) for d in shard_docs] == ["completed"] * 4, [d.result for d in shard_docs]
+    merges = [d.result.result["merge_operation_id"] for d in shard_docs if d.result.result["merge_operation_id"]]
+    assert len(merges) == 1  # queued once, by the shard that completed the plan
+    dos.execute_queued_operations(operator=f"{PLUGIN}/merge_audit_shards", dataset_name=scale_ds.name)
+    merge_doc = dos.get(ObjectId(merges[0]))
+    assert _run_state(merge_doc) == "completed", merge_doc.result
+    got = snapshot(scale_ds, "pred_ops")
+    delete_audit(scale_ds, "pred_ops")
+    same(want, got)
+    for d in shard_docs + [merge_doc]:
+        dos.delete_operation(d.id)
+    shards_plans(scale_ds, "pred_ops")
+
+
+def shards_plans(ds, key) -> None:
+    from iou_audit import shards
+
+    for plan in shards.list_plans(ds, key):
+        shards.delete_plan(plan["_id"])
+
+
+def start_workers(n: int, log_dir: pathlib.Path, timeout: float = 180.0) -> list:
+    """``n`` real ``fiftyone delegated launch`` processes on this session's MongoDB server (its own
+    ``mongod`` process, port and data directory: ``FIFTYONE_DATABASE_URI`` from conftest), each
+    loading this worktree's plugin and library; returns once every one is polling the queue."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS": "true", "FIFTYONE_PLUGINS_DIR": str(REPO),
+           "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cli = pathlib.Path(sys.executable).with_name("fiftyone")
+    workers = []
+    for i in range(n):
+        log = open(log_dir / f"worker{i}.log", "w")
+        workers.append((subprocess.Popen([str(cli), "delegated", "launch"], stdout=log, stderr=subprocess.STDOUT,
+                                         env=env, cwd=str(log_dir)), log_dir / f"worker{i}.log"))
+    deadline = time.time() + timeout
+    for proc, log_path in workers:
+        while "Delegated operation service running" not in log_path.read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                stop_workers(workers)
+                raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
+            time.sleep(0.3)
+    return workers
+
+
+def stop_workers(workers) -> None:
+    """Terminate each worker's whole process tree, deepest first (FiftyOne's services start their own
+    process groups, so killing the parent alone can orphan children); kill what survives."""
+    import psutil
+
+    procs = []
+    for proc, _ in workers:
+        try:
+            parent = psutil.Process(proc.pid)
+            procs += list(reversed(parent.children(recursive=True))) + [parent]
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def wait_merged(plan_id, timeout: float = 900.0) -> dict:
+    import time
+
+    from iou_audit import shards
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        plan = shards.get_plan(plan_id)
+        if plan["merge"]["state"] in ("done", "failed") or any(s["state"] == "failed" for s in plan["shards"]):
+            return plan
+        time.sleep(0.5)
+    return shards.get_plan(plan_id)
+
+
+def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
+    """The sharded agreement audit queued by the operator, run by 2 `fiftyone delegated launch`
+    worker processes, merged by the worker that takes the merge: identical to the single-process run."""
+    import fiftyone.operators as foo
+
+    from iou_audit.audits.agreement import audit_agreement
+    from iou_audit.results import delete_audit
+
+    audit_agreement(scale_ds, ["a", "b", "c"], audit_key="agr_e2e")
+    want = snapshot(scale_ds, "agr_e2e")
+    delete_audit(scale_ds, "agr_e2e")
+    workers = start_workers(2, tmp_path)
+    try:
+        res = foo.execute_operator(f"{PLUGIN}/run_sharded_audit", ctx=dict(dataset=scale_ds, params={
+            "audit": "agreement", "label_fields": ["a", "b", "c"], "audit_key": "agr_e2e", "n_shards": 4}))
+        plan = wait_merged(res.result["plan_id"])
+    finally:
+        stop_workers(workers)
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in workers)
+    assert plan["merge"]["state"] == "done", f"{plan['merge']} {[s['error'] for s in plan['shards']]}\n{logs}"
+    assert [s["state"] for s in plan["shards"]] == ["done"] * 4
+    pids = {s["worker"] for s in plan["shards"]}
+    assert len(pids) == 2, f"both workers computed shards: {pids}"  # two processes, not one
+    assert all(proc.poll() is not None for proc, _ in workers)
+    got = snapshot(scale_ds, "agr_e2e")
+    delete_audit(scale_ds, "agr_e2e")
+    shards_plans(scale_ds, "agr_e2e")
+    same(want, got)
