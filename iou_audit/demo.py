@@ -137,9 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     _banner("One triage queue across the four audits (most audits, then highest combined score first)")
     _triage(dataset, names)
 
+    from iou_audit.demo_keypoints import DATASET_NAME as KEYPOINT_DATASET
+    from iou_audit.demo_keypoints import run_keypoint_demo
+
+    _banner("Keypoints: the three keypoint audits on the real CrowdPose example")
+    kp_ran = bool(run_keypoint_demo(show=_show, top=_top))
+
     _banner("Open the results in the FiftyOne App")
     print(f"  ./run app --dataset {dataset.name}        (then open the 'iou-audit review' panel, "
           "or the saved views in the sidebar)")
+    if kp_ran:
+        print(f"  ./run app --dataset {KEYPOINT_DATASET}   (the keypoint audits' saved views and tags)")
     print(f"  .venv/bin/iou-audit list --dataset {dataset.name}")
     print(f"  .venv/bin/iou-audit export --dataset {dataset.name} --audit-key duplicates findings.csv")
     print(f"  .venv/bin/iou-audit triage --dataset {dataset.name} --export queue.csv   "

@@ -12,10 +12,6 @@ from iou_audit.cli._common import (
     print_table,
 )
 
-#: ``--skeleton`` presets: sigmas and OKS area factor of a known skeleton (flip pairs come from
-#: the field's skeleton names, or COCO's for 17 points)
-SKELETONS = ("coco", "crowdpose")
-
 
 def _flip_pair(text: str) -> tuple[int, int]:
     try:
@@ -26,6 +22,8 @@ def _flip_pair(text: str) -> tuple[int, int]:
 
 
 def _common(p: argparse.ArgumentParser, default_key: str, flips: bool = True) -> None:
+    from iou_audit.audits.keypoints.skeletons import SKELETONS
+
     add_dataset_argument(p)
     p.add_argument("--skeleton", choices=SKELETONS, default=None,
                    help="sigmas of a known skeleton (crowdpose: also its 0.53 factor on --box-attribute boxes)")
@@ -76,37 +74,16 @@ def add_parser(subparsers) -> None:
     pd_.set_defaults(func=run, audit_name="duplicates")
 
 
-def skeleton_params(args: argparse.Namespace) -> dict:
-    """Sigmas / area factor from ``--skeleton`` and ``--sigmas`` (explicit sigmas win)."""
-    from iou_audit.geometry.keypoints import COCO_SIGMAS, CROWDPOSE_AREA_FACTOR, CROWDPOSE_SIGMAS
-
-    out: dict = {}
-    if args.skeleton == "coco":
-        out["sigmas"] = tuple(COCO_SIGMAS)
-    elif args.skeleton == "crowdpose":
-        out["sigmas"] = tuple(CROWDPOSE_SIGMAS)
-        out["area_factor"] = CROWDPOSE_AREA_FACTOR
-    if args.sigmas:
-        out["sigmas"] = tuple(args.sigmas)
-    if getattr(args, "flip_pairs", None):
-        out["flip_pairs"] = tuple(args.flip_pairs)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from iou_audit.audits.keypoints import (
         audit_keypoint_agreement,
         audit_keypoint_duplicates,
         audit_keypoint_predictions,
     )
+    from iou_audit.audits.keypoints.skeletons import skeleton_params
 
     samples = load_view(load_dataset(args.dataset), args.view)
-    params = config_values(args)
-    preset = skeleton_params(args)
-    if "area_factor" in preset and (params.get("area_factor", 1.0) != 1.0 or not params.get("box_attribute")):
-        # an explicit --area-factor wins; CrowdPose's factor is for its annotated boxes, not point extents
-        preset.pop("area_factor")
-    params.update(preset)
+    params = skeleton_params(config_values(args), args.skeleton, args.sigmas, getattr(args, "flip_pairs", None))
     common = dict(audit_key=args.audit_key, save=args.save, progress=True)
     if args.audit_name == "predictions":
         pred, gt = params.pop("pred_field"), params.pop("gt_field")

@@ -51,6 +51,11 @@ def _noun(detail: str) -> str:
     return _GEOMETRY_NOUN.get(m.group(1), "box") if m else "box"
 
 
+def _overlap_name(audit: str) -> str:
+    """What a finding's ``iou`` column holds: OKS for the keypoint audits (named ``keypoint_*``), else IoU."""
+    return "OKS" if audit.startswith("keypoint_") else "IoU"
+
+
 def finding_words(audit: str, kind: str, label: str | None = None, score: float | None = None,
                   iou: float | None = None, detail: str = "", field: str = "", other_class: str | None = None,
                   box_px: tuple[float, float] | None = None, confidence: float | None = None) -> str:
@@ -67,10 +72,13 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
         >>> finding_words("agreement", "low_agreement", "RBC", 0.4, 0.6, "ann_b: mean IoU 0.600 with the 2 other "
         ...               "annotator(s); cluster min 0.550; largest edge offset top 0.20 of the object size", box_px=(40, 30))
         'the 2 other annotators drew it differently (mean IoU 0.60): top edge off by 20% of the object, about 6 px'
+        >>> finding_words("keypoint_duplicates", "duplicate_skeleton", "person", 0.95, 0.949, "OKS 0.949 with another "
+        ...               "person of the image")
+        'duplicate skeleton (OKS 0.949 with another person of the image), OKS 0.95'
     """
     label = label or "unlabelled"
     score, iou, detail = _num(score), _num(iou), detail or ""
-    ious = f", IoU {iou:.2f}" if iou is not None else ""
+    ious = f", {_overlap_name(audit)} {iou:.2f}" if iou is not None else ""
     if audit == "duplicates":
         noun = _noun(detail)
         if kind == "duplicate":

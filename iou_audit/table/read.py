@@ -71,7 +71,9 @@ def check_label_field(samples, field: str, label_types: Sequence[str] = GEOMETRY
     name = getattr(doc_type, "__name__", None)
     if not isinstance(ftype, fo.EmbeddedDocumentField) or name not in wanted:
         hint = ("; Keypoints fields have their own audits: iou_audit.audit_keypoint_predictions, "
-                "audit_keypoint_agreement, audit_keypoint_duplicates") if name == "Keypoints" else ""
+                "audit_keypoint_agreement, audit_keypoint_duplicates (CLI `iou-audit keypoints`, "
+                "operators audit_keypoint_predictions, audit_keypoint_agreement, audit_keypoint_duplicates)"
+                ) if name == "Keypoints" else ""
         raise ValueError(
             f"field {field!r} holds {name or type(ftype).__name__}, expected {' or '.join(wanted)}{hint}"
         )

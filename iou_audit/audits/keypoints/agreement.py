@@ -64,8 +64,8 @@ class KeypointAgreementConfig(AuditConfig):
     sigmas: tuple | None = option(None, "per-keypoint OKS sigmas (default: COCO's 17)", cli=False, form=False)
     flip_pairs: tuple | None = option(None, "left/right keypoint index pairs (default: from the skeleton)", cli=False,
                                       form=False)
-    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared")
-    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box")
+    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
+    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
     min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0)
 

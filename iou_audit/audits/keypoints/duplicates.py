@@ -31,8 +31,8 @@ class KeypointDuplicatesConfig(AuditConfig):
                                low_open=True, label="Duplicate OKS")
     same_label_only: bool = option(True, "compare only skeletons of the same class")
     sigmas: tuple | None = option(None, "per-keypoint OKS sigmas (default: COCO's 17)", cli=False, form=False)
-    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box")
-    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared")
+    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
+    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
 
     def validate(self) -> None:

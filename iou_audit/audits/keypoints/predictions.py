@@ -65,9 +65,9 @@ class KeypointPredictionsConfig(AuditConfig):
     flip_pairs: tuple | None = option(None, "left/right keypoint index pairs (default: from the skeleton's "
                                       "names, or COCO's for 17 points)", cli=False, form=False)
     score_attribute: str | None = option(None, "prediction attribute with the instance score (default: the "
-                                         "mean point confidence, else 1)")
-    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared")
-    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box")
+                                         "mean point confidence, else 1)", kind="name")
+    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
+    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute (CrowdPose: 0.53)",
                                 low=0.0, low_open=True)
     area_ranges: bool = option(True, "COCO's medium/large split of AP by label area")
