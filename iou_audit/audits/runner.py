@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from iou_audit.audits.base import AuditConfig, AuditOutput
+from iou_audit.malloc import fix_mmap_threshold
 from iou_audit.progress import Progress, make_progress
 from iou_audit.results import AuditResult
 from iou_audit.results.runs import check_audit_key, save_audit
@@ -31,6 +32,7 @@ def run_audit(audit: str, samples, config: AuditConfig, work: Work, audit_key: s
     if save:
         check_audit_key(audit_key)  # before the (possibly long) compute, not after it
     report = make_progress(progress, desc=audit)
+    fix_mmap_threshold()  # freed per-batch arrays go back to the OS (see iou_audit.malloc)
     # No reference cycles are made; a full collection over a big heap costs 0.1-0.3 s per audit.
     with _gc_paused():
         out = work(samples, config, report)

@@ -103,11 +103,13 @@ class _Slice:
 
 
 def batch_writes(samples, key: str, label_batches: LabelBatches, tags: Mapping[str, Mapping[str, list]],
-                 sample_values: Mapping[str, Mapping[str, Any]]) -> Iterator:
+                 sample_values: Mapping[str, Mapping[str, Any]], prepare: Callable | None = None) -> Iterator:
     """One :class:`iou_audit.table.write.PreparedWrites` per batch (validated when it is built):
     the batch's attributes as ``<key>_<attr>``, the tags of its labels and the per-sample values of
-    its samples; then one more for tags and sample values of labels and samples no batch held."""
-    from iou_audit.table.write import prepare_writes
+    its samples; then one more for tags and sample values of labels and samples no batch held.
+    ``prepare``: the validating builder (default ``iou_audit.table.write.prepare_writes``)."""
+    if prepare is None:
+        from iou_audit.table.write import prepare_writes as prepare
 
     tags = {f: dict(by_id) for f, by_id in tags.items()}  # taken out batch by batch
     sample_values = {name: dict(col) for name, col in sample_values.items()}
@@ -126,8 +128,8 @@ def batch_writes(samples, key: str, label_batches: LabelBatches, tags: Mapping[s
             got = {sid: col.pop(sid) for sid in layout.samples if sid in col}
             if got:
                 batch_values[name] = got
-        yield prepare_writes(samples, labels, batch_values, layout)
+        yield prepare(samples, labels, batch_values, layout)
     rest_tags = {f: {"attributes": {}, "tags": by_id} for f, by_id in tags.items() if by_id}
     rest_values = {name: col for name, col in sample_values.items() if col}
     if rest_tags or rest_values:
-        yield prepare_writes(samples, rest_tags, rest_values)
+        yield prepare(samples, rest_tags, rest_values)

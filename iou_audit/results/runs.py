@@ -135,7 +135,7 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
             layout=layout,
         )])
     else:
-        writes = batch_writes(samples, key, label_batches, plan["tags"], plan["sample_values"])
+        writes = batch_writes(samples, key, label_batches, plan["tags"], plan["sample_values"], prepare_writes)
     first = next(writes, None)  # validated before anything is written
 
     # Register first, as "running" with the full manifest, so a failure or kill half-way can still

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.predictions import metrics as _metrics
-from iou_audit.audits.predictions.errors import ErrorScores, classify_errors
+from iou_audit.audits.predictions.errors import ErrorScores, classify_errors_batched
 from iou_audit.audits.predictions.pairs import Matching, PredictionPairs, prediction_pair_ious, shared_class_codes
 from iou_audit.audits.predictions.quality import image_quality, label_quality
 from iou_audit.audits.predictions.tide import tide_attribution, tide_missed
@@ -114,7 +114,7 @@ def compute_prediction_audit(
                                        "hungarian", labels1=pc, labels2=gc, mode=mode)
         ig1 = np.zeros(len(m1), bool)
     pairs = PredictionPairs(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd, pred.box, gt.box)
-    errors = classify_errors(pairs, Matching(m1, i1, m2, ig1), iou_thresh, bg_thresh, good_fit)
+    errors = classify_errors_batched(pairs, Matching(m1, i1, m2, ig1), iou_thresh, bg_thresh, good_fit)
     lq, lkind = label_quality(errors.possible_spurious, errors.class_swap, errors.mislocated)
     iq = image_quality(gt.sample_index, lq, pred.sample_index, errors.possible_missing, len(gt.sample_ids))
     audit = PredictionAudit(pred, gt, config, m1, i1, m2, i2, errors, lq, lkind, iq)
@@ -141,7 +141,7 @@ def compute_prediction_audit(
         else:  # TIDE is defined on class-aware greedy matching
             g1, gi1, g2, _, gig = batched_match(values, pair_offsets, pred.offsets, gt.offsets, scores, iou_thresh,
                                                 "greedy", crowd2=crowd, labels1=pc, labels2=gc, return_ignored=True)
-            e2 = classify_errors(pairs, Matching(g1, gi1, g2, gig), iou_thresh, bg_thresh, good_fit)
+            e2 = classify_errors_batched(pairs, Matching(g1, gi1, g2, gig), iou_thresh, bg_thresh, good_fit)
             kinds, targets, gmatch = e2.pred_kind, e2.pred_target, g2
         d, n = tide_attribution(pairs, kinds, targets, gmatch, iou_thresh)
         audit.tide_pred_kind, audit.tide_missed = kinds, tide_missed(kinds, targets, gmatch, crowd)

@@ -37,6 +37,7 @@ similar; IoU alone has no such inversion.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,3 +277,56 @@ def off_edges(gt_boxes: np.ndarray, pred_boxes: np.ndarray, pred_of_gt: np.ndarr
     edge[has] = EDGES[k]
     amount[has] = rel[np.arange(len(k)), k]
     return edge, amount
+
+
+#: samples classified at a time by :func:`classify_errors_batched`
+ERROR_BATCH = 2000
+
+
+def classify_errors_batched(pairs: PredictionPairs, matching: Matching, iou_thresh: float = 0.5, bg_thresh: float = 0.1,
+                            good_fit: float = 0.75, batch_size: int = ERROR_BATCH, **kwargs) -> ErrorScores:
+    """:func:`classify_errors` ``batch_size`` samples at a time, joined: the same arrays (every
+    score of a label or prediction depends on its own sample's pairs only), with the per-pair
+    temporaries (a dozen arrays as long as all pairs: 25 million pairs at 100,000 samples of
+    17 x 15 boxes) held for one batch.
+
+    Example (the one-image example of :func:`classify_errors`, one sample per batch):
+        >>> off = np.array([0, 2])
+        >>> pairs = PredictionPairs(np.array([0.6, 0.0, 0.0, 1.0]), np.array([0, 4]), off, off, np.array([0, 1]),
+        ...     np.array([0, 0]), np.array([0.9, 0.8]), np.zeros(2, bool),
+        ...     np.array([[0, 0, .5, .5], [.5, .5, 1, 1]]), np.array([[.1, 0, .6, .5], [.5, .5, 1, 1]]))
+        >>> matching = Matching(np.array([0, -1]), np.array([0.6, 0.]), np.array([0, -1]), np.zeros(2, bool))
+        >>> classify_errors_batched(pairs, matching, batch_size=1).mislocated.round(2).tolist()
+        [0.54, 0.0]
+    """
+    po, o1, o2 = (np.asarray(x, np.int64) for x in (pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets))
+    S = len(o1) - 1
+    if S <= batch_size:
+        return classify_errors(pairs, matching, iou_thresh, bg_thresh, good_fit, **kwargs)
+    parts = []
+    for s0 in range(0, S, batch_size):
+        s1 = min(s0 + batch_size, S)
+        p0, p1, g0, g1, q0, q1 = o1[s0], o1[s1], o2[s0], o2[s1], po[s0], po[s1]
+
+        def box(b, lo, hi):
+            return None if b is None else b[lo:hi]
+        sub = PredictionPairs(pairs.values[q0:q1], po[s0:s1 + 1] - q0, o1[s0:s1 + 1] - p0, o2[s0:s1 + 1] - g0,
+                              pairs.pred_codes[p0:p1], pairs.gt_codes[g0:g1], pairs.scores[p0:p1],
+                              pairs.gt_crowd[g0:g1], box(pairs.pred_boxes, p0, p1), box(pairs.gt_boxes, g0, g1))
+        m = Matching(_local(matching.match1[p0:p1], g0), matching.iou1[p0:p1], _local(matching.match2[g0:g1], p0),
+                     matching.ignored1[p0:p1])
+        e = classify_errors(sub, m, iou_thresh, bg_thresh, good_fit, **kwargs)
+        # row indices back to the whole tables: targets are label rows, *_pred prediction rows
+        e.pred_target = _global(e.pred_target, g0)
+        e.class_swap_pred = _global(e.class_swap_pred, p0)
+        e.mislocated_pred = _global(e.mislocated_pred, p0)
+        parts.append(e)
+    return ErrorScores(*(np.concatenate([getattr(e, f.name) for e in parts]) for f in dataclasses.fields(ErrorScores)))
+
+
+def _local(rows: np.ndarray, start: int) -> np.ndarray:
+    return np.where(rows >= 0, rows - start, rows)
+
+
+def _global(rows: np.ndarray, start: int) -> np.ndarray:
+    return np.where(rows >= 0, rows + start, rows)

@@ -21,7 +21,6 @@ from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.audits.predictions.pairs import PredictionPairs
 from iou_audit.matching.ap import category_precision
 from iou_audit.matching.greedy import run_greedy
-from iou_audit.overlaps import pair_rows
 
 TIDE_TYPES = ("class", "loc", "both", "duplicate", "background", "missed")
 
@@ -59,6 +58,23 @@ def tide_missed(pred_kind: np.ndarray, pred_target: np.ndarray, gt_match: np.nda
     points = (kind == PRED_KINDS.index("class")) | (kind == PRED_KINDS.index("loc"))
     explained[pred_target[points & (pred_target >= 0)]] = True
     return (np.asarray(gt_match) < 0) & ~np.asarray(gt_crowd, bool) & ~explained
+
+
+def loc_pair_positions(pair_offsets, pred_offsets, gt_offsets, pred_rows, gt_rows) -> np.ndarray:
+    """Flat positions in the batched IoU layout of the pairs (``pred_rows[i]``, ``gt_rows[i]``), each
+    pair in one sample: sample ``s``'s block is ``n_pred_s x n_gt_s``, row-major.
+
+    Example: sample 0 has 1 prediction x 2 labels, sample 1 has 2 x 1:
+        >>> loc_pair_positions(np.array([0, 2, 4]), np.array([0, 1, 3]), np.array([0, 2, 3]),
+        ...                    np.array([0, 2]), np.array([1, 2])).tolist()
+        [1, 3]
+    """
+    po, o1, o2 = (np.asarray(x, np.int64) for x in (pair_offsets, pred_offsets, gt_offsets))
+    p, g = np.asarray(pred_rows, np.int64), np.asarray(gt_rows, np.int64)
+    s = np.searchsorted(o1, p, side="right") - 1
+    if len(s) and not np.array_equal(np.searchsorted(o2, g, side="right") - 1, s):
+        raise ValueError("a prediction and its target label are in different samples")
+    return po[s] + (p - o1[s]) * (o2[s + 1] - o2[s]) + (g - o2[s])
 
 
 def tide_attribution(
@@ -103,15 +119,19 @@ def tide_attribution(
     sel = is_["class"] & (pred_target >= 0)
     codes[sel] = gt_codes[pred_target[sel]]
     out["class"] = run(codes=codes) - base
-    # loc: perfect box on its same-class label
-    v = np.array(values, dtype=np.float64, copy=True)
-    sel = is_["loc"] & (pred_target >= 0)
-    if sel.any():
-        r1, r2 = pair_rows(pred_offsets, gt_offsets)
-        key = r1 * (len(gt_codes) + 1) + r2
-        want = np.flatnonzero(sel) * (len(gt_codes) + 1) + pred_target[sel]
-        v[np.isin(key, want)] = 1.0
-    out["loc"] = run(v=v) - base
+    # loc: perfect box on its same-class label. Only those pairs change: they are set in place
+    # and put back (a copy of every pair's IoU would be 200 MB at 25 million pairs).
+    sel = np.flatnonzero(is_["loc"] & (pred_target >= 0))
+    v = np.asarray(values, dtype=np.float64)
+    if v is values and not v.flags.writeable:
+        v = v.copy()
+    pos = loc_pair_positions(pair_offsets, pred_offsets, gt_offsets, sel, pred_target[sel])
+    kept = v[pos].copy()
+    try:
+        v[pos] = 1.0
+        out["loc"] = run(v=v) - base
+    finally:
+        v[pos] = kept
     for name in ("both", "duplicate", "background"):
         out[name] = run(act=active & ~is_[name]) - base
     missed = tide_missed(pred_kind, pred_target, gt_match, crowd)
