@@ -158,7 +158,7 @@ def compute_agreement_batches(
         parts.append(compute_part(tables, coverage_matrix(tables, coverage), iou_thresh, method, geometry, quorum,
                                   curve_lowest, compute_map, consensus))
     if not parts:
-        raise ValueError("no batch of samples to audit")
+        raise ValueError("no samples to audit: the view is empty")
     m = merge_parts(parts)
     del parts
     tables, covered, pms, clusters, ctab, mem = m.tables, m.covered, m.pms, m.clusters, m.ctab, m.mem
