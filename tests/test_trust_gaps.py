@@ -240,11 +240,15 @@ OP_WRONG_TYPES = [
     ("audit_predictions", {"pred_field": "pred", "gt_field": "poly"}),
     ("audit_splits", {"split_source": "field", "split_field": "split", "label_field": "cls"}),
     ("audit_splits", {"split_source": "field", "split_field": "gt"}),
+    ("audit_duplicates", {"label_field": "$gt"}), ("audit_duplicates", {"label_field": "gt.detections"}),
+    ("audit_agreement", {"label_fields": ["gt", "标签"]}), ("audit_predictions", {"pred_field": "f" * 500, "gt_field": "gt"}),
+    ("audit_splits", {"split_source": "field", "split_field": "$split"}),
+    ("audit_agreement", {"label_fields": ["gt", "ann"], "consensus_field": "a.b"}),
 ]
 
 
 @pytest.mark.parametrize("name,params", OP_WRONG_TYPES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OP_WRONG_TYPES)])
-def test_operators_refuse_wrong_label_types(ds, name, params):
+def test_operators_refuse_wrong_label_types_and_field_names(ds, name, params):
     r = _op(ds, name, {**params, "audit_key": "k"})
     assert isinstance(r, Exception), r.result
 
@@ -300,11 +304,14 @@ CLI_WRONG = [
     ["predictions", "--pred-field", "pred", "--gt-field", "poly"],
     ["splits", "--split-field", "split", "--label-field", "cls"], ["splits", "--split-field", "gt"],
     ["duplicates", "--field", "gt", "--audit-key", "é" * 3 + "$"], ["list"], ["export", "--audit-key", "k", "x.txt"],
+    ["duplicates", "--field", "$gt"], ["duplicates", "--field", "gt.detections"], ["agreement", "--fields", "gt", "标签"],
+    ["predictions", "--pred-field", "f" * 500, "--gt-field", "gt"], ["splits", "--split-field", "$split"],
+    ["agreement", "--fields", "gt", "ann", "--consensus-field", "a.b"],
 ]
 
 
 @pytest.mark.parametrize("args", CLI_WRONG, ids=["-".join(a[:2]) + str(i) for i, a in enumerate(CLI_WRONG)])
-def test_cli_refuses_wrong_label_types(ds, args, tmp_path, capsys, monkeypatch):
+def test_cli_refuses_wrong_label_types_and_field_names(ds, args, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before = snapshot(ds)
     rc = main([args[0], "-d", ds.name, *args[1:]])
