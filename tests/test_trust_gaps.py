@@ -380,3 +380,33 @@ def test_no_operator_writes_files():
     for src in plugin.glob("*.py"):
         text = src.read_text()
         assert not re.search(r"\bopen\(|\.to_(csv|json|parquet)\(|write_(text|bytes)\(|shutil\.", text), src.name
+
+
+@pytest.mark.parametrize("dtype", ["float_fractions", "float_0_2", "int64", "bool_not_fitting"])
+def test_consensus_masks_read_masks_as_fiftyone_renders_them(dtype):
+    """Majority masks (agreement consensus) equal the per-pixel majority of FiftyOne's own
+    ``Detection.to_segmentation`` renders, whatever the mask's dtype or shape (float fractions
+    render as 0, as in the IoU kernels)."""
+    from iou_audit.audits.agreement.consensus import majority_mask
+
+    w, h = 40, 30
+    rng = np.random.default_rng(5)
+    masks, boxes, renders = [], [], []
+    for k in range(3):
+        x0, y0 = int(rng.integers(0, 10)), int(rng.integers(0, 8))
+        x1, y1 = x0 + int(rng.integers(15, 28)), y0 + int(rng.integers(12, 20))
+        shape = (y1 - y0, x1 - x0) if dtype != "bool_not_fitting" else (7, 9)
+        m = {"float_fractions": lambda: rng.random(shape), "float_0_2": lambda: rng.random(shape) * 2,
+             "int64": lambda: rng.integers(0, 3, shape), "bool_not_fitting": lambda: rng.random(shape) > 0.4}[dtype]()
+        box = [x0 / w, y0 / h, x1 / w, y1 / h]
+        masks.append(m)
+        boxes.append(box)
+        det = fo.Detection(mask=m, bounding_box=[box[0], box[1], box[2] - box[0], box[3] - box[1]])
+        renders.append(det.to_segmentation(frame_size=(w, h)).mask != 0)
+    expected = 2 * np.sum(renders, axis=0) >= len(renders)
+    got = majority_mask(masks, np.array(boxes), (w, h))
+    full = np.zeros((h, w), bool)
+    if got is not None:
+        m, (bx0, by0, bx1, by1) = got
+        full[round(by0 * h):round(by1 * h), round(bx0 * w):round(bx1 * w)] = m
+    assert (full == expected).all(), (full.sum(), expected.sum())
