@@ -111,8 +111,13 @@ def _mask_overlaps(ta, tb, off_a, off_b, crowd, missing_mask: str):
     for t in (ta, tb):
         if getattr(t, "masks", None) is None:
             raise ValueError(f"geometry 'masks' needs instance masks in field {getattr(t, 'field', '?')!r}")
-    values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b,
-                                                    frame_sizes(tb), crowd2=crowd)
+    try:
+        values, pair_offsets = batched_cropped_mask_iou(ta.masks, ta.box, off_a, tb.masks, tb.box, off_b,
+                                                        frame_sizes(tb), crowd2=crowd)
+    except ValueError as e:
+        raise_for_bad_mask(ta, e)
+        raise_for_bad_mask(tb, e)
+        raise
     if missing_mask == "box":
         no_a = np.array([m is None for m in ta.masks], dtype=bool)
         no_b = np.array([m is None for m in tb.masks], dtype=bool)
@@ -121,3 +126,16 @@ def _mask_overlaps(ta, tb, off_a, off_b, crowd, missing_mask: str):
             boxes, _ = batched_box_iou(ta.box, off_a, tb.box, off_b, metric="iou", crowd2=crowd)
             values = np.where(no_a[i] | no_b[j], boxes, values)
     return values, pair_offsets
+
+
+def raise_for_bad_mask(table, error: Exception) -> None:
+    """Re-raise a kernel's "masks1[i] must be a 2-D mask" naming the field, sample and label
+    (looked up only after the failure, so the common path pays nothing)."""
+    for row, m in enumerate(table.masks):
+        if m is None:
+            continue
+        shape = getattr(m, "shape", None)
+        if shape is None or not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 1)):
+            sid = table.sample_ids[table.sample_index[row]]
+            raise ValueError(f"field {table.field!r}, sample {sid}, label {table.label_id[row]}: the instance mask must "
+                             f"be a 2-D array, got {type(m).__name__} of shape {shape}") from error

@@ -102,7 +102,13 @@ def _mask_pair_overlaps(table: LabelTable, ri: np.ndarray, rj: np.ndarray):
     one = np.arange(len(ri) + 1)
     crowd = np.ones(len(ri), dtype=bool)
     mi, mj = [table.masks[k] for k in ri], [table.masks[k] for k in rj]
-    c1, _ = batched_cropped_mask_iou(mi, table.box[ri], one, mj, table.box[rj], one, sizes, crowd2=crowd)
+    try:
+        c1, _ = batched_cropped_mask_iou(mi, table.box[ri], one, mj, table.box[rj], one, sizes, crowd2=crowd)
+    except ValueError as e:
+        from iou_audit.overlaps import raise_for_bad_mask
+
+        raise_for_bad_mask(table, e)  # raises naming the field, sample and label of a mask that is not 2-D
+        raise
     c2, _ = batched_cropped_mask_iou(mj, table.box[rj], one, mi, table.box[ri], one, sizes, crowd2=crowd)
     return _ios_from_crowd(c1, c2)
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, OSError) as e:  # OSError: FileNotFoundError, PermissionError, ...
         print(f"iou-audit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

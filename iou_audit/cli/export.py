@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if fmt is None:
         raise ValueError(f"cannot tell the format of {output}: use a .csv/.parquet/.json name or --format")
     result = load_audit(load_dataset(args.dataset), args.audit_key)
-    getattr(result, f"to_{fmt}")(output)
+    try:
+        getattr(result, f"to_{fmt}")(output)
+    except OSError as e:  # missing directory, a directory, no permission: say which path
+        raise ValueError(f"cannot write {output}: {e}") from None
     print(f"wrote {len(result.findings)} findings of audit {args.audit_key!r} to {output} ({fmt})")
     return 0

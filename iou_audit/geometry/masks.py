@@ -118,6 +118,8 @@ def _resize_like_fiftyone(mask: np.ndarray, width: int, height: int) -> np.ndarr
         return np.zeros((height, width), dtype=np.uint8)
     import cv2  # opencv-python-headless ships with fiftyone; only needed for mismatched masks
 
+    if mask.dtype == np.bool_:  # cv2 resizes no bool; eta renders masks as uint8 first
+        mask = mask.view(np.uint8)
     return cv2.resize(np.ascontiguousarray(mask), (width, height))
 
 

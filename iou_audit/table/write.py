@@ -252,6 +252,13 @@ def _new_fields(dataset, columns: Iterable[tuple[str, Iterable[Any], str]]) -> d
         ftype = _infer_field_type(values)
         existing = dataset.get_field(path)
         if existing is None:
+            if ftype is None and "." not in path:
+                # an undeclared top-level field breaks FiftyOne's loading of every sample that holds
+                # it (mongoengine FieldDoesNotExist): all None -> a FloatField (it holds None);
+                # values of mixed or unknown types -> refused before anything is written
+                if any(v is not None for v in values):
+                    raise ValueError(f"{what}: values of mixed or unsupported types; cannot declare a field for them")
+                ftype = fo.FloatField
             if ftype is not None:
                 new[path] = fop.create_field(path.rsplit(".", 1)[-1], ftype)
             continue

@@ -21,12 +21,12 @@ def _place(mask, rect, window) -> np.ndarray:
     x0, y0, x1, y1 = rect
     if mask is None or x1 <= x0 or y1 <= y0:
         return out
-    m = np.asarray(mask, bool)
+    m = np.asarray(mask, np.uint8)  # as FiftyOne renders masks (and as the IoU kernels read them)
     if m.shape != (y1 - y0, x1 - x0):
         from iou_audit.geometry.masks import _resize_like_fiftyone
 
         m = _resize_like_fiftyone(m, int(x1 - x0), int(y1 - y0))
-    out[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = m
+    out[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = m != 0
     return out
 
 

@@ -58,12 +58,12 @@ def majority_mask(masks, boxes: np.ndarray, frame: tuple[int, int]):
     for m, r in zip(masks, rects):
         if m is None or r[2] <= r[0] or r[3] <= r[1]:
             continue
-        m = np.asarray(m, bool)
+        m = np.asarray(m, np.uint8)  # as FiftyOne renders masks (and as the IoU kernels read them)
         if m.shape != (r[3] - r[1], r[2] - r[0]):
             from iou_audit.geometry.masks import _resize_like_fiftyone
 
             m = _resize_like_fiftyone(m, int(r[2] - r[0]), int(r[3] - r[1]))
-        count[r[1] - y0:r[3] - y0, r[0] - x0:r[2] - x0] += m
+        count[r[1] - y0:r[3] - y0, r[0] - x0:r[2] - x0] += m != 0
     keep = 2 * count >= len(masks)
     ys, xs = np.nonzero(keep)
     if len(ys) == 0:

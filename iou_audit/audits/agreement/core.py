@@ -178,7 +178,7 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     :func:`compute_agreement_batches`): parts joined with ``merge_parts`` (``parts`` is emptied
     then, so the batches' arrays are freed), then computed once."""
     if not parts:
-        raise ValueError("no batch of samples to audit")
+        raise ValueError("no samples to audit: the view is empty")
     K = len(parts[0].tables)
     m = merge_parts(parts, release=True)
     parts.clear()  # the joined arrays replace them (the caller's list too: memory)
