@@ -103,14 +103,15 @@ def sharded(audit: str, ds, samples, key: str, n_shards: int) -> tuple[float, di
     return wall, plan
 
 
-def _cpu(pids) -> float:
+def _cpu(pids, children: bool = True) -> float:
+    """CPU seconds (user + system) of the processes ``pids`` (and, with ``children``, their trees)."""
     import psutil
 
     total = 0.0
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            for q in [p] + p.children(recursive=True):
+            for q in [p] + (p.children(recursive=True) if children else []):
                 t = q.cpu_times()
                 total += t.user + t.system
         except psutil.NoSuchProcess:
@@ -172,16 +173,18 @@ def main(argv=None) -> int:
         rows = []
         for audit in audits:
             key = f"bench_{audit}"
-            c0 = _cpu([os.getpid()])
+            here, db = [os.getpid()], [mongod.pid]
+            c0, m0 = _cpu(here, children=False), _cpu(db)
             t0 = time.perf_counter()
             single(audit, ds, key)
             t_single = time.perf_counter() - t0
-            cpu_single = _cpu([os.getpid()]) - c0
+            cpu_single, db_single = _cpu(here, children=False) - c0, _cpu(db) - m0
             ref = load_audit(ds, key)
             delete_audit(ds, key)
-            cw0, c0 = _cpu(worker_pids), _cpu([os.getpid()])
+            cw0, c0, m0 = _cpu(worker_pids), _cpu(here, children=False), _cpu(db)
             t_sharded, plan = sharded(audit, ds, ds, key, args.shards)
-            cpu_workers, cpu_here = _cpu(worker_pids) - cw0, _cpu([os.getpid()]) - c0
+            cpu_workers, cpu_here = _cpu(worker_pids) - cw0, _cpu(here, children=False) - c0
+            db_sharded = _cpu(db) - m0
             _same(ref, load_audit(ds, key))
             starts = [s["started_at"] for s in plan["shards"]]
             ends = [s["finished_at"] for s in plan["shards"]]
@@ -194,8 +197,9 @@ def main(argv=None) -> int:
                          cpu_here, load))
             print(f"{audit:12s} single {t_single:7.2f} s | sharded {t_sharded:7.2f} s "
                   f"(shards {phase:.2f} s on {used} workers, merge {plan['merge']['seconds']:.2f} s) | "
-                  f"speed-up {t_single / t_sharded:.2f}x | CPU single {cpu_single:.1f} s, workers {cpu_workers:.1f} s "
-                  f"+ here {cpu_here:.1f} s | load {load:.1f} | identical results", flush=True)
+                  f"speed-up {t_single / t_sharded:.2f}x | CPU s: single {cpu_single:.1f} (+ mongod {db_single:.1f}), "
+                  f"sharded: workers {cpu_workers:.1f} + caller {cpu_here:.1f} (+ mongod {db_sharded:.1f}) | "
+                  f"load {load:.1f} | identical results", flush=True)
         print(f"\n{n} samples, {args.shards} shards on {args.workers} workers, {os.cpu_count()} CPUs")
         print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s}")
         for audit, t1, t2, *_ in rows:
