@@ -206,10 +206,17 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
 
 
 def delete_plan(plan_id) -> None:
-    """Remove a plan and all its parts (a stored run is not affected)."""
+    """Remove a plan and its parts, except parts another plan (an incremental re-run) reuses; a
+    stored run is not affected."""
     oid = ObjectId(str(plan_id))
-    store.delete_parts_of(oid)
+    plan = store.plans().find_one({"_id": oid})
     store.plans().delete_one({"_id": oid})
+    refs = {s["file_id"] for s in (plan or {}).get("shards", []) if s.get("file_id") is not None}
+    used = {s["file_id"] for p in store.plans().find({"shards.file_id": {"$in": list(refs)}}, {"shards.file_id": 1})
+            for s in p["shards"] if s.get("file_id") is not None}
+    for file_id in refs - used:
+        store.delete_part(file_id)
+    store.delete_parts_of(oid, keep=used)
 
 
 def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bool = True, progress: Any = None,
