@@ -190,20 +190,24 @@ def main(argv=None) -> int:
             ends = [s["finished_at"] for s in plan["shards"]]
             phase = (max(ends) - min(starts)).total_seconds()
             used = len({s["worker"] for s in plan["shards"]})
+            # CPU of the critical path (the slowest shard, then the merge): what the wall time would
+            # be on free cores, without the other load of a shared machine (mongod not counted)
+            critical = max(s["cpu_seconds"] for s in plan["shards"]) + plan["merge"]["cpu_seconds"]
             delete_audit(ds, key)
             delete_plan(plan["_id"])
             load = os.getloadavg()[0]
-            rows.append((audit, t_single, t_sharded, phase, plan["merge"]["seconds"], used, cpu_single, cpu_workers,
-                         cpu_here, load))
+            rows.append((audit, t_single, t_sharded, cpu_single, critical, load))
             print(f"{audit:12s} single {t_single:7.2f} s | sharded {t_sharded:7.2f} s "
                   f"(shards {phase:.2f} s on {used} workers, merge {plan['merge']['seconds']:.2f} s) | "
                   f"speed-up {t_single / t_sharded:.2f}x | CPU s: single {cpu_single:.1f} (+ mongod {db_single:.1f}), "
                   f"sharded: workers {cpu_workers:.1f} + caller {cpu_here:.1f} (+ mongod {db_sharded:.1f}) | "
+                  f"critical path {critical:.1f} (CPU speed-up {cpu_single / critical:.2f}x) | "
                   f"load {load:.1f} | identical results", flush=True)
         print(f"\n{n} samples, {args.shards} shards on {args.workers} workers, {os.cpu_count()} CPUs")
-        print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s}")
-        for audit, t1, t2, *_ in rows:
-            print(f"{audit:12s} {t1:9.2f} {t2:10.2f} {t1 / t2:8.2f}x")
+        print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s} {'CPU single':>11s} "
+              f"{'CPU critical':>13s} {'CPU speed-up':>13s} {'load':>5s}")
+        for audit, t1, t2, c1, c2, load in rows:
+            print(f"{audit:12s} {t1:9.2f} {t2:10.2f} {t1 / t2:8.2f}x {c1:11.1f} {c2:13.1f} {c1 / c2:12.2f}x {load:5.1f}")
     finally:
         if workers:
             stop_workers(workers)

@@ -115,7 +115,7 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "running", f"shards.{index}.worker": worker,
                                             f"shards.{index}.error": None, f"shards.{index}.started_at": store.now()}})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
     try:
         view = _id_view(samples, shard["lo"], shard["hi"])
@@ -132,9 +132,10 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     finally:
         report.close()
     old = shard.get("file_id")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "done", f"shards.{index}.file_id": file_id,
                                             f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds,
+                                            f"shards.{index}.cpu_seconds": cpu,
                                             f"shards.{index}.finished_at": store.now()}})
     if old is not None and old != file_id:  # a re-run shard replaces its earlier part
         store.delete_part(old)
@@ -188,7 +189,7 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
     key = {"_id": plan["_id"]}
     store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None,
                                             "merge.started_at": store.now()}})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
         output = spec.merge(parts, config, plan["shared"], samples)
@@ -199,7 +200,8 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
         store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
         raise
     store.plans().update_one(key, {"$set": {"merge.state": "done", "merge.at": store.now(),
-                                            "merge.seconds": time.perf_counter() - start}})
+                                            "merge.seconds": time.perf_counter() - start,
+                                            "merge.cpu_seconds": time.process_time() - cpu_start}})
     if not keep_parts:
         delete_plan(plan_id)
     return result
