@@ -198,6 +198,9 @@ def test_plan_refuses_a_sorted_view_and_changed_samples(small_ds):
         shards.plan_audit(small_ds.sort_by("filepath", reverse=True), "duplicates", "dups", label_field="gt")
     with pytest.raises(ValueError, match="cannot run in shards yet"):
         shards.plan_audit(small_ds, "nope", "dups")
+    with pytest.raises(ValueError, match="gt"):  # an existing field is never overwritten by a consensus
+        shards.plan_audit(small_ds, "agreement", "agr", label_fields=["gt", "gt2"], consensus_field="gt")
+    assert shards.list_plans(small_ds) == []
     plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
     small_ds.delete_samples(small_ds.first())
     with pytest.raises(shards.ShardError, match="view changed"):

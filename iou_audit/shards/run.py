@@ -57,6 +57,10 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     spec = sharded_audit(audit)
     config = spec.make_config(params)
     check_audit_key(audit_key)
+    if getattr(config, "consensus_field", None):  # refused before any shard runs, as one pass refuses it
+        from iou_audit.audits.agreement.audit import _check_consensus_name
+
+        _check_consensus_name(samples, config.consensus_field, audit_key)
     ids = samples.values("id")
     if not ids:
         raise ValueError("no samples to audit: the view is empty")
