@@ -134,12 +134,39 @@ def main(argv: list[str] | None = None) -> int:
         _show(result, time.perf_counter() - t0)
         _top(result, names)
 
+    _banner("One triage queue across the four audits (most audits, then highest combined score first)")
+    _triage(dataset, names)
+
+    from iou_audit.demo_keypoints import DATASET_NAME as KEYPOINT_DATASET
+    from iou_audit.demo_keypoints import run_keypoint_demo
+
+    _banner("Keypoints: the three keypoint audits on the real CrowdPose example")
+    kp_ran = bool(run_keypoint_demo(show=_show, top=_top))
+
     _banner("Open the results in the FiftyOne App")
     print(f"  ./run app --dataset {dataset.name}        (then open the 'iou-audit review' panel, "
           "or the saved views in the sidebar)")
+    if kp_ran:
+        print(f"  ./run app --dataset {KEYPOINT_DATASET}   (the keypoint audits' saved views and tags)")
     print(f"  .venv/bin/iou-audit list --dataset {dataset.name}")
     print(f"  .venv/bin/iou-audit export --dataset {dataset.name} --audit-key duplicates findings.csv")
+    print(f"  .venv/bin/iou-audit triage --dataset {dataset.name} --export queue.csv   "
+          "(then `iou-audit review --mark not_an_error ID`)")
     return 0
+
+
+def _triage(dataset, names: dict[str, str], n: int = 5) -> None:
+    """Print the merged queue's size and its first rows (review decisions kept from earlier runs)."""
+    from iou_audit.review import triage
+
+    t0 = time.perf_counter()
+    queue = triage(dataset)
+    counts = queue["n_audits"].value_counts().sort_index(ascending=False) if len(queue) else {}
+    print(f"{len(queue)} rows in {time.perf_counter() - t0:.1f} s; flagged by "
+          + (", ".join(f"{k} audit(s): {v}" for k, v in counts.items()) or "nothing"))
+    for r in queue.head(n).itertuples(index=False):
+        image = names.get(r.sample_id, r.sample_id)
+        print(f"  {r.score:.2f}  {r.review_state:<12} {image}: {r.evidence}")
 
 
 if __name__ == "__main__":

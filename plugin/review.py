@@ -1,18 +1,23 @@
-"""The review panel: pick an audit, see its findings by kind, walk the ranked queue, re-audit.
+"""The review panel: each audit run's evidence as pictures, every element a filter, and the queue.
 
-A thin view over :mod:`iou_audit.results`: everything shown comes from the stored audit run
-(``load_audit``), and every button only sets the App's view or opens an operator's form.
+A thin view over :mod:`iou_audit.results.evidence`: the charts and the samples/labels behind each
+bar, heatmap cell, histogram bin and queue row come from the library; the panel lays them out and
+turns a click into ``ctx.ops.set_view`` of exactly those samples, with only those labels visible.
 """
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from iou_audit.results import audit_info, list_audits, load_audit
+from iou_audit.results import evidence as ev
+from iou_audit.review import DEFAULT_QUEUE_STATES, QUEUE_STATES, clear_review, mark_review, triage
+
+from .triage import reviewer
 
 PLUGIN = "@iou-audit/iou-audit"
-#: Findings shown in the ranked queue (highest score first).
-QUEUE_SIZE = 50
 #: Audit name -> operator that (re)runs it.
 RERUN_OPERATORS = {
     "duplicates": f"{PLUGIN}/audit_duplicates",
@@ -20,6 +25,30 @@ RERUN_OPERATORS = {
     "predictions": f"{PLUGIN}/audit_predictions",
     "splits": f"{PLUGIN}/audit_splits",
 }
+#: The triage queue's filters: dropdown name -> (queue column, label). List columns (kinds,
+#: audits) match a row when they contain the value.
+QUEUE_FILTERS = {"kind": ("kinds", "Kind"), "label": ("label", "Class"), "field": ("field", "Field"),
+                 "audit": ("audits", "Audit"), "state": ("review_state", "State")}
+#: Review-state filter values besides the states themselves.
+DEFAULT_STATES, ALL_STATES = "(to review)", "(all)"
+#: Sort choices: name -> (queue column or None for the triage order, descending, label).
+QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score", True, "score"),
+               "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
+               "field": ("field", False, "field"), "state": ("review_state", False, "state")}
+#: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
+QUEUE_COLUMNS = (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"), ("mark", "Review"))
+#: The Review column's short words for the queue states (the State filter has the full names).
+STATE_MARKS = {"open": "", "confirmed": "error", "not_an_error": "ok", "fixed": "fixed",
+               "changed_since_review": "changed"}
+#: Row menu: action name -> (review state or None to clear, label).
+MARKS = {"mark_ok": ("not_an_error", "Not an error"), "mark_error": ("confirmed", "Confirm error"),
+         "mark_fixed": ("fixed", "Fixed"), "mark_clear": (None, "Clear mark")}
+#: Leak pairs shown per page (two thumbnails each).
+LEAKS_PER_PAGE = 4
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True}
+#: FiftyOne's TableView gives its table ``minWidth: 650`` (wider than a panel next to the grid,
+#: which then widens every chart too); this lets the table shrink to the panel.
+NARROW_TABLE = {"table": {"sx": {"minWidth": 0}}}
 
 
 class AuditReviewPanel(foo.Panel):
@@ -30,8 +59,8 @@ class AuditReviewPanel(foo.Panel):
             label="iou-audit review",
             surfaces="grid",
             icon="fact_check",
-            help_markdown="Findings of the iou-audit runs on this dataset: show each kind as a view, "
-            "open the most suspicious objects first, fix them, then re-run the audit.",
+            help_markdown="The evidence of each iou-audit run as charts: click a bar, a heatmap cell, a "
+            "histogram bin or a queue row to show exactly the samples and labels behind it.",
         )
 
     # ---- events -------------------------------------------------------------------------------
@@ -47,33 +76,130 @@ class AuditReviewPanel(foo.Panel):
     def refresh(self, ctx):
         self._refresh(ctx, ctx.panel.state.audit_key)
 
-    def show_kind(self, ctx):
-        """Row action on the kinds table: show the saved view ``<key>-<kind>``."""
-        rows = ctx.panel.state.kinds or []
-        row = _row_index(ctx, len(rows))
-        if row is None:
+    def select_metric(self, ctx):
+        """The agreement matrix's metric (F1, F1 same class, mean IoU, alpha)."""
+        metric = ctx.params.get("value")
+        if metric not in ev.MATRIX_METRICS:
             return
-        name = rows[row]["view"]
-        if ctx.dataset.has_saved_view(name):
-            ctx.ops.set_view(name=name)
-        else:
-            ctx.ops.notify(f"Saved view {name!r} no longer exists; re-run the audit", variant="warning")
+        ctx.panel.state.metric = metric
+        key = ctx.panel.state.audit_key
+        if key:
+            self._set_charts(ctx, load_audit(ctx.dataset, key), only=("matrix", "class_agreement"))
+
+    def on_chart_click(self, ctx):
+        """A click on a chart element: show the samples and labels behind it."""
+        key = ctx.panel.state.audit_key
+        chart = str(ctx.params.get("path") or "").split(".")[-1]
+        if not key or chart not in (ctx.panel.state.charts or []):
+            return
+        try:
+            selection = ev.select(ctx.dataset, load_audit(ctx.dataset, key), chart, ctx.params)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            ctx.ops.notify(f"Nothing to show for this element: {e}", variant="warning")
+            return
+        self._show(ctx, selection)
 
     def open_finding(self, ctx):
-        """Row action on the queue: show the sample(s) of one finding, its labels only."""
-        rows = ctx.panel.state.queue or []
+        """Row click or "Show" on the triage queue: that row's labels only (or its samples)."""
+        row = _clicked_row(ctx, ctx.panel.state.queue)
+        if row is None:
+            return
+        q = triage(ctx.dataset, states=None)
+        rows = q[q["row_id"] == row["row_id"]]
+        if not len(rows):
+            ctx.ops.notify("This queue row is gone (re-run or refresh)", variant="warning")
+            return
+        sel = ev.triage_selection(rows)
+        sel.title = f"#{row['rank']} {row['kind']}"
+        self._show(ctx, sel)
+        ctx.panel.state.detail = f"#{row['rank']} {row['label']} ({row['state']}): {row['evidence']}"
+
+    def mark_ok(self, ctx):
+        self._mark(ctx, "mark_ok")
+
+    def mark_error(self, ctx):
+        self._mark(ctx, "mark_error")
+
+    def mark_fixed(self, ctx):
+        self._mark(ctx, "mark_fixed")
+
+    def mark_clear(self, ctx):
+        self._mark(ctx, "mark_clear")
+
+    def _mark(self, ctx, action):
+        row = _clicked_row(ctx, ctx.panel.state.queue)
+        if row is None:
+            return
+        state, label = MARKS[action]
+        try:
+            if state is None:
+                n = clear_review(ctx.dataset, [row["row_id"]])
+            else:
+                n = mark_review(ctx.dataset, [row["row_id"]], state, user=reviewer(ctx))
+        except ValueError as e:
+            ctx.ops.notify(str(e), variant="error")
+            return
+        ctx.ops.notify(f"#{row['rank']} {row['kind']}: {label.lower()} ({n} decision{'s' if n != 1 else ''})",
+                       variant="success")
+        ctx.ops.reload_dataset()  # review tags and counts changed
+        self._set_queue(ctx, page=ctx.panel.state.page or 0)
+
+    def open_leak(self, ctx):
+        """Show both samples of a leak pair."""
+        leaks = ctx.panel.state.leaks or []
+        try:
+            leak = leaks[int(ctx.params.get("index", ctx.params.get("row")))]
+        except (TypeError, ValueError, IndexError):
+            return
+        result = load_audit(ctx.dataset, ctx.panel.state.audit_key)
+        self._show(ctx, ev.Selection([leak["sample_id"], leak["other_sample_id"]], {},
+                                     fields=ev.result_fields(result), title=f"leak pair: {leak['detail']}"))
+
+    def open_drift(self, ctx):
+        rows = ctx.panel.state.drift_tests or []
         row = _row_index(ctx, len(rows))
         if row is None:
             return
-        f = rows[row]
-        sample_ids = [s for s in (f["sample_id"], f.get("other_sample_id")) if s]
-        view = ctx.dataset.select(list(dict.fromkeys(sample_ids)), ordered=True)
-        ctx.ops.set_view(view)
+        result = load_audit(ctx.dataset, ctx.panel.state.audit_key)
+        self._show(ctx, ev.select_drift(ctx.dataset, result, int(rows[row]["index"])))
+
+    def filter_queue(self, ctx):
+        filters = dict(ctx.panel.state.queue_filters or {})
+        name = str(ctx.params.get("path") or "").split(".")[-1].removeprefix("filter_")
+        if name in QUEUE_FILTERS:
+            value = ctx.params.get("value")
+            filters[name] = "" if value in (None, ALL_STATES) and name != "state" else (value or "")
+        ctx.panel.state.queue_filters = filters
+        self._set_queue(ctx, page=0)
+
+    def sort_queue(self, ctx):
+        value = ctx.params.get("value")
+        if value in QUEUE_SORTS:
+            ctx.panel.state.queue_sort = value
+            self._set_queue(ctx, page=0)
+
+    def next_page(self, ctx):
+        self._set_queue(ctx, page=(ctx.panel.state.page or 0) + 1)
+
+    def previous_page(self, ctx):
+        self._set_queue(ctx, page=(ctx.panel.state.page or 0) - 1)
+
+    def leaks_next(self, ctx):
+        self._set_leaks(ctx, load_audit(ctx.dataset, ctx.panel.state.audit_key), (ctx.panel.state.leak_page or 0) + 1)
+
+    def leaks_previous(self, ctx):
+        self._set_leaks(ctx, load_audit(ctx.dataset, ctx.panel.state.audit_key), (ctx.panel.state.leak_page or 0) - 1)
 
     def show_all_flagged(self, ctx):
         key = ctx.panel.state.audit_key
         if key:
-            ctx.ops.set_view(_flagged_view(ctx.dataset, key))
+            result = load_audit(ctx.dataset, key)
+            self._show(ctx, ev.findings_selection(result.findings, title=f"all findings of {key}",
+                                                  fields=ev.result_fields(result)))
+
+    def clear_selection(self, ctx):
+        ctx.ops.clear_view()
+        ctx.panel.state.showing = ""
 
     def rerun(self, ctx):
         """Open the audit's operator form pre-filled with the stored configuration."""
@@ -93,67 +219,215 @@ class AuditReviewPanel(foo.Panel):
         ctx.prompt(uri, params=params)
 
     # ---- state --------------------------------------------------------------------------------
+    def _show(self, ctx, selection: ev.Selection):
+        if selection.empty:
+            ctx.ops.notify(f"{selection.title}: no samples", variant="info")
+            ctx.panel.state.showing = f"{selection.title}: nothing to show"
+            return
+        ctx.ops.set_view(ev.selection_view(ctx.dataset, selection))
+        what = f"{selection.n_labels} labels in " if selection.labels else ""
+        ctx.panel.state.showing = f"Showing {selection.title}: {what}{selection.n_samples} samples"
+
     def _refresh(self, ctx, key):
         keys = list_audits(ctx.dataset) if ctx.dataset is not None else []
         if key not in keys:
             key = keys[0] if keys else None
-        kinds, queue, header = [], [], "No iou-audit runs on this dataset yet: run one from the operator browser."
-        if key:
-            result = load_audit(ctx.dataset, key)
-            counts = result.counts()
-            kinds = [
-                {"kind": k, "count": int(n), "view": f"{key}-{k}"}
-                for k, n in sorted(counts.items(), key=lambda kv: -kv[1])
-            ]
-            top = result.findings.sort_values("score", ascending=False, kind="stable").head(QUEUE_SIZE)
-            queue = [
-                {
-                    "rank": i + 1,
-                    "kind": r.kind,
-                    "label": r.label,
-                    "score": round(float(r.score), 3) if r.score == r.score else None,
-                    "iou": round(float(r.iou), 3) if r.iou == r.iou else None,
-                    "field": r.field,
-                    "sample_id": r.sample_id,
-                    "other_sample_id": r.other_sample_id or "",
-                    "detail": r.detail,
-                }
-                for i, r in enumerate(top.itertuples(index=False))
-            ]
-            header = (f"**{result.audit}** audit `{key}`: {len(result.findings)} findings"
-                      f" in {result.findings['sample_id'].nunique()} samples")
-        ctx.panel.state.set({"audits": keys, "audit_key": key, "kinds": kinds, "queue": queue, "header": header})
-        ctx.panel.data.set("chart", [{"type": "bar", "x": [k["kind"] for k in kinds],
-                                      "y": [k["count"] for k in kinds]}])
+        state = {"audits": keys, "audit_key": key, "audit": None, "charts": [], "layouts": {}, "queue": [],
+                 "queue_filters": {}, "choices": {}, "page": 0, "n_pages": 1, "n_queue": 0, "leaks": [],
+                 "leak_page": 0, "drift_tests": [], "stale": "", "showing": "", "detail": "",
+                 "metric": ctx.panel.state.metric or "f1",
+                 "header": "No iou-audit runs on this dataset yet: run one from the operator browser (`)."}
+        ctx.panel.state.set(state)
+        if not key:
+            return
+        result = load_audit(ctx.dataset, key)
+        n = len(result.findings)
+        ctx.panel.state.audit = result.audit
+        ctx.panel.state.header = (f"**{result.audit}** `{key}`: {n} findings in "
+                                  f"{result.findings.loc[result.findings['sample_id'] != '', 'sample_id'].nunique()} samples")
+        ctx.panel.state.stale = ev.staleness(ctx.dataset, key)["message"]
+        self._set_charts(ctx, result)
+        everything = triage(ctx.dataset, states=None)
+        choices = ev.filter_choices(everything, [c for c, _ in QUEUE_FILTERS.values() if c != "review_state"])
+        ctx.panel.state.choices = {k: choices.get(c, []) for k, (c, _) in QUEUE_FILTERS.items() if k != "state"}
+        self._set_queue(ctx, page=0)
+        if result.audit == "splits":
+            self._set_leaks(ctx, result, 0)
+            self._set_drift(ctx, result)
 
+    def _set_charts(self, ctx, result, only=None):
+        charts = ev.charts(result, ctx.dataset, metric=ctx.panel.state.metric or "f1")
+        layouts = dict(ctx.panel.state.layouts or {})
+        names = list(ctx.panel.state.charts or [])
+        for name, chart in charts.items():
+            if only is not None and name not in only:
+                continue
+            ctx.panel.data.set(name, chart.traces)
+            layouts[name] = chart.layout
+            if name not in names:
+                names.append(name)
+        ctx.panel.state.layouts = layouts
+        ctx.panel.state.charts = [n for n in charts if n in names]
+
+    def _set_queue(self, ctx, page):
+        """One page of the cross-audit triage queue (every stored audit), filtered and sorted."""
+        q = triage(ctx.dataset, states=None)
+        filters = dict(ctx.panel.state.queue_filters or {})
+        states = filters.get("state") or DEFAULT_STATES
+        if states == DEFAULT_STATES:
+            q = q[q["review_state"].isin(DEFAULT_QUEUE_STATES)]
+        elif states != ALL_STATES:
+            q = q[q["review_state"] == states]
+        column_filters = {QUEUE_FILTERS[k][0]: v for k, v in filters.items() if k != "state" and k in QUEUE_FILTERS}
+        q = q.assign(kinds_text=q["kinds"].map(lambda k: ", ".join(k or [])))
+        sort_col, descending, _ = QUEUE_SORTS.get(ctx.panel.state.queue_sort or "triage", QUEUE_SORTS["triage"])
+        rows, n, n_pages = ev.queue_page(q, column_filters, sort_by=sort_col, descending=descending, page=page)
+        page = min(max(int(page), 0), n_pages - 1)
+        first = page * ev.PAGE_SIZE
+        ctx.panel.state.queue = [
+            {"rank": first + i + 1, "row_id": r.row_id, "kind": _short_kinds(r.kinds), "label": r.label or ev.NO_CLASS,
+             "score": round(float(r.score), 2) if r.score == r.score else None, "state": r.review_state,
+             "mark": STATE_MARKS.get(r.review_state, r.review_state),
+             "evidence": r.evidence}
+            for i, r in enumerate(rows.itertuples(index=False))
+        ]
+        ctx.panel.state.page, ctx.panel.state.n_pages, ctx.panel.state.n_queue = page, n_pages, n
+        ctx.panel.state.queue_message = q.attrs.get("message", "") if not n else ""
+
+    def _set_leaks(self, ctx, result, page):
+        pairs = ev.leak_pairs(result)
+        n_pages = max(1, -(-len(pairs) // LEAKS_PER_PAGE))
+        page = min(max(int(page), 0), n_pages - 1)
+        rows = pairs.iloc[page * LEAKS_PER_PAGE:(page + 1) * LEAKS_PER_PAGE]
+        ids = list(rows["sample_id"]) + list(rows["other_sample_id"])
+        paths = dict(zip(*ctx.dataset.select(ids).values(["id", "filepath"]))) if ids else {}
+        leaks = []
+        for i, r in enumerate(rows.itertuples(index=False)):
+            leaks.append({"sample_id": r.sample_id, "other_sample_id": r.other_sample_id, "kind": r.kind,
+                          "score": round(float(r.score), 3), "detail": r.detail,
+                          "name_a": _basename(paths.get(r.sample_id, "")),
+                          "name_b": _basename(paths.get(r.other_sample_id, ""))})
+            # the two thumbnails are the values of the pair's h_stack children "a" and "b"
+            ctx.panel.state.set(f"leak_{i}", {"a": _media_url(paths.get(r.sample_id, "")),
+                                              "b": _media_url(paths.get(r.other_sample_id, ""))})
+        ctx.panel.state.leaks = leaks
+        ctx.panel.state.leak_page, ctx.panel.state.leak_pages = page, n_pages
+
+    def _set_drift(self, ctx, result):
+        t = result.tables.get("drift_tests")
+        rows = []
+        if t is not None and len(t):
+            for index, r in t.iterrows():
+                size = r.get("effect_size")
+                rows.append({"index": int(index), "test": f"{r['quantity']} {r['split_a']}/{r['split_b']}",
+                             "effect": f"{r['effect']} {float(size):.3f}" if size == size and size is not None else "",
+                             "p": f"{float(r['p_adjusted']):.2g}" if r.get("p_adjusted") == r.get("p_adjusted")
+                             and r.get("p_adjusted") is not None else ""})
+        ctx.panel.state.drift_tests = rows
+
+    # ---- layout -------------------------------------------------------------------------------
     def render(self, ctx):
+        s = ctx.panel.state
         panel = types.Object()
-        panel.md("### iou-audit review", name="title")
-        panel.md(ctx.panel.state.header or "", name="header")
-        keys = ctx.panel.state.audits or []
+        panel.md(s.header or "", name="header")
+        keys = s.audits or []
         if keys:
             choices = types.DropdownView()
             for k in keys:
                 choices.add_choice(k, label=k)
-            panel.enum("audit_key", choices.values(), label="Audit", view=choices,
-                       default=ctx.panel.state.audit_key, on_change=self.select_audit)
-        kinds_table = types.TableView()
-        kinds_table.add_column("kind", label="Finding kind")
-        kinds_table.add_column("count", label="Count")
-        kinds_table.add_row_action("show", self.show_kind, label="Show", tooltip="Show this kind's saved view")
-        panel.list("kinds", types.Object(), view=kinds_table, label="Findings by kind")
-        panel.plot("chart", layout={"title": "Findings by kind", "height": 220})
-        queue_table = types.TableView()
-        for col, label in (("rank", "#"), ("kind", "Kind"), ("label", "Class"), ("score", "Score"),
-                           ("iou", "IoU"), ("field", "Field"), ("detail", "Detail")):
-            queue_table.add_column(col, label=label)
-        queue_table.add_row_action("open", self.open_finding, label="Open", tooltip="Show this finding's sample(s)")
-        panel.list("queue", types.Object(), view=queue_table, label=f"Most suspicious first (top {QUEUE_SIZE})")
-        buttons = panel.h_stack("buttons", align_x="left", gap=2)
-        buttons.btn("show_all", label="Show all flagged", on_click=self.show_all_flagged)
-        buttons.btn("rerun", label="Re-run audit", on_click=self.rerun, variant="contained")
+            panel.enum("audit_key", choices.values(), label="Audit run", view=choices,
+                       default=s.audit_key, on_change=self.select_audit)
+        if s.stale:
+            panel.view("stale", types.Warning(label=s.stale))
+        buttons = panel.h_stack("buttons", align_x="left", gap=1)
+        # short labels: an h_stack shares the panel's width equally and wraps long ones
+        buttons.btn("rerun", label="Re-run", on_click=self.rerun, variant="contained")
+        buttons.btn("show_all", label="Flagged", on_click=self.show_all_flagged)
+        buttons.btn("clear", label="Clear", on_click=self.clear_selection)
         buttons.btn("refresh", label="Refresh", on_click=self.refresh)
-        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
+        if s.showing:
+            panel.md(f"*{s.showing}*", name="showing")
+        if not s.audit_key:
+            return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, padding=1))
+
+        layouts = s.layouts or {}
+        for name in s.charts or []:
+            if name == "matrix":
+                metrics = types.DropdownView()
+                for m, label in ev.MATRIX_METRICS.items():
+                    metrics.add_choice(m, label=label)
+                panel.enum("metric", metrics.values(), label="Matrix metric", view=metrics,
+                           default=s.metric or "f1", on_change=self.select_metric)
+            panel.plot(name, layout=layouts.get(name, {}), config=PLOT_CONFIG, on_click=self.on_chart_click)
+
+        if s.audit == "splits":
+            self._render_splits(panel, s)
+
+        panel.md(f"**Triage queue**, all audits ({s.n_queue or 0} rows; click a row to show its labels)",
+                 name="queue_title")
+        # two rows of three dropdowns: one row of six is wider than the panel's default width
+        rows = [panel.h_stack("filters", align_x="left", gap=1), panel.h_stack("filters2", align_x="left", gap=1)]
+        current = s.queue_filters or {}
+        for n, (name, (_, label)) in enumerate(QUEUE_FILTERS.items()):
+            filters = rows[0] if n < 3 else rows[1]
+            dd = types.DropdownView()
+            if name == "state":
+                values = [DEFAULT_STATES, ALL_STATES, *QUEUE_STATES]
+                default = current.get("state") or DEFAULT_STATES
+            else:
+                values = [ALL_STATES, *((s.choices or {}).get(name) or [])]
+                default = current.get(name) or ALL_STATES
+                if len(values) <= 2:
+                    continue  # one value or none: nothing to filter
+            for v in values:
+                dd.add_choice(v, label=v)
+            filters.enum(f"filter_{name}", dd.values(), label=label, view=dd, default=default,
+                         on_change=self.filter_queue)
+        sorts = types.DropdownView()
+        for name, (_, _, label) in QUEUE_SORTS.items():
+            sorts.add_choice(name, label=label)
+        rows[1].enum("queue_sort", sorts.values(), label="Sort", view=sorts, default=s.queue_sort or "triage",
+                     on_change=self.sort_queue)
+        table = types.TableView(on_click_row=self.open_finding, max_inline_actions=1, componentsProps=NARROW_TABLE)
+        for key, label in QUEUE_COLUMNS:
+            table.add_column(key, label=label)
+        table.add_row_action("open", self.open_finding, label="Show", tooltip="Show this row's labels only")
+        for action, (_, label) in MARKS.items():
+            table.add_row_action(action, getattr(self, action), label=label)
+        panel.list("queue", types.Object(), view=table)
+        if s.queue_message:
+            panel.md(s.queue_message, name="queue_message")
+        pager = panel.h_stack("pager", align_x="left", gap=1)
+        pager.btn("prev", label="<", on_click=self.previous_page)
+        pager.md(f"page {(s.page or 0) + 1} / {s.n_pages or 1}", name="page_label")
+        pager.btn("next", label=">", on_click=self.next_page)
+        if s.detail:
+            panel.md(s.detail, name="detail")
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, padding=1))
+
+    def _render_splits(self, panel, s):
+        leaks = s.leaks or []
+        if leaks:
+            panel.md(f"**Leak pairs** (page {(s.leak_page or 0) + 1} / {s.leak_pages or 1}; click an image "
+                     "to show the pair)", name="leaks_title")
+            for i, leak in enumerate(leaks):
+                pair = panel.h_stack(f"leak_{i}", align_x="left", gap=1)
+                for side in ("a", "b"):
+                    pair.view(side, types.ImageView(width="48%", alt=leak[f"name_{side}"],
+                                                                  operator=self.open_leak, params={"index": i}))
+                panel.md(f"{leak['name_a']} / {leak['name_b']}: {leak['kind']} {leak['score']}  \n"
+                         f"{leak['detail']}", name=f"leak_{i}_detail")
+            pager = panel.h_stack("leak_pager", align_x="left", gap=1)
+            pager.btn("leaks_prev", label="<", on_click=self.leaks_previous)
+            pager.btn("leaks_next", label=">", on_click=self.leaks_next)
+        if s.drift_tests:
+            table = types.TableView(componentsProps=NARROW_TABLE)
+            table.add_column("test", label="Drift test")
+            table.add_column("effect", label="Effect")
+            table.add_column("p", label="p adj.")
+            table.add_row_action("open", self.open_drift, label="Show",
+                                 tooltip="Show the two splits' samples")
+            panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
 
 
 def _row_index(ctx, n_rows: int) -> int | None:
@@ -166,14 +440,25 @@ def _row_index(ctx, n_rows: int) -> int | None:
     return row if 0 <= row < n_rows else None
 
 
-def _flagged_view(dataset, key):
-    """Samples holding any finding of audit ``key`` (its per-sample count field)."""
-    from fiftyone import ViewField as F
+def _clicked_row(ctx, rows):
+    rows = rows or []
+    i = _row_index(ctx, len(rows))
+    return None if i is None else rows[i]
 
-    field = f"{key}_findings"
-    if dataset.get_field(field) is None:
-        return dataset.limit(0)
-    return dataset.match(F(field) > 0).sort_by(field, reverse=True)
+
+def _short_kinds(kinds) -> str:
+    """The first kind, and how many more (the narrow Kind column; the detail line has them all)."""
+    kinds = list(kinds or [])
+    return "" if not kinds else kinds[0] + (f" +{len(kinds) - 1}" if len(kinds) > 1 else "")
+
+
+def _media_url(filepath: str) -> str:
+    """The App server's URL of a media file (its ``/media`` route)."""
+    return f"/media?filepath={quote(filepath, safe='')}" if filepath else ""
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 OPERATORS = [AuditReviewPanel]

@@ -1,8 +1,12 @@
 """The plugin inside the real FiftyOne App, driven by headless Chromium (Playwright, no download).
 
-Starts the App server on a free local port with a dataset that has a stored duplicate audit, then:
-the review panel opens from the "New panel" menu and shows the audit's findings; its "Show" row
-action filters the grid to the saved view; the operator browser lists our audit operators.
+Starts the App server on a free local port with a small audited dataset (``_review_data``: real
+BCCD images, three annotators, duplicates, predictions, a leak), then: the review panel opens from
+the "New panel" menu with the agreement run's charts; a click on an agreement-matrix cell sets the
+grid to the samples where those two annotators disagree, showing only those labels (sample count
+read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou);
+a click on a triage-queue row shows only that row's labels; the operator browser lists our audit
+operators; "Re-run" opens the pre-filled form and Execute stores a new run.
 Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at.
 
 Needs Debian's ``chromium`` (``./run tests`` installs it when run as root) and pip ``playwright``;
@@ -59,26 +63,11 @@ def _stop_app_server(port: int) -> None:
 
 
 @pytest.fixture
-def app_with_audit(tmp_path):
+def app_with_audit(shared_data, tmp_path):
     import fiftyone as fo
+    from _review_data import build
 
-    # Real image files so the grid renders thumbnails.
-    from PIL import Image
-
-    from iou_audit.audits.duplicates import audit_duplicates
-
-    ds = fo.Dataset()
-    samples = []
-    for i in range(6):
-        path = tmp_path / f"img{i}.png"
-        Image.new("RGB", (64, 48), (40 * i, 120, 200)).save(path)
-        dets = [fo.Detection(label="cell", bounding_box=[0.1, 0.1, 0.3, 0.3])]
-        if i < 2:  # a near-copy of the first box: a duplicate
-            dets.append(fo.Detection(label="cell", bounding_box=[0.101, 0.1, 0.3, 0.3]))
-        samples.append(fo.Sample(filepath=str(path), gt=fo.Detections(detections=dets)))
-    ds.add_samples(samples)
-    audit_duplicates(ds, "gt", audit_key="dups")
-
+    ds = build(shared_data, tmp_path)
     port = _free_port()
     session = fo.launch_app(ds, remote=True, address="127.0.0.1", port=port)
     url = f"http://127.0.0.1:{port}/"
@@ -92,7 +81,7 @@ def app_with_audit(tmp_path):
                 raise
             time.sleep(1)
     try:
-        yield ds, url
+        yield ds, url, session
     finally:
         try:
             session.close()
@@ -100,6 +89,24 @@ def app_with_audit(tmp_path):
             pass
         _stop_app_server(port)
         ds.delete()
+
+
+def _click_heatmap_cell(page, row: int, col: int, n: int) -> None:
+    """Click cell (row, col) of the panel's n x n heatmap (plotly draws it as one image: click the
+    cell's centre in the plot area)."""
+    plot = page.locator(".js-plotly-plot").filter(has=page.locator(".heatmaplayer")).first
+    plot.scroll_into_view_if_needed()
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / n, box["y"] + (row + 0.5) * box["height"] / n)
+
+
+def _wait_for(condition, timeout=60):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _dismiss_popups(page) -> None:
@@ -111,31 +118,53 @@ def _dismiss_popups(page) -> None:
 
 
 def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
-    ds, url = app_with_audit
+    from _review_data import label_ids, pairwise_oracle
+
+    ds, url, session = app_with_audit
     shots = pathlib.Path(os.environ.get("IOU_AUDIT_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
+    fields = ["ground_truth", "ann_a", "ann_b", "ann_c", "preds"]
+
+    def app_labels():  # the labels the App's current view shows, per field
+        view = session.view
+        return {f: label_ids(view, f) for f in fields if view is not None and label_ids(view, f)}
+
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{url}datasets/{ds.name}", wait_until="domcontentloaded")
-            grid_count = lambda n: page.get_by_text(f"{n} samples", exact=True).first  # noqa: E731
-            grid_count(6).wait_for(timeout=90_000)
+            grid_count = lambda n: page.get_by_text(f"{n} sample{'s' if n != 1 else ''}", exact=True).first  # noqa: E731
+            grid_count(len(ds)).wait_for(timeout=90_000)
             _dismiss_popups(page)
             page.screenshot(path=str(shots / "01_grid.png"))
 
-            # The review panel, from the "New panel" menu.
+            # The review panel, from the "New panel" menu: the agreement run (first key) and its charts.
             page.locator('[title="New panel"]').first.click()
             page.get_by_text("iou-audit review", exact=True).first.click()
             page.wait_for_selector("text=Findings by kind", timeout=60_000)
-            page.wait_for_selector("text=duplicate", timeout=30_000)
+            page.wait_for_selector(".heatmaplayer", timeout=60_000)
+            assert page.get_by_text("agreement", exact=False).count() > 0
             page.screenshot(path=str(shots / "02_review_panel.png"))
-            assert page.get_by_text("dups", exact=False).count() > 0
 
-            # Its "Show" row action sets the grid to the saved view of that kind (2 samples).
-            page.get_by_role("button", name="Show").first.click()
-            grid_count(2).wait_for(timeout=60_000)
-            page.screenshot(path=str(shots / "03_show_kind.png"))
+            # A matrix cell (ann_b, ann_c): the grid shows the samples where those two disagree,
+            # with only both annotators' disagreeing labels.
+            expected, samples = pairwise_oracle(ds, "ann_b", "ann_c")
+            assert samples
+            _click_heatmap_cell(page, row=1, col=2, n=3)  # rows/columns: ann_a, ann_b, ann_c
+            page.wait_for_selector("text=where ann_b and ann_c disagree", timeout=60_000)
+            grid_count(len(samples)).wait_for(timeout=60_000)
+            assert _wait_for(lambda: app_labels() == expected), (app_labels(), expected)
+            assert set(session.view.values("id")) == samples
+            page.screenshot(path=str(shots / "03_matrix_cell.png"))
+
+            # A click on a triage-queue row (the panel's only table here): only that row's labels.
+            page.locator("tbody tr").first.locator("td").nth(1).click()
+            assert _wait_for(lambda: session.view is not None and len(session.view) == 1)
+            shown = app_labels()
+            assert sum(len(v) for v in shown.values()) >= 1, shown
+            grid_count(1).wait_for(timeout=60_000)
+            page.screenshot(path=str(shots / "04_queue_row.png"))
 
             # The operator browser lists the audit operators.
             page.keyboard.press("Escape")
@@ -145,22 +174,20 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
                 page.keyboard.type("audit")
                 page.get_by_text("audit_duplicates", exact=False).first.wait_for(timeout=30_000)
             finally:
-                page.screenshot(path=str(shots / "04_operator_browser.png"))
+                page.screenshot(path=str(shots / "05_operator_browser.png"))
             for name in ("audit_agreement", "audit_predictions", "audit_splits"):
                 assert page.get_by_text(name, exact=False).count() > 0, f"{name} not in the operator browser"
             page.keyboard.press("Escape")
 
             # Re-audit from the panel: its button opens the operator form pre-filled, Execute re-runs it.
-            before = audit_info(ds, "dups")["timestamp"]
-            page.get_by_role("button", name="Re-run audit").click()
+            before = audit_info(ds, "ag")
+            page.get_by_role("button", name="Re-run", exact=True).click()
             page.get_by_role("button", name="Execute").wait_for(timeout=30_000)
-            page.screenshot(path=str(shots / "05_rerun_form.png"))
+            page.screenshot(path=str(shots / "06_rerun_form.png"))
             page.get_by_role("button", name="Execute").click()
-            deadline = time.time() + 60
-            while audit_info(ds, "dups")["timestamp"] == before and time.time() < deadline:
-                time.sleep(1)
-            page.screenshot(path=str(shots / "06_after_rerun.png"))
-            assert audit_info(ds, "dups")["timestamp"] != before, "the re-run did not store a new run"
-            assert audit_info(ds, "dups")["counts"] == {"duplicate": 2}
+            assert _wait_for(lambda: audit_info(ds, "ag")["timestamp"] != before["timestamp"]), \
+                "the re-run did not store a new run"
+            page.screenshot(path=str(shots / "07_after_rerun.png"))
+            assert audit_info(ds, "ag")["counts"] == before["counts"]
         finally:
             browser.close()

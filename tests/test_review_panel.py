@@ -1,17 +1,240 @@
-"""The review panel, driven headlessly through its real execute -> render pipeline."""
+"""The review panel, driven headlessly through its real execute -> render pipeline.
+
+Each click is one ``execute_operator`` call with ``__method__``, ``panel_id`` and ``panel_state``
+(and the params the App sends: ``path``/``x``/``y``/``idx`` for a plot, ``row`` for a table row);
+the view it sets is rebuilt from the ``set_view`` request and its sample ids and visible label ids
+are compared with oracles computed from the dataset (planted labels, fiftyone.utils.iou,
+FiftyOne's aggregations).
+"""
 import fiftyone as fo
 import fiftyone.operators as foo
+import numpy as np
+import pytest
+from _review_data import build, label_ids, pairwise_oracle, planted_duplicates
+from fiftyone import ViewField as F
+from fiftyone.core.view import DatasetView
 
 from iou_audit.audits.duplicates import audit_duplicates
+from iou_audit.results import load_audit
+from iou_audit.review import triage
 
 PANEL = "@iou-audit/iou-audit/audit_review"
 
 
-def _event(ds, method, state=None, **params):
-    res = foo.execute_operator(PANEL, ctx=dict(dataset=ds, params={
-        "__method__": method, "panel_id": "p1", "panel_state": state or {}, **params}))
-    requests = res.executor.to_json()["requests"]
-    return {r["operator_uri"]: r["params"] for r in requests}, requests
+class Event:
+    """One panel event: the merged state patches, the data patches, the requests, the view set."""
+
+    def __init__(self, ds, method, state=None, **params):
+        res = foo.execute_operator(PANEL, ctx=dict(dataset=ds, params={
+            "__method__": method, "panel_id": "p1", "panel_state": dict(state or {}), **params}))
+        assert res.error is None, res.error_message
+        self.ds = ds
+        self.requests = res.executor.to_json()["requests"]
+        self.state, self.data = dict(state or {}), {}
+        for r in self.requests:
+            if r["operator_uri"] == "patch_panel_state":
+                self.state.update(r["params"]["state"])
+            elif r["operator_uri"] == "patch_panel_data":
+                self.data.update(r["params"]["data"])
+        views = [r["params"] for r in self.requests if r["operator_uri"] == "set_view"]
+        self.view = DatasetView._build(ds, views[-1]["view"]) if views else None
+        outputs = [r["params"]["output"] for r in self.requests if r["operator_uri"] == "show_panel_output"]
+        self.properties = outputs[-1]["type"]["properties"] if outputs else {}
+
+    def labels(self, fields):
+        return {f: label_ids(self.view, f) for f in fields if label_ids(self.view, f)}
+
+
+@pytest.fixture(scope="module")
+def audited(shared_data, tmp_path_factory):
+    ds = build(shared_data, tmp_path_factory.mktemp("panel"))
+    yield ds
+    ds.delete()
+
+
+def _open(ds, key):
+    return Event(ds, "select_audit", value=key)
+
+
+ALL_FIELDS = ["ground_truth", "ann_a", "ann_b", "ann_c", "preds"]
+
+
+def test_every_audit_shows_its_charts(audited):
+    expected = {"dups": {"kinds"}, "ag": {"kinds", "matrix", "iou_hist", "class_agreement", "threshold_curve",
+                                           "annotators"},
+                "pr": {"kinds", "confusion", "per_class", "tide"}, "sp": {"kinds", "drift"}}
+    for key, charts in expected.items():
+        e = _open(audited, key)
+        assert set(e.state["charts"]) == charts, key
+        assert charts <= set(e.data) and charts <= set(e.properties), key
+        for name in charts:  # every plot is clickable and calls the panel back
+            assert e.properties[name]["view"].get("on_click", "").endswith("#on_chart_click"), (key, name, e.properties[name]["view"])
+        assert e.state["stale"] == ""
+
+
+def test_bar_click_shows_the_duplicate_pairs_only(audited):
+    ds = audited
+    planted, holder = planted_duplicates(ds)
+    e = _open(ds, "dups")
+    label = sorted(planted)[0]
+    click = Event(ds, "on_chart_click", e.state, path="kinds", y="duplicate", x=len(planted[label]) // 2,
+                  id="duplicate", trace=label, idx=0)
+    assert click.labels(ALL_FIELDS) == {"ground_truth": planted[label]}
+    assert set(click.view.values("id")) == {holder[i] for i in planted[label]}
+    assert "duplicate" in click.state["showing"]
+
+
+def test_heatmap_cell_shows_both_annotators_labels_where_they_disagree(audited):
+    ds = audited
+    expected, samples = pairwise_oracle(ds, "ann_b", "ann_c")
+    e = _open(ds, "ag")
+    click = Event(ds, "on_chart_click", e.state, path="matrix", x="ann_c", y="ann_b", z=0.8)
+    assert click.labels(ALL_FIELDS) == expected
+    assert set(click.view.values("id")) == samples
+    # samples ordered by suspicion: an unmatched label (score 1) comes before a low-IoU pair
+    assert len(click.view) == len(samples)
+
+
+def test_matrix_metric_switch(audited):
+    e = _open(audited, "ag")
+    pairs = [(r["annotator_a"], r["annotator_b"], r["mean_iou"]) for r in
+             load_audit(audited, "ag").tables["pairs"].to_dict("records")]
+    m = Event(audited, "select_metric", e.state, value="mean_iou")
+    z = m.data["matrix"][0]["z"]
+    names = m.data["matrix"][0]["x"]
+    for a, b, v in pairs:
+        assert z[names.index(a)][names.index(b)] == round(v, 3)
+    assert m.state["metric"] == "mean_iou"
+
+
+def test_histogram_bin_shows_the_labels_fiftyone_counts_in_it(audited):
+    ds = audited
+    e = _open(ds, "ag")
+    counts = e.data["iou_hist"][0]["y"]
+    i = int(np.argmax(counts))
+    lo, hi = np.linspace(0, 1, len(counts) + 1)[i:i + 2]
+    last = i == len(counts) - 1  # the last bin holds 1.0 too
+    expr = (F("ag_iou") >= lo) & ((F("ag_iou") <= hi) if last else (F("ag_iou") < hi))
+    oracle = {f: label_ids(ds.filter_labels(f, expr), f) for f in ("ann_a", "ann_b", "ann_c")}
+    oracle = {f: v for f, v in oracle.items() if v}
+    assert counts[i] == sum(len(v) for v in oracle.values())
+    click = Event(ds, "on_chart_click", e.state, path="iou_hist", x=(lo + hi) / 2, y=counts[i], idx=i, id=str(i))
+    assert click.labels(ALL_FIELDS) == oracle
+    assert set(click.view.values("id")) == set(ds.filter_labels("ann_a", expr).values("id")) | set(
+        ds.filter_labels("ann_b", expr).values("id")) | set(ds.filter_labels("ann_c", expr).values("id"))
+
+
+def test_confusion_cell_click(audited):
+    ds = audited
+    e = _open(ds, "pr")
+    z, xs, ys = (e.data["confusion"][0][k] for k in ("z", "x", "y"))
+    # the busiest off-diagonal cell between two classes
+    cells = [(z[r][c], ys[r], xs[c]) for r in range(len(ys)) for c in range(len(xs))
+             if ys[r] != xs[c] and "unmatched" not in (ys[r], xs[c])]
+    n, g, p = max(cells)
+    click = Event(ds, "on_chart_click", e.state, path="confusion", x=p, y=g, z=n)
+    got = click.labels(ALL_FIELDS)
+    assert len(got["ann_a"]) == len(got["preds"]) == n > 0
+    # FiftyOne's class-blind evaluation matched each of those labels to one of those predictions
+    matched = {m for ids in click.view.values("ann_a.detections.fo_cm_id") for m in ids}
+    assert matched == got["preds"]
+    assert set(click.view.distinct("ann_a.detections.label")) == {g}
+    assert set(click.view.distinct("preds.detections.label")) == {p}
+
+
+def test_queue_is_the_cross_audit_triage_queue(audited):
+    ds = audited
+    e = _open(ds, "dups")
+    q = triage(ds)  # the default queue: open, confirmed, changed since review
+    assert e.state["n_queue"] == len(q) > 20
+    assert [r["row_id"] for r in e.state["queue"]] == q["row_id"].head(20).tolist()
+    assert set(e.state["choices"]["audit"]) == {"dups", "ag", "pr", "sp"}
+    cols = [c["key"] for c in e.properties["queue"]["view"]["columns"]]
+    assert cols == ["rank", "kind", "label", "score", "mark"]
+    assert e.properties["queue"]["view"]["componentsProps"]["table"]["sx"]["minWidth"] == 0  # fits the panel
+    assert e.properties["queue"]["view"]["on_click_row"].endswith("#open_finding")
+    nxt = Event(ds, "next_page", e.state)
+    assert nxt.state["page"] == 1 and nxt.state["queue"][0]["rank"] == 21
+    assert [r["row_id"] for r in nxt.state["queue"]] == q["row_id"].iloc[20:40].tolist()
+    srt = Event(ds, "sort_queue", e.state, value="score")
+    scores = [r["score"] for r in srt.state["queue"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == round(float(q["score"].max()), 3)
+
+
+def test_queue_row_shows_that_rows_labels_only(audited):
+    ds = audited
+    planted, holder = planted_duplicates(ds)
+    e = Event(ds, "filter_queue", _open(ds, "dups").state, path="filters2.filter_audit", value="dups")
+    e = Event(ds, "filter_queue", e.state, path="filters.filter_kind", value="duplicate")
+    # one queue row per flagged label of a planted pair (FiftyOne: the labels tagged dups:duplicate)
+    tagged = label_ids(ds.filter_labels("ground_truth", F("tags").contains("dups:duplicate")), "ground_truth")
+    assert tagged == set().union(*planted.values())
+    assert 0 < e.state["n_queue"] <= len(tagged)
+    for i, row in enumerate(e.state["queue"]):
+        click = Event(ds, "open_finding", e.state, row=i)
+        got = click.labels(ALL_FIELDS)
+        # exactly the planted pair of that label: it and the box it duplicates, nothing else
+        assert list(got) == ["ground_truth"] and len(got["ground_truth"]) == 2
+        pair = [ids for ids in planted.values() if got["ground_truth"] <= ids]
+        assert pair and len({holder[i] for i in got["ground_truth"]}) == 1
+        assert set(click.view.values("id")) == {holder[i] for i in got["ground_truth"]}
+        assert "duplicate" in click.state["detail"]
+
+
+def test_queue_filters_match_fiftyone_counts(audited):
+    ds = audited
+    e = _open(ds, "dups")
+    f = Event(ds, "filter_queue", e.state, path="filters.filter_kind", value="class_conflict")
+    assert f.state["queue"] and all("class_conflict" in r["kind"] or "+" in r["kind"] for r in f.state["queue"])
+    # each class_conflict row is one label tagged ag:class_conflict (FiftyOne's tag count)
+    assert f.state["n_queue"] == ds.count_label_tags().get("ag:class_conflict", 0)
+    back = Event(ds, "filter_queue", f.state, path="filters.filter_kind", value="(all)")
+    assert back.state["n_queue"] == e.state["n_queue"]
+    ann_b = Event(ds, "filter_queue", e.state, path="filters.filter_field", value="ann_b")
+    assert ann_b.state["n_queue"] == len(triage(ds).query("field == 'ann_b'"))
+
+
+def test_mark_not_an_error_then_clear(audited):
+    ds = audited
+    e = _open(ds, "dups")
+    n = e.state["n_queue"]
+    row = e.state["queue"][0]
+    marked = Event(ds, "mark_ok", e.state, row=0)
+    assert marked.state["n_queue"] == n - 1
+    assert row["row_id"] not in [r["row_id"] for r in marked.state["queue"]]
+    assert any(r["operator_uri"] == "notify" for r in marked.requests)
+    assert ds.count_label_tags().get("review:not_an_error", 0) >= 1  # FiftyOne sees the decision's tag
+    # a review mark is not a change the audits missed: no stale warning
+    assert Event(ds, "refresh", marked.state).state["stale"] == ""
+    reviewed = Event(ds, "filter_queue", marked.state, path="filters2.filter_state", value="not_an_error")
+    assert [r["row_id"] for r in reviewed.state["queue"]] == [row["row_id"]]
+    assert reviewed.state["queue"][0]["state"] == "not_an_error"
+    cleared = Event(ds, "mark_clear", reviewed.state, row=0)
+    assert cleared.state["n_queue"] == 0
+    assert ds.count_label_tags().get("review:not_an_error", 0) == 0
+    confirmed = Event(ds, "mark_error", e.state, row=0)
+    assert confirmed.state["queue"][0]["row_id"] == row["row_id"] and confirmed.state["queue"][0]["state"] == "confirmed"
+    Event(ds, "mark_clear", confirmed.state, row=0)
+
+
+def test_leak_pairs_show_both_thumbnails_and_open_the_pair(audited):
+    ds = audited
+    e = _open(ds, "sp")
+    names = dict(zip(ds.values("id"), [p.rsplit("/", 1)[-1] for p in ds.values("filepath")]))
+    leaks = e.state["leaks"]
+    pair = [i for i, leak in enumerate(leaks)
+            if {names[leak["sample_id"]], names[leak["other_sample_id"]]} == {"img0.jpg", "copy_of_img0.jpg"}]
+    assert pair
+    i = pair[0]
+    assert e.state[f"leak_{i}"]["a"].startswith("/media?filepath=") and "img0.jpg" in e.state[f"leak_{i}"]["a"] + \
+        e.state[f"leak_{i}"]["b"]
+    assert e.properties[f"leak_{i}"]["type"]["properties"]["a"]["view"]["name"] == "ImageView"
+    click = Event(ds, "open_leak", e.state, index=i)
+    assert set(click.view.values("id")) == {leaks[i]["sample_id"], leaks[i]["other_sample_id"]}
+    drift = Event(ds, "open_drift", e.state, row=0)
+    row = e.state["drift_tests"][0]
+    a, b = row["test"].split(" ")[1].split("/")
+    assert set(drift.view.values("id")) == set(ds.match(F("split").is_in([a, b])).values("id"))
 
 
 def _dataset_with_duplicates(ds):
@@ -27,41 +250,24 @@ def _dataset_with_duplicates(ds):
     return audit_duplicates(ds, "gt", audit_key="dups")
 
 
-def test_panel_lists_audit_kinds_and_ranked_queue(dataset):
+def test_stale_run_says_so_and_rerun_prompts(dataset):
     result = _dataset_with_duplicates(dataset)
-    reqs, _ = _event(dataset, "on_load")
-    state = reqs["patch_panel_state"]["state"]
-    assert state["audit_key"] == "dups" and state["audits"] == ["dups"]
-    # Counts come from the stored run and match the result the library returned.
-    assert {r["kind"]: r["count"] for r in state["kinds"]} == result.counts()
-    assert {r["kind"]: r["count"] for r in state["kinds"]} == {"duplicate": 3, "degenerate_box": 5}
-    scores = [r["score"] for r in state["queue"]]
-    assert scores == sorted(scores, reverse=True) and len(scores) == 8
-    props = reqs["show_panel_output"]["output"]["type"]["properties"]
-    assert {"kinds", "queue", "chart", "buttons"} <= set(props)
-
-
-def test_panel_row_actions_set_views_and_rerun_prompts(dataset):
-    _dataset_with_duplicates(dataset)
-    reqs, _ = _event(dataset, "on_load")
-    state = reqs["patch_panel_state"]["state"]
-    row = [r["kind"] for r in state["kinds"]].index("duplicate")
-    reqs, _ = _event(dataset, "show_kind", state=state, row=row)
-    assert reqs["set_view"]["name"] == "dups-duplicate"
-    assert len(dataset.load_saved_view("dups-duplicate")) == 3
-
-    reqs, _ = _event(dataset, "open_finding", state=state, row=0)
-    stages = reqs["set_view"]["view"]
-    assert any("Select" in s["_cls"] for s in stages)
-
-    reqs, requests = _event(dataset, "rerun", state=state)
-    prompt = [r for r in requests if r["operator_uri"] == "prompt_user_for_operation"]
+    e = Event(dataset, "on_load")
+    assert e.state["audit_key"] == "dups" and e.state["stale"] == ""
+    bars = {t["name"]: dict(zip(t["y"], t["x"])) for t in e.data["kinds"]}
+    assert bars == {"cell": result.counts()} == {"cell": {"duplicate": 3, "degenerate_box": 5}}
+    s = dataset.first()
+    s.gt.detections[0].bounding_box = [0.2, 0.2, 0.1, 0.1]
+    s.save()
+    e = Event(dataset, "refresh", e.state)
+    assert e.state["stale"].startswith("1 sample modified") and "stale" in e.properties
+    rerun = Event(dataset, "rerun", e.state)
+    prompt = [r for r in rerun.requests if r["operator_uri"] == "prompt_user_for_operation"]
     assert prompt and prompt[0]["params"]["operator_uri"] == "@iou-audit/iou-audit/audit_duplicates"
     assert prompt[0]["params"]["params"]["audit_key"] == "dups"
 
 
 def test_panel_with_no_audits_says_so(dataset):
     dataset.add_sample(fo.Sample(filepath="/nonexistent/x.jpg"))
-    reqs, _ = _event(dataset, "on_load")
-    state = reqs["patch_panel_state"]["state"]
-    assert state["audit_key"] is None and state["kinds"] == [] and "No iou-audit runs" in state["header"]
+    e = Event(dataset, "on_load")
+    assert e.state["audit_key"] is None and e.state["queue"] == [] and "No iou-audit runs" in e.state["header"]

@@ -209,3 +209,42 @@ def test_two_processes_same_key(big):
     assert ids.count("same:duplicate") == n_dup
     iou_audit.delete_audit(ds, "same")
     assert _snapshot(ds) == before
+
+
+def test_lock_refuses_a_live_writer_of_the_same_key_and_lets_other_keys_run(big):
+    """Deterministic overlap: process A holds the write lock of ``lk`` (paused after its label
+    writes); process B writing ``lk`` meanwhile is refused with the clear error and changes
+    nothing; process C writing another key meanwhile completes correctly. After A is killed,
+    ``lk`` is re-run (the dead lock is taken over) and equals the sequential result."""
+    ds = big
+    before = _snapshot(ds)
+    reference = iou_audit.audit_duplicates(ds, "ann_a", save=False)
+    ref_p = iou_audit.audit_predictions(ds, "ann_b", "ann_a", save=False)
+    holder = _child(ds.name, "duplicates", "lk", "pause_after_writes", 500)
+    try:
+        _wait_for(holder, "WRITTEN", timeout=300)
+        ds.reload()
+        while_held = _snapshot(ds)
+        second = _child(ds.name, "duplicates", "lk", "plain", 500)
+        out, err = second.communicate(timeout=300)
+        assert second.returncode != 0 and "is being written by another process" in err, err[-3000:]
+        assert f"pid {holder.pid}" in err  # names the holder
+        assert _snapshot(ds) == while_held  # the refused process wrote nothing
+        other = _child(ds.name, "predictions", "other_key", "plain")
+        out, err = other.communicate(timeout=300)
+        assert other.returncode == 0, err[-3000:]
+        ds.reload()
+        _same_findings(iou_audit.load_audit(ds, "other_key"), ref_p)
+    finally:
+        holder.kill()
+        holder.wait(30)
+    ds.reload()
+    assert iou_audit.list_audits(ds) == ["other_key"]  # lk was never completed
+    rerun = _child(ds.name, "duplicates", "lk", "plain", 500)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    ds.reload()
+    _same_findings(iou_audit.load_audit(ds, "lk"), reference)
+    for key in ("lk", "other_key"):
+        iou_audit.delete_audit(ds, key)
+    assert _snapshot(ds) == before

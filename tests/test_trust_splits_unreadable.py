@@ -98,3 +98,23 @@ def test_unreadable_images_with_labels_and_the_operator(bad_files_ds):
     res = foo.execute_operator(SPLITS_OP, ctx=dict(dataset=ds, params={
         "split_source": "field", "split_field": "split", "label_field": "gt", "audit_key": "spl_op"}))
     assert res.result["n_unreadable_image"] == 3
+
+
+def test_every_image_unreadable_leaves_a_readable_dataset(tmp_path):
+    """All files missing: the hash columns are all None. They must not be written as undeclared
+    fields (FiftyOne would then fail to read those samples), and delete_audit leaves the schema
+    as it was."""
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=str(tmp_path / f"missing{i}.jpg"), split=("train", "val")[i % 2])
+                    for i in range(3)])
+    before = sorted(ds.get_field_schema())
+    try:
+        result = iou_audit.audit_splits(ds, split_field="split", audit_key="spl")
+        assert (result.findings["kind"] == "unreadable_image").sum() == 3
+        for sample in ds.iter_samples():  # every sample reads back (no FieldDoesNotExist)
+            assert sample["spl_unreadable_image"] == 1
+        iou_audit.delete_audit(ds, "spl")
+        assert sorted(ds.get_field_schema()) == before
+        assert len(ds.select_fields().first().field_names) > 0
+    finally:
+        ds.delete()

@@ -125,6 +125,9 @@ class AuditOutput:
         tables, metrics: summary tables and scalars stored with the run.
         config_extra: values known only after reading (e.g. the annotator names) for the stored config.
         layout: where the labels were read (``iou_audit.table.ReadLayout``), so writes skip a lookup.
+        label_batches: per-label values produced batch by batch
+            (``iou_audit.results.batched.LabelBatches``), instead of ``label_values`` + ``layout``
+            when they cover every label: the write then holds one batch of them at a time.
     """
 
     findings: pd.DataFrame
@@ -136,6 +139,7 @@ class AuditOutput:
     metrics: dict = dc_field(default_factory=dict)
     config_extra: dict = dc_field(default_factory=dict)
     layout: Any = None
+    label_batches: Any = None
     #: deferred builder of ``views`` given the samples (views need the collection; compute does not)
     view_builder: Callable | None = None
 

@@ -42,6 +42,7 @@ def run_audit(audit: str, samples, config: AuditConfig, work: Work, audit_key: s
             if out.view_builder is not None:
                 views.update(out.view_builder(samples, result))
             save_audit(samples, result, label_attributes=out.label_values, sample_fields=out.sample_values,
-                       layout=out.layout, new_fields=out.new_fields, views=views)
+                       layout=out.layout, new_fields=out.new_fields, views=views,
+                       label_batches=out.label_batches)
     report.close()
     return result

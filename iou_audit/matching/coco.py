@@ -144,7 +144,8 @@ class CocoEvalResult:
         p = self.precision
         out = {}
         for name, t in (("AP", None), ("AP50", 0.5), ("AP75", 0.75)):
-            q = p[self._threshold_index(t)].transpose(2, 0, 1).reshape(p.shape[2], -1)
+            q = p[self._threshold_index(t)].transpose(2, 0, 1)
+            q = q.reshape(len(q), q[0].size if len(q) else 0)  # no category (no label at all): (0, 0)
             ok = q > -1
             n = ok.sum(axis=1)
             out[name] = np.where(n > 0, np.where(ok, q, 0).sum(axis=1) / np.maximum(n, 1), -1.0)

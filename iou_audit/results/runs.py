@@ -21,6 +21,7 @@ gone, or older than ``LOCK_STALE_SECONDS``) is taken over.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -33,10 +34,11 @@ from typing import Any, Mapping
 import pandas as pd
 
 from iou_audit import fiftyone_private as fop
+from iou_audit.results.batched import LabelBatches, batch_writes
 from iou_audit.results.findings import FINDING_COLUMNS, make_findings
 from iou_audit.results.result import AuditResult, jsonable, jsonify
 from iou_audit.table.bulk import ReadLayout, refresh_held, strip_labels
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, _gc_paused, check_label_field
 from iou_audit.table.write import _check_writable, prepare_writes
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def save_audit(
     layout: ReadLayout | None = None,
     new_fields: Mapping[str, Mapping[str, Any]] | None = None,
     views: Mapping[str, tuple] | None = None,
+    label_batches: LabelBatches | None = None,
 ) -> dict:
     """Write an audit's results into the dataset under ``result.audit_key``; returns the manifest.
 
@@ -72,6 +75,10 @@ def save_audit(
         new_fields: ``{field: {sample_id: value}}``: sample fields the user named (e.g. a consensus
             label field), written as given, recorded in the manifest (``delete_audit`` removes them).
         views: ``{kind: (view, description)}`` replacing the default saved view of those kinds.
+        label_batches: more label attributes, produced batch by batch
+            (:class:`iou_audit.results.batched.LabelBatches`): each batch is written with its labels'
+            tags and its samples' values, so the write holds one batch of values at a time. The
+            first batch is validated before anything is written; each later one before its write.
 
     Re-running with the same key first deletes the previous run's results. Everything is checked
     (fields, collisions with fields or views this run does not own) before anything is deleted or
@@ -88,12 +95,20 @@ def save_audit(
         # another process may have written this key (or other runs) since this one loaded the dataset
         fop.reload_dataset_doc(dataset)
         return _save_locked(samples, dataset, key, result, label_attributes, sample_fields, layout, new_fields,
-                            views)
+                            views, label_batches)
 
 
-def _save_locked(samples, dataset, key, result, label_attributes, sample_fields, layout, new_fields, views) -> dict:
+def _save_locked(samples, dataset, key, result, label_attributes, sample_fields, layout, new_fields, views,
+                 label_batches=None) -> dict:
     findings = make_findings(result.findings)
     plan = _plan(samples, key, findings, label_attributes or {}, sample_fields or {})  # validates fields
+    if label_batches is not None:
+        if label_attributes or layout is not None:
+            raise ValueError("pass label values either as label_attributes (with layout) or as label_batches")
+        for field, attrs in label_batches.attributes.items():
+            check_label_field(samples, field, ALL_LABEL_TYPES)
+            written = plan["manifest"]["label_attributes"].setdefault(field, [])
+            written[:] = sorted(set(written) | {f"{key}_{a}" for a in attrs})
     new_fields = {name: dict(values) for name, values in (new_fields or {}).items()}
     for kind, (view, description) in (views or {}).items():
         plan["views"][f"{key}-{kind}"] = (view, description)
@@ -109,15 +124,19 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
         delete_audit(dataset, key)
 
     _check_collisions(dataset, plan["manifest"])
-    # every field's attributes and tags and the per-sample counts, validated before anything is
-    # written; then one schema merge and one bulk write
-    writes = prepare_writes(
-        samples,
-        labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
-                for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
-        sample_values=plan["sample_values"],
-        layout=layout,
-    )
+    if label_batches is None:
+        # every field's attributes and tags and the per-sample counts, validated before anything is
+        # written; then one schema merge and one bulk write
+        writes = iter([prepare_writes(
+            samples,
+            labels={f: {"attributes": plan["attributes"].get(f, {}), "tags": plan["tags"].get(f, {})}
+                    for f in sorted(set(plan["attributes"]) | set(plan["tags"]))},
+            sample_values=plan["sample_values"],
+            layout=layout,
+        )])
+    else:
+        writes = batch_writes(samples, key, label_batches, plan["tags"], plan["sample_values"])
+    first = next(writes, None)  # validated before anything is written
 
     # Register first, as "running" with the full manifest, so a failure or kill half-way can still
     # be cleaned up and is never taken for a complete run.
@@ -130,11 +149,17 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
     samples.register_run(key, config)
     _save_results(samples, key, result, findings, plan["manifest"])
 
-    writes.run()
+    if first is not None:
+        first.run()
+    for prepared in writes:  # the next batch is built and validated only once this one is written
+        prepared.run()
     for name, values in new_fields.items():
         samples.set_values(name, values, key_field="id")
     for name, (view, description) in plan["views"].items():
         dataset.save_view(name, view, description=description)
+    # when the last write landed (naive UTC, ISO): a sample modified later changed after this run
+    # saw it (the review queue tells stale findings from fresh ones by it)
+    config.completed_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat()
     config.status = COMPLETE  # last: only now does the run count as written
     dataset.update_run_config(key, config)
     logger.info("audit %r (%s): %d findings written to %r", key, result.audit, len(findings), dataset.name)
@@ -157,17 +182,26 @@ def is_complete(dataset, key: str) -> bool:
 
 
 def audit_info(dataset, key: str) -> dict:
-    """``{audit, audit_key, timestamp, config, counts, metrics}`` of a stored audit, without
-    loading its findings (counts = findings per kind)."""
+    """``{audit, audit_key, timestamp, completed_at, config, counts, metrics}`` of a stored audit,
+    without loading its findings (counts = findings per kind; ``completed_at``: naive UTC datetime
+    of its last write, None for runs stored before it was recorded)."""
     info = _info(dataset, key, complete=True)
     return {
         "audit": info.config.audit,
         "audit_key": key,
         "timestamp": info.timestamp,
+        "completed_at": _parse_time(getattr(info.config, "completed_at", None)),
         "config": info.config.params,
         "counts": dict(getattr(info.config, "counts", {}) or {}),
         "metrics": dict(getattr(info.config, "metrics", {}) or {}),
     }
+
+
+def _parse_time(text):
+    try:
+        return datetime.datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def load_audit(dataset, key: str) -> AuditResult:
@@ -198,7 +232,7 @@ def delete_audit(dataset, key: str) -> dict:
     for field in sorted(set(attrs_by_field) | set(tags_by_field)):
         if dataset.get_field(field) is None:
             continue
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         attrs = attrs_by_field.get(field, [])
         # one server-side update per field, matching only the samples that hold our attributes/tags
         strip_labels(dataset, field, attributes=attrs, tags=tags_by_field.get(field, []))
@@ -310,7 +344,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
     """Everything to write, computed and validated before anything is written."""
     attributes: dict[str, dict[str, dict]] = {}
     for field, attrs in label_attributes.items():
-        check_label_field(samples, field)
+        check_label_field(samples, field, ALL_LABEL_TYPES)
         attributes[field] = {f"{key}_{attr}": dict(values) for attr, values in attrs.items()}
 
     tags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -321,7 +355,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
             if tag not in tags[field][lid]:
                 tags[field][lid].append(tag)
     for field in tags:
-        check_label_field(samples, field)
+        check_label_field(samples, field, ALL_LABEL_TYPES)
 
     sample_values: dict[str, dict[str, Any]] = {}
     with_sample = findings[findings["sample_id"] != ""]
@@ -362,7 +396,7 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
 def _check_collisions(dataset, manifest: dict) -> None:
     """Refuse to overwrite fields or views that this audit did not create."""
     for field, attrs in manifest["label_attributes"].items():
-        _, list_path = check_label_field(dataset, field)
+        _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
         for attr in attrs:
             if dataset.get_field(f"{list_path}.{attr}") is not None:
                 raise ValueError(f"label attribute {list_path}.{attr} already exists and was not written by this audit")

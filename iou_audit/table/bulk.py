@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from iou_audit import fiftyone_private as fop
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, _gc_paused, check_label_field
 
 BULK_CHUNK = 250  # UpdateOne ops per bulk_write round trip
 WRITE_THREADS = 2  # concurrent bulk_write calls (MongoDB rewrites documents on several cores)
@@ -461,7 +461,7 @@ def strip_labels(dataset, field: str, attributes: Iterable[str] = (), tags: Iter
     if not attributes and not tags:
         return
     dataset = fop.root_dataset(dataset)
-    _, list_path = check_label_field(dataset, field)
+    _, list_path = check_label_field(dataset, field, ALL_LABEL_TYPES)
     db_list = fop.handle_db_field(dataset, list_path)
     holds = [{f"{db_list}.{a}": {"$exists": True}} for a in attributes]
     update: dict[str, dict] = {"$set": {"last_modified_at": _now()}}

@@ -26,7 +26,7 @@ MASK_SIZE_TOLERANCE_PX = 2.0
 
 @dataclass
 class LabelTable:
-    """One Detections/Polylines field over a view, flattened (S samples, L labels).
+    """One Detections/Polylines/Keypoints field over a view, flattened (S samples, L labels).
 
     Example:
         >>> t = LabelTable.empty("gt", sample_ids=["a", "b"])
@@ -35,7 +35,7 @@ class LabelTable:
     """
 
     field: str
-    label_type: str  # "detections" | "polylines"
+    label_type: str  # "detections" | "polylines" | "keypoints" (box: the points' extent)
     sample_ids: np.ndarray  # (S,) str
     filepaths: np.ndarray  # (S,) str
     width: np.ndarray  # (S,) float64 pixels, NaN unknown
@@ -51,6 +51,11 @@ class LabelTable:
     polygons: list | None = None  # per row a list of (K, 2) rings or None
     attributes: dict[str, np.ndarray] = dc_field(default_factory=dict)
     tags: list | None = None  # per row the label's tags (list of str)
+    # Keypoints tables only (None otherwise; see iou_audit.table.keypoints):
+    points: np.ndarray | None = None  # (L, K, 2) float64 relative xy, NaN where a point is absent
+    visibility: np.ndarray | None = None  # (L, K) float64 COCO flags 0/1/2, NaN where not given
+    point_confidence: np.ndarray | None = None  # (L, K) float64, NaN where not given
+    num_points: np.ndarray | None = None  # (L,) int64 points of each label (K pads the rest)
 
     def __len__(self) -> int:
         return int(len(self.label_id))
@@ -120,6 +125,8 @@ class LabelTable:
             polygons=pick(self.polygons),
             attributes={k: v[rows] for k, v in self.attributes.items()},
             tags=pick(self.tags),
+            **{name: None if getattr(self, name) is None else getattr(self, name)[rows]
+               for name in ("points", "visibility", "point_confidence", "num_points")},
         )
 
 

@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from iou_audit import fiftyone_private as fop
+from iou_audit.geometry.keypoints import extent_boxes
+from iou_audit.table.keypoints import keypoint_columns
 from iou_audit.table.model import LabelTable, check_label_ids
 from iou_audit.table.raw_bson import (
     ABSENT,
@@ -32,14 +34,21 @@ from iou_audit.table.raw_bson import (
     read_columns,
 )
 
-LIST_KEYS = {"Detections": ("detections", "detections"), "Polylines": ("polylines", "polylines")}
+LIST_KEYS = {"Detections": ("detections", "detections"), "Polylines": ("polylines", "polylines"),
+             "Keypoints": ("keypoints", "keypoints")}
+#: what the box and polygon audits read (the default of the readers)
+GEOMETRY_TYPES = ("detections", "polylines")
+#: every label type a table holds; writes by label id accept all of them
+ALL_LABEL_TYPES = ("detections", "polylines", "keypoints")
+_TYPE_NAMES = {"detections": "Detections", "polylines": "Polylines", "keypoints": "Keypoints"}
 
 
-def check_label_field(samples, field: str) -> tuple[str, str]:
+def check_label_field(samples, field: str, label_types: Sequence[str] = GEOMETRY_TYPES) -> tuple[str, str]:
     """Validate ``field`` and return ``(label_type, list_path)``, e.g. ``("detections", "gt.detections")``.
 
     Raises NotImplementedError for video (frame-level) fields and ValueError for a missing field
-    or one that is not Detections/Polylines.
+    or one that is not of ``label_types`` (default Detections/Polylines; ``ALL_LABEL_TYPES`` adds
+    Keypoints).
     """
     import fiftyone as fo
 
@@ -50,18 +59,23 @@ def check_label_field(samples, field: str) -> tuple[str, str]:
             f"video and grouped datasets are not supported yet (field {field!r} of "
             f"{fop.root_dataset(samples).name!r}, media type {samples.media_type!r})"
         )
+    wanted = [_TYPE_NAMES[t] for t in label_types]
     ftype = samples.get_field(field)
     if ftype is None:
-        fields = sorted(samples.get_field_schema(embedded_doc_type=(fo.Detections, fo.Polylines)))
+        fields = sorted(samples.get_field_schema(embedded_doc_type=tuple(getattr(fo, n) for n in wanted)))
         raise ValueError(
             f"field {field!r} does not exist in {fop.root_dataset(samples).name!r}; "
-            f"Detections/Polylines fields: {fields}"
+            f"{'/'.join(wanted)} fields: {fields}"
         )
     doc_type = getattr(ftype, "document_type", None)
     name = getattr(doc_type, "__name__", None)
-    if not isinstance(ftype, fo.EmbeddedDocumentField) or name not in LIST_KEYS:
+    if not isinstance(ftype, fo.EmbeddedDocumentField) or name not in wanted:
+        hint = ("; Keypoints fields have their own audits: iou_audit.audit_keypoint_predictions, "
+                "audit_keypoint_agreement, audit_keypoint_duplicates (CLI `iou-audit keypoints`, "
+                "operators audit_keypoint_predictions, audit_keypoint_agreement, audit_keypoint_duplicates)"
+                ) if name == "Keypoints" else ""
         raise ValueError(
-            f"field {field!r} holds {name or type(ftype).__name__}, expected Detections or Polylines"
+            f"field {field!r} holds {name or type(ftype).__name__}, expected {' or '.join(wanted)}{hint}"
         )
     label_type, key = LIST_KEYS[name]
     return label_type, f"{field}.{key}"
@@ -88,6 +102,7 @@ def read_label_table(
     attributes: Sequence[str] = (),
     masks="auto",
     compute_metadata: bool = True,
+    label_types: Sequence[str] = GEOMETRY_TYPES,
 ) -> LabelTable:
     """Read one Detections/Polylines field of a collection into a :class:`LabelTable`.
 
@@ -97,13 +112,15 @@ def read_label_table(
         attributes: extra label attributes to read into ``table.attributes``.
         masks: ``"auto"`` (read when any label has ``mask``/``mask_path``), True or False.
         compute_metadata: compute missing image sizes when the media file exists.
+        label_types: the label types accepted (``ALL_LABEL_TYPES`` to read Keypoints, whose
+            table also holds ``points``, ``visibility``, ``point_confidence``, ``num_points``).
 
     Example:
         >>> t = read_label_table(dataset, "ground_truth")           # doctest: +SKIP
         >>> t.box[t.offsets[0]:t.offsets[1]]                        # doctest: +SKIP
         array([[0.1, 0.2, 0.4, 0.6]])
     """
-    label_type, list_path = check_label_field(samples, field)
+    label_type, list_path = check_label_field(samples, field, label_types)
     check_label_lists(samples, field, list_path)
     with_masks = resolve_masks(samples, list_path, label_type, masks)
     return _read(samples, field, label_type, list_path, tuple(attributes), with_masks, compute_metadata)
@@ -116,6 +133,7 @@ def iter_label_tables(
     attributes: Sequence[str] = (),
     masks="auto",
     compute_metadata: bool = True,
+    label_types: Sequence[str] = GEOMETRY_TYPES,
 ) -> Iterator[LabelTable]:
     """Yield tables for consecutive batches of ``batch_size`` samples (memory bounded by the batch).
 
@@ -130,7 +148,7 @@ def iter_label_tables(
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    label_type, list_path = check_label_field(samples, field)  # errors now, not at first next()
+    label_type, list_path = check_label_field(samples, field, label_types)  # errors now, not at first next()
     check_label_lists(samples, field, list_path)
     with_masks = resolve_masks(samples, list_path, label_type, masks)
     label_keys = _label_keys(label_type, tuple(attributes), with_masks)
@@ -154,7 +172,7 @@ def iter_label_tables(
 
 
 def _label_keys(label_type: str, attributes: tuple, with_masks: bool) -> list[str]:
-    geometry = ["bounding_box"] if label_type == "detections" else ["points"]
+    geometry = {"detections": ["bounding_box"], "polylines": ["points"], "keypoints": ["points", "visible"]}[label_type]
     if with_masks:
         geometry += ["mask", "mask_path"]
     return ["id", "label", "confidence", "iscrowd", "tags", *geometry, *attributes]
@@ -186,10 +204,17 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
     if compute_metadata:
         _fill_missing_sizes(samples, sample_ids, filepaths, width, height, counts)
 
-    polygons = None
+    polygons = keypoints = None
     if label_type == "detections":
         box = cols.boxes(key["bounding_box"])
         box[:, 2:] += box[:, :2]
+    elif label_type == "keypoints":
+        def where(row: int) -> str:
+            return f"{list_path} label {row} of the read ({_where(cols, row)})"
+
+        keypoints = keypoint_columns(cols.values(key["points"]), cols.values(key["visible"]),
+                                     cols.values(key["confidence"]), where)
+        box = extent_boxes(keypoints[0])
     else:
         polygons = [_rings(p) for p in cols.values(key["points"])]
         box = _ring_bounds(polygons)
@@ -206,7 +231,9 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
         label_id=cols.ids(key["id"]),
         label=_strings(cols, key["label"]),
         box=box,
-        confidence=_numbers(cols, key["confidence"], f"{list_path}.confidence"),
+        # a Keypoint's confidence is per point: the label's is their mean (NaN when none)
+        confidence=(_numbers(cols, key["confidence"], f"{list_path}.confidence") if keypoints is None
+                    else _mean_or_nan(keypoints[2])),
         # None, NaN and falsy values are "not crowd"
         iscrowd=_crowd(cols, key["iscrowd"]),
         polygons=polygons,
@@ -214,11 +241,20 @@ def _to_table(samples, raw_docs, field, label_type, list_path, label_keys, attri
                     for a in attributes},
         tags=_tags(cols, key["tags"]),
     )
+    if keypoints is not None:
+        table.points, table.visibility, table.point_confidence, table.num_points = keypoints
     check_label_ids(table)
     if with_masks:
         masks, paths = cols.values(key["mask"]), cols.values(key["mask_path"])
         table.masks = [_mask(m, p, table, i) for i, (m, p) in enumerate(zip(masks, paths))]
     return table
+
+
+def _mean_or_nan(values: np.ndarray) -> np.ndarray:
+    """Row means ignoring NaN; NaN for a row without any value (no warning)."""
+    n = np.isfinite(values).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(values, axis=1) / n, np.nan)
 
 
 def _dig(values: list, path: list[str]) -> list:

@@ -21,7 +21,7 @@ import numpy as np
 
 from iou_audit import fiftyone_private as fop
 from iou_audit.table import bulk
-from iou_audit.table.read import _gc_paused, check_label_field
+from iou_audit.table.read import ALL_LABEL_TYPES, _gc_paused, check_label_field
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def untag_labels(samples, field: str, tag: str) -> dict:
     """Remove ``tag`` from every label of ``field`` in the view that has it."""
     _check_tag(tag)
     _check_writable(samples)
-    _, list_path = check_label_field(samples, field)
+    _, list_path = check_label_field(samples, field, ALL_LABEL_TYPES)
     db_list = fop.handle_db_field(samples, list_path)
     has_tag = {"$filter": {"input": {"$ifNull": [f"${db_list}", []]}, "as": "l",
                            "cond": {"$in": [tag, {"$ifNull": ["$$l.tags", []]}]}}}
@@ -168,7 +168,7 @@ def prepare_writes(
         unknown = set(spec) - {"attributes", "tags"}
         if unknown:
             raise ValueError(f"field {field!r}: unknown write keys {sorted(unknown)} (use 'attributes', 'tags')")
-        _, list_path = check_label_field(samples, field)
+        _, list_path = check_label_field(samples, field, ALL_LABEL_TYPES)
         write = bulk.LabelWrite(fop.handle_db_field(samples, list_path), list_path=list_path)
         for attr, by_id in (spec.get("attributes") or {}).items():
             _check_attr_name(field, attr)
@@ -184,6 +184,10 @@ def prepare_writes(
     sample_sets: dict[str, dict[str, Any]] = defaultdict(dict)
     for name, by_id in sample_values.items():
         _check_sample_field_name(samples, name)
+        if dataset.get_field(name) is None and all(v is None for v in by_id.values()):
+            # nothing to store, and no type to declare: an undeclared field holding None would make
+            # every later read of those samples fail (FieldDoesNotExist)
+            continue
         columns.append((name, by_id.values(), f"sample field {name!r}"))
         for sid, value in by_id.items():
             sample_sets[str(sid)][name] = value if type(value) in _PLAIN else _to_bson(value)

@@ -23,7 +23,8 @@ from iou_audit.audits.agreement.core import Agreement, agreement_from_parts, agr
 from iou_audit.audits.agreement.findings import KINDS
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.results import AuditResult
-from iou_audit.table import ReadLayout, iter_label_tables, read_label_table, split_by_attribute
+from iou_audit.results.batched import plain_values, table_batches
+from iou_audit.table import iter_label_tables, read_label_table, split_by_attribute
 from iou_audit.table.read import check_label_field
 from iou_audit.vocabulary import GEOMETRIES, METHODS, canonical_geometry, canonical_method
 
@@ -254,35 +255,18 @@ def output_from_parts(parts: list, names, fields, geometry: str, config: Agreeme
         parts, names=names, fields=fields, iou_thresh=config.iou_thresh, quorum=config.quorum, geometry=geometry,
         low_iou=config.low_iou, compute_map=config.compute_map)
     tables = r.label_tables
-    layout = ReadLayout()
-    for t, field in zip(tables, fields):
-        layout.add_table(field, t)
     new_fields = {config.consensus_field: consensus_values(tables, r)} if config.consensus_field else {}
-    return AuditOutput(r.findings, label_values=_label_attributes(tables, fields, r), sample_values=_sample_fields(r),
-                       new_fields=new_fields, tables=r.tables, metrics=r.metrics, layout=layout,
+    # per-label values written batch by batch from the O(labels) arrays (no per-label dicts)
+    label_batches = table_batches(tables, fields, r.label_values, config.batch_size)
+    return AuditOutput(r.findings, label_batches=label_batches, sample_values=_sample_fields(r),
+                       new_fields=new_fields, tables=r.tables, metrics=r.metrics,
                        config_extra={"annotators": names, "geometry": r.geometry})
-
-
-def _plain(values) -> list:
-    """Python values for the database: numpy scalars unboxed, NaN -> None (no value)."""
-    arr = np.asarray(values)
-    if arr.dtype.kind == "f":
-        return np.where(np.isnan(arr), None, arr.astype(object)).tolist()
-    return arr.tolist()
-
-
-def _label_attributes(tables, fields, r: Agreement) -> dict:
-    out: dict = {}
-    for t, field, values in zip(tables, fields, r.label_values):
-        attrs = out.setdefault(field, {})
-        for name, arr in values.items():
-            attrs.setdefault(name, {}).update(zip(t.label_id.tolist(), _plain(arr)))
-    return out
 
 
 def _sample_fields(r: Agreement) -> dict:
     img = r.tables["per_image"]
-    return {col: dict(zip(img.sample_id.tolist(), _plain(img[col].to_numpy(dtype=float)))) for col in ("f1", "mean_iou", "alpha")}
+    return {col: dict(zip(img.sample_id.tolist(), plain_values(img[col].to_numpy(dtype=float))))
+            for col in ("f1", "mean_iou", "alpha")}
 
 
 def consensus_values(tables, r: Agreement) -> dict:

@@ -180,7 +180,7 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     if not parts:
         raise ValueError("no batch of samples to audit")
     K = len(parts[0].tables)
-    m = merge_parts(parts)
+    m = merge_parts(parts, release=True)
     parts.clear()  # the joined arrays replace them (the caller's list too: memory)
     tables, covered, pms, clusters, ctab, mem = m.tables, m.covered, m.pms, m.clusters, m.ctab, m.mem
     names = list(names) if names is not None else [f"annotator_{k}" for k in range(K)]

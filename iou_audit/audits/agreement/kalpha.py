@@ -196,20 +196,26 @@ def nominal_alpha_resampled(unit, value, sample, weights: np.ndarray) -> np.ndar
         >>> round(float(a[0]), 4)
         -0.2
     """
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    prep = _resample_sums(unit, value, sample, weights.shape[1])
+    return _resampled_alphas(prep, weights)
+
+
+def _resample_sums(unit, value, sample, S: int):
+    """Per-sample sums of :func:`nominal_alpha_resampled` (disagreement ``do_s`` and the sparse
+    (S, values) counts), or None when no unit has 2 values: computed once, applied to any weights."""
     from scipy import sparse
 
     unit = np.asarray(unit, np.int64)
     value = np.asarray(value, np.int64)
     sample = np.asarray(sample, np.int64)
-    weights = np.atleast_2d(np.asarray(weights, dtype=float))
-    S = weights.shape[1]
     if len(unit) == 0:
-        return np.full(len(weights), np.nan)
+        return None
     _, u = dense_codes(unit)
     keep = np.bincount(u)[u] >= 2
     u, value, sample = u[keep], value[keep], sample[keep]
     if len(u) == 0:
-        return np.full(len(weights), np.nan)
+        return None
     v = value - value.min()
     nv = int(v.max()) + 1
     n_units = int(u.max()) + 1
@@ -221,12 +227,25 @@ def nominal_alpha_resampled(unit, value, sample, weights: np.ndarray) -> np.ndar
     d_unit = np.where(ok, (m_unit**2 - sq_unit) / np.maximum(m_unit - 1, 1), 0.0)
     do_s = np.bincount(unit_sample, weights=d_unit, minlength=S)
     counts = sparse.csr_matrix((np.ones(len(v)), (sample, v)), shape=(S, nv))
+    return do_s, counts
+
+
+def _resampled_alphas(prep, weights: np.ndarray) -> np.ndarray:
+    """Alpha for each row of ``weights`` from :func:`_resample_sums` (rows are independent)."""
+    if prep is None:
+        return np.full(len(weights), np.nan)
+    do_s, counts = prep
     do = weights @ do_s
     nc = np.asarray((counts.T @ weights.T).T)
     # pairable values per draw: the sum of its value counts (exact integers, so this equals
     # ``weights @ n_s`` and saves a pass over the (B, S) weights)
     n = nc.sum(axis=1)
     return _ratio(n, do, n**2 - (nc**2).sum(axis=1))
+
+
+#: bootstrap draws weighted at a time: the (draws, samples) weights are O(BOOT_CHUNK x samples)
+#: (all 500 at once: 800 MB at 100,000 samples); the draws are the same rows either way
+BOOT_CHUNK = 25
 
 
 def nominal_alpha_ci(unit, value, sample, n_samples: int, n_boot: int = 500, level: float = 0.95, seed: int = 0):
@@ -240,10 +259,15 @@ def nominal_alpha_ci(unit, value, sample, n_samples: int, n_boot: int = 500, lev
     if len(used) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(used), np.full(len(used), 1 / len(used)), size=n_boot)
-    weights = np.zeros((n_boot, n_samples))
-    weights[:, used] = draws
-    alphas = nominal_alpha_resampled(unit, value, sample, weights)
+    prep = _resample_sums(unit, value, sample, n_samples)
+    p = np.full(len(used), 1 / len(used))
+    chunks = []
+    for b0 in range(0, n_boot, BOOT_CHUNK):  # the generator draws row after row: same draws as one call
+        draws = rng.multinomial(len(used), p, size=min(BOOT_CHUNK, n_boot - b0))
+        weights = np.zeros((len(draws), n_samples))
+        weights[:, used] = draws
+        chunks.append(_resampled_alphas(prep, weights))
+    alphas = np.concatenate(chunks) if chunks else np.zeros(0)
     alphas = alphas[np.isfinite(alphas)]
     if not len(alphas):
         return float("nan"), float("nan")

@@ -45,12 +45,35 @@ class BatchPart:
 
 
 def compact(t) -> SimpleNamespace:
-    """The O(labels) columns of an annotator table (no masks or polygons)."""
+    """The O(labels) columns of an annotator table (no masks or polygons), compactly: label ids as
+    fixed-width bytes when they are ASCII (24 bytes for an ObjectId instead of an 81-byte ``str``;
+    :func:`label_ids` gives them back as ``str``), and each class name stored once (the reader
+    makes one ``str`` per label).
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> c = compact(T(offsets=[0, 2], label_id=["a" * 24, "b" * 24], label=["cat", "cat"], box=np.zeros((2, 4))))
+        >>> c.label_id.dtype, label_ids(c).tolist() == ["a" * 24, "b" * 24], c.label[0] is c.label[1]
+        (dtype('S24'), True, True)
+    """
     n = len(t.offsets) - 1
+    ids = np.asarray(t.label_id, dtype=object)
+    try:
+        ids = ids.astype("S") if len(ids) else ids
+    except (UnicodeEncodeError, TypeError, ValueError):  # not ASCII text: kept as objects
+        pass
+    codes, uniq = pd.factorize(np.asarray(t.label, dtype=object), use_na_sentinel=False)
+    labels = np.asarray(uniq, dtype=object)[codes] if len(codes) else np.asarray(t.label, dtype=object)
     return SimpleNamespace(
-        offsets=np.asarray(t.offsets, np.int64), label_id=np.asarray(t.label_id, dtype=object),
-        label=np.asarray(t.label, dtype=object), box=np.asarray(t.box, dtype=np.float64).reshape(-1, 4),
+        offsets=np.asarray(t.offsets, np.int64), label_id=ids, label=labels,
+        box=np.asarray(t.box, dtype=np.float64).reshape(-1, 4),
         sample_ids=np.asarray(getattr(t, "sample_ids", np.arange(n)), dtype=object), masks=None, polygons=None)
+
+
+def label_ids(t, rows=slice(None)) -> np.ndarray:
+    """Label ids of a :func:`compact` table (at ``rows``) as an object array of ``str``."""
+    ids = t.label_id[rows]
+    return ids.astype(str).astype(object) if ids.dtype.kind == "S" else np.asarray(ids, dtype=object)
 
 
 def _strip(pm: PairMatch) -> PairMatch:
@@ -86,6 +109,8 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
         from iou_audit.audits.agreement.consensus import consensus_labels
 
         fused = consensus_labels(tables, ctab, mem, geometry)
+    # the member boxes served the edge offsets and the consensus; the tables keep the boxes
+    mem = mem.drop(columns=["x1", "y1", "x2", "y2"])
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
                      boundary, maps, fused, ranks, (curve_graph.u, curve_graph.v, curve_graph.w))
 
@@ -106,7 +131,7 @@ def _merge_pms(pms_by_batch, row_start) -> list:
     return out
 
 
-def _merge_edges(parts: list[BatchPart], tables, ranks, row_start) -> EdgeGraph:
+def _merge_edges(parts: list[BatchPart], tables, ranks, row_start, part_sizes) -> EdgeGraph:
     """The batches' sorted curve edges as one :class:`EdgeGraph` of the joined tables.
 
     Edges are sorted by (sample, -IoU, label-id ranks), and batches hold consecutive samples with
@@ -116,7 +141,7 @@ def _merge_edges(parts: list[BatchPart], tables, ranks, row_start) -> EdgeGraph:
     nodes = graph_nodes(tables, ranks)
     us, vs, ws = [], [], []
     for i, p in enumerate(parts):
-        sizes = np.array([len(t.label_id) for t in p.tables], dtype=np.int64)
+        sizes = part_sizes[i]
         batch_start = np.concatenate([[0], np.cumsum(sizes)])
         shift = nodes["node_start"][:-1] + row_start[i] - batch_start[:-1]  # per annotator
         u, v, w = p.curve_edges
@@ -151,8 +176,12 @@ def _merge_members(parts: list[BatchPart], c_start, row_start) -> pd.DataFrame:
     return mem
 
 
-def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
-    """Join consecutive batches into the arrays a single pass would hold (see the module docstring)."""
+def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespace:
+    """Join consecutive batches into the arrays a single pass would hold (see the module docstring).
+
+    ``release``: drop each part's columns as soon as they are joined (the parts are left empty),
+    so the join holds about one extra column, not a second copy of everything.
+    """
     K = len(parts[0].tables)
     n_rows = np.array([[len(t.label_id) for t in p.tables] for p in parts], dtype=np.int64).reshape(len(parts), K)
     row_start = np.vstack([np.zeros((1, K), np.int64), np.cumsum(n_rows, axis=0)])
@@ -160,34 +189,61 @@ def merge_parts(parts: list[BatchPart]) -> SimpleNamespace:
     s_start = np.concatenate([[0], np.cumsum(n_samples)])
     n_clusters = np.array([len(p.ctab) for p in parts], dtype=np.int64)
     c_start = np.concatenate([[0], np.cumsum(n_clusters)])
+    sizes = [np.array([len(t.label_id) for t in p.tables], dtype=np.int64) for p in parts]
     tables = []
     for k in range(K):
         ts = [p.tables[k] for p in parts]
         offsets = np.concatenate([[0]] + [t.offsets[1:] + row_start[i][k] for i, t in enumerate(ts)])
         tables.append(SimpleNamespace(
-            offsets=offsets, label_id=np.concatenate([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
+            offsets=offsets, label_id=_concat([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
             box=np.concatenate([t.box for t in ts]), sample_ids=np.concatenate([t.sample_ids for t in ts]),
             masks=None, polygons=None))
+        del ts
+        _release(parts, release, lambda p: p.tables.__setitem__(k, None))
     members = np.concatenate([np.where(p.clusters.members >= 0, p.clusters.members + row_start[i][None, :], -1)
                               for i, p in enumerate(parts)])
     clusters = Clusters(np.concatenate([p.clusters.sample_index + s_start[i] for i, p in enumerate(parts)]), members,
                         [np.concatenate([p.clusters.cluster_of[k] + c_start[i] for i, p in enumerate(parts)]) for k in range(K)])
+    _release(parts, release, "clusters")
     fused = [p.fused.assign(cluster=p.fused.cluster + c_start[i], sample_index=p.fused.sample_index + s_start[i])
              for i, p in enumerate(parts) if p.fused is not None]
+    _release(parts, release, "fused")
     # Frames are joined first and their index columns shifted after (one copy, not two).
     ctab = pd.concat([p.ctab for p in parts], ignore_index=True)
     ctab["cluster"] = np.concatenate([p.ctab.cluster.to_numpy() + c_start[i] for i, p in enumerate(parts)])
     ctab["sample_index"] = np.concatenate([p.ctab.sample_index.to_numpy() + s_start[i] for i, p in enumerate(parts)])
+    _release(parts, release, "ctab")
     mem = _merge_members(parts, c_start, row_start)
+    _release(parts, release, "mem")
     pms = _merge_pms([p.pms for p in parts], row_start)
     curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
+    _release(parts, release, "pms", "curve_pms")
     boundary = None if parts[0].boundary is None else [np.concatenate([p.boundary[j] for p in parts]) for j in range(len(pms))]
     # Label-id ranks are only compared inside a sample, so batch-local ranks (shifted to stay
     # distinct) order every sample's labels as global ranks would.
     total = np.concatenate([[0], np.cumsum(n_rows.sum(axis=1))])
     ranks = [np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)]) for k in range(K)]
+    curve_graph = _merge_edges(parts, tables, ranks, row_start, sizes)
+    _release(parts, release, "ranks", "curve_edges", "boundary")
     return SimpleNamespace(
-        ranks=ranks, curve_graph=_merge_edges(parts, tables, ranks, row_start), tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
+        ranks=ranks, curve_graph=curve_graph, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
         ctab=ctab, mem=mem, boundary=boundary,
         map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
         fused=pd.concat(fused, ignore_index=True) if fused else None)
+
+
+def _release(parts: list[BatchPart], release: bool, *what) -> None:
+    """Drop attributes ``what`` (names, or a function of the part) of every part, when ``release``."""
+    if not release:
+        return
+    for p in parts:
+        for w in what:
+            w(p) if callable(w) else setattr(p, w, None)
+
+
+def _concat(ids: list[np.ndarray]) -> np.ndarray:
+    """Joined label-id columns; bytes of different widths stay bytes (the widest), bytes mixed with
+    objects become objects of ``str``."""
+    if all(x.dtype.kind == "S" for x in ids):
+        return np.concatenate(ids)
+    return np.concatenate([x.astype(str).astype(object) if x.dtype.kind == "S" else x for x in ids])

@@ -7,9 +7,9 @@ import numpy as np
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.predictions.core import compute_prediction_audit
-from iou_audit.audits.predictions.findings import AUDIT, KINDS, build_findings, label_values
+from iou_audit.audits.predictions.findings import AUDIT, KINDS, build_findings, label_batches
 from iou_audit.results import AuditResult
-from iou_audit.table import ReadLayout, read_label_table
+from iou_audit.table import read_label_table
 from iou_audit.vocabulary import METHODS, canonical_geometry, canonical_method
 
 __all__ = ["AUDIT", "KINDS", "PredictionsConfig", "audit_predictions"]
@@ -75,7 +75,8 @@ def audit_predictions(
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
-    (TIDE kind); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
+    (TIDE kind); on both ``<key>_confusion`` (the class on the other side of the label's
+    confusion cell, or ``unmatched``) and, on the labels TIDE counts, ``<key>_tide`` (its error type); tags ``<key>:<kind>`` for possible_missing, possible_spurious, mislocated,
     class_swap, duplicate_prediction; per-sample ``<key>_<kind>`` counts and ``<key>_quality``;
     one saved view per kind; a custom run with config, findings, metrics and tables.
 
@@ -121,10 +122,5 @@ def output_from_tables(pred, gt, config: PredictionsConfig, pair_ious: tuple | N
                                  COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=config.coco_metrics,
                                  tide=config.tide, pair_ious=pair_ious)
     quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
-    layout = ReadLayout()  # where the labels are: the write need not look for them again
-    layout.add_table(config.pred_field, pred)
-    if config.gt_field != config.pred_field:
-        layout.add_table(config.gt_field, gt)
-    return AuditOutput(build_findings(a, config.min_score), label_values=label_values(a),
-                       sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics),
-                       layout=layout)
+    return AuditOutput(build_findings(a, config.min_score), label_batches=label_batches(a),
+                       sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics))

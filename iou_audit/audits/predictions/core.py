@@ -22,7 +22,7 @@ from iou_audit.audits.predictions import metrics as _metrics
 from iou_audit.audits.predictions.errors import ErrorScores, classify_errors
 from iou_audit.audits.predictions.pairs import Matching, PredictionPairs, prediction_pair_ious, shared_class_codes
 from iou_audit.audits.predictions.quality import image_quality, label_quality
-from iou_audit.audits.predictions.tide import tide_attribution
+from iou_audit.audits.predictions.tide import tide_attribution, tide_missed
 from iou_audit.matching import batched_match
 from iou_audit.vocabulary import canonical_geometry, canonical_method
 
@@ -44,6 +44,11 @@ class PredictionAudit:
     image_quality: np.ndarray  # (S,)
     metrics: dict = dc_field(default_factory=dict)
     tables: dict = dc_field(default_factory=dict)
+    # per label, what the review panel needs to show the labels behind a chart element:
+    confusion_pred: np.ndarray | None = None  # (P,) class of the label in the confusion cell, "unmatched", None
+    confusion_gt: np.ndarray | None = None  # (G,) class of the prediction in the cell, "unmatched", None
+    tide_pred_kind: np.ndarray | None = None  # (P,) index into PRED_KINDS on TIDE's matching
+    tide_missed: np.ndarray | None = None  # (G,) bool: TIDE's missed labels
 
 
 def compute_prediction_audit(
@@ -117,7 +122,8 @@ def compute_prediction_audit(
     counts = _metrics.match_counts(m1, ig1, pc, gc, crowd, pred.sample_index, gt.sample_index,
                                    len(gt.sample_ids), len(classes))
     audit.tables["per_class"] = _metrics.per_class_table(classes, counts)
-    audit.tables["confusion"] = _metrics.confusion_matrix(pairs, classes, iou_thresh)
+    audit.tables["confusion"], audit.confusion_pred, audit.confusion_gt = _metrics.confusion_cells(
+        pairs, classes, iou_thresh)
     audit.metrics.update(_metrics.overall_counts(counts))
     audit.tables["per_sample"] = _metrics.per_sample_table(gt.sample_ids, counts, iq)
     if coco_metrics:
@@ -138,6 +144,7 @@ def compute_prediction_audit(
             e2 = classify_errors(pairs, Matching(g1, gi1, g2, gig), iou_thresh, bg_thresh, good_fit)
             kinds, targets, gmatch = e2.pred_kind, e2.pred_target, g2
         d, n = tide_attribution(pairs, kinds, targets, gmatch, iou_thresh)
+        audit.tide_pred_kind, audit.tide_missed = kinds, tide_missed(kinds, targets, gmatch, crowd)
         types = [k for k in d if k != "AP"]
         audit.tables["tide"] = pd.DataFrame({"error": types, "dAP": [d[k] for k in types],
                                              "count": [n[k] for k in types]})

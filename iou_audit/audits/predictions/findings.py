@@ -6,6 +6,7 @@ import pandas as pd
 
 from iou_audit.audits.predictions.core import PredictionAudit
 from iou_audit.audits.predictions.errors import PRED_KINDS
+from iou_audit.audits.predictions.tide import TIDE_TYPES
 from iou_audit.results import AuditResult, make_findings
 
 AUDIT = "predictions"
@@ -79,10 +80,12 @@ def _ids_at(ids: np.ndarray, rows: np.ndarray) -> list:
 
 def label_values(a: PredictionAudit) -> dict:
     """``{field: {attr: {label_id: value}}}`` for ``save_audit``: IoU and id of the match on both
-    fields, label quality and likely error on labels, TIDE kind on predictions."""
+    fields, label quality and likely error on labels, TIDE kind on predictions; the confusion cell
+    (``confusion``: the class on the other side, or ``unmatched``) on both; TIDE's error (``tide``)
+    on the predictions and labels TIDE counts."""
     pred, gt = a.pred, a.gt
     gm, pm = a.gt_match, a.pred_match
-    return {
+    out = {
         gt.field: {
             "iou": dict(zip(gt.label_id, a.gt_iou.tolist())),
             "match_id": dict(zip(gt.label_id, _ids_at(pred.label_id, gm))),
@@ -94,6 +97,53 @@ def label_values(a: PredictionAudit) -> dict:
             "error": dict(zip(pred.label_id, np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind].tolist())),
         },
     }
+    # The confusion cell of every label (the class on the other side) and the TIDE error of the
+    # labels TIDE counts, so a click on a cell or a TIDE bar can show exactly those labels.
+    for field, table, other in ((gt.field, gt, a.confusion_gt), (pred.field, pred, a.confusion_pred)):
+        if other is not None:
+            out[field].setdefault("confusion", {}).update(
+                (i, v) for i, v in zip(table.label_id.tolist(), other.tolist()) if v is not None)
+    if a.tide_pred_kind is not None:
+        kinds = np.asarray(a.tide_pred_kind)
+        names = np.array(PRED_KINDS, dtype=object)
+        counted = np.isin(kinds, [PRED_KINDS.index(t) for t in TIDE_TYPES if t in PRED_KINDS])
+        out[pred.field].setdefault("tide", {}).update(zip(pred.label_id[counted].tolist(),
+                                                          names[kinds[counted]].tolist()))
+        missed = np.asarray(a.tide_missed, bool)
+        out[gt.field].setdefault("tide", {}).update(dict.fromkeys(gt.label_id[missed].tolist(), "missed"))
+    return out
+
+
+#: samples whose label values go into one bulk write
+WRITE_BATCH = 2000
+
+
+def label_batches(a: PredictionAudit, batch_size: int = WRITE_BATCH):
+    """:func:`label_values` as ``iou_audit.results.batched.LabelBatches``: built and written
+    ``batch_size`` samples at a time from the row-aligned arrays (no per-label dicts of the whole
+    view). The values are those of :func:`label_values` (when both fields are one, as there: the
+    prediction side's)."""
+    from iou_audit.results.batched import table_batches
+
+    pred, gt = a.pred, a.gt
+    gt_values = {"iou": a.gt_iou, "match_id": np.asarray(_ids_at(pred.label_id, a.gt_match), dtype=object),
+                 "quality": a.label_quality}
+    pred_values = {"iou": a.pred_iou, "match_id": np.asarray(_ids_at(gt.label_id, a.pred_match), dtype=object),
+                   "error": np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind]}
+    # the confusion cell and TIDE error of every label, as in label_values (None: not written there)
+    if a.confusion_gt is not None:
+        gt_values["confusion"] = np.asarray(a.confusion_gt, dtype=object)
+    if a.confusion_pred is not None:
+        pred_values["confusion"] = np.asarray(a.confusion_pred, dtype=object)
+    if a.tide_pred_kind is not None:
+        kinds = np.asarray(a.tide_pred_kind)
+        counted = np.isin(kinds, [PRED_KINDS.index(t) for t in TIDE_TYPES if t in PRED_KINDS])
+        pred_values["tide"] = np.where(counted, np.array(PRED_KINDS, dtype=object)[kinds], None)
+        gt_values["tide"] = np.where(np.asarray(a.tide_missed, bool), "missed", None).astype(object)
+    tables, fields, values = [pred], [pred.field], [pred_values]
+    if gt.field != pred.field:
+        tables, fields, values = [gt, pred], [gt.field, pred.field], [gt_values, pred_values]
+    return table_batches(tables, fields, values, batch_size, convert=lambda arr: np.asarray(arr).tolist())
 
 
 def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_score: float = 0.5) -> AuditResult:

@@ -84,6 +84,26 @@ def confusion_matrix(pairs, classes, iou_thresh: float) -> pd.DataFrame:
         >>> cm.loc["cat", "dog"], cm.loc["unmatched", "cat"], cm.loc["cat", "unmatched"]
         (np.int64(1), np.int64(1), np.int64(0))
     """
+    return confusion_cells(pairs, classes, iou_thresh)[0]
+
+
+def confusion_cells(pairs, classes, iou_thresh: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The confusion matrix and, per label, the class on the other side of its cell.
+
+    Returns ``(matrix, pred_other, gt_other)``: ``pred_other[i]`` is the class of the label that
+    prediction ``i`` matched (``unmatched`` if none; None when it matched a crowd region, which no
+    cell counts), ``gt_other[j]`` the class of the prediction that label ``j`` matched (``unmatched``
+    if none; None for crowd labels). So cell (g, p) holds the labels of class g whose ``gt_other``
+    is p and the predictions of class p whose ``pred_other`` is g.
+
+    Example:
+        >>> from iou_audit.audits.predictions.pairs import PredictionPairs
+        >>> pairs = PredictionPairs(np.array([0.9, 0.0]), np.array([0, 2]), np.array([0, 2]), np.array([0, 1]),
+        ...     np.array([1, 0]), np.array([0]), np.array([0.9, 0.8]), np.zeros(1, bool))
+        >>> _, pred_other, gt_other = confusion_cells(pairs, np.array(["cat", "dog"]), 0.5)
+        >>> pred_other.tolist(), gt_other.tolist()
+        (['cat', 'unmatched'], ['dog'])
+    """
     crowd, pred_codes, gt_codes = pairs.gt_crowd, pairs.pred_codes, pairs.gt_codes
     m1, _, m2, _, ig1 = batched_match(pairs.values, pairs.pair_offsets, pairs.pred_offsets, pairs.gt_offsets,
                                       pairs.scores, iou_thresh, "greedy", crowd2=crowd, mode="geometry_first",
@@ -97,7 +117,16 @@ def confusion_matrix(pairs, classes, iou_thresh: float) -> pd.DataFrame:
     lone_gt = (m2 < 0) & ~crowd
     np.add.at(cm, (gt_codes[lone_gt], np.full(int(lone_gt.sum()), K)), 1)
     names = [*map(str, classes), UNMATCHED]
-    return pd.DataFrame(cm, index=pd.Index(names, name="label"), columns=pd.Index(names, name="prediction"))
+    names_arr = np.asarray(names, dtype=object)
+    pred_other = np.full(len(m1), None, dtype=object)
+    pred_other[hit] = names_arr[gt_codes[m1[hit]]]
+    pred_other[lone_pred] = UNMATCHED
+    gt_other = np.full(len(m2), None, dtype=object)
+    gt_hit = (m2 >= 0) & ~crowd
+    gt_other[gt_hit] = names_arr[pred_codes[m2[gt_hit]]]
+    gt_other[lone_gt] = UNMATCHED
+    matrix = pd.DataFrame(cm, index=pd.Index(names, name="label"), columns=pd.Index(names, name="prediction"))
+    return matrix, pred_other, gt_other
 
 
 def label_areas(table, iou_type: str) -> np.ndarray:

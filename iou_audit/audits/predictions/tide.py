@@ -46,6 +46,21 @@ def mean_ap_at(match1, ignored1, codes, scores, npig, active) -> float:
     return float(np.mean(aps)) if aps else -1.0
 
 
+def tide_missed(pred_kind: np.ndarray, pred_target: np.ndarray, gt_match: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
+    """TIDE's ``missed`` labels: unmatched, not crowd, and no ``class``/``loc`` prediction points at them.
+
+    Example:
+        >>> k = [PRED_KINDS.index("class"), PRED_KINDS.index("background")]
+        >>> tide_missed(np.array(k), np.array([0, -1]), np.array([-1, -1]), np.zeros(2, bool)).tolist()
+        [False, True]
+    """
+    kind = np.asarray(pred_kind)
+    explained = np.zeros(len(gt_match), bool)
+    points = (kind == PRED_KINDS.index("class")) | (kind == PRED_KINDS.index("loc"))
+    explained[pred_target[points & (pred_target >= 0)]] = True
+    return (np.asarray(gt_match) < 0) & ~np.asarray(gt_crowd, bool) & ~explained
+
+
 def tide_attribution(
     pairs: PredictionPairs,
     pred_kind: np.ndarray,
@@ -99,11 +114,7 @@ def tide_attribution(
     out["loc"] = run(v=v) - base
     for name in ("both", "duplicate", "background"):
         out[name] = run(act=active & ~is_[name]) - base
-    # missed: unmatched labels that no class/loc prediction points at
-    explained = np.zeros(len(gt_codes), bool)
-    tgt = pred_target[(is_["class"] | is_["loc"]) & (pred_target >= 0)]
-    explained[tgt] = True
-    missed = (gt_match < 0) & ~crowd & ~explained
+    missed = tide_missed(pred_kind, pred_target, gt_match, crowd)
     npig = np.bincount(gt_codes[~crowd & ~missed], minlength=K)
     out["missed"] = run(npig=npig) - base
     counts = {name: int(is_[name].sum()) for name in is_}

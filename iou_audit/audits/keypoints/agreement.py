@@ -1,0 +1,220 @@
+"""``audit_keypoint_agreement``: how well two or more annotators' Keypoints fields agree, per
+object and per keypoint.
+
+For every pair of fields (in the order given), the skeletons of each image are compared with the
+symmetric OKS (mean of COCO's OKS each way, each annotator in turn the ground truth) and matched
+one-to-one with the Hungarian method (maximum total OKS, pairs below ``oks_thresh`` never match;
+class-wise). As in the prediction audit, matching takes the larger of the OKS and the OKS with one
+side mirrored, so a skeleton drawn mirror-wise is matched and reported as a swap. Skeletons without
+labeled keypoints take no part. Per matched pair, keypoint k is compared where both annotators
+labeled it, with the pair's mean area.
+
+Findings (on the first field's label; ``other_label_id`` the second's):
+- ``unmatched_object``: a skeleton with no counterpart in the other field (score 1 - its best
+  symmetric OKS there; on the label of whichever field has it);
+- ``low_oks_object``: matched, symmetric OKS below ``low_oks`` (score 1 - OKS);
+- ``keypoint_disagreement``: a keypoint both labeled whose similarity is below
+  ``point_similarity`` (score 1 - similarity), unless part of a swap;
+- ``visibility_disagreement``: a keypoint one annotator labeled and the other did not (score 0.5);
+- ``left_right_swap``: a left/right pair that agrees crossed and not straight (score crossed -
+  straight mean similarity).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from iou_audit.audits.base import AuditConfig, AuditOutput, option
+from iou_audit.audits.keypoints.compare import left_right_swaps, pair_index, symmetric_oks
+from iou_audit.audits.keypoints.findings import finding_frame as _frame
+from iou_audit.audits.keypoints.findings import ids_at
+from iou_audit.audits.keypoints.findings import nanmean_columns as _nanmean_cols
+from iou_audit.audits.keypoints.objects import (
+    KeypointObjects,
+    keypoint_objects,
+    num_keypoints,
+    read_keypoint_table,
+    skeleton,
+)
+from iou_audit.geometry.boxes import batched_pair_rows
+from iou_audit.geometry.keypoints import flip_order, keypoint_similarity
+from iou_audit.matching import batched_match
+from iou_audit.results import AuditResult, make_findings
+
+AUDIT = "keypoint_agreement"
+KINDS = ("unmatched_object", "low_oks_object", "keypoint_disagreement", "visibility_disagreement", "left_right_swap")
+#: the score of a keypoint labeled by one annotator only (no distance to weigh it by)
+VISIBILITY_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class KeypointAgreementConfig(AuditConfig):
+    """Parameters of the keypoint agreement audit."""
+
+    fields: tuple = option((), "two or more Keypoints fields, one per annotator", kind="fields")
+    oks_thresh: float = option(0.5, "symmetric OKS at which two skeletons are the same object", low=0.0, high=1.0,
+                               low_open=True, label="Match OKS")
+    low_oks: float = option(0.75, "matched skeletons below this OKS are a finding", low=0.0, high=1.0)
+    point_similarity: float = option(0.5, "a keypoint pair below this similarity disagrees", low=0.0, high=1.0,
+                                     low_open=True)
+    classwise: bool = option(True, "match only same-class skeletons", label="Class-wise matching")
+    sigmas: tuple | None = option(None, "per-keypoint OKS sigmas (default: COCO's 17)", cli=False, form=False)
+    flip_pairs: tuple | None = option(None, "left/right keypoint index pairs (default: from the skeleton)", cli=False,
+                                      form=False)
+    area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
+    box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
+    area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
+    min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0)
+
+    def validate(self) -> None:
+        if len(self.fields) < 2 or len(set(self.fields)) != len(self.fields) or not all(
+                isinstance(f, str) and f for f in self.fields):
+            raise ValueError(f"fields must be two or more distinct field names, got {list(self.fields)!r}")
+
+
+def audit_keypoint_agreement(samples, fields, audit_key: str = "keypoint_agreement", save: bool = True,
+                             progress=None, **params) -> AuditResult:
+    """Agreement between annotators' Keypoints fields (see the module docstring).
+
+    ``params`` are :class:`KeypointAgreementConfig` fields. Writes (when ``save``) ``<key>_oks``
+    on every label (mean over the other fields of its matched symmetric OKS, 0 where unmatched;
+    with two fields also ``<key>_match_id``, the counterpart's id or ""),
+    tags ``<key>:<kind>``, per-sample counts, saved views and the run.
+
+    Returns:
+        AuditResult: ``metrics`` ``mean_oks`` (matched pairs), ``object_f1`` (2 x matched / all
+        skeletons, over field pairs), ``n_<kind>``; ``tables["per_keypoint"]`` (mean similarity,
+        disagreements, one-sided labels, swaps per keypoint) and ``tables["per_field_pair"]``.
+
+    Example:
+        >>> r = audit_keypoint_agreement(ds, ["annotator_a", "annotator_b"])   # doctest: +SKIP
+        >>> r.tables["per_keypoint"]                                            # doctest: +SKIP
+    """
+    from iou_audit.audits.runner import run_audit
+
+    for name in ("sigmas", "flip_pairs"):
+        if params.get(name) is not None:
+            params[name] = tuple(map(tuple, params[name])) if name == "flip_pairs" else tuple(map(float, params[name]))
+    config = KeypointAgreementConfig(fields=tuple(fields), **params)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+
+
+def _read_and_compute(samples, config: KeypointAgreementConfig, report) -> AuditOutput:
+    from iou_audit.table import ReadLayout
+
+    report.report(0.0, "reading keypoints")
+    tables = [read_keypoint_table(samples, f, [config.area_attribute, config.box_attribute]) for f in config.fields]
+    k = num_keypoints(*tables)
+    names, sigmas, pairs = skeleton(samples, config.fields[0], k, config.sigmas, config.flip_pairs)
+    objs = [keypoint_objects(t, k, config.area_attribute, config.box_attribute, config.area_factor) for t in tables]
+    report.report(0.3, "matching annotators")
+    out = compute_keypoint_agreement(objs, names, sigmas, pairs, config)
+    layout = ReadLayout()
+    for f, t in zip(config.fields, tables):
+        layout.add_table(f, t)
+    out.layout = layout
+    out.config_extra = {"keypoint_names": names, "sigmas_used": sigmas.tolist(), "flip_pairs_used": pairs.tolist()}
+    return out
+
+
+def _mirrored(o: KeypointObjects, order: np.ndarray) -> KeypointObjects:
+    return replace(o, points=o.points[:, order], labeled=o.labeled[:, order])
+
+
+def compute_keypoint_agreement(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarray,
+                               config: KeypointAgreementConfig) -> AuditOutput:
+    """The audit on arrays (no database access)."""
+    k = len(sigmas)
+    order = flip_order(pairs, k)
+    frames, pair_rows, oks_sum = [], [], [np.zeros(len(o)) for o in objs]
+    sims, boths, one_sided, disagree, swaps = [], [], [], [], []
+    all_matched = []
+    for ia, ib in combinations(range(len(objs)), 2):
+        a, b = objs[ia], objs[ib]
+        ta, tb = a.table, b.table
+        values, po = symmetric_oks(a, b, sigmas)
+        best = np.maximum(values, symmetric_oks(_mirrored(a, order), b, sigmas)[0]) if len(pairs) else values
+        _, ra, rb = batched_pair_rows(ta.offsets, len(ta), tb.offsets, len(tb))
+        active = a.labeled.any(axis=1)[ra] & b.labeled.any(axis=1)[rb]
+        best = np.where(active, best, 0.0)
+        labels = dict(labels1=ta.label, labels2=tb.label) if config.classwise else {}
+        m1, _, m2, _ = batched_match(best, po, ta.offsets, tb.offsets, None, config.oks_thresh, method="hungarian",
+                                     **labels)
+        # unmatched skeletons (with something labeled), on their own field
+        best_a, best_b = np.zeros(len(ta)), np.zeros(len(tb))
+        np.maximum.at(best_a, ra, best)
+        np.maximum.at(best_b, rb, best)
+        for objs_x, objs_y, m, bx in ((a, b, m1, best_a), (b, a, m2, best_b)):
+            rows = np.flatnonzero((m < 0) & objs_x.labeled.any(axis=1))
+            frames.append(_frame("unmatched_object", objs_x, rows, objs_y, np.full(len(rows), -1), 1.0 - bx[rows],
+                                 bx[rows], [f"no skeleton of {objs_y.table.field!r} matches it (best OKS {v:.2f})"
+                                            for v in bx[rows]]))
+        last_match = (m1, m2)
+        pa = np.flatnonzero(m1 >= 0)
+        pb = m1[pa]
+        pair_oks = values[pair_index(po, ta.offsets, tb.offsets, ta.sample_index, pa, pb)]
+        oks_sum[ia][pa] += pair_oks
+        oks_sum[ib][pb] += pair_oks
+        all_matched.append(pair_oks)
+        low = np.flatnonzero(pair_oks < config.low_oks)
+        frames.append(_frame("low_oks_object", a, pa[low], b, pb[low], 1.0 - pair_oks[low], pair_oks[low],
+                             [f"OKS {v:.2f} with {tb.field!r}" for v in pair_oks[low]]))
+        # per keypoint of the matched pairs
+        area = (a.area[pa] + b.area[pb]) / 2
+        la, lb = a.labeled[pa], b.labeled[pb]
+        both = la & lb
+        sim = keypoint_similarity(a.points[pa], b.points[pb], area, both, sigmas)
+        crossed = keypoint_similarity(a.points[pa][:, order], b.points[pb], area, la[:, order] & lb, sigmas)
+        swapped, s_rows, s_n, s_gain, s_cross, s_straight = left_right_swaps(sim, crossed, both, pairs,
+                                                                              config.point_similarity)
+        bad = both & (np.nan_to_num(sim, nan=1.0) < config.point_similarity) & ~swapped
+        r, c = np.nonzero(bad)
+        frames.append(_frame("keypoint_disagreement", a, pa[r], b, pb[r], 1.0 - sim[r, c], pair_oks[r],
+                             [f"{names[cc]} ({cc}): similarity {v:.2f}" for cc, v in zip(c, sim[r, c])]))
+        r, c = np.nonzero(la ^ lb)
+        frames.append(_frame("visibility_disagreement", a, pa[r], b, pb[r], np.full(len(r), VISIBILITY_SCORE),
+                             pair_oks[r], [f"{names[cc]} ({cc}): labeled in {(ta.field if la[rr, cc] else tb.field)!r} "
+                                           f"only" for rr, cc in zip(r, c)]))
+        frames.append(_frame("left_right_swap", a, pa[s_rows], b, pb[s_rows], s_gain, pair_oks[s_rows],
+                             [f"{names[pairs[n][0]]} <-> {names[pairs[n][1]]}: crossed similarity {cv:.2f}, straight "
+                              f"{sv:.2f}" for n, cv, sv in zip(s_n, s_cross, s_straight)]))
+        sims.append(sim)
+        boths.append(both)
+        one_sided.append(la ^ lb)
+        disagree.append(bad)
+        swaps.append(swapped)
+        n_a, n_b = int(a.labeled.any(axis=1).sum()), int(b.labeled.any(axis=1).sum())
+        pair_rows.append({"field_a": ta.field, "field_b": tb.field, "skeletons_a": n_a, "skeletons_b": n_b,
+                          "matched": len(pa), "mean_oks": float(pair_oks.mean()) if len(pa) else float("nan"),
+                          "object_f1": 2 * len(pa) / (n_a + n_b) if n_a + n_b else float("nan")})
+
+    cat = (lambda x: np.concatenate(x) if x else np.zeros((0, k)))  # noqa: E731
+    sim_all, both_all = cat(sims), cat(boths)
+    per_kp = pd.DataFrame({
+        "keypoint": names, "sigma": sigmas, "compared": both_all.sum(axis=0).astype(int),
+        "mean_similarity": _nanmean_cols(sim_all), "disagreements": cat(disagree).sum(axis=0).astype(int),
+        "labeled_by_one": cat(one_sided).sum(axis=0).astype(int), "swapped": cat(swaps).sum(axis=0).astype(int),
+    })
+    per_pair = pd.DataFrame(pair_rows)
+    findings = make_findings(pd.concat([f for f in frames if len(f)], ignore_index=True)
+                             if any(len(f) for f in frames) else None, audit=AUDIT)
+    findings = findings[findings["score"] >= config.min_score]
+    findings = findings.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    counts = findings["kind"].value_counts()
+    matched = np.concatenate(all_matched) if all_matched else np.zeros(0)
+    total = per_pair["skeletons_a"].sum() + per_pair["skeletons_b"].sum()
+    metrics = {"mean_oks": float(matched.mean()) if len(matched) else float("nan"),
+               "object_f1": float(2 * per_pair["matched"].sum() / total) if total else float("nan"),
+               **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
+    others = len(objs) - 1
+    label_values = {o.table.field: {"oks": dict(zip(o.table.label_id, (s / others).tolist()))}
+                    for o, s in zip(objs, oks_sum)}
+    if len(objs) == 2:  # with two annotators, each label's counterpart
+        (a, b), (m1, m2) = objs, last_match
+        label_values[a.table.field]["match_id"] = dict(zip(a.table.label_id, ids_at(b.table, m1)))
+        label_values[b.table.field]["match_id"] = dict(zip(b.table.label_id, ids_at(a.table, m2)))
+    return AuditOutput(findings, label_values=label_values, metrics=metrics,
+                       tables={"per_keypoint": per_kp, "per_field_pair": per_pair})
