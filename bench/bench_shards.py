@@ -103,14 +103,15 @@ def sharded(audit: str, ds, samples, key: str, n_shards: int) -> tuple[float, di
     return wall, plan
 
 
-def _cpu(pids) -> float:
+def _cpu(pids, children: bool = True) -> float:
+    """CPU seconds (user + system) of the processes ``pids`` (and, with ``children``, their trees)."""
     import psutil
 
     total = 0.0
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            for q in [p] + p.children(recursive=True):
+            for q in [p] + (p.children(recursive=True) if children else []):
                 t = q.cpu_times()
                 total += t.user + t.system
         except psutil.NoSuchProcess:
@@ -172,34 +173,41 @@ def main(argv=None) -> int:
         rows = []
         for audit in audits:
             key = f"bench_{audit}"
-            c0 = _cpu([os.getpid()])
+            here, db = [os.getpid()], [mongod.pid]
+            c0, m0 = _cpu(here, children=False), _cpu(db)
             t0 = time.perf_counter()
             single(audit, ds, key)
             t_single = time.perf_counter() - t0
-            cpu_single = _cpu([os.getpid()]) - c0
+            cpu_single, db_single = _cpu(here, children=False) - c0, _cpu(db) - m0
             ref = load_audit(ds, key)
             delete_audit(ds, key)
-            cw0, c0 = _cpu(worker_pids), _cpu([os.getpid()])
+            cw0, c0, m0 = _cpu(worker_pids), _cpu(here, children=False), _cpu(db)
             t_sharded, plan = sharded(audit, ds, ds, key, args.shards)
-            cpu_workers, cpu_here = _cpu(worker_pids) - cw0, _cpu([os.getpid()]) - c0
+            cpu_workers, cpu_here = _cpu(worker_pids) - cw0, _cpu(here, children=False) - c0
+            db_sharded = _cpu(db) - m0
             _same(ref, load_audit(ds, key))
             starts = [s["started_at"] for s in plan["shards"]]
             ends = [s["finished_at"] for s in plan["shards"]]
             phase = (max(ends) - min(starts)).total_seconds()
             used = len({s["worker"] for s in plan["shards"]})
+            # CPU of the critical path (the slowest shard, then the merge): what the wall time would
+            # be on free cores, without the other load of a shared machine (mongod not counted)
+            critical = max(s["cpu_seconds"] for s in plan["shards"]) + plan["merge"]["cpu_seconds"]
             delete_audit(ds, key)
             delete_plan(plan["_id"])
             load = os.getloadavg()[0]
-            rows.append((audit, t_single, t_sharded, phase, plan["merge"]["seconds"], used, cpu_single, cpu_workers,
-                         cpu_here, load))
+            rows.append((audit, t_single, t_sharded, cpu_single, critical, load))
             print(f"{audit:12s} single {t_single:7.2f} s | sharded {t_sharded:7.2f} s "
                   f"(shards {phase:.2f} s on {used} workers, merge {plan['merge']['seconds']:.2f} s) | "
-                  f"speed-up {t_single / t_sharded:.2f}x | CPU single {cpu_single:.1f} s, workers {cpu_workers:.1f} s "
-                  f"+ here {cpu_here:.1f} s | load {load:.1f} | identical results", flush=True)
+                  f"speed-up {t_single / t_sharded:.2f}x | CPU s: single {cpu_single:.1f} (+ mongod {db_single:.1f}), "
+                  f"sharded: workers {cpu_workers:.1f} + caller {cpu_here:.1f} (+ mongod {db_sharded:.1f}) | "
+                  f"critical path {critical:.1f} (CPU speed-up {cpu_single / critical:.2f}x) | "
+                  f"load {load:.1f} | identical results", flush=True)
         print(f"\n{n} samples, {args.shards} shards on {args.workers} workers, {os.cpu_count()} CPUs")
-        print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s}")
-        for audit, t1, t2, *_ in rows:
-            print(f"{audit:12s} {t1:9.2f} {t2:10.2f} {t1 / t2:8.2f}x")
+        print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s} {'CPU single':>11s} "
+              f"{'CPU critical':>13s} {'CPU speed-up':>13s} {'load':>5s}")
+        for audit, t1, t2, c1, c2, load in rows:
+            print(f"{audit:12s} {t1:9.2f} {t2:10.2f} {t1 / t2:8.2f}x {c1:11.1f} {c2:13.1f} {c1 / c2:12.2f}x {load:5.1f}")
     finally:
         if workers:
             stop_workers(workers)

@@ -15,7 +15,16 @@ from iou_audit.audits.duplicates import DuplicatesConfig
 from iou_audit.audits.predictions.audit import PredictionsConfig
 from iou_audit.audits.splits.audit import SplitsConfig
 
-from ._forms import audit_key_input, config_inputs, config_params, label_field_input, label_fields, param
+from ._forms import (
+    audit_key_input,
+    config_inputs,
+    config_params,
+    delegate_input,
+    label_field_input,
+    label_fields,
+    param,
+    resolve_delegation,
+)
 from .agreement import FORM_OPTIONS as AGREEMENT_OPTIONS
 from .duplicates import FORM_OPTIONS as DUPLICATES_OPTIONS
 from .predictions import FORM_OPTIONS as PREDICTIONS_OPTIONS
@@ -196,4 +205,54 @@ class MergeAuditShards(foo.Operator):
         return types.Property(outputs)
 
 
-OPERATORS = [RunShardedAudit, AuditShard, MergeAuditShards]
+class RerunChangedAudit(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="rerun_changed_audit",
+            label="iou-audit: re-run a sharded audit on changed samples",
+            description="Recompute only the shards holding samples modified, added or deleted since the run; "
+                        "merge into the stored run (equal to a full re-run)",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        plans = [p for p in (shards.list_plans(ctx.dataset) if ctx.dataset is not None else [])
+                 if p["merge"]["state"] == "done"]
+        if not plans:
+            inputs.view("none", types.Warning(label="This dataset has no merged sharded audit")).invalid = True
+            return types.Property(inputs)
+        dropdown = types.DropdownView()
+        for key in dict.fromkeys(p["audit_key"] for p in plans):
+            dropdown.add_choice(key, label=key)
+        inputs.enum("audit_key", dropdown.values(), default=plans[0]["audit_key"], required=True, label="Audit",
+                    view=dropdown)
+        delegate_input(inputs)
+        ctx.target_view()
+        return types.Property(inputs, view=types.View(label="Re-run on changed samples"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx)
+
+    def execute(self, ctx):
+        from iou_audit.shards.incremental import rerun_changed
+
+        result, info = rerun_changed(ctx.target_view(), ctx.params["audit_key"], progress=ctx)
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"audit_key": result.audit_key, "n_changed": info["n_changed"],
+                "n_recomputed": info["n_recomputed"], "n_shards": info["n_shards"]}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("audit_key", label="Audit key")
+        outputs.int("n_changed", label="Samples changed since the run")
+        outputs.int("n_recomputed", label="Shards recomputed")
+        outputs.int("n_shards", label="Shards")
+        return types.Property(outputs)
+
+
+OPERATORS = [RunShardedAudit, AuditShard, MergeAuditShards, RerunChangedAudit]

@@ -198,6 +198,9 @@ def test_plan_refuses_a_sorted_view_and_changed_samples(small_ds):
         shards.plan_audit(small_ds.sort_by("filepath", reverse=True), "duplicates", "dups", label_field="gt")
     with pytest.raises(ValueError, match="cannot run in shards yet"):
         shards.plan_audit(small_ds, "nope", "dups")
+    with pytest.raises(ValueError, match="gt"):  # an existing field is never overwritten by a consensus
+        shards.plan_audit(small_ds, "agreement", "agr", label_fields=["gt", "gt2"], consensus_field="gt")
+    assert shards.list_plans(small_ds) == []
     plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
     small_ds.delete_samples(small_ds.first())
     with pytest.raises(shards.ShardError, match="view changed"):
@@ -309,4 +312,103 @@ def test_two_delegated_workers_end_to_end(scale_ds, tmp_path):
     got = snapshot(scale_ds, "agr_e2e")
     delete_audit(scale_ds, "agr_e2e")
     shards_plans(scale_ds, "agr_e2e")
+    same(want, got)
+
+
+@pytest.fixture
+def edit_ds(tmp_path):
+    """800 samples of bench_scale's generator, to edit, add to and delete from."""
+    import fiftyone as fo
+
+    ds = _bench_scale().build_dataset("shards-incremental", 800, str(tmp_path))
+    yield ds
+    fo.delete_dataset(ds.name)
+
+
+INCREMENTAL = {
+    "duplicates": (dict(label_field="a", batch_size=100),
+                   lambda ds, key: __import__("iou_audit.audits.duplicates", fromlist=["x"]).audit_duplicates(
+                       ds, "a", batch_size=100, audit_key=key)),
+    "agreement": (dict(label_fields=["a", "b", "c"], batch_size=100),
+                  lambda ds, key: __import__("iou_audit.audits.agreement", fromlist=["x"]).audit_agreement(
+                      ds, ["a", "b", "c"], batch_size=100, audit_key=key)),
+    "predictions": (dict(pred_field="pred", gt_field="a"),
+                    lambda ds, key: __import__("iou_audit.audits.predictions", fromlist=["x"]).audit_predictions(
+                        ds, "pred", "a", audit_key=key)),
+}
+
+
+@pytest.mark.parametrize("audit", sorted(INCREMENTAL))
+def test_incremental_rerun_equals_full_rerun(edit_ds, audit):
+    """Edit a label, delete a sample, add samples; the incremental re-run recomputes only the
+    shards holding them and the merged run equals a full re-run (global statistics included)."""
+    import fiftyone as fo
+
+    from iou_audit import shards
+    from iou_audit.results import delete_audit
+    from iou_audit.shards.incremental import rerun_changed
+
+    params, full = INCREMENTAL[audit]
+    key = f"inc_{audit}"
+    shards.run_sharded(edit_ds, audit, key, n_shards=4, keep_parts=True, **params)
+    ids = edit_ds.values("id")
+    sample = edit_ds[ids[250]]  # shard 1 (samples 200-399)
+    det = sample.a.detections[0]
+    det.bounding_box = [0.1, 0.1, 0.2, 0.2]
+    det.label = "e"
+    sample.save()
+    edit_ds.delete_samples(ids[450])  # shard 2
+    src = edit_ds[ids[10]]
+    edit_ds.add_samples([fo.Sample(filepath=f"/tmp/shards-new-{i}.png", split="train", **{
+        f: fo.Detections(detections=[fo.Detection(label=d.label, bounding_box=list(d.bounding_box),
+                                                  confidence=d.confidence) for d in src[f].detections])
+        for f in ("a", "b", "c", "pred")}) for i in range(3)])
+    result, info = rerun_changed(edit_ds, key)
+    print(audit, info)
+    assert info["n_changed"] == 4  # the edited sample and the 3 new ones
+    assert info["n_samples"] == 802
+    reused = [s for s in shards.get_plan(info["plan_id"])["shards"] if s["reused"]]
+    assert reused and reused[0]["index"] == 0  # shard 0 was not read again
+    assert info["n_recomputed"] < info["n_shards"]
+    got = snapshot(edit_ds, key)
+    delete_audit(edit_ds, key)
+    full(edit_ds, key)
+    want = snapshot(edit_ds, key)
+    delete_audit(edit_ds, key)
+    shards_plans(edit_ds, key)
+    if audit == "agreement":
+        assert 0 < want["metrics"]["alpha_nominal"] < 1 and 0 < want["metrics"]["map"] < 1
+    if audit == "predictions":
+        assert 0 < want["metrics"]["AP"] < 1
+    same(want, got)
+    # nothing left behind: the superseded plan's parts (but the reused ones) went with it, the rest with
+    # delete_plan
+    from bson import ObjectId
+
+    from iou_audit.shards import store
+
+    left = store._db()[f"{store.BUCKET}.files"].count_documents(
+        {"plan_id": {"$in": [ObjectId(info["plan_id"]), *[p["_id"] for p in shards.list_plans(edit_ds)]]}})
+    reused_left = store._db()[f"{store.BUCKET}.files"].count_documents({"_id": {"$in": [s["file_id"] for s in reused]}})
+    assert left == 0 and reused_left == 0
+
+
+def test_rerun_changed_operator(edit_ds):
+    import fiftyone.operators as foo
+
+    from iou_audit import shards
+    from iou_audit.results import delete_audit
+
+    params, full = INCREMENTAL["agreement"]
+    shards.run_sharded(edit_ds, "agreement", "inc_op", n_shards=4, keep_parts=True, **params)
+    sample = edit_ds[edit_ds.values("id")[700]]  # shard 3
+    sample.b.detections.pop(0)
+    sample.save()
+    res = foo.execute_operator(f"{PLUGIN}/rerun_changed_audit", ctx=dict(dataset=edit_ds, params={"audit_key": "inc_op"}))
+    assert res.result == {"audit_key": "inc_op", "n_changed": 1, "n_recomputed": 1, "n_shards": 4}
+    got = snapshot(edit_ds, "inc_op")
+    delete_audit(edit_ds, "inc_op")
+    full(edit_ds, "inc_op")
+    want = snapshot(edit_ds, "inc_op")
+    shards_plans(edit_ds, "inc_op")
     same(want, got)

@@ -57,6 +57,10 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     spec = sharded_audit(audit)
     config = spec.make_config(params)
     check_audit_key(audit_key)
+    if getattr(config, "consensus_field", None):  # refused before any shard runs, as one pass refuses it
+        from iou_audit.audits.agreement.audit import _check_consensus_name
+
+        _check_consensus_name(samples, config.consensus_field, audit_key)
     ids = samples.values("id")
     if not ids:
         raise ValueError("no samples to audit: the view is empty")
@@ -115,7 +119,7 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "running", f"shards.{index}.worker": worker,
                                             f"shards.{index}.error": None, f"shards.{index}.started_at": store.now()}})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
     try:
         view = _id_view(samples, shard["lo"], shard["hi"])
@@ -132,9 +136,10 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     finally:
         report.close()
     old = shard.get("file_id")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "done", f"shards.{index}.file_id": file_id,
                                             f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds,
+                                            f"shards.{index}.cpu_seconds": cpu,
                                             f"shards.{index}.finished_at": store.now()}})
     if old is not None and old != file_id:  # a re-run shard replaces its earlier part
         store.delete_part(old)
@@ -188,7 +193,7 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
     key = {"_id": plan["_id"]}
     store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None,
                                             "merge.started_at": store.now()}})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
         output = spec.merge(parts, config, plan["shared"], samples)
@@ -199,17 +204,25 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
         store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
         raise
     store.plans().update_one(key, {"$set": {"merge.state": "done", "merge.at": store.now(),
-                                            "merge.seconds": time.perf_counter() - start}})
+                                            "merge.seconds": time.perf_counter() - start,
+                                            "merge.cpu_seconds": time.process_time() - cpu_start}})
     if not keep_parts:
         delete_plan(plan_id)
     return result
 
 
 def delete_plan(plan_id) -> None:
-    """Remove a plan and all its parts (a stored run is not affected)."""
+    """Remove a plan and its parts, except parts another plan (an incremental re-run) reuses; a
+    stored run is not affected."""
     oid = ObjectId(str(plan_id))
-    store.delete_parts_of(oid)
+    plan = store.plans().find_one({"_id": oid})
     store.plans().delete_one({"_id": oid})
+    refs = {s["file_id"] for s in (plan or {}).get("shards", []) if s.get("file_id") is not None}
+    used = {s["file_id"] for p in store.plans().find({"shards.file_id": {"$in": list(refs)}}, {"shards.file_id": 1})
+            for s in p["shards"] if s.get("file_id") is not None}
+    for file_id in refs - used:
+        store.delete_part(file_id)
+    store.delete_parts_of(oid, keep=used)
 
 
 def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bool = True, progress: Any = None,

@@ -57,8 +57,10 @@ def delete_part(file_id) -> None:
         _fs().delete(file_id)
 
 
-def delete_parts_of(plan_id) -> None:
-    """Every part file of a plan (including those of retried shards)."""
+def delete_parts_of(plan_id, keep=()) -> None:
+    """Every part file written for a plan (including those of retried shards), except ``keep``."""
     fs = _fs()
+    keep = set(keep)
     for f in _db()[f"{BUCKET}.files"].find({"plan_id": plan_id}, {"_id": 1}):
-        fs.delete(f["_id"])
+        if f["_id"] not in keep:
+            fs.delete(f["_id"])
