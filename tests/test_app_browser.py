@@ -6,8 +6,12 @@ the "New panel" menu with the agreement run's charts; a click on an agreement-ma
 grid to the samples where those two annotators disagree, showing only those labels (sample count
 read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou);
 a click on a triage-queue row shows only that row's labels; the operator browser lists our audit
-operators; "Re-run" opens the pre-filled form and Execute stores a new run.
-Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at.
+operators; "Re-run" opens the pre-filled form and Execute stores a new run. Then the rest of the
+review loop: the opened row marked "Not an error" from its row menu stays out of the default queue
+after a re-run (panel and ``triage``); its box moved in Python, the next re-run brings it back as
+``changed_since_review`` ("changed" in the panel).
+Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at;
+small copies of four steps for the README to ``$IOU_AUDIT_DOC_SHOTS`` (e.g. ``docs``) when set.
 
 Needs Debian's ``chromium`` (``./run tests`` installs it when run as root) and pip ``playwright``;
 skips with the reason otherwise.
