@@ -237,6 +237,12 @@ class AuditReviewPanel(foo.Panel):
                  "leak_page": 0, "drift_tests": [], "stale": "", "showing": "", "detail": "",
                  "metric": ctx.panel.state.metric or "f1",
                  "header": "No iou-audit runs on this dataset yet: run one from the operator browser (`)."}
+        # The filter dropdowns show their own state (at their paths in the two h_stacks), not
+        # queue_filters: reset them too, or they keep showing a filter the queue no longer applies.
+        names = list(QUEUE_FILTERS)
+        state["filters"] = {f"filter_{n}": ALL_STATES for n in names[:3]}
+        state["filters2"] = {**{f"filter_{n}": ALL_STATES for n in names[3:] if n != "state"},
+                             "filter_state": DEFAULT_STATES, "queue_sort": ctx.panel.state.queue_sort or "triage"}
         ctx.panel.state.set(state)
         if not key:
             return

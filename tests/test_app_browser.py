@@ -6,8 +6,12 @@ the "New panel" menu with the agreement run's charts; a click on an agreement-ma
 grid to the samples where those two annotators disagree, showing only those labels (sample count
 read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou);
 a click on a triage-queue row shows only that row's labels; the operator browser lists our audit
-operators; "Re-run" opens the pre-filled form and Execute stores a new run.
-Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at.
+operators; "Re-run" opens the pre-filled form and Execute stores a new run. Then the rest of the
+review loop: the opened row marked "Not an error" from its row menu stays out of the default queue
+after a re-run (panel and ``triage``); its box moved in Python, the next re-run brings it back as
+``changed_since_review`` ("changed" in the panel).
+Screenshots go to ``$IOU_AUDIT_SCREENSHOTS`` (default: pytest's tmp dir) for a human to look at;
+small copies of four steps for the README to ``$IOU_AUDIT_DOC_SHOTS`` (e.g. ``docs``) when set.
 
 Needs Debian's ``chromium`` (``./run tests`` installs it when run as root) and pip ``playwright``;
 skips with the reason otherwise.
@@ -24,6 +28,10 @@ import urllib.request
 import pytest
 
 from iou_audit.results import audit_info
+from iou_audit.review import triage as iou_audit_triage
+
+#: The State filter's value for the default queue (open, confirmed, changed since review).
+DEFAULT_STATES = "(to review)"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
@@ -117,8 +125,42 @@ def _dismiss_popups(page) -> None:
         pass
 
 
+def _state_of(ds, row_id: str):
+    """The review state of one queue row, by the library (None: not a queue row)."""
+    q = iou_audit_triage(ds, states=None)
+    states = q.loc[q["row_id"] == row_id, "review_state"].tolist()
+    return states[0] if states else None
+
+
+def _review_marks(rows) -> list[str]:
+    """The Review column (the fifth cell) of the queue table's rows."""
+    return [rows.nth(i).locator("td").nth(4).inner_text().strip() for i in range(rows.count())]
+
+
+def _doc_shot(page, name: str) -> None:
+    """A small copy of the page for the README, in ``$IOU_AUDIT_DOC_SHOTS`` (unset: none): halved
+    and quantized to 64 colours, so each PNG stays well under 200 KB."""
+    out = os.environ.get("IOU_AUDIT_DOC_SHOTS")
+    if not out:
+        return
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    img = img.resize((img.width // 2, img.height // 2), Image.LANCZOS).quantize(colors=64)
+    path = pathlib.Path(out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, optimize=True)
+    assert path.stat().st_size < 200_000, (path, path.stat().st_size)
+
+
 def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
     from _review_data import label_ids, pairwise_oracle
+
+    from iou_audit.review import load_decisions
+
+    triage = iou_audit_triage
 
     ds, url, session = app_with_audit
     shots = pathlib.Path(os.environ.get("IOU_AUDIT_SCREENSHOTS", tmp_path))
@@ -129,8 +171,38 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
         view = session.view
         return {f: label_ids(view, f) for f in fields if view is not None and label_ids(view, f)}
 
+    def queue_title(n):  # the panel's queue heading with its row count
+        return page.get_by_text(f"all audits ({n} rows;", exact=False).first
+
+    def queue_rows():  # the triage queue's rows (the panel's only table on an agreement run)
+        return page.locator("tbody tr")
+
+    def refresh_panel():
+        page.get_by_role("button", name="Refresh", exact=True).click()
+
+    def filter_state(state):
+        """Pick ``state`` in the queue's State dropdown: a MUI Select (its element is a
+        ``.MuiSelect-select`` with role "button" in this MUI, "combobox" in newer ones, hence the
+        class) showing its value; after a refresh that is the default "(to review)", which no
+        other dropdown shows. Its menu entries have role "option"."""
+        page.locator(".MuiSelect-select").filter(has_text=DEFAULT_STATES).first.click()
+        page.get_by_role("option", name=state, exact=True).click()
+
+    def rerun_from_panel(form_shot):
+        """"Re-run" opens the audit's operator form pre-filled; Execute stores a new run."""
+        before = audit_info(ds, "ag")["timestamp"]
+        page.get_by_role("button", name="Re-run", exact=True).click()
+        page.get_by_role("button", name="Execute").wait_for(timeout=30_000)
+        page.screenshot(path=str(form_shot))
+        page.get_by_role("button", name="Execute").click()
+        assert _wait_for(lambda: audit_info(ds, "ag")["timestamp"] != before), "the re-run did not store a new run"
+        # the operator's result dialog (the run's counts) covers the panel until closed
+        page.get_by_role("button", name="Close", exact=True).click(timeout=60_000)
+        page.get_by_role("button", name="Execute").wait_for(state="hidden", timeout=30_000)
+
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = None
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{url}datasets/{ds.name}", wait_until="domcontentloaded")
@@ -157,14 +229,41 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             assert _wait_for(lambda: app_labels() == expected), (app_labels(), expected)
             assert set(session.view.values("id")) == samples
             page.screenshot(path=str(shots / "03_matrix_cell.png"))
+            _doc_shot(page, "review_step1_matrix.png")
 
-            # A click on a triage-queue row (the panel's only table here): only that row's labels.
-            page.locator("tbody tr").first.locator("td").nth(1).click()
+            # A click on a triage-queue row (the panel's only table here): only that row's labels. The
+            # panel lists the default queue in triage order, so its first row is triage()'s first.
+            queue = triage(ds)
+            first = queue.iloc[0]
+            assert first["row_type"] == "label", first.to_dict()  # a label we can move below
+            row_id, sample_id, field, label_id = first["row_id"], first["sample_id"], first["field"], first["label_id"]
+            n_queue = len(queue)
+            queue_title(n_queue).wait_for(timeout=60_000)
+            queue_rows().first.locator("td").nth(1).click()
             assert _wait_for(lambda: session.view is not None and len(session.view) == 1)
+            assert set(session.view.values("id")) == {sample_id}
             shown = app_labels()
-            assert sum(len(v) for v in shown.values()) >= 1, shown
+            assert label_id in shown.get(field, set()), (shown, field, label_id)
+            expected_shown = {label_id, *(first["other_label_ids"] or [])}
+            assert {i for ids in shown.values() for i in ids} == expected_shown, (shown, expected_shown)
             grid_count(1).wait_for(timeout=60_000)
             page.screenshot(path=str(shots / "04_queue_row.png"))
+            _doc_shot(page, "review_step2_queue_row.png")
+
+            # Mark that row "Not an error" from its row menu. The table has more row actions than
+            # max_inline_actions, so FiftyOne draws them as one icon button (the row's last cell)
+            # opening a MUI menu of role="menuitem" entries: click the button, then the entry by
+            # its accessible name (text, not position, so a reordered menu cannot mark the wrong way).
+            queue_rows().first.locator("td").last.locator("button").click()
+            page.get_by_role("menuitem", name="Not an error").click()
+            queue_title(n_queue - 1).wait_for(timeout=60_000)  # the panel's queue re-read the marks
+            assert _wait_for(lambda: _state_of(ds, row_id) == "not_an_error"), _state_of(ds, row_id)
+            assert row_id not in set(triage(ds)["row_id"])
+            assert load_decisions(ds)[row_id]["state"] == "not_an_error"
+            filter_state("not_an_error")  # the panel's State filter: that row alone, marked "ok"
+            queue_title(1).wait_for(timeout=60_000)
+            assert _review_marks(queue_rows()) == ["ok"]
+            page.screenshot(path=str(shots / "05_marked.png"))
 
             # The operator browser lists the audit operators.
             page.keyboard.press("Escape")
@@ -174,20 +273,54 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
                 page.keyboard.type("audit")
                 page.get_by_text("audit_duplicates", exact=False).first.wait_for(timeout=30_000)
             finally:
-                page.screenshot(path=str(shots / "05_operator_browser.png"))
+                page.screenshot(path=str(shots / "06_operator_browser.png"))
             for name in ("audit_agreement", "audit_predictions", "audit_splits"):
                 assert page.get_by_text(name, exact=False).count() > 0, f"{name} not in the operator browser"
             page.keyboard.press("Escape")
 
             # Re-audit from the panel: its button opens the operator form pre-filled, Execute re-runs it.
             before = audit_info(ds, "ag")
-            page.get_by_role("button", name="Re-run", exact=True).click()
-            page.get_by_role("button", name="Execute").wait_for(timeout=30_000)
-            page.screenshot(path=str(shots / "06_rerun_form.png"))
-            page.get_by_role("button", name="Execute").click()
-            assert _wait_for(lambda: audit_info(ds, "ag")["timestamp"] != before["timestamp"]), \
-                "the re-run did not store a new run"
-            page.screenshot(path=str(shots / "07_after_rerun.png"))
+            rerun_from_panel(shots / "07_rerun_form.png")
             assert audit_info(ds, "ag")["counts"] == before["counts"]
+            page.screenshot(path=str(shots / "08_after_rerun.png"))
+
+            # The marked row stays out of the default queue after the re-run (panel and library).
+            # "Refresh" re-reads the runs and resets the filters: the title changes from the
+            # filtered 1 row, so this waits for the refreshed queue.
+            refresh_panel()
+            queue_title(n_queue - 1).wait_for(timeout=60_000)
+            assert row_id not in set(triage(ds)["row_id"])
+            assert _state_of(ds, row_id) == "not_an_error"
+            # ... and is the only not_an_error row, marked "ok" in the panel's Review column.
+            filter_state("not_an_error")
+            queue_title(1).wait_for(timeout=60_000)
+            assert _review_marks(queue_rows()) == ["ok"]
+            _doc_shot(page, "review_step3_not_an_error.png")
+
+            # Change that label in Python (move its box by 0.001 of the image: the fingerprint keeps
+            # 6 decimals, and the finding still holds), then re-run from the panel.
+            sample = ds[sample_id]
+            det = next(d for d in sample[field].detections if d.id == label_id)
+            det.bounding_box = [det.bounding_box[0] + 0.001, *det.bounding_box[1:]]
+            sample.save()
+            assert _state_of(ds, row_id) == "changed_since_review"
+            rerun_from_panel(shots / "09_rerun_form.png")
+
+            # It comes back: in the default queue again, marked "changed" in the panel.
+            refresh_panel()
+            queue_title(n_queue).wait_for(timeout=60_000)
+            assert row_id in set(triage(ds)["row_id"])
+            assert _state_of(ds, row_id) == "changed_since_review"
+            filter_state("changed_since_review")
+            queue_title(1).wait_for(timeout=60_000)
+            assert _review_marks(queue_rows()) == ["changed"]
+            queue_rows().first.locator("td").nth(1).click()  # and it is that label
+            page.wait_for_selector("text=(changed_since_review)", timeout=60_000)
+            assert _wait_for(lambda: session.view is not None and set(session.view.values("id")) == {sample_id})
+            assert label_id in app_labels().get(field, set())
+            page.screenshot(path=str(shots / "10_changed.png"))
+            _doc_shot(page, "review_step4_changed.png")
         finally:
+            if page is not None:  # the last page, to debug a failure
+                (shots / "last_page.html").write_text(page.content())
             browser.close()
