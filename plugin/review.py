@@ -18,6 +18,8 @@ from iou_audit.review import DEFAULT_QUEUE_STATES, QUEUE_STATES, clear_review, m
 from .triage import reviewer
 
 PLUGIN = "@iou-audit/iou-audit"
+#: The incremental re-run of a sharded run (plugin/shards.py).
+RERUN_CHANGED_OPERATOR = f"{PLUGIN}/rerun_changed_audit"
 #: Audit name -> operator that (re)runs it.
 RERUN_OPERATORS = {
     "duplicates": f"{PLUGIN}/audit_duplicates",
@@ -218,6 +220,12 @@ class AuditReviewPanel(foo.Panel):
         params["view_target"] = "DATASET"
         ctx.prompt(uri, params=params)
 
+    def rerun_changed(self, ctx):
+        """Open the incremental re-run (only the shards whose samples changed) for a sharded run."""
+        key = ctx.panel.state.audit_key
+        if key:
+            ctx.prompt(RERUN_CHANGED_OPERATOR, params={"audit_key": key})
+
     # ---- state --------------------------------------------------------------------------------
     def _show(self, ctx, selection: ev.Selection):
         if selection.empty:
@@ -234,7 +242,7 @@ class AuditReviewPanel(foo.Panel):
             key = keys[0] if keys else None
         state = {"audits": keys, "audit_key": key, "audit": None, "charts": [], "layouts": {}, "queue": [],
                  "queue_filters": {}, "choices": {}, "page": 0, "n_pages": 1, "n_queue": 0, "leaks": [],
-                 "leak_page": 0, "drift_tests": [], "stale": "", "showing": "", "detail": "",
+                 "leak_page": 0, "drift_tests": [], "stale": "", "incremental": False, "showing": "", "detail": "",
                  "metric": ctx.panel.state.metric or "f1",
                  "header": "No iou-audit runs on this dataset yet: run one from the operator browser (`)."}
         # The filter dropdowns show their own state (at their paths in the two h_stacks), not
@@ -252,6 +260,7 @@ class AuditReviewPanel(foo.Panel):
         ctx.panel.state.header = (f"**{result.audit}** `{key}`: {n} findings in "
                                   f"{result.findings.loc[result.findings['sample_id'] != '', 'sample_id'].nunique()} samples")
         ctx.panel.state.stale = ev.staleness(ctx.dataset, key)["message"]
+        ctx.panel.state.incremental = _has_incremental_parts(ctx.dataset, key)
         self._set_charts(ctx, result)
         everything = triage(ctx.dataset, states=None)
         choices = ev.filter_choices(everything, [c for c, _ in QUEUE_FILTERS.values() if c != "review_state"])
@@ -348,6 +357,8 @@ class AuditReviewPanel(foo.Panel):
         buttons = panel.h_stack("buttons", align_x="left", gap=1)
         # short labels: an h_stack shares the panel's width equally and wraps long ones
         buttons.btn("rerun", label="Re-run", on_click=self.rerun, variant="contained")
+        if s.stale and s.incremental:  # a sharded run kept its parts: re-run the changed shards only
+            buttons.btn("rerun_changed", label="Changed only", on_click=self.rerun_changed)
         buttons.btn("show_all", label="Flagged", on_click=self.show_all_flagged)
         buttons.btn("clear", label="Clear", on_click=self.clear_selection)
         buttons.btn("refresh", label="Refresh", on_click=self.refresh)
@@ -434,6 +445,18 @@ class AuditReviewPanel(foo.Panel):
             table.add_row_action("open", self.open_drift, label="Show",
                                  tooltip="Show the two splits' samples")
             panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
+
+
+def _has_incremental_parts(dataset, key: str) -> bool:
+    """Whether ``key`` is a merged sharded run that kept its parts (what an incremental re-run needs)."""
+    from iou_audit.shards.incremental import latest_merged_plan
+    from iou_audit.shards.run import ShardError
+
+    try:
+        latest_merged_plan(dataset, key)
+    except ShardError:
+        return False
+    return True
 
 
 def _row_index(ctx, n_rows: int) -> int | None:

@@ -271,3 +271,42 @@ def test_panel_with_no_audits_says_so(dataset):
     dataset.add_sample(fo.Sample(filepath="/nonexistent/x.jpg"))
     e = Event(dataset, "on_load")
     assert e.state["audit_key"] is None and e.state["queue"] == [] and "No iou-audit runs" in e.state["header"]
+
+
+def test_stale_sharded_run_offers_changed_samples_only(dataset):
+    """A sharded run that kept its parts: once stale, the panel offers "Changed only", which opens
+    the incremental re-run; executing it leaves the run fresh with the edit's finding gone."""
+    import fiftyone.utils.iou  # noqa: F401  (the oracle below)
+
+    from iou_audit import shards
+
+    _dataset_with_duplicates(dataset)
+    shards.run_sharded(dataset, "duplicates", "sdups", n_shards=2, keep_parts=True, label_field="gt", batch_size=2)
+    e = _open(dataset, "sdups")
+    assert e.state["incremental"] is True and e.state["stale"] == ""
+    assert "rerun_changed" not in e.properties["buttons"]["type"]["properties"]  # fresh: nothing to re-run
+    s = dataset.first()
+    s.gt.detections[1].bounding_box = [0.6, 0.6, 0.2, 0.2]  # no longer a near-copy of detection 0
+    s.save()
+    e = Event(dataset, "refresh", e.state)
+    assert e.state["stale"].startswith("1 sample modified")
+    assert "rerun_changed" in e.properties["buttons"]["type"]["properties"]
+    prompt = [r for r in Event(dataset, "rerun_changed", e.state).requests
+              if r["operator_uri"] == "prompt_user_for_operation"]
+    assert prompt[0]["params"]["operator_uri"] == "@iou-audit/iou-audit/rerun_changed_audit"
+    assert prompt[0]["params"]["params"] == {"audit_key": "sdups"}
+    res = foo.execute_operator("@iou-audit/iou-audit/rerun_changed_audit",
+                               ctx=dict(dataset=dataset, params=prompt[0]["params"]["params"]))
+    assert res.error is None, res.error_message
+    assert res.result["n_changed"] == 1
+    e = Event(dataset, "refresh", e.state)
+    assert e.state["stale"] == ""
+    # oracle: FiftyOne's own IoU of the two boxes of each sample; near-copies left: samples 1 and 2
+    found = load_audit(dataset, "sdups").findings
+    dup_samples = set(found.loc[found["kind"] == "duplicate", "sample_id"])
+    want = {smp.id for smp in dataset if fo.utils.iou.compute_ious(
+        smp.gt.detections[:1], smp.gt.detections[1:2])[0][0] > 0.9}
+    assert dup_samples == want and len(want) == 2
+    # a plain (unsharded) run never offers it
+    e = _open(dataset, "dups")
+    assert e.state["incremental"] is False
