@@ -144,3 +144,13 @@ def test_fiftyone_evaluate_segmentations_per_image_confusion(dataset, tmp_path):
     for n, gid in enumerate(gt_ids):
         assert (ours[n] == fo_conf[gid]).all()
     assert (ours.sum(axis=0) == res.pixel_confusion_matrix).all()
+
+
+def test_semantic_geometry_does_not_import_fiftyone():
+    import subprocess
+    import sys
+
+    code = ("import sys, iou_audit; iou_audit.confusion_matrices; iou_audit.pixel_alpha; "
+            "import iou_audit.geometry.semantic; bad = [m for m in ('fiftyone', 'pandas') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

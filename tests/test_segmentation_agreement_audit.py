@@ -13,6 +13,7 @@ import pytest
 from sklearn.metrics import jaccard_score
 
 from iou_audit.audits.segmentation import audit_segmentation_agreement
+from iou_audit.geometry.dense_masks import boundary_iou
 from iou_audit.results import delete_audit, list_audits
 
 VALUES = [0, 1, 2, 5]
@@ -106,13 +107,22 @@ def test_three_fields_consensus_is_the_vote(dataset, tmp_path):
               for _ in range(3)]
     dataset.add_sample(fo.Sample(filepath=str(tmp_path / "x.jpg"),
                                  **{f"s{i}": fo.Segmentation(mask=m) for i, m in enumerate(fields)}))
-    audit_segmentation_agreement(dataset, ["s0", "s1", "s2"], consensus_field="vote")
+    r = audit_segmentation_agreement(dataset, ["s0", "s1", "s2"], consensus_field="vote", heatmap_field="heat",
+                                     boundary=True)
     got = dataset.first().vote.get_mask()
+    heat = dataset.first().heat
+    assert heat.range == [0, 255]
     for y in range(base.shape[0]):
         for x in range(base.shape[1]):
             vals = [int(m[y, x]) for m in fields]
             best = max(vals.count(v) for v in vals)
             assert got[y, x] == next(v for v in vals if vals.count(v) == best)
+            assert heat.map[y, x] == round(255 * (1 - best / 3))
+    # Boundary IoU: per pair the mean over present classes of the binary masks' Boundary IoU
+    want = np.mean([np.mean([boundary_iou(fields[i] == v, fields[j] == v)
+                             for v in np.union1d(fields[i], fields[j])]) for i, j in ((0, 1), (0, 2), (1, 2))])
+    assert dataset.first().segmentation_agreement_boundary_iou == pytest.approx(want)
+    assert r.metrics["boundary_iou"] == pytest.approx(want) and 0 < want < 1
 
 
 def test_size_mismatch_is_named_or_resized_as_fiftyone(dataset, tmp_path):

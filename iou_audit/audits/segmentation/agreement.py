@@ -16,11 +16,15 @@ Findings (sample-level: ``label_id`` is empty; ``field``/``other_field`` name th
 - ``missing_mask``: some fields have a mask for the sample and others do not (score 1).
 
 Writes (when ``save``): per sample ``<key>_miou``, ``<key>_pixel_accuracy``, ``<key>_fwiou``
-(mean over field pairs), ``<key>_alpha``; with ``regions_field``, a new Detections field of the
+(mean over field pairs), ``<key>_alpha`` and, with ``boundary``, ``<key>_boundary_iou`` (per pair
+the mean over the classes present in either map of the classes' Boundary IoU, Cheng et al. 2021;
+mean over pairs); with ``regions_field``, a new Detections field of the
 connected regions (>= ``min_region_pixels``) where the first two fields disagree, each with its
 instance mask, ``label`` "<class in field 1> vs <class in field 2>" (the region's most frequent
 pair) and a ``pixels`` attribute; with ``consensus_field``, a new Segmentation field with the
-pixel-wise majority (tie: the earliest field's value). Both new fields are in the run's manifest,
+pixel-wise majority (tie: the earliest field's value); with ``heatmap_field``, a new Heatmap field
+(uint8, range [0, 255]) of 255 x the share of fields that do not give the majority value. The new
+fields are in the run's manifest,
 so ``delete_audit`` removes them.
 """
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
-from iou_audit.audits.segmentation.regions import disagreement_regions, majority_consensus
+from iou_audit.audits.segmentation.regions import class_boundary_iou, disagreement_regions, majority_consensus
 from iou_audit.geometry.semantic import (
     class_iou,
     coincidence_matrix,
@@ -64,6 +68,11 @@ class SegmentationAgreementConfig(AuditConfig):
     min_region_pixels: int = option(64, "smallest region of disagreement written", low=1)
     consensus_field: str | None = option(None, "write the pixel-wise majority to this new Segmentation field",
                                          kind="new_field")
+    heatmap_field: str | None = option(None, "write a per-pixel disagreement heatmap (share of fields not with the "
+                                       "majority) to this new Heatmap field", kind="new_field")
+    boundary: bool = option(False, "also compute Boundary IoU per image (mean over classes present; slower)")
+    boundary_dilation: float = option(0.02, "Boundary IoU band width as a fraction of the image diagonal", low=0.0,
+                                      high=1.0, low_open=True)
     resize: str = option("error", "masks of different sizes: an error, or nearest-neighbour resized to the first "
                          "field's size (as evaluate_segmentations)", choices=RESIZES)
     batch_size: int = option(128, "samples read per batch (bounds memory)", low=1)
@@ -73,9 +82,9 @@ class SegmentationAgreementConfig(AuditConfig):
         if len(self.fields) < 2 or len(set(self.fields)) != len(self.fields) or not all(
                 isinstance(f, str) and f for f in self.fields):
             raise ValueError(f"fields must be two or more distinct field names, got {list(self.fields)!r}")
-        new = [n for n in (self.regions_field, self.consensus_field) if n]
+        new = [n for n in (self.regions_field, self.consensus_field, self.heatmap_field) if n]
         if set(new) & set(self.fields) or len(set(new)) != len(new):
-            raise ValueError(f"regions_field and consensus_field must be new, distinct names, got {new}")
+            raise ValueError(f"regions_field, consensus_field and heatmap_field must be new, distinct names, got {new}")
 
 
 def audit_segmentation_agreement(samples, fields, audit_key: str = "segmentation_agreement", save: bool = True,
@@ -138,7 +147,7 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     total = {p: np.zeros((0, 0), np.int64) for p in pairs}
     images_with = {p: [np.zeros(0, np.int64), np.zeros(0, np.int64)] for p in pairs}
     per_image, frames = [], []
-    regions, consensus = {}, {}
+    regions, consensus, heatmaps = {}, {}, {}
     skipped = 0
     n_samples = max(1, len(samples))
     done = 0
@@ -204,18 +213,29 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
                 coin = coincidence_matrix([pair_conf[p][j] for p in pairs], len(fields))
                 row.update(miou=float(np.mean(mious)), pixel_accuracy=float(np.mean(accs)),
                            fwiou=float(np.mean(fws)), alpha=nominal_alpha(coin))
-                per_image.append(row)
                 raw = [batch.masks[f][full[r]] for f in range(len(fields))]
+                if config.boundary:
+                    row["boundary_iou"] = float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
+                                                         for a, b in pairs]))
+                per_image.append(row)
                 if config.regions_field:
                     dets = [fo.Detection(label=f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}",
                                          bounding_box=g["box"], mask=g["mask"], pixels=g["pixels"])
                             for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)]
                     regions[sid] = fo.Detections(detections=dets)
-                if config.consensus_field:
-                    consensus[sid] = fo.Segmentation(mask=_storable(majority_consensus(raw)[0]))
+                if config.consensus_field or config.heatmap_field:
+                    voted, support = majority_consensus(raw)
+                    if config.consensus_field:
+                        consensus[sid] = fo.Segmentation(mask=_storable(voted))
+                    if config.heatmap_field:
+                        share = 1.0 - support / len(fields)  # 0: every field agrees
+                        heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
     report.report(0.88, "summarising")
-    return _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
-                      consensus, config)
+    out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
+                     consensus, config)
+    if config.heatmap_field:
+        out.new_fields[config.heatmap_field] = heatmaps
+    return out
 
 
 def _name(value: int, names: dict, rgb: bool) -> str:
@@ -251,7 +271,8 @@ def _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image
                           "fwiou": float(frequency_weighted_iou(c)) if c.size else float("nan"),
                           "pixel_accuracy": float(pixel_accuracy(c)) if c.size else float("nan")})
     per_pair = pd.DataFrame(pair_rows)
-    image_frame = pd.DataFrame(per_image, columns=["sample_id", "miou", "pixel_accuracy", "fwiou", "alpha"]
+    scores = ["miou", "pixel_accuracy", "fwiou", "alpha"] + (["boundary_iou"] if config.boundary else [])
+    image_frame = pd.DataFrame(per_image, columns=["sample_id", *scores]
                                + [f"miou:{fields[a]}:{fields[b]}" for a, b in pairs])
     findings = make_findings(pd.DataFrame(frames) if frames else None, audit=AUDIT)
     findings = findings.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
@@ -261,10 +282,13 @@ def _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image
     metrics = {"miou": float(per_pair["miou"].mean()), "fwiou": float(per_pair["fwiou"].mean()),
                "pixel_accuracy": float(per_pair["pixel_accuracy"].mean()),
                "mean_image_miou": float(image_frame["miou"].mean()) if len(image_frame) else float("nan"),
-               "alpha": alpha, "n_images": len(image_frame), "n_skipped": skipped,
+               "alpha": alpha,
+               **({"boundary_iou": float(image_frame["boundary_iou"].mean()) if len(image_frame) else float("nan")}
+                  if config.boundary else {}),
+               "n_images": len(image_frame), "n_skipped": skipped,
                "n_regions": sum(len(d.detections) for d in regions.values()), **kind_counts(findings, KINDS)}
     sample_values = {name: dict(zip(image_frame["sample_id"], image_frame[name].tolist()))
-                     for name in ("miou", "pixel_accuracy", "fwiou", "alpha")} if len(image_frame) else {}
+                     for name in scores} if len(image_frame) else {}
     new_fields = {}
     if config.regions_field:
         new_fields[config.regions_field] = regions

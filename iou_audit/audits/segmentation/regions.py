@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from iou_audit.geometry.dense_masks import boundary_iou
+
 
 def disagreement_regions(a: np.ndarray, b: np.ndarray, min_pixels: int) -> list[dict]:
     """Connected components (8-connected, ``scipy.ndimage.label``) of the pixels where ``a != b``
@@ -66,3 +68,18 @@ def majority_consensus(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     winner = np.argmax(votes, axis=0)  # first maximum: the earliest map among the tied values
     rows = winner[None]
     return np.take_along_axis(stack, rows, 0)[0], np.take_along_axis(votes, rows, 0)[0]
+
+
+def class_boundary_iou(a: np.ndarray, b: np.ndarray, dilation_ratio: float = 0.02) -> float:
+    """Mean over the values present in either map of the Boundary IoU of their binary masks
+    (:func:`iou_audit.geometry.dense_masks.boundary_iou`); NaN for empty maps.
+
+    Example:
+        >>> a = np.zeros((10, 10), int); a[2:8, 2:8] = 1
+        >>> class_boundary_iou(a, a), class_boundary_iou(a, np.zeros_like(a)) < 1
+        (1.0, True)
+    """
+    values = np.union1d(np.unique(a), np.unique(b))
+    if not len(values):
+        return float("nan")
+    return float(np.mean([boundary_iou(a == v, b == v, dilation_ratio) for v in values]))
