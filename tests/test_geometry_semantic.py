@@ -26,6 +26,7 @@ from iou_audit.geometry.semantic import (
     nominal_alpha,
     pixel_accuracy,
     pixel_alpha,
+    value_confusion_matrix,
 )
 
 
@@ -154,3 +155,18 @@ def test_semantic_geometry_does_not_import_fiftyone():
             "import iou_audit.geometry.semantic; bad = [m for m in ('fiftyone', 'pandas') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int64, bool])
+def test_value_confusion_matrix_equals_pixel_counting(dtype):
+    rng = np.random.default_rng(11)
+    pool = {np.uint8: [0, 3, 200, 255], np.uint16: [0, 7, 1203, 65535], np.int64: [0, 0xff6d04, 5], bool: [0, 1]}[dtype]
+    a = rng.choice(pool, size=(13, 17)).astype(dtype)
+    b = np.where(rng.random(a.shape) < 0.5, a, rng.choice(pool[:-1], size=a.shape)).astype(dtype)
+    values, got = value_confusion_matrix(a, b)
+    assert values.tolist() == sorted(set(a.ravel().tolist()) | set(b.ravel().tolist()))
+    want = np.zeros_like(got)
+    pos = {v: i for i, v in enumerate(values.tolist())}
+    for x, y in zip(a.ravel().tolist(), b.ravel().tolist()):
+        want[pos[x], pos[y]] += 1
+    assert (got == want).all()

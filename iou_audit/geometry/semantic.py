@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "class_indices", "confusion_matrices", "ragged_confusion_matrices", "class_iou", "mean_iou", "frequency_weighted_iou",
+    "class_indices", "confusion_matrices", "ragged_confusion_matrices", "value_confusion_matrix", "class_iou", "mean_iou", "frequency_weighted_iou",
     "pixel_accuracy", "coincidence_matrix", "nominal_alpha", "pixel_alpha",
 ]
 
@@ -120,6 +120,45 @@ def ragged_confusion_matrices(a: Sequence[np.ndarray], b: Sequence[np.ndarray], 
     key += flat_a * k
     key += flat_b
     return np.bincount(key, minlength=len(a) * k * k).reshape(len(a), k, k)
+
+
+def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix of two maps of raw integer pixel values, over the values present in either.
+
+    Returns ``(values, C)``: the sorted values present (int64) and ``C[i, j]`` = pixels that are
+    ``values[i]`` in ``a`` and ``values[j]`` in ``b``. uint8 maps take one 65,536-bin bincount on
+    ``a << 8 | b``; uint16 maps a presence bincount and a lookup table; other integer maps ``np.unique``.
+
+    Example:
+        >>> values, c = value_confusion_matrix(np.array([[0, 0, 7]], np.uint8), np.array([[0, 7, 7]], np.uint8))
+        >>> values.tolist(), c.tolist()
+        ([0, 7], [[1, 1], [0, 1]])
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"label maps differ in shape: {a.shape} != {b.shape}")
+    for name, x in (("a", a), ("b", b)):
+        if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
+            raise ValueError(f"label map {name} must be integer, got {x.dtype}")
+    small = all(x.dtype == bool or (x.dtype.kind == "u" and x.dtype.itemsize <= 2) for x in (a, b))
+    if small and max(a.dtype.itemsize, b.dtype.itemsize) == 1:
+        key = (a.astype(np.uint16) << 8) | b.astype(np.uint16)
+        full = np.bincount(key.ravel(), minlength=1 << 16).reshape(256, 256)
+        values = np.flatnonzero(full.any(axis=1) | full.any(axis=0))
+        return values, full[np.ix_(values, values)]
+    if small:
+        present = np.bincount(a.ravel(), minlength=1 << 16) > 0
+        present |= np.bincount(b.ravel(), minlength=1 << 16) > 0
+        values = np.flatnonzero(present)
+        lut = np.zeros(1 << 16, np.int64)
+        lut[values] = np.arange(len(values))
+        ia, ib = lut[a.ravel()], lut[b.ravel()]
+    else:
+        values, inverse = np.unique(np.concatenate([a.ravel(), b.ravel()]).astype(np.int64), return_inverse=True)
+        ia, ib = inverse[: a.size], inverse[a.size:]
+    k = len(values)
+    return values.astype(np.int64), np.bincount(ia * k + ib, minlength=k * k).reshape(k, k)
 
 
 def _parts(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -108,7 +108,8 @@ def decode_mask(path: str) -> np.ndarray:
 
 
 def as_values(mask: np.ndarray | None, where: str) -> np.ndarray | None:
-    """A decoded mask as 2-D int64 pixel values (RGB -> ``0xRRGGBB``); an error names ``where``."""
+    """A decoded mask as 2-D integer pixel values (its own unsigned dtype kept; bool as uint8; RGB ->
+    int64 ``0xRRGGBB``); an error names ``where``."""
     if mask is None:
         return None
     m = np.asarray(mask)
@@ -118,13 +119,15 @@ def as_values(mask: np.ndarray | None, where: str) -> np.ndarray | None:
         m = m[..., 0]
     if m.ndim != 2 or not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
         raise ValueError(f"{where}: a segmentation mask must be a 2-D integer or RGB array, got {m.dtype} {m.shape}")
-    return m.astype(np.int64, copy=False)
+    if m.dtype == bool:
+        return m.view(np.uint8)
+    return m if m.dtype.kind == "u" else m.astype(np.int64, copy=False)
 
 
 @dataclass
 class SegmentationBatch:
     """Masks of one batch of samples: ``masks[f][i]`` is field ``f``'s 2-D int64 pixel values of
-    ``sample_ids[i]`` (None: no mask), ``label_ids[f][i]`` its Segmentation's id ("" if none)."""
+    ``sample_ids[i]`` (as :func:`as_values`; None: no mask), ``label_ids[f][i]`` its Segmentation's id ("" if none)."""
 
     sample_ids: list[str]
     masks: list[list[np.ndarray | None]]

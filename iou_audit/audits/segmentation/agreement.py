@@ -44,15 +44,13 @@ from iou_audit.geometry.semantic import (
     mean_iou,
     nominal_alpha,
     pixel_accuracy,
-    ragged_confusion_matrices,
+    value_confusion_matrix,
 )
 from iou_audit.results import AuditResult, make_findings
 from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets
 
 AUDIT = "segmentation_agreement"
 KINDS = ("low_miou", "class_missing", "missing_mask")
-#: bound on the dense (maps x classes x classes) confusion block counted at once
-_BLOCK_CELLS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -168,74 +166,79 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
                                          + "; none in " + ", ".join(repr(f) for f, h in zip(fields, have) if not h)})
         if not full:
             continue
-        # global class indices of every value in the batch
-        batch_values = np.unique(np.concatenate([np.unique(m[i]) for m in batch.masks for i in full]))
-        gidx = classes.add(batch_values)
-        k = len(classes.values)
-        maps = [[gidx[np.searchsorted(batch_values, m[i])] for i in full] for m in batch.masks]
-        for p in pairs:
-            total[p] = _grow(total[p], k)
-            for side in (0, 1):
-                images_with[p][side] = np.pad(images_with[p][side], (0, k - len(images_with[p][side])))
-        step = max(1, _BLOCK_CELLS // (k * k))
-        for lo in range(0, len(full), step):
-            rows = range(lo, min(lo + step, len(full)))
-            pair_conf = {p: ragged_confusion_matrices([maps[p[0]][r] for r in rows], [maps[p[1]][r] for r in rows], k)
-                         for p in pairs}
-            for j, r in enumerate(rows):
-                sid = batch.sample_ids[full[r]]
-                row = {"sample_id": sid}
-                mious, accs, fws = [], [], []
-                for p in pairs:
-                    c = pair_conf[p][j]
-                    fa, fb = fields[p[0]], fields[p[1]]
-                    miou, acc, fw = float(mean_iou(c)), float(pixel_accuracy(c)), float(frequency_weighted_iou(c))
-                    mious.append(miou)
-                    accs.append(acc)
-                    fws.append(fw)
-                    row[f"miou:{fa}:{fb}"] = miou
-                    if miou < config.low_miou:
-                        frames.append({"kind": "low_miou", "sample_id": sid, "field": fa, "other_field": fb,
-                                       "score": 1.0 - miou, "iou": miou, "detail": f"mIoU {miou:.3f}"})
-                    in_a = c.sum(axis=1) >= config.min_class_pixels
-                    in_b = c.sum(axis=0) >= config.min_class_pixels
-                    images_with[p][0] += in_a
-                    images_with[p][1] += in_b
-                    for have, lack, counts, f_have, f_lack in ((in_a, c.sum(axis=0) == 0, c.sum(axis=1), fa, fb),
-                                                               (in_b, c.sum(axis=1) == 0, c.sum(axis=0), fb, fa)):
-                        for cls in np.flatnonzero(have & lack):
-                            label = _name(classes.values[cls], names, rgb)
-                            frames.append({"kind": "class_missing", "sample_id": sid, "field": f_have,
-                                           "other_field": f_lack, "label": label, "score": 1.0, "iou": 0.0,
-                                           "detail": f"{label!r}: {int(counts[cls])} px in {f_have!r}, none in "
-                                                     f"{f_lack!r}"})
-                    total[p] += c
-                coin = coincidence_matrix([pair_conf[p][j] for p in pairs], len(fields))
-                row.update(miou=float(np.mean(mious)), pixel_accuracy=float(np.mean(accs)),
-                           fwiou=float(np.mean(fws)), alpha=nominal_alpha(coin))
-                raw = [batch.masks[f][full[r]] for f in range(len(fields))]
-                if config.boundary:
-                    row["boundary_iou"] = float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
-                                                         for a, b in pairs]))
-                per_image.append(row)
-                if config.regions_field:
-                    dets = [fo.Detection(label=f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}",
-                                         bounding_box=g["box"], mask=g["mask"], pixels=g["pixels"])
-                            for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)]
-                    regions[sid] = fo.Detections(detections=dets)
-                if config.consensus_field or config.heatmap_field:
-                    voted, support = majority_consensus(raw)
-                    if config.consensus_field:
-                        consensus[sid] = fo.Segmentation(mask=_storable(voted))
-                    if config.heatmap_field:
-                        share = 1.0 - support / len(fields)  # 0: every field agrees
-                        heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
+        for i in full:
+            sid = batch.sample_ids[i]
+            raw = [m[i] for m in batch.masks]
+            row = {"sample_id": sid}
+            mious, accs, fws, local = [], [], [], []
+            for p in pairs:
+                values, c = value_confusion_matrix(raw[p[0]], raw[p[1]])
+                g = classes.add(values)
+                local.append((values, c))
+                fa, fb = fields[p[0]], fields[p[1]]
+                miou, acc, fw = float(mean_iou(c)), float(pixel_accuracy(c)), float(frequency_weighted_iou(c))
+                mious.append(miou)
+                accs.append(acc)
+                fws.append(fw)
+                row[f"miou:{fa}:{fb}"] = miou
+                if miou < config.low_miou:
+                    frames.append({"kind": "low_miou", "sample_id": sid, "field": fa, "other_field": fb,
+                                   "score": 1.0 - miou, "iou": miou, "detail": f"mIoU {miou:.3f}"})
+                rows_px, cols_px = c.sum(axis=1), c.sum(axis=0)
+                in_a, in_b = rows_px >= config.min_class_pixels, cols_px >= config.min_class_pixels
+                k = len(classes.values)
+                total[p] = _grow(total[p], k)
+                for side in (0, 1):
+                    images_with[p][side] = np.pad(images_with[p][side], (0, k - len(images_with[p][side])))
+                total[p][np.ix_(g, g)] += c
+                images_with[p][0][g] += in_a
+                images_with[p][1][g] += in_b
+                for have, lack, counts, f_have, f_lack in ((in_a, cols_px == 0, rows_px, fa, fb),
+                                                           (in_b, rows_px == 0, cols_px, fb, fa)):
+                    for cls in np.flatnonzero(have & lack):
+                        label = _name(int(values[cls]), names, rgb)
+                        frames.append({"kind": "class_missing", "sample_id": sid, "field": f_have,
+                                       "other_field": f_lack, "label": label, "score": 1.0, "iou": 0.0,
+                                       "detail": f"{label!r}: {int(counts[cls])} px in {f_have!r}, none in "
+                                                 f"{f_lack!r}"})
+            row.update(miou=float(np.mean(mious)), pixel_accuracy=float(np.mean(accs)),
+                       fwiou=float(np.mean(fws)), alpha=_image_alpha(local, len(fields)))
+            if config.boundary:
+                row["boundary_iou"] = float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
+                                                     for a, b in pairs]))
+            per_image.append(row)
+            if config.regions_field:
+                dets = [fo.Detection(label=f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}",
+                                     bounding_box=g["box"], mask=g["mask"], pixels=g["pixels"])
+                        for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)]
+                regions[sid] = fo.Detections(detections=dets)
+            if config.consensus_field or config.heatmap_field:
+                voted, support = majority_consensus(raw)
+                if config.consensus_field:
+                    consensus[sid] = fo.Segmentation(mask=_storable(voted))
+                if config.heatmap_field:
+                    share = 1.0 - support / len(fields)  # 0: every field agrees
+                    heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
     report.report(0.88, "summarising")
     out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
                      consensus, config)
     if config.heatmap_field:
         out.new_fields[config.heatmap_field] = heatmaps
     return out
+
+
+def _image_alpha(local: list, num_fields: int) -> float:
+    """Pixel alpha of one image from its per-pair ``(values, confusion)`` (each over its own values)."""
+    if num_fields == 2:
+        return nominal_alpha(coincidence_matrix([local[0][1]], 2))
+    values = np.unique(np.concatenate([v for v, _ in local]))
+    mats = []
+    for v, c in local:
+        g = np.searchsorted(values, v)
+        m = np.zeros((len(values), len(values)), np.int64)
+        m[np.ix_(g, g)] = c
+        mats.append(m)
+    return nominal_alpha(coincidence_matrix(mats, num_fields))
 
 
 def _name(value: int, names: dict, rgb: bool) -> str:
