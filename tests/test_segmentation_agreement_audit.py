@@ -178,3 +178,14 @@ def test_bad_fields_are_named(seg_dataset):
         audit_segmentation_agreement(ds, ["r1", "r2"], consensus_field="r2", save=False)
     with pytest.raises(ValueError, match="already exists"):
         audit_segmentation_agreement(ds, ["r1", "r2"], regions_field="filepath")
+
+
+def test_unreadable_mask_file_is_named_and_nothing_is_written(dataset, tmp_path):
+    import fiftyone as fo
+
+    missing = str(tmp_path / "gone.png")
+    dataset.add_sample(fo.Sample(filepath=str(tmp_path / "x.jpg"), gt=fo.Segmentation(mask=np.zeros((4, 4), np.uint8)),
+                                 pred=fo.Segmentation(mask_path=missing)))
+    with pytest.raises(OSError, match="gone.png"):
+        audit_segmentation_agreement(dataset, ["gt", "pred"], consensus_field="cons")
+    assert dataset.list_runs() == [] and dataset.get_field("cons") is None

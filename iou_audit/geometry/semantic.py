@@ -1,8 +1,13 @@
 """Semantic segmentation agreement on integer label maps: class confusion matrices and their scores.
 
-Everything here is pure numpy on *class-index* maps (``0 .. K-1`` per pixel; mapping raw mask values
-or RGB colours to indices is :func:`class_indices`). One ``np.bincount`` over ``(n * K + a) * K + b``
-gives the per-image confusion matrices of a whole batch of equal-size maps at once.
+Everything here is pure numpy. :func:`confusion_matrices` works on *class-index* maps (``0 .. K-1``
+per pixel; mapping raw mask values or RGB colours to indices is :func:`class_indices`): one
+``np.bincount`` over ``(n * K + a) * K + b`` gives the per-image confusion matrices of a whole batch
+of equal-size maps at once. :func:`value_confusion_matrix` takes one pair of maps of raw pixel values
+(any sizes, any values) and returns the matrix over the values present, which is what the audit
+uses image by image. ``iou_audit.geometry.dense_masks.semantic_iou`` is the older single-pair
+summary (0/0 IoU = 0, an "other" bucket for values outside ``classes``); the scores here use NaN
+for classes absent from both maps instead, so that they drop out of means.
 
 Conventions (the scores take a confusion matrix ``C`` with rows = first map / ground truth and
 columns = second map / prediction, or a stack ``(..., K, K)`` of them):
@@ -25,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "class_indices", "confusion_matrices", "ragged_confusion_matrices", "value_confusion_matrix", "class_iou", "mean_iou", "frequency_weighted_iou",
+    "class_indices", "confusion_matrices", "value_confusion_matrix", "class_iou", "mean_iou", "frequency_weighted_iou",
     "pixel_accuracy", "coincidence_matrix", "nominal_alpha", "pixel_alpha",
 ]
 
@@ -91,35 +96,6 @@ def confusion_matrices(a: np.ndarray, b: np.ndarray, num_classes: int) -> np.nda
     key += (np.arange(n, dtype=np.int64) * (k * k))[:, None]
     out = np.bincount(key.ravel(), minlength=n * k * k).reshape(n, k, k)
     return out[0] if single else out
-
-
-def ragged_confusion_matrices(a: Sequence[np.ndarray], b: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
-    """:func:`confusion_matrices` of maps of different sizes (pairs ``a[n]``, ``b[n]`` of equal size),
-    still one bincount: the pixels are concatenated and keyed by their map.
-
-    Example:
-        >>> ragged_confusion_matrices([np.array([[0, 1]]), np.array([[1]])], [np.array([[0, 0]]), np.array([[1]])],
-        ...                           2).tolist()
-        [[[1, 0], [1, 0]], [[0, 0], [0, 1]]]
-    """
-    if len(a) != len(b):
-        raise ValueError(f"{len(a)} first maps but {len(b)} second maps")
-    for n, (x, y) in enumerate(zip(a, b)):
-        if np.shape(x) != np.shape(y):
-            raise ValueError(f"label maps {n} differ in shape: {np.shape(x)} != {np.shape(y)}")
-    k = int(num_classes)
-    if not len(a):
-        return np.zeros((0, k, k), np.int64)
-    sizes = np.array([np.size(x) for x in a], dtype=np.int64)
-    flat_a = np.concatenate([np.asarray(x).ravel() for x in a]).astype(np.int64)
-    flat_b = np.concatenate([np.asarray(y).ravel() for y in b]).astype(np.int64)
-    for name, x in (("a", flat_a), ("b", flat_b)):
-        if x.size and (int(x.min()) < 0 or int(x.max()) >= k):
-            raise ValueError(f"label maps {name} have values outside [0, {k}): min {int(x.min())}, max {int(x.max())}")
-    key = np.repeat(np.arange(len(a), dtype=np.int64) * (k * k), sizes)
-    key += flat_a * k
-    key += flat_b
-    return np.bincount(key, minlength=len(a) * k * k).reshape(len(a), k, k)
 
 
 def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
