@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from numba import njit
 
 __all__ = [
     "class_indices", "confusion_matrices", "value_confusion_matrix", "class_iou", "mean_iou", "frequency_weighted_iou",
@@ -102,8 +103,9 @@ def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
     """The confusion matrix of two maps of raw integer pixel values, over the values present in either.
 
     Returns ``(values, C)``: the sorted values present (int64) and ``C[i, j]`` = pixels that are
-    ``values[i]`` in ``a`` and ``values[j]`` in ``b``. uint8 maps take one 65,536-bin bincount on
-    ``a << 8 | b``; uint16 maps a presence bincount and a lookup table; other integer maps ``np.unique``.
+    ``values[i]`` in ``a`` and ``values[j]`` in ``b``. uint8 (and bool) maps are counted in one pass
+    into 256 x 256 cells; uint16 maps after a presence pass and a lookup table (both one compiled
+    loop over the pixels); other integer maps (e.g. RGB as ``0xRRGGBB``) through ``np.unique``.
 
     Example:
         >>> values, c = value_confusion_matrix(np.array([[0, 0, 7]], np.uint8), np.array([[0, 7, 7]], np.uint8))
@@ -118,23 +120,45 @@ def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
         if not (np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
             raise ValueError(f"label map {name} must be integer, got {x.dtype}")
     small = all(x.dtype == bool or (x.dtype.kind == "u" and x.dtype.itemsize <= 2) for x in (a, b))
-    if small and max(a.dtype.itemsize, b.dtype.itemsize) == 1:
-        key = (a.astype(np.uint16) << 8) | b.astype(np.uint16)
-        full = np.bincount(key.ravel(), minlength=1 << 16).reshape(256, 256)
-        values = np.flatnonzero(full.any(axis=1) | full.any(axis=0))
-        return values, full[np.ix_(values, values)]
     if small:
-        present = np.bincount(a.ravel(), minlength=1 << 16) > 0
-        present |= np.bincount(b.ravel(), minlength=1 << 16) > 0
+        a8 = a.view(np.uint8) if a.dtype == bool else a
+        b8 = b.view(np.uint8) if b.dtype == bool else b
+        size = 1 << (8 * max(a8.dtype.itemsize, b8.dtype.itemsize))
+        if size == 256:
+            full = np.zeros(1 << 16, np.int64)
+            _count_pairs(a8.ravel(), b8.ravel(), _IDENTITY_256, 256, full)
+            full = full.reshape(256, 256)
+            values = np.flatnonzero(full.any(axis=1) | full.any(axis=0))
+            return values, full[np.ix_(values, values)]
+        present = np.zeros(size, np.bool_)
+        _mark_present(a8.ravel(), present)
+        _mark_present(b8.ravel(), present)
         values = np.flatnonzero(present)
-        lut = np.zeros(1 << 16, np.int64)
+        lut = np.zeros(size, np.int64)
         lut[values] = np.arange(len(values))
-        ia, ib = lut[a.ravel()], lut[b.ravel()]
-    else:
-        values, inverse = np.unique(np.concatenate([a.ravel(), b.ravel()]).astype(np.int64), return_inverse=True)
-        ia, ib = inverse[: a.size], inverse[a.size:]
+        k = len(values)
+        out = np.zeros(k * k, np.int64)
+        _count_pairs(a8.ravel(), b8.ravel(), lut, k, out)
+        return values, out.reshape(k, k)
+    values, inverse = np.unique(np.concatenate([a.ravel(), b.ravel()]).astype(np.int64), return_inverse=True)
+    ia, ib = inverse[: a.size], inverse[a.size:]
     k = len(values)
     return values.astype(np.int64), np.bincount(ia * k + ib, minlength=k * k).reshape(k, k)
+
+
+_IDENTITY_256 = np.arange(256, dtype=np.int64)
+
+
+@njit(cache=True)
+def _count_pairs(a, b, lut, k, out):  # pragma: no cover - compiled; tested against pixel counting
+    for i in range(a.size):
+        out[lut[a[i]] * k + lut[b[i]]] += 1
+
+
+@njit(cache=True)
+def _mark_present(a, present):  # pragma: no cover - compiled
+    for i in range(a.size):
+        present[a[i]] = True
 
 
 def _parts(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

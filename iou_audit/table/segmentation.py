@@ -1,9 +1,10 @@
 """Reading ``fo.Segmentation`` fields in bulk: masks in the database or ``mask_path`` files on disk.
 
 :func:`iter_segmentation_batches` yields the masks of several Segmentation fields batch by batch
-(``batch_size`` samples at a time, so memory is bounded by one batch): each batch's in-database
-masks come from one ``values()`` call per field, its ``mask_path`` files are decoded in a thread
-pool (OpenCV releases the GIL). Decoding is FiftyOne's (``Segmentation.get_mask``): the file is read
+(``batch_size`` samples at a time, so memory is bounded by one batch): each batch's Segmentation
+documents come from one raw query; the stored masks (FiftyOne's zlib-compressed ``np.save`` bytes,
+``fiftyone.core.utils.deserialize_numpy_array``) and the ``mask_path`` files are decoded in a
+thread pool (zlib and OpenCV release the GIL). Decoding is FiftyOne's (``Segmentation.get_mask``): the file is read
 with ``cv2.IMREAD_UNCHANGED`` and colour files are turned RGB.
 
 Pixel values: a 2-D mask holds integer targets; a 3-channel (RGB) mask is turned into ``0xRRGGBB``
@@ -162,19 +163,33 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
             view = samples.select(batch_ids, ordered=True)
-            masks, label_ids = [], []
-            for f in fields:
-                got_ids, lids, in_db, paths = view.values(["id", f"{f}._id", f"{f}.mask", f"{f}.mask_path"])
-                if list(got_ids) != list(batch_ids):  # pragma: no cover - select(ordered=True) keeps the order
-                    raise RuntimeError("sample order changed while reading masks")
-                todo = [(i, p) for i, (m, p) in enumerate(zip(in_db, paths)) if m is None and p]
-                decoded = dict(zip([i for i, _ in todo], pool.map(decode_mask, [p for _, p in todo])))
-                masks.append([as_values(decoded.get(i, m), f"sample {sid} field {f!r}")
-                              for i, (sid, m) in enumerate(zip(batch_ids, in_db))])
-                label_ids.append(["" if lid is None else str(lid) for lid in lids])
+            # one raw query per batch: the Segmentation documents as stored (mask = zlib'd np.save bytes)
+            docs = list(fop.aggregate_raw(view, [{"$project": {f: True for f in fields}}]))
+            if [str(d["_id"]) for d in docs] != list(batch_ids):  # pragma: no cover - select keeps the order
+                raise RuntimeError("sample order changed while reading masks")
+            jobs = []
+            for d in docs:
+                for f in fields:
+                    seg = d.get(f) or {}
+                    jobs.append((seg.get("mask"), seg.get("mask_path")))
+            decoded = list(pool.map(_decode_job, jobs))
+            masks = [[as_values(decoded[i * len(fields) + j], f"sample {sid} field {f!r}")
+                      for i, sid in enumerate(batch_ids)] for j, f in enumerate(fields)]
+            label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
             batch = SegmentationBatch(list(batch_ids), masks, label_ids)
             _check_sizes(batch, fields, resize)
             yield batch
+
+
+def _decode_job(job) -> np.ndarray | None:
+    """A stored mask (FiftyOne's ``serialize_numpy_array`` bytes) or else its ``mask_path`` file;
+    zlib and OpenCV release the GIL, so the batch decodes in parallel threads."""
+    data, path = job
+    if data is not None:
+        from fiftyone.core.utils import deserialize_numpy_array
+
+        return deserialize_numpy_array(data)
+    return decode_mask(path) if path else None
 
 
 def _check_sizes(batch: SegmentationBatch, fields: Sequence[str], resize: str) -> None:
