@@ -158,7 +158,8 @@ def test_rgb_masks_with_hex_targets_as_fiftyone(dataset, tmp_path):
                                  pred=fo.Segmentation(mask_path=path)))
     dataset.mask_targets = {"gt": colours}
     dataset.save()
-    r = audit_segmentation_agreement(dataset, ["gt", "pred"], save=False)
+    r = audit_segmentation_agreement(dataset, ["gt", "pred"], consensus_field="cons")
+    assert (dataset.first().cons.get_mask() == rgb[a]).all()  # RGB in, RGB out (two fields: the first's)
     fo_res = dataset.evaluate_segmentations("pred", gt_field="gt", mask_targets=colours)
     order = [colours[k] for k in sorted(colours, key=lambda h: int(h[1:], 16))]  # FiftyOne sorts by value
     ours = np.zeros((3, 3), int)

@@ -134,6 +134,7 @@ class SegmentationBatch:
     masks: list[list[np.ndarray | None]]
     label_ids: list[list[str]]
     resized: list[str] = field(default_factory=list)  # "sample: field HxW -> HxW" of each resize
+    rgb: bool = False  # some mask was an RGB image (its values are 0xRRGGBB)
 
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -176,7 +177,8 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
             masks = [[as_values(decoded[i * len(fields) + j], f"sample {sid} field {f!r}")
                       for i, sid in enumerate(batch_ids)] for j, f in enumerate(fields)]
             label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
-            batch = SegmentationBatch(list(batch_ids), masks, label_ids)
+            rgb = any(m is not None and np.ndim(m) == 3 and np.shape(m)[2] in (3, 4) for m in decoded)
+            batch = SegmentationBatch(list(batch_ids), masks, label_ids, rgb=rgb)
             _check_sizes(batch, fields, resize)
             yield batch
 

@@ -151,6 +151,7 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     done = 0
     for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize):
         done += len(batch.sample_ids)
+        rgb |= batch.rgb
         report.report(0.85 * done / n_samples, "comparing masks")
         full = []
         for i, sid in enumerate(batch.sample_ids):
@@ -215,7 +216,7 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
             if config.consensus_field or config.heatmap_field:
                 voted, support = majority_consensus(raw)
                 if config.consensus_field:
-                    consensus[sid] = fo.Segmentation(mask=_storable(voted))
+                    consensus[sid] = fo.Segmentation(mask=_storable(voted, rgb))
                 if config.heatmap_field:
                     share = 1.0 - support / len(fields)  # 0: every field agrees
                     heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
@@ -245,11 +246,12 @@ def _name(value: int, names: dict, rgb: bool) -> str:
     return names.get(value, int_to_hex(value) if rgb else str(value))
 
 
-def _storable(mask: np.ndarray) -> np.ndarray:
-    """Pixel values as FiftyOne stores a mask: uint8/uint16 integers, else RGB (values were 0xRRGGBB)."""
-    if mask.min() >= 0 and mask.max() < 256:
+def _storable(mask: np.ndarray, rgb: bool) -> np.ndarray:
+    """Pixel values as FiftyOne stores a mask: RGB when the fields are RGB (values are 0xRRGGBB),
+    else uint8/uint16 integers (RGB beyond 65,535)."""
+    if not rgb and mask.min() >= 0 and mask.max() < 256:
         return mask.astype(np.uint8)
-    if mask.min() >= 0 and mask.max() < 65536:
+    if not rgb and mask.min() >= 0 and mask.max() < 65536:
         return mask.astype(np.uint16)
     return np.stack([(mask >> 16) & 255, (mask >> 8) & 255, mask & 255], axis=-1).astype(np.uint8)
 
