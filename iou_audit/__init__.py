@@ -32,6 +32,8 @@ _EXPORTS = {
     "compute_ious": "iou_audit.labels",
     "semantic_iou": "iou_audit.geometry.masks",
     "boundary_iou": "iou_audit.geometry.masks",
+    "confusion_matrices": "iou_audit.geometry.semantic",
+    "pixel_alpha": "iou_audit.geometry.semantic",
     "greedy_match": "iou_audit.matching",
     "hungarian_match": "iou_audit.matching",
     "batched_match": "iou_audit.matching",
@@ -53,6 +55,7 @@ _EXPORTS = {
     "audit_keypoint_predictions": "iou_audit.audits.keypoints",
     "audit_keypoint_duplicates": "iou_audit.audits.keypoints",
     "audit_keypoint_agreement": "iou_audit.audits.keypoints",
+    "audit_segmentation_agreement": "iou_audit.audits.segmentation",
     "ingest": "iou_audit.ingest",
     "ingest_bccd": "iou_audit.ingest",
 }
