@@ -118,6 +118,24 @@ def delegate_input(inputs: types.Object, default: bool = False) -> None:
     )
 
 
+def keep_parts_input(inputs: types.Object, default: bool = False) -> None:
+    """Add the "keep parts" switch: the run keeps its parts, so the review panel can later re-run it
+    on the changed samples only (``keep_parts=True`` of the library call, ``iou_audit.shards.plain``)."""
+    inputs.bool(
+        "keep_parts",
+        default=default,
+        label="Keep parts for changed-only re-runs",
+        description="Store the run's per-part statistics (a few MB per 1,000 samples) so a later re-run can "
+                    "recompute only the samples changed since (same result as a full re-run)",
+        view=types.CheckboxView(),
+    )
+
+
+def keep_parts_param(ctx) -> bool:
+    """The form's "keep parts" switch as the library's ``keep_parts`` argument."""
+    return bool(ctx.params.get("keep_parts", False))
+
+
 def resolve_delegation(ctx) -> bool | None:
     """True forces delegation when the user asked for it; None defers to the App's choice.
 

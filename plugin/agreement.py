@@ -12,6 +12,8 @@ from ._forms import (
     counts_output,
     delegate_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     label_fields,
     param,
     resolve_delegation,
@@ -49,6 +51,7 @@ class AuditAgreement(foo.Operator):
                     view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
         config_inputs(inputs, AgreementConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="agreement")
+        keep_parts_input(inputs)
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
         return types.Property(inputs, view=types.View(label="Multi-annotator agreement"))
@@ -65,6 +68,7 @@ class AuditAgreement(foo.Operator):
             **config_params(ctx, AgreementConfig, FORM_OPTIONS),
             audit_key=key,
             progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         m = result.metrics
         return {**finish_audit(ctx, result, KINDS, VIEW_PRIORITY),

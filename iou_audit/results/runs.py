@@ -121,7 +121,7 @@ def _save_locked(samples, dataset, key, result, label_attributes, sample_fields,
         previous = getattr(dataset.load_run_results(key, cache=False, load_view=False), "written", None) or {}
     _check_new_fields(dataset, new_fields, previous.get("new_fields", []))
     if key in dataset.list_runs():
-        delete_audit(dataset, key)
+        _delete_run(dataset, key)  # not delete_audit: a merge replacing the run keeps its own kept parts
 
     _check_collisions(dataset, plan["manifest"])
     if label_batches is None:
@@ -219,7 +219,16 @@ def load_audit(dataset, key: str) -> AuditResult:
 
 
 def delete_audit(dataset, key: str) -> dict:
-    """Remove exactly what the audit wrote (attributes, tags, sample fields, saved views, run)."""
+    """Remove exactly what the audit wrote (attributes, tags, sample fields, saved views, run) and
+    the parts kept for its incremental re-runs (``keep_parts``, ``iou_audit.shards``)."""
+    manifest = _delete_run(dataset, key)
+    from iou_audit.shards.run import drop_merged_plans
+
+    drop_merged_plans(dataset, key)
+    return manifest
+
+
+def _delete_run(dataset, key: str) -> dict:
     dataset = fop.root_dataset(dataset)
     info = _info(dataset, key)
     try:

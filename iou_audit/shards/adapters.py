@@ -187,11 +187,13 @@ def _pred_config(params: dict):
 
 
 def _pred_prepare(samples, config) -> dict:
+    """Checks the fields; records whether the labels have an ``area`` attribute (every part reads it
+    then), so an incremental re-run notices when that changed."""
     from iou_audit.table import check_label_field
 
     check_label_field(samples, config.pred_field)
     check_label_field(samples, config.gt_field)
-    return {}
+    return {"gt_area": bool(samples.has_field(f"{config.gt_field}.detections.area"))}
 
 
 def _without_geometry(table):

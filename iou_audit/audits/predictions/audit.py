@@ -53,6 +53,7 @@ def audit_predictions(
     save: bool = True,
     progress=None,
     geometry: str = PredictionsConfig.geometry,
+    keep_parts=False,
 ) -> AuditResult:
     """Find label errors from a model's predictions, with COCO-exact matching and ranked findings.
 
@@ -72,6 +73,9 @@ def audit_predictions(
         coco_metrics, tide: compute COCO AP@[.5:.95] and the TIDE dAP attribution.
         save: write results into the dataset.
         progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
+        keep_parts: True (or a number of samples per part) keeps the run's parts so
+            ``iou_audit.rerun_changed`` can later re-run only the changed samples (same stored run;
+            see ``iou_audit.shards.plain``).
 
     Writes (when ``save``): on both fields ``<key>_iou`` and ``<key>_match_id`` (the matched label's
     id, "" if none); on labels ``<key>_quality`` (0..1, see ``quality``); on predictions ``<key>_error``
@@ -94,7 +98,8 @@ def audit_predictions(
         pred_field=pred_field, gt_field=gt_field, iou_thresh=iou_thresh, method=canonical_method(method),
         classwise=bool(classwise), geometry=canonical_geometry(iou_type if iou_type is not None else geometry),
         good_fit=good_fit, min_score=min_score, coco_metrics=bool(coco_metrics), tide=bool(tide))
-    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress,
+                     keep_parts=keep_parts)
 
 
 def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput:
