@@ -159,7 +159,8 @@ def _triage(dataset_or_view, audit_keys, states, every_label=False,
     queue = _merge(dataset_or_view, dataset, findings, ran_at, load_decisions(dataset))
     if len(queue):
         queue["score"], rates = row_suspicion(queue["row_type"].tolist(), queue["label_id"].tolist(),
-                                              queue["audit_scores"].tolist(), sources, keys)
+                                              queue["audit_scores"].tolist(), sources, keys,
+                                              {k: infos[k]["audit"] for k in keys})
         queue = queue.sort_values(["score", "row_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
         if rates:
             queue.attrs["annotator_error_rates"] = rates
