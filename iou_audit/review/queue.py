@@ -66,7 +66,8 @@ def empty_queue(message: str = "") -> pd.DataFrame:
 
 
 def noisy_or(scores) -> float:
-    """``1 - prod(1 - s)`` of per-audit scores in [0, 1] (NaN counts 0).
+    """``1 - prod(1 - s)`` of per-audit scores in [0, 1] (NaN counts 0): the queue's rule before the
+    combined suspicion (:mod:`iou_audit.review.suspicion`), kept for callers.
 
     Example:
         >>> noisy_or([0.5, 0.5]), noisy_or([0.9]), noisy_or([float("nan"), 0.2])
