@@ -89,3 +89,33 @@ def test_annotator_error_rates_are_the_em_fixed_point(ds):
         assert got[lid] == pytest.approx(sig(lo(rate[who]) + ev), abs=1e-6)
     # ann1's labels carry more evidence (the duplicate at 0.9 on top of 0.1, and 0.6, 0.3): less reliable
     assert rate["ann1"] > rate["ann2"]
+
+
+def test_agreement_fields_are_annotators():
+    d = fo.Dataset()
+    try:
+        d.add_samples([fo.Sample(filepath=f"/nonexistent/a{s}.png", **{
+            f: fo.Detections(detections=[fo.Detection(label="RBC", bounding_box=[0.1 + 0.2 * k, 0.1, 0.1, 0.1])
+                                         for k in range(3)]) for f in ("ann_a", "ann_b")}) for s in range(4)])
+        a_ids = [i for v in d.values("ann_a.detections.id") for i in v]
+        b_ids = [i for v in d.values("ann_b.detections.id") for i in v]
+        sids = [s for s, v in zip(d.values("id"), d.values("ann_a.detections.id")) for _ in v]
+        flags = {("ann_a", a_ids[0]): 0.8, ("ann_a", a_ids[4]): 0.6, ("ann_b", b_ids[2]): 0.3}
+        rows = [{"kind": "low_agreement", "sample_id": sids[(a_ids if f == "ann_a" else b_ids).index(lid)],
+                 "field": f, "label_id": lid, "label": "RBC", "score": s, "detail": "x"} for (f, lid), s in flags.items()]
+        save_audit(d, AuditResult("agreement", "agr", {"label_fields": ["ann_a", "ann_b"], "annotator_attr": None},
+                                  make_findings(rows, audit="agreement")))
+        base = 0.1  # README: no scoring source
+        ev = {f: [lo(flags[(f, i)]) - lo(base) if (f, i) in flags else 0.0 for i in ids]
+              for f, ids in (("ann_a", a_ids), ("ann_b", b_ids))}
+        rate = {"ann_a": base, "ann_b": base}
+        for _ in range(500):
+            rate = {a: (sum(sig(lo(rate[a]) + e) for e in ev[a]) + SMOOTHING * base) / (len(ev[a]) + SMOOTHING)
+                    for a in rate}
+        q = triage(d)
+        assert q.attrs["annotator_error_rates"] == pytest.approx(rate, abs=1e-7)
+        got = dict(zip(q["label_id"], q["score"]))
+        assert got[a_ids[0]] == pytest.approx(sig(lo(rate["ann_a"]) + lo(0.8) - lo(base)), abs=1e-6)
+        assert got[b_ids[2]] == pytest.approx(sig(lo(rate["ann_b"]) + lo(0.3) - lo(base)), abs=1e-6)
+    finally:
+        d.delete()
