@@ -119,3 +119,19 @@ def test_agreement_fields_are_annotators():
         assert got[b_ids[2]] == pytest.approx(sig(lo(rate["ann_b"]) + lo(0.3) - lo(base)), abs=1e-6)
     finally:
         d.delete()
+
+
+def test_two_models_are_two_scoring_sources(ds):
+    ds, ids = ds
+    q1 = [0.9, 0.2, 0.95, 0.5, 0.99, 0.3, 0.9, 0.8, 0.7, 0.95, 0.9, 0.1]   # each model's <key>_quality
+    q2 = [0.8, 0.4, 0.9, 0.9, 0.95, 0.2, 0.85, 0.9, 0.6, 0.9, 0.95, 0.3]
+    for key, q in (("m1", q1), ("m2", q2)):
+        save_audit(ds, AuditResult("predictions", key, {"gt_field": "gt", "pred_field": "pred"}, make_findings()),
+                   label_attributes={"gt": {"quality": dict(zip(ids, q))}})
+    q = triage(ds, audit_keys=["m1", "m2"], every_label=True, annotator_attr=None)
+    b1, b2 = (sum(1 - x for x in q) / len(q) for q in (q1, q2))   # each model's base rate: its mean 1 - quality
+    base = (b1 + b2) / 2
+    got = dict(zip(q["label_id"], q["score"]))
+    for lid, x1, x2 in zip(ids, q1, q2):
+        expected = sig(lo(base) + lo(1 - x1) - lo(b1) + lo(1 - x2) - lo(b2))
+        assert got[lid] == pytest.approx(expected, abs=1e-9)
