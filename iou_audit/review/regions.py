@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iou_audit.audits.segmentation.agreement import AUDIT as SEGMENTATION_AUDIT
 from iou_audit.results.findings import make_findings
 
 KIND = "disagreement_region"
-#: The segmentation audit whose runs have regions (``iou_audit.audits.segmentation.agreement.AUDIT``).
-SEGMENTATION_AUDIT = "segmentation_agreement"
 
 
 def image_pixels(mask_shape: tuple, box) -> float | None:
