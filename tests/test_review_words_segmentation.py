@@ -74,7 +74,7 @@ def test_segmentation_rows_and_words(lvis_audited):
         w, h = sizes[sid]
         assert n == int(mask.sum()) >= MIN_REGION
         assert score == pytest.approx(n / (w * h), abs=1e-12)
-        assert f"region of disagreement, {n:,} px ({n / (w * h):.1%} of the image): 'seg_r1' says " in evidence
+        assert f"region of disagreement, {n:,} px ({n / (w * h):.1%} of the image): seg_r1 says " in evidence
 
 
 def test_a_region_row_can_be_marked_and_leaves_the_queue(lvis_audited):

@@ -39,7 +39,7 @@ def region_findings(dataset, result) -> pd.DataFrame:
 
     Example:
         >>> region_findings(ds, load_audit(ds, "seg")).loc[0, ["kind", "label", "detail"]].tolist()  # doctest: +SKIP
-        ['disagreement_region', 'person vs background', "1,204 px (2.1% of the image): 'seg_r1' says person, ..."]
+        ['disagreement_region', 'person vs background', "1,204 px (2.1% of the image): seg_r1 says person, ..."]
     """
     config = result.config or {}
     field = config.get("regions_field")
@@ -56,7 +56,7 @@ def region_findings(dataset, result) -> pd.DataFrame:
             n = int(n) if n is not None else int(np.count_nonzero(mask)) if mask is not None else 0
             share = n / total if total else float("nan")
             a, _, b = str(label or "").partition(" vs ")
-            says = (f"{fields[0]!r} says {a}, {fields[1]!r} says {b}" if b else str(label or ""))
+            says = (f"{fields[0]} says {a}, {fields[1]} says {b}" if b else str(label or ""))
             rows.append({"kind": KIND, "sample_id": sid, "field": field, "label_id": lid, "label": label or "",
                          "score": min(1.0, share) if share == share else 0.0,
                          "detail": f"{n:,} px ({share:.1%} of the image): {says}" if share == share

@@ -48,6 +48,11 @@ def _a(word: str) -> str:
     return f"{'an' if vowel else 'a'} {w}"
 
 
+def _unquote(name: str) -> str:
+    """A field name as an audit's detail quotes it (``repr``), without the quotes."""
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] and name[0] in "'\"" else name
+
+
 def _noun(detail: str) -> str:
     m = re.search(r"\((\w+)\)\s*$", detail or "")
     return _GEOMETRY_NOUN.get(m.group(1), "box") if m else "box"
@@ -84,7 +89,7 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
         'seg_r1 and seg_r2 agree poorly on this image: mIoU 0.40'
         >>> finding_words("segmentation_agreement", "class_missing", "person", 1.0, 0.0,
         ...               "'person': 1204 px in 'seg_r1', none in 'seg_r2'")
-        "'seg_r1' has person (1,204 px), 'seg_r2' has none of it"
+        'seg_r1 has person (1,204 px), seg_r2 has none of it'
     """
     label = label or "unlabelled"
     score, iou, detail = _num(score), _num(iou), detail or ""
@@ -136,9 +141,9 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
         if kind == "low_miou":
             return f"{pair} agree poorly on this image: mIoU {iou:.2f}" if iou is not None else f"{pair} agree poorly"
         if kind == "class_missing" and (m := _CLASS_PX.match(detail)):
-            return f"{m['have']} has {label} ({int(m['px']):,} px), {m['lack']} has none of it"
+            return f"{_unquote(m['have'])} has {label} ({int(m['px']):,} px), {_unquote(m['lack'])} has none of it"
         if kind == "missing_mask" and (m := _MASK_IN.match(detail)):
-            return f"no mask in {m['lack']} (there is one in {m['have']})"
+            return f"no mask in {_unquote(m['lack'])} (there is one in {_unquote(m['have'])})"
         if kind == "disagreement_region" and detail:
             return f"region of disagreement, {detail}"
     elif audit == "splits":
