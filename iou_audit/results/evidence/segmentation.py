@@ -254,9 +254,8 @@ def select_segmentation_class(samples, result: AuditResult, label: str, trace=No
         raise ValueError(f"class {label!r} is not in run {result.audit_key!r}")
     cells = image_confusions(samples, result, fa, fb)
     va, vb = cells["value_a"].isin(values), cells["value_b"].isin(values)
-    here = cells[va | vb]
-    inter = here[va & vb].groupby("sample_id")["pixels"].sum()
-    union = here.groupby("sample_id")["pixels"].sum()
+    inter = cells[va & vb].groupby("sample_id")["pixels"].sum()
+    union = cells[va | vb].groupby("sample_id")["pixels"].sum()
     iou = (inter.reindex(union.index, fill_value=0) / union).sort_values(kind="stable")
     regions = _region_rows(samples, result, iou.index.tolist(), lambda a, b: label in (a, b))
     return _selection(samples, result, fa, fb, 1.0 - iou, regions,
