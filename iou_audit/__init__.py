@@ -45,6 +45,7 @@ _EXPORTS = {
     "load_audit": "iou_audit.results",
     "delete_audit": "iou_audit.results",
     "audit_duplicates": "iou_audit.audits.duplicates",
+    "audit_label_prior": "iou_audit.audits.prior",
     "audit_agreement": "iou_audit.audits.agreement",
     "audit_predictions": "iou_audit.audits.predictions",
     "audit_splits": "iou_audit.audits.splits",

@@ -1,0 +1,88 @@
+"""The triage queue's combined suspicion on hand-made audits: every expected score follows from the
+README's rule (naive-Bayes log-odds, annotator error rates by EM), computed here step by step with
+plain floats, never from the code under test."""
+import math
+
+import fiftyone as fo
+import pytest
+
+from iou_audit.results import AuditResult, make_findings, save_audit
+from iou_audit.review import triage
+
+P = [0.05, 0.1, 0.02, 0.3, 0.08, 0.6, 0.04, 0.1, 0.2, 0.03, 0.07, 0.9]  # prior's suspicion per label
+ANNOTATOR = ["ann1"] * 6 + ["ann2"] * 6
+SMOOTHING = 20.0   # README: pseudo-labels at the base rate in each annotator's rate
+
+
+def lo(p):
+    return math.log(p / (1 - p))
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.fixture
+def ds():
+    d = fo.Dataset()
+    samples = []
+    for s in range(3):
+        dets = [fo.Detection(label="RBC", bounding_box=[0.1 + 0.2 * k, 0.1, 0.1, 0.1], annotator=ANNOTATOR[4 * s + k])
+                for k in range(4)]
+        samples.append(fo.Sample(filepath=f"/nonexistent/{s}.png", gt=fo.Detections(detections=dets)))
+    d.add_samples(samples)
+    ids = [i for v in d.values("gt.detections.id") for i in v]
+    sids = [s for s, v in zip(d.values("id"), d.values("gt.detections.id")) for _ in v]
+    # a labels-only prior scoring every label (findings for p >= 0.5, as the audit emits them)
+    prior = AuditResult("label_prior", "hp", {"label_field": "gt"}, make_findings(
+        [{"kind": "size_outlier", "sample_id": sids[k], "field": "gt", "label_id": ids[k], "label": "RBC",
+          "score": P[k], "detail": "area z +4.0 in its class"} for k in range(12) if P[k] >= 0.5], audit="label_prior"))
+    save_audit(d, prior, label_attributes={"gt": {"suspicion": dict(zip(ids, P))}})
+    # a flagging audit: one duplicate at 0.9 on label 1
+    save_audit(d, AuditResult("duplicates", "hd", {}, make_findings([
+        {"kind": "duplicate", "sample_id": sids[1], "field": "gt", "label_id": ids[1], "other_field": "gt",
+         "other_label_id": ids[0], "label": "RBC", "score": 0.9, "iou": 0.9, "detail": "RBC vs RBC: IoU 0.900 (boxes)"}],
+        audit="duplicates")))
+    yield d, ids
+    d.delete()
+
+
+def _evidence():
+    base = sum(P) / len(P)  # the only scoring source: its mean is the base rate
+    e = [lo(p) - lo(base) for p in P]
+    e[1] += lo(0.9) - lo(base)  # the duplicate flag
+    return base, e
+
+
+def test_without_annotators_each_label_scores_its_naive_bayes_posterior(ds):
+    ds, ids = ds
+    base, e = _evidence()
+    q = triage(ds, every_label=True, annotator_attr=None)
+    assert len(q) == 12 and "annotator_error_rates" not in q.attrs
+    got = dict(zip(q["label_id"], q["score"]))
+    for lid, ev in zip(ids, e):
+        assert got[lid] == pytest.approx(sig(lo(base) + ev), abs=1e-9)
+    # with one scoring source and no annotator, an unflagged label keeps the prior's own score
+    assert got[ids[0]] == pytest.approx(P[0], abs=1e-9)
+    assert list(q["score"]) == sorted(q["score"], reverse=True)
+    # without every_label: only flagged rows (the two prior findings and the duplicate)
+    assert set(triage(ds, annotator_attr=None)["label_id"]) == {ids[1], ids[5], ids[11]}
+
+
+def test_annotator_error_rates_are_the_em_fixed_point(ds):
+    ds, ids = ds
+    base, e = _evidence()
+    rate = {"ann1": base, "ann2": base}
+    for _ in range(500):  # the documented EM, by hand
+        new = {}
+        for a in rate:
+            qs = [sig(lo(rate[a]) + ev) for ev, who in zip(e, ANNOTATOR) if who == a]
+            new[a] = (sum(qs) + SMOOTHING * base) / (len(qs) + SMOOTHING)
+        rate = new
+    q = triage(ds, every_label=True)
+    assert q.attrs["annotator_error_rates"] == pytest.approx(rate, abs=1e-7)
+    got = dict(zip(q["label_id"], q["score"]))
+    for lid, ev, who in zip(ids, e, ANNOTATOR):
+        assert got[lid] == pytest.approx(sig(lo(rate[who]) + ev), abs=1e-6)
+    # ann1's labels carry more evidence (the duplicate at 0.9 on top of 0.1, and 0.6, 0.3): less reliable
+    assert rate["ann1"] > rate["ann2"]
