@@ -117,7 +117,9 @@ class AuditReviewPanel(foo.Panel):
         if not len(rows):
             ctx.ops.notify("This queue row is gone (re-run or refresh)", variant="warning")
             return
-        sel = ev.triage_selection(rows)
+        # a sample row (e.g. a segmentation image) shows every field its audits compared
+        fields = sorted({f for key in rows.iloc[0]["audits"] for f in ev.result_fields(load_audit(ctx.dataset, key))})
+        sel = ev.triage_selection(rows, fields=fields)
         sel.title = f"#{row['rank']} {row['kind']}"
         self._show(ctx, sel)
         ctx.panel.state.detail = f"#{row['rank']} {row['label']} ({row['state']}): {row['evidence']}"

@@ -120,3 +120,27 @@ def test_cli_and_operator_store_the_library_result(bccd, capsys):
             lib.findings.set_index("label_id")["score"].sort_index().to_numpy())
     assert res.result["n_size_outlier"] == lib.metrics["n_size_outlier"]
     assert cli_main(["prior", "-d", bccd.name, "--field", "nope"]) == 2
+
+
+def test_triage_ranks_every_label_without_a_model(bccd, tmp_path, capsys):
+    import pandas as pd
+
+    from iou_audit.review import triage
+
+    audit_label_prior(bccd, "ground_truth", audit_key="prior_q")
+    q = triage(bccd, audit_keys=["prior_q"], every_label=True, states=None)
+    n = bccd.count("ground_truth.detections")
+    assert len(q) == n and q["label_id"].is_unique
+    # one scoring source: the combined score orders labels as the prior's own posterior does (the
+    # README's rule clips probabilities to [0.001, 0.999] first: ties there)
+    ids, post = (bccd.values(f"ground_truth.detections.{a}", unwind=True) for a in ("id", "prior_q_suspicion"))
+    by_prior = dict(zip(ids, post))
+    seq = np.clip([by_prior[i] for i in q["label_id"]], 1e-3, 1 - 1e-3)
+    assert (np.diff(seq) <= 0).all()
+    top = list(q["label_id"][: int(0.02 * n)])
+    assert PLANTED["swap"] in top and PLANTED["wide"] in top
+    unflagged = q[q["kinds"].map(len) == 0]
+    assert len(unflagged) and (unflagged["evidence"] == "").all() and (unflagged["n_audits"] == 0).all()
+    out = tmp_path / "q.csv"
+    assert cli_main(["triage", "-d", bccd.name, "--audit", "prior_q", "--every-label", "--all-states", "-o", str(out)]) == 0
+    assert len(pd.read_csv(out)) == n and "wrote" in capsys.readouterr().out

@@ -138,3 +138,19 @@ def test_confusion_heatmap_cells_are_fiftyones_and_a_click_shows_those_pixels_im
     click = Event(ds, "on_chart_click", e.state, path="class_confusion", x=col, y=OTHER_CLASSES, z=0.1)
     behind = {sid for sid, (a, b) in masks.items() if (np.isin(a, other_values) & (b == vc)).any()}
     assert set(click.view.values("id")) == behind
+
+
+def test_queue_rows_of_a_segmentation_run(lvis):
+    """An image row shows both raters' maps; a region row shows that region only."""
+    ds = lvis[0]
+    e = Event(ds, "select_audit", value=KEY)
+    queue = e.state["queue"]
+    kinds = [r["kind"] for r in queue]
+    image = next(i for i, k in enumerate(kinds) if k.startswith(("low_miou", "class_missing")))
+    click = Event(ds, "open_finding", e.state, row=image)
+    assert len(click.view) == 1
+    assert set(click.view.get_field_schema()) >= {"seg_r1", "seg_r2"}
+    assert click.view.first().seg_r1 is not None and click.view.first().seg_r2 is not None
+    region = kinds.index("disagreement_region")
+    click = Event(ds, "open_finding", e.state, row=region)
+    assert _shown(click.view) == {"regions": {queue[region]["row_id"]}}

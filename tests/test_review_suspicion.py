@@ -12,6 +12,7 @@ from iou_audit.review import triage
 P = [0.05, 0.1, 0.02, 0.3, 0.08, 0.6, 0.04, 0.1, 0.2, 0.03, 0.07, 0.9]  # prior's suspicion per label
 ANNOTATOR = ["ann1"] * 6 + ["ann2"] * 6
 SMOOTHING = 20.0   # README: pseudo-labels at the base rate in each annotator's rate
+W_PRIOR = 0.25     # README: the labels-only prior's weight w_s
 
 
 def lo(p):
@@ -49,7 +50,7 @@ def ds():
 
 def _evidence():
     base = sum(P) / len(P)  # the only scoring source: its mean is the base rate
-    e = [lo(p) - lo(base) for p in P]
+    e = [W_PRIOR * (lo(p) - lo(base)) for p in P]
     e[1] += lo(0.9) - lo(base)  # the duplicate flag
     return base, e
 
@@ -62,8 +63,10 @@ def test_without_annotators_each_label_scores_its_naive_bayes_posterior(ds):
     got = dict(zip(q["label_id"], q["score"]))
     for lid, ev in zip(ids, e):
         assert got[lid] == pytest.approx(sig(lo(base) + ev), abs=1e-9)
-    # with one scoring source and no annotator, an unflagged label keeps the prior's own score
-    assert got[ids[0]] == pytest.approx(P[0], abs=1e-9)
+    # with one scoring source and no annotator, an unflagged label's odds are the base odds times
+    # the prior's likelihood ratio to the power w_s
+    odds = base / (1 - base) * ((P[0] / (1 - P[0])) / (base / (1 - base))) ** W_PRIOR
+    assert got[ids[0]] == pytest.approx(odds / (1 + odds), abs=1e-9)
     assert list(q["score"]) == sorted(q["score"], reverse=True)
     # without every_label: only flagged rows (the two prior findings and the duplicate)
     assert set(triage(ds, annotator_attr=None)["label_id"]) == {ids[1], ids[5], ids[11]}

@@ -68,7 +68,8 @@ def empty_queue(message: str = "") -> pd.DataFrame:
 
 
 def noisy_or(scores) -> float:
-    """``1 - prod(1 - s)`` of per-audit scores in [0, 1] (NaN counts 0).
+    """``1 - prod(1 - s)`` of per-audit scores in [0, 1] (NaN counts 0): the queue's rule before the
+    combined suspicion (:mod:`iou_audit.review.suspicion`), kept for callers.
 
     Example:
         >>> noisy_or([0.5, 0.5]), noisy_or([0.9]), noisy_or([float("nan"), 0.2])
@@ -163,7 +164,8 @@ def _triage(dataset_or_view, audit_keys, states, every_label=False,
     queue = _merge(dataset_or_view, dataset, findings, ran_at, load_decisions(dataset))
     if len(queue):
         queue["score"], rates = row_suspicion(queue["row_type"].tolist(), queue["label_id"].tolist(),
-                                              queue["audit_scores"].tolist(), sources, keys)
+                                              queue["audit_scores"].tolist(), sources, keys,
+                                              {k: infos[k]["audit"] for k in keys})
         queue = queue.sort_values(["score", "row_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
         if rates:
             queue.attrs["annotator_error_rates"] = rates

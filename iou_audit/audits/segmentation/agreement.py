@@ -50,6 +50,13 @@ from iou_audit.geometry.semantic import (
     value_confusion_matrix,
 )
 from iou_audit.results import AuditResult, make_findings
+from iou_audit.table.raw_labels import (
+    RawLabelField,
+    detection_doc,
+    detections_doc,
+    heatmap_doc,
+    segmentation_doc,
+)
 from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets
 
 AUDIT = "segmentation_agreement"
@@ -147,7 +154,8 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     images_with = {p: [np.zeros(0, np.int64), np.zeros(0, np.int64)] for p in pairs}
     per_image = {name: [] for name in _image_columns(fields, pairs, config)}
     frames = []
-    regions, consensus, heatmaps = {}, {}, {}
+    regions, consensus, heatmaps = (RawLabelField("Detections"), RawLabelField("Segmentation"),
+                                    RawLabelField("Heatmap"))
     skipped = 0
     n_samples = max(1, len(samples))
     done = 0
@@ -182,7 +190,7 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
                     lambda raw: float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
                                                for a, b in pairs])), raws))
             if config.regions_field or config.consensus_field or config.heatmap_field:
-                _new_field_values(sids, raws, fields, names, rgb, config, regions, consensus, heatmaps)
+                _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps)
     report.report(0.88, "summarising")
     out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
                      consensus, config)
@@ -260,22 +268,35 @@ def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_im
         per_image[f"miou:{fields[a]}:{fields[b]}"].extend(miou[pi].tolist())
 
 
-def _new_field_values(sids, raws, fields, names, rgb, config, regions, consensus, heatmaps) -> None:
-    import fiftyone as fo
+def _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps) -> None:
+    """The regions, consensus and heatmap documents of a batch, image by image in the threads."""
+    work = partial(_image_new_fields, n_fields=len(fields), names=names, rgb=rgb, config=config)
+    for sid, (dets, voted, heat) in zip(sids, pool.map(work, raws)):
+        if dets is not None:
+            regions.docs[sid] = dets
+        if voted is not None:
+            consensus.docs[sid] = voted
+        if heat is not None:
+            heatmaps.docs[sid] = heat
 
-    for sid, raw in zip(sids, raws):
-        if config.regions_field:
-            dets = [fo.Detection(label=f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}",
-                                 bounding_box=g["box"], mask=g["mask"], pixels=g["pixels"])
-                    for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)]
-            regions[sid] = fo.Detections(detections=dets)
-        if config.consensus_field or config.heatmap_field:
-            voted, support = majority_consensus(raw)
-            if config.consensus_field:
-                consensus[sid] = fo.Segmentation(mask=_storable(voted, rgb))
-            if config.heatmap_field:
-                share = 1.0 - support / len(fields)  # 0: every field agrees
-                heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
+
+def _image_new_fields(raw, n_fields, names, rgb, config) -> tuple[dict | None, dict | None, dict | None]:
+    """One image's stored documents (``iou_audit.table.raw_labels``) of the requested new fields."""
+    dets = voted = heat = None
+    if config.regions_field:
+        dets = detections_doc([
+            detection_doc(f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}", g["box"],
+                          g["mask"], pixels=g["pixels"])
+            for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)])
+    if config.consensus_field or config.heatmap_field:
+        winner, support = majority_consensus(raw)
+        if config.consensus_field:
+            voted = segmentation_doc(_storable(winner, rgb))
+        if config.heatmap_field:
+            # 255 x the share of fields not with the majority (0: every field agrees), per support count
+            shade = np.round(255 * (1.0 - np.arange(n_fields + 1) / n_fields)).astype(np.uint8)
+            heat = heatmap_doc(shade[support], (0, 255))
+    return dets, voted, heat
 
 
 def _name(value: int, names: dict, rgb: bool) -> str:
@@ -327,7 +348,7 @@ def _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image
                **({"boundary_iou": float(image_frame["boundary_iou"].mean()) if len(image_frame) else float("nan")}
                   if config.boundary else {}),
                "n_images": len(image_frame), "n_skipped": skipped,
-               "n_regions": sum(len(d.detections) for d in regions.values()), **kind_counts(findings, KINDS)}
+               "n_regions": sum(len(d["detections"]) for d in regions.docs.values()), **kind_counts(findings, KINDS)}
     sample_values = {name: dict(zip(image_frame["sample_id"], image_frame[name].tolist()))
                      for name in scores} if len(image_frame) else {}
     new_fields = {}
