@@ -1,6 +1,7 @@
 """Label-error benchmark (issue 12): ours vs our triage queue vs FiftyOne mistakenness vs cleanlab, label level.
 
 Run: ``python bench/bench_label_errors.py [--quick] [--seeds 1 2 3 4 5 6] [--sources bccd coco] [--csv out.csv]``
+(``--from-csv a.csv b.csv`` prints the report of earlier runs' rows, e.g. seeds run in separate processes).
 
 Per source (real BCCD labels; the 100 COCO val2014 reference images, non-crowd) and seed, one case
 (:func:`bench.label_errors.build_case`): six simulated annotators corrupt ~12.5 % of the objects
@@ -106,7 +107,15 @@ def main(argv=None):
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--csv", help="write every (source, seed, method, type) row here")
+    ap.add_argument("--from-csv", nargs="+", help="report these earlier --csv files instead of running")
     args = ap.parse_args(argv)
+    if args.from_csv:
+        import pandas as pd
+
+        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        methods = [m for m in METHODS if m in set(df["method"])]
+        print(report(df, methods))
+        return 0
     seeds = args.seeds[:1] if args.quick else args.seeds
     df = run(args.sources, seeds, args.methods, limit=80 if args.quick else None)
     if args.csv:

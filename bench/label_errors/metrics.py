@@ -10,9 +10,9 @@ A method hands in
 Rules (documented here once; the runner and the README refer to them):
 
 - Per label error type ``T``: positives = the labels of type ``T``, negatives = the clean labels.
-  A ``duplicate`` and the correct label it duplicates are one finding: the pair scores the max of
-  the two, and the correct label leaves the negatives and the queue (a reviewer who opens either
-  box sees both).
+  A ``duplicate`` is the added copy (it fits the object worse than the correct label, so the
+  evidence can tell which one to delete); the correct label it duplicates leaves every pool and the
+  queue (flagging it is neither a hit nor a false alarm), so random scores still give AUROC 0.5.
 - A candidate matches a dropped object in the same image at IoU >= :data:`MATCH_IOU` (class-agnostic);
   candidates claim dropped objects greedily by score, one candidate per object, so a second
   candidate on the same object is a false row. ``dropped`` AUROC / AP: each dropped object scores
@@ -108,15 +108,8 @@ def evaluate(case, label_scores: dict, candidates=()) -> dict:
     ids = labels.index.to_numpy()
     types = labels["type"].to_numpy(object)
     score = np.array([_as_float(label_scores.get(i)) for i in ids])
-    # a duplicate and its correct label are one finding
-    row_of = {lid: k for k, lid in enumerate(ids)}
-    in_queue = np.ones(len(ids), bool)
-    for k in np.flatnonzero(types == "duplicate"):
-        pair = labels["pair_id"].iat[k]
-        if pair is not None and pair in row_of:
-            p = row_of[pair]
-            score[k] = np.fmax(score[k], score[p])
-            in_queue[p] = False
+    # the correct label a duplicate copies is in no pool (see the module docstring)
+    in_queue = ~labels.index.isin(labels["pair_id"].dropna().tolist())
     candidates = list(candidates)
     cscore = np.array([_as_float(c[2]) for c in candidates], float)
     claimed, best = match_candidates(candidates, dropped)

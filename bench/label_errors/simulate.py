@@ -203,7 +203,7 @@ def box_at_iou(box: np.ndarray, target: float, rng: np.random.Generator, tries: 
 
 def move_edge(box: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """``box`` with one edge moved by U(:data:`EDGE_MOVE`) of its extent, outwards unless the image
-    border blocks that (then inwards); None if neither fits.
+    border blocks that (then inwards); None for a box without extent on that axis (BCCD has a few).
 
     Example:
         >>> b = np.array([.2, .2, .4, .5]); e = move_edge(b, np.random.default_rng(1))
@@ -213,6 +213,8 @@ def move_edge(box: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     edge = int(rng.integers(4))
     axis = edge % 2
     extent = box[2 + axis] - box[axis]
+    if extent < 1e-4:
+        return None
     d = rng.uniform(*EDGE_MOVE) * extent
     outward = -1.0 if edge < 2 else 1.0  # x0/y0 move left/up to grow, x1/y1 right/down
     out = box.copy()
@@ -303,7 +305,10 @@ def inject_errors(src: CleanSource, info: ObjectInfo, seed: int, annotators=ANNO
                     if done:
                         out.append((nb, cls, kind, i, ""))
                 elif kind == "edge":
-                    out.append((move_edge(box, rng), cls, "edge", i, ""))
+                    nb = move_edge(box, rng)
+                    done = nb is not None
+                    if done:
+                        out.append((nb, cls, "edge", i, ""))
                 elif kind == "duplicate":
                     nb = box_at_iou(box, rng.uniform(*IOU_RANGES["duplicate"]), rng)
                     done = nb is not None

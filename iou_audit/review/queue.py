@@ -1,6 +1,7 @@
 """One triage queue across every stored audit of a dataset, with the review state of each row.
 
-Rows: one per label any audit flagged (the findings' ``label_id``); one per object a label field
+Rows: one per label any audit flagged (the findings' ``label_id``), and one per region of
+disagreement a segmentation run drew (:mod:`iou_audit.review.regions`); one per object a label field
 lacks (agreement ``missing_in_annotator``, keyed on the reference label another annotator drew);
 one per sample or sample pair for sample-level findings (leaks, unreadable images). Dataset-level
 findings (``split_drift``: no sample) are not queue rows; findings on labels or samples deleted
@@ -39,6 +40,7 @@ import pandas as pd
 from iou_audit import fiftyone_private as fop
 from iou_audit.review import content
 from iou_audit.review.memory import load_decisions, row_ids_of
+from iou_audit.review.regions import region_findings
 from iou_audit.review.sources import read_sources
 from iou_audit.review.states import DEFAULT_QUEUE_STATES, QUEUE_STATES, check_queue_states
 from iou_audit.review.suspicion import ANNOTATOR_ATTR, row_suspicion
@@ -146,7 +148,9 @@ def _triage(dataset_or_view, audit_keys, states, every_label=False,
 
     frames, ran_at, infos = [], {}, {}
     for key in keys:
-        f = load_audit(dataset, key).findings
+        result = load_audit(dataset, key)
+        regions = region_findings(dataset, result)
+        f = pd.concat([result.findings, regions], ignore_index=True) if len(regions) else result.findings
         f.insert(0, "audit_key", key)
         frames.append(f)
         info = infos[key] = audit_info(dataset, key)
@@ -250,7 +254,7 @@ def _merge(view, dataset, findings: pd.DataFrame, ran_at: dict, decisions: dict)
     findings["_score"] = np.nan_to_num(score, nan=-1.0)
     findings = findings.sort_values(["row_id", "_score"], ascending=[True, False], kind="stable")
     cols = ["row_id", "_row_type", "audit_key", "audit", "kind", "sample_id", "field", "label_id", "other_label_id",
-            "other_sample_id", "label", "score", "iou", "detail"]
+            "other_sample_id", "label", "score", "iou", "detail", "other_field"]
     records = list(zip(*(findings[c].tolist() for c in cols)))
     rows = []
     start = 0
@@ -302,7 +306,7 @@ def _row(group: list[tuple], labels: dict, paths: dict, sample_docs: dict, ran_a
         other = labels.get(best[8]) if best[8] else None
         words = finding_words(best[3], kind, lab.get("label") or best[10], best[11], best[12], best[13],
                               field=best[6], other_class=other["label"] if other else None,
-                              box_px=lab.get("box_px"), confidence=lab.get("confidence"))
+                              box_px=lab.get("box_px"), confidence=lab.get("confidence"), other_field=best[14])
         more = f" (+{len(recs) - 1} more)" if len(recs) > 1 else ""
         clauses.append(f"{key}: {words}{more}")
     audits = list(per_audit)
