@@ -14,6 +14,7 @@ import fiftyone.operators.types as types
 from iou_audit.audits.keypoints.agreement import AUDIT as KEYPOINT_AGREEMENT
 from iou_audit.audits.keypoints.duplicates import AUDIT as KEYPOINT_DUPLICATES
 from iou_audit.audits.keypoints.predictions import AUDIT as KEYPOINT_PREDICTIONS
+from iou_audit.audits.prior import AUDIT as LABEL_PRIOR
 from iou_audit.audits.segmentation.agreement import AUDIT as SEGMENTATION
 from iou_audit.results import audit_info, list_audits, load_audit
 from iou_audit.results import evidence as ev
@@ -31,6 +32,7 @@ RERUN_OPERATORS = {
     "predictions": f"{PLUGIN}/audit_predictions",
     "splits": f"{PLUGIN}/audit_splits",
     SEGMENTATION: f"{PLUGIN}/audit_{SEGMENTATION}",
+    LABEL_PRIOR: f"{PLUGIN}/audit_{LABEL_PRIOR}",
     **{audit: f"{PLUGIN}/audit_{audit}" for audit in (KEYPOINT_PREDICTIONS, KEYPOINT_AGREEMENT, KEYPOINT_DUPLICATES)},
 }
 #: The triage queue's filters: dropdown name -> (queue column, label). List columns (kinds,
@@ -40,7 +42,7 @@ QUEUE_FILTERS = {"kind": ("kinds", "Kind"), "label": ("label", "Class"), "field"
 #: Review-state filter values besides the states themselves.
 DEFAULT_STATES, ALL_STATES = "(to review)", "(all)"
 #: Sort choices: name -> (queue column or None for the triage order, descending, label).
-QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score", True, "score"),
+QUEUE_SORTS = {"triage": (None, False, "combined suspicion"), "score": ("score", True, "score"),
                "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
                "field": ("field", False, "field"), "state": ("review_state", False, "state")}
 #: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
