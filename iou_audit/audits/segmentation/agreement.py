@@ -24,8 +24,14 @@ instance mask, ``label`` "<class in field 1> vs <class in field 2>" (the region'
 pair) and a ``pixels`` attribute; with ``consensus_field``, a new Segmentation field with the
 pixel-wise majority (tie: the earliest field's value); with ``heatmap_field``, a new Heatmap field
 (uint8, range [0, 255]) of 255 x the share of fields that do not give the majority value. The new
-fields are in the run's manifest,
-so ``delete_audit`` removes them.
+fields are built per image in the threads as the documents FiftyOne stores
+(``iou_audit.table.raw_labels``), held until the save (masks compressed) and written in one bulk
+(one update per sample); they are in the run's manifest, so ``delete_audit`` removes them.
+
+Speed: masks are read batch by batch (the next batch decoding while this one is scored); the
+per-image pixel work (confusion counts, regions, consensus, compression) runs in ``workers``
+threads (compiled loops, OpenCV and libdeflate release the GIL); scores and findings are computed
+for a whole batch at once on the images' confusion matrices stacked over their own values.
 """
 from __future__ import annotations
 
