@@ -61,9 +61,9 @@ def snapshot(ds, key: str) -> dict:
 
 def full_run_on_copy(ds, key, run):
     """A full run from scratch of ``run`` on a clone of ``ds`` (its copy of the run deleted first)."""
-    from iou_audit.results import delete_audit
-
     import fiftyone as fo
+
+    from iou_audit.results import delete_audit
 
     if fo.dataset_exists(f"{ds.name}-copy"):
         fo.delete_dataset(f"{ds.name}-copy")
