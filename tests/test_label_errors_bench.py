@@ -240,3 +240,13 @@ def test_methods_score_every_label_of_a_small_case():
             assert all(sid in sample_ids and len(box) == 4 for sid, box, _ in candidates)
             res = evaluate(case, label_scores, candidates)
             assert 0 <= res[ALL]["auroc"] <= 1
+
+
+@pytest.mark.parametrize("module", ["sources", "simulate", "metrics"])
+def test_worked_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"bench.label_errors.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
