@@ -35,6 +35,9 @@ class PredictionsConfig(AuditConfig):
                               label="Minimum score")
     coco_metrics: bool = option(True, "compute COCO AP@[.5:.95] (10 thresholds x 4 area ranges)", label="COCO metrics")
     tide: bool = option(True, "compute the TIDE dAP attribution", label="TIDE")
+    extra_pred_fields: tuple = option((), "more Detections fields of predictions (ensemble members, test-time "
+                                      "augmentations) used as evidence for the label scores and possible_missing",
+                                      kind="fields", form=False)
 
 
 def audit_predictions(
@@ -54,6 +57,7 @@ def audit_predictions(
     progress=None,
     geometry: str = PredictionsConfig.geometry,
     keep_parts=False,
+    extra_pred_fields=(),
 ) -> AuditResult:
     """Find label errors from a model's predictions, with COCO-exact matching and ranked findings.
 
@@ -71,6 +75,10 @@ def audit_predictions(
         good_fit: IoU at which a matched label counts as well placed.
         min_score: findings (and tags) are emitted for scores >= this.
         coco_metrics, tide: compute COCO AP@[.5:.95] and the TIDE dAP attribution.
+        extra_pred_fields: more prediction fields (an ensemble's other models, test-time-augmentation
+            passes): each is matched and calibrated like ``pred_field`` and the label scores and
+            ``possible_missing`` are the means over all fields (``iou_audit.audits.predictions.ensemble``);
+            matching, metrics and TIDE use ``pred_field`` only.
         save: write results into the dataset.
         progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
         keep_parts: True (or a number of samples per part) keeps the run's parts so
@@ -97,15 +105,20 @@ def audit_predictions(
     config = PredictionsConfig(
         pred_field=pred_field, gt_field=gt_field, iou_thresh=iou_thresh, method=canonical_method(method),
         classwise=bool(classwise), geometry=canonical_geometry(iou_type if iou_type is not None else geometry),
-        good_fit=good_fit, min_score=min_score, coco_metrics=bool(coco_metrics), tide=bool(tide))
+        good_fit=good_fit, min_score=min_score, coco_metrics=bool(coco_metrics), tide=bool(tide),
+        extra_pred_fields=tuple(extra_pred_fields or ()))
     return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress,
                      keep_parts=keep_parts)
 
 
 def _read_and_compute(samples, config: PredictionsConfig, report) -> AuditOutput:
     pred, gt = read_tables(samples, config, report)
+    extra = tuple(read_label_table(samples, f, masks=config.geometry == "masks") for f in config.extra_pred_fields)
+    for f, t in zip(config.extra_pred_fields, extra):
+        if t.label_type != "detections":
+            raise ValueError(f"extra_pred_fields: {f!r} is not a Detections field ({t.label_type})")
     report.report(0.3, "matching and scoring")
-    return output_from_tables(pred, gt, config)
+    return output_from_tables(pred, gt, config, extra_preds=extra)
 
 
 def read_tables(samples, config: PredictionsConfig, report):
@@ -121,11 +134,16 @@ def read_tables(samples, config: PredictionsConfig, report):
     return pred, gt
 
 
-def output_from_tables(pred, gt, config: PredictionsConfig, pair_ious: tuple | None = None) -> AuditOutput:
-    """The audit's output on the two tables (``pair_ious``: their IoU blocks, when already computed)."""
+def output_from_tables(pred, gt, config: PredictionsConfig, pair_ious: tuple | None = None,
+                       extra_preds: tuple | None = None) -> AuditOutput:
+    """The audit's output on the two tables (``pair_ious``: their IoU blocks, when already computed;
+    ``extra_preds``: the tables of ``config.extra_pred_fields``)."""
+    if config.extra_pred_fields and extra_preds is None:
+        raise ValueError("extra_pred_fields are not supported here (sharded runs read two fields); "
+                         "run audit_predictions unsharded")
     a = compute_prediction_audit(pred, gt, config.iou_thresh, config.method, config.classwise,
                                  COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=config.coco_metrics,
-                                 tide=config.tide, pair_ious=pair_ious)
+                                 tide=config.tide, pair_ious=pair_ious, extra_preds=tuple(extra_preds or ()))
     quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
     return AuditOutput(build_findings(a, config.min_score), label_batches=label_batches(a),
                        sample_values={"quality": quality}, tables=dict(a.tables), metrics=dict(a.metrics))
