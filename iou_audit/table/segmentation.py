@@ -172,7 +172,8 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
         while docs := list(islice(cursor, batch_size)):
             batch_ids = [str(d["_id"]) for d in docs]
             jobs = [[((d.get(f) or {}).get("mask"), (d.get(f) or {}).get("mask_path")) for f in fields] for d in docs]
-            decoding = pool.map(_decode_sample, jobs)  # submitted now, collected after the previous batch
+            # submitted now, collected after the previous batch; one task per thread (few wake-ups)
+            decoding = pool.map(_decode_samples, split_even(jobs, workers))
             if pending is not None:
                 yield _finish_batch(*pending, fields, resize)
             pending = (batch_ids, docs, decoding)
@@ -180,12 +181,29 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
             yield _finish_batch(*pending, fields, resize)
 
 
+def split_even(items: list, parts: int) -> list[list]:
+    """``items`` in at most ``parts`` consecutive chunks of near-equal size (one task per thread).
+
+    Example:
+        >>> split_even([1, 2, 3, 4, 5], 2)
+        [[1, 2, 3], [4, 5]]
+    """
+    parts = max(1, min(parts, len(items)))
+    step, extra = divmod(len(items), parts)
+    bounds = np.cumsum([0] + [step + (i < extra) for i in range(parts)])
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def _decode_sample(jobs: list) -> list[np.ndarray | None]:
     return [_decode_job(job) for job in jobs]
 
 
+def _decode_samples(samples_jobs: list) -> list[list[np.ndarray | None]]:
+    return [_decode_sample(jobs) for jobs in samples_jobs]
+
+
 def _finish_batch(batch_ids, docs, decoding, fields, resize) -> SegmentationBatch:
-    decoded = list(decoding)
+    decoded = [masks for chunk in decoding for masks in chunk]
     masks = [[as_values(decoded[i][j], f"sample {sid} field {f!r}") for i, sid in enumerate(batch_ids)]
              for j, f in enumerate(fields)]
     label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
