@@ -138,8 +138,9 @@ def keep_parts_input(inputs: types.Object, default: bool = False) -> None:
         "keep_parts",
         default=default,
         label="Keep parts for changed-only re-runs",
-        description="Store the run's per-part statistics (a few MB per 1,000 samples) so a later re-run can "
-                    "recompute only the samples changed since (same result as a full re-run)",
+        description="Store the run's per-part statistics (0.25 MB per 1,000 samples for duplicates, about 15 MB "
+                    "for agreement) so a later re-run recomputes only the parts whose samples changed (same result "
+                    "as a full re-run)",
         view=types.CheckboxView(),
     )
 
