@@ -131,19 +131,28 @@ def size_octave(boxes: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.
 
 
 def _group_ids(*cols: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense ids of the row-wise combinations of integer columns."""
+    """Dense ids of the row-wise combinations of non-negative integer columns, and their number.
+
+    >>> _group_ids(np.array([0, 1, 0]), np.array([2, 2, 2]))
+    (array([0, 1, 0]), 2)
+    """
     if len(cols[0]) == 0:
         return np.zeros(0, np.int64), 0
-    stacked = np.stack([np.asarray(c, np.int64) for c in cols], axis=1)
-    _, inv = np.unique(stacked, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    return inv.astype(np.int64), int(inv.max()) + 1
+    key = np.zeros(len(cols[0]), np.int64)
+    for c in cols:  # mixed-radix key: one 1-D unique instead of a row-wise one
+        c = np.asarray(c, np.int64)
+        _, c = np.unique(c, return_inverse=True)
+        key = key * (int(c.max()) + 1) + c.reshape(-1)
+        _, key = np.unique(key, return_inverse=True)
+        key = key.reshape(-1).astype(np.int64)
+    return key, int(key.max()) + 1
 
 
 def shrunk_rate(hits: np.ndarray, weights: np.ndarray, levels: list[np.ndarray], k: float = SHRINK,
                 top: np.ndarray | float | None = None) -> np.ndarray:
     """Per row, the weighted mean of ``hits`` in the row's finest group, shrunk level by level to the
-    coarser groups' (``levels``: coarse to fine lists of columns defining the groups; the first level
+    coarser groups' (``levels``: coarse to fine lists of columns defining the groups, or ``(ids, n)``
+    tuples already computed by ``_group_ids``; the first level
     is shrunk to ``top``, a per-row prior, or to the mean of all rows).
 
     >>> shrunk_rate(np.array([1., 1, 0, 0]), np.ones(4), [[np.array([0, 0, 1, 1])]], k=2).tolist()
@@ -156,7 +165,7 @@ def shrunk_rate(hits: np.ndarray, weights: np.ndarray, levels: list[np.ndarray],
     else:
         est = np.broadcast_to(np.asarray(top, np.float64), hits.shape).copy()
     for cols in levels:
-        gid, n = _group_ids(*cols)
+        gid, n = cols if isinstance(cols, tuple) else _group_ids(*cols)
         s = np.bincount(gid, hits * w, n)
         c = np.bincount(gid, w, n)
         est = (s[gid] + k * est) / (c[gid] + k)
@@ -194,7 +203,7 @@ def shrunk_ecdf(values: np.ndarray, levels: list[np.ndarray], k: float = SHRINK,
     if top is not None:
         est = (n_all * est + k * np.asarray(top, np.float64)) / (n_all + k)
     for cols in levels:
-        gid, n = _group_ids(*cols)
+        gid, n = cols if isinstance(cols, tuple) else _group_ids(*cols)
         key = gid * 2.0 + r
         sk = np.sort(key)
         start = np.searchsorted(sk, gid * 2.0, side="left")
@@ -241,7 +250,7 @@ def shrunk_median(values: np.ndarray, ref: np.ndarray, levels: list[list[np.ndar
         g0 = (n_ref * g0 + k * top) / (n_ref + k)
     est = np.full(len(v), g0)
     for cols in levels:
-        gid, n = _group_ids(*cols)
+        gid, n = cols if isinstance(cols, tuple) else _group_ids(*cols)
         med, cnt = group_median(gid[ref], v[ref], n)
         c = cnt[gid]
         est = np.where(c > 0, (c * np.nan_to_num(med[gid]) + k * est) / (c + k), est)
@@ -330,13 +339,14 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     mp = np.asarray(e.mislocated_pred, np.int64)
     d = edge_offsets(gt.box, pred.box, mp)
     ref = (mp >= 0) & (np.asarray(e.mislocated_iou) >= iou_thresh) & np.isfinite(d).all(axis=1) & ~crowd
-    levels = [[gt_codes], [gt_codes, gt_size]]
+    # group ids computed once: (ids, count) tuples stand for a level's columns
+    levels = [_group_ids(gt_codes), _group_ids(gt_codes, gt_size)]
     med = np.stack([shrunk_median(d[:, j], ref, levels, k) for j in range(4)], axis=1)
     dev = np.abs(d - med)
     scale = np.empty((G, 4))
     for axis in (0, 1):  # x edges (left, right) and y edges (top, bottom) share a scale
         pooled = np.concatenate([dev[:, axis], dev[:, axis + 2]])
-        lv = [[np.r_[c, c] for c in cols] for cols in levels]
+        lv = [(np.r_[gid, gid], n) for gid, n in levels]
         s = MAD_TO_SIGMA * shrunk_median(pooled, np.r_[ref, ref], lv, k, top=EDGE_NOISE / MAD_TO_SIGMA)[:G]
         scale[:, axis] = scale[:, axis + 2] = np.maximum(s, 1e-6)
     z = (d - med) / scale
@@ -367,7 +377,7 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     # --- spurious: no support, against the detector's miss rate for this class, size and crowding ---
     support = np.asarray(e.support, np.float64)
     missed = (support < SUPPORTED).astype(np.float64)
-    miss = shrunk_rate(missed, np.ones(G), [[gt_codes], [gt_codes, gt_size]], MISS_SHRINK, top=MISS_RATE)
+    miss = shrunk_rate(missed, np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
     dup = np.asarray(e.dup_evidence if e.dup_evidence is not None else np.zeros(G), np.float64)
     T_dup = shrunk_ecdf(dup, [], k, upper=True)
     lr_absent = np.where(dup > 0, 1.0 / np.maximum(T_dup, 1e-12), 1.0) / np.maximum(miss, 1e-6)
