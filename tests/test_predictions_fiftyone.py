@@ -66,6 +66,36 @@ def test_per_label_writes_equal_evaluate_detections(bccd, classwise):
         bccd.delete_evaluation("ev")
 
 
+def test_read_in_batches_equals_one_read_and_evaluate_detections(bccd, monkeypatch):
+    """Both fields read 7 samples at a time (6 batches of the 40): every per-label write still equals
+    evaluate_detections, and metrics, tables and findings equal those of one read."""
+    import pandas as pd
+
+    from iou_audit.audits.predictions import audit as pred_audit
+
+    one = audit_predictions(bccd, "sim_predictions", "ground_truth", save=False)
+    monkeypatch.setattr(pred_audit, "READ_BATCH", 7)
+    result = audit_predictions(bccd, "sim_predictions", "ground_truth", audit_key="pb")
+    bccd.evaluate_detections("sim_predictions", gt_field="ground_truth", eval_key="ev", iou=0.5, progress=False)
+    try:
+        for field in ("sim_predictions", "ground_truth"):
+            rows = _labels(bccd, field, ["ev_id", "ev_iou", "pb_match_id", "pb_iou"])
+            assert rows
+            for r in rows:
+                assert r["pb_match_id"] == r["ev_id"], r
+                assert abs(r["pb_iou"] - (r["ev_iou"] if r["ev_id"] else 0.0)) < 1e-9
+        assert (result.metrics["tp"], result.metrics["fp"], result.metrics["fn"]) == (
+            bccd.sum("ev_tp"), bccd.sum("ev_fp"), bccd.sum("ev_fn"))
+    finally:
+        bccd.delete_evaluation("ev")
+    assert result.metrics.keys() == one.metrics.keys()
+    for k, v in one.metrics.items():
+        assert result.metrics[k] == v or (v != v and result.metrics[k] != result.metrics[k]), k
+    for name, table in one.tables.items():
+        pd.testing.assert_frame_equal(result.tables[name], table)
+    pd.testing.assert_frame_equal(result.findings, one.findings)
+
+
 def test_tags_counts_quality_views(bccd):
     result = audit_predictions(bccd, "sim_predictions", "ground_truth", audit_key="pt", min_score=0.3)
     counts = result.counts()

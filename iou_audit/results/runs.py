@@ -365,10 +365,11 @@ def _plan(samples, key, findings, label_attributes, sample_fields) -> dict:
         attributes[field] = {f"{key}_{attr}": dict(values) for attr, values in attrs.items()}
 
     tags: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    tag_of: dict[str, str] = {}  # one str per kind, shared by every label's list (memory)
     for field_col, id_col in (("field", "label_id"), ("other_field", "other_label_id")):
         rows = findings[(findings[field_col] != "") & (findings[id_col] != "")]
         for field, lid, kind in zip(rows[field_col], rows[id_col], rows["kind"]):
-            tag = f"{key}:{kind}"
+            tag = tag_of.get(kind) or tag_of.setdefault(kind, f"{key}:{kind}")
             if tag not in tags[field][lid]:
                 tags[field][lid].append(tag)
     for field in tags:
@@ -428,15 +429,27 @@ def _check_collisions(dataset, manifest: dict) -> None:
 def _save_results(samples, key, result, findings, manifest) -> None:
     # Findings as one JSON string of columns: FiftyOne serializes run results value by value in
     # Python (about 25 us per value, 0.4 s for 15,000 findings); the C json encoder takes ~1/20 of it.
-    columns = {c: findings[c].tolist() for c in FINDING_COLUMNS}
     results = samples.init_run_results(
         key,
-        findings_json=json.dumps(columns),
+        findings_json=findings_json(findings),
         tables_json=json.dumps({k: v.to_dict(orient="split") for k, v in result.tables.items()}, default=jsonable),
         metrics=jsonify(result.metrics),
         written=manifest,
     )
     samples.save_run_results(key, results, cache=False)
+
+
+def findings_json(findings) -> str:
+    """``json.dumps({column: values})`` of the findings, built one column at a time: the same text,
+    with one column's Python values alive at a time instead of all of them (0.67 million
+    findings x 12 columns at 100,000 samples).
+
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({c: ["x"] for c in FINDING_COLUMNS})
+    >>> findings_json(f) == json.dumps({c: f[c].tolist() for c in FINDING_COLUMNS})
+    True
+    """
+    return "{" + ", ".join(f"{json.dumps(c)}: {json.dumps(findings[c].tolist())}" for c in FINDING_COLUMNS) + "}"
 
 
 def _stored_tables(res) -> dict:

@@ -151,6 +151,7 @@ def compute_prediction_audit(
             stats.update({k: float("nan") for k in stats if k.endswith(("_small", "_medium", "_large"))})
         audit.metrics.update(stats)
         ap = ev.per_category_ap()
+        del ev  # its per-threshold matches (10 x every label) are not needed past here: memory
         for name, col in ap.items():
             audit.tables["per_class"][name] = np.where(col > -1, col, np.nan)
     if tide:
