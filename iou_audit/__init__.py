@@ -46,6 +46,7 @@ _EXPORTS = {
     "delete_audit": "iou_audit.results",
     "rerun_changed": "iou_audit.shards.incremental",
     "audit_duplicates": "iou_audit.audits.duplicates",
+    "audit_label_prior": "iou_audit.audits.prior",
     "audit_agreement": "iou_audit.audits.agreement",
     "audit_predictions": "iou_audit.audits.predictions",
     "audit_splits": "iou_audit.audits.splits",

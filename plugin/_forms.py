@@ -107,6 +107,19 @@ def config_params(ctx, config_class, names) -> dict:
     return out
 
 
+def fields_list_input(inputs: types.Object, name: str, fields: list[str], label: str,
+                      description: str | None = None) -> None:
+    """A required multi-select of ``fields`` (the first two preselected): one field per annotator."""
+    inputs.list(name, types.String(), default=fields[:2], required=True, label=label, description=description,
+                view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+
+
+def metric_values(result, names) -> dict:
+    """``{name: float or None}`` of the run's named metrics, for an operator's output."""
+    values = {name: result.metrics.get(name) for name in names}
+    return {name: None if v is None else float(v) for name, v in values.items()}
+
+
 def delegate_input(inputs: types.Object, default: bool = False) -> None:
     """Add the "run in background" switch read by :func:`resolve_delegation`."""
     inputs.bool(

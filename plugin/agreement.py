@@ -11,6 +11,7 @@ from ._forms import (
     config_params,
     counts_output,
     delegate_input,
+    fields_list_input,
     finish_audit,
     keep_parts_input,
     keep_parts_param,
@@ -46,9 +47,8 @@ class AuditAgreement(foo.Operator):
         if not fields:
             inputs.view("none", types.Warning(label="This dataset has no Detections or Polylines field")).invalid = True
             return types.Property(inputs)
-        inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
-                    description="One label field per annotator (or one field plus the annotator attribute)",
-                    view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+        fields_list_input(inputs, "label_fields", fields, "Annotator fields",
+                          "One label field per annotator (or one field plus the annotator attribute)")
         config_inputs(inputs, AgreementConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="agreement")
         keep_parts_input(inputs)

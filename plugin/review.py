@@ -11,6 +11,11 @@ from urllib.parse import quote
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from iou_audit.audits.keypoints.agreement import AUDIT as KEYPOINT_AGREEMENT
+from iou_audit.audits.keypoints.duplicates import AUDIT as KEYPOINT_DUPLICATES
+from iou_audit.audits.keypoints.predictions import AUDIT as KEYPOINT_PREDICTIONS
+from iou_audit.audits.prior import AUDIT as LABEL_PRIOR
+from iou_audit.audits.segmentation.agreement import AUDIT as SEGMENTATION
 from iou_audit.results import audit_info, list_audits, load_audit
 from iou_audit.results import evidence as ev
 from iou_audit.review import DEFAULT_QUEUE_STATES, QUEUE_STATES, clear_review, mark_review, triage
@@ -27,6 +32,9 @@ RERUN_OPERATORS = {
     "agreement": f"{PLUGIN}/audit_agreement",
     "predictions": f"{PLUGIN}/audit_predictions",
     "splits": f"{PLUGIN}/audit_splits",
+    SEGMENTATION: f"{PLUGIN}/audit_{SEGMENTATION}",
+    LABEL_PRIOR: f"{PLUGIN}/audit_{LABEL_PRIOR}",
+    **{audit: f"{PLUGIN}/audit_{audit}" for audit in (KEYPOINT_PREDICTIONS, KEYPOINT_AGREEMENT, KEYPOINT_DUPLICATES)},
 }
 #: The triage queue's filters: dropdown name -> (queue column, label). List columns (kinds,
 #: audits) match a row when they contain the value.
@@ -35,7 +43,7 @@ QUEUE_FILTERS = {"kind": ("kinds", "Kind"), "label": ("label", "Class"), "field"
 #: Review-state filter values besides the states themselves.
 DEFAULT_STATES, ALL_STATES = "(to review)", "(all)"
 #: Sort choices: name -> (queue column or None for the triage order, descending, label).
-QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score", True, "score"),
+QUEUE_SORTS = {"triage": (None, False, "combined suspicion"), "score": ("score", True, "score"),
                "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
                "field": ("field", False, "field"), "state": ("review_state", False, "state")}
 #: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
@@ -112,7 +120,9 @@ class AuditReviewPanel(foo.Panel):
         if not len(rows):
             ctx.ops.notify("This queue row is gone (re-run or refresh)", variant="warning")
             return
-        sel = ev.triage_selection(rows)
+        # a sample row (e.g. a segmentation image) shows every field its audits compared
+        fields = sorted({f for key in rows.iloc[0]["audits"] for f in ev.result_fields(load_audit(ctx.dataset, key))})
+        sel = ev.triage_selection(rows, fields=fields)
         sel.title = f"#{row['rank']} {row['kind']}"
         self._show(ctx, sel)
         ctx.panel.state.detail = f"#{row['rank']} {row['label']} ({row['state']}): {row['evidence']}"

@@ -22,6 +22,7 @@ from ._forms import (
     config_inputs,
     config_params,
     delegate_input,
+    fields_list_input,
     label_field_input,
     label_fields,
     param,
@@ -54,8 +55,7 @@ def _field_inputs(inputs, ctx, audit: str) -> bool:
     if audit == "agreement":
         fields = label_fields(ctx)
         if fields:
-            inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
-                        view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+            fields_list_input(inputs, "label_fields", fields, "Annotator fields")
         return bool(fields)
     if audit == "splits":
         inputs.str("split_field", default="split", required=True, label="Split field",

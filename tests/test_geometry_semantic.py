@@ -170,3 +170,44 @@ def test_value_confusion_matrix_equals_pixel_counting(dtype):
     for x, y in zip(a.ravel().tolist(), b.ravel().tolist()):
         want[pos[x], pos[y]] += 1
     assert (got == want).all()
+
+
+@pytest.mark.parametrize("pool_a, pool_b, dtypes", [
+    ([0, 7, 120, 300], [0, 7, 120], (np.uint16, np.uint16)),   # small uint16: the direct table
+    ([1, 4], [0, 2, 9, 250], (np.uint8, np.uint8)),            # second map's maximum larger
+    ([3, 5], [3, 5, 40000], (np.uint8, np.uint16)),            # mixed dtypes, lookup-table path
+    ([2], [2], (np.uint8, np.uint8)),                          # one value
+])
+def test_value_confusion_matrix_paths_equal_pixel_counting(pool_a, pool_b, dtypes):
+    rng = np.random.default_rng(12)
+    a = rng.choice(pool_a, size=(19, 23)).astype(dtypes[0])
+    b = rng.choice(pool_b, size=(19, 23)).astype(dtypes[1])
+    values, got = value_confusion_matrix(a, b)
+    assert values.tolist() == sorted(set(a.ravel().tolist()) | set(b.ravel().tolist()))
+    pos = {v: i for i, v in enumerate(values.tolist())}
+    want = np.zeros((len(values), len(values)), np.int64)
+    for x, y in zip(a.ravel().tolist(), b.ravel().tolist()):
+        want[pos[x], pos[y]] += 1
+    assert got.dtype == np.int64 and (got == want).all()
+
+
+def test_value_confusion_matrix_of_empty_maps():
+    values, got = value_confusion_matrix(np.zeros((0, 4), np.uint8), np.zeros((0, 4), np.uint8))
+    assert values.tolist() == [] and got.shape == (0, 0)
+
+
+@pytest.mark.parametrize("shape", [(40, 64), (37, 67), (5, 3)])
+def test_value_confusion_matrix_of_blocky_uint8_maps_equals_pixel_counting(shape):
+    # runs of one value (whole 8-pixel words), block edges inside words, noise, and a ragged tail
+    rng = np.random.default_rng(13)
+    a = np.kron(rng.integers(0, 6, (8, 12)), np.ones((8, 8), int))[:shape[0], :shape[1]].astype(np.uint8)
+    b = np.where(rng.random(a.shape) < 0.05, rng.integers(0, 9, a.shape), a).astype(np.uint8)
+    b[:, 3:5] = 7  # edges that cut words
+    for x, y in ((a, b), (a[:, 1:], b[:, 1:])):  # the maps, and views that are not contiguous
+        values, got = value_confusion_matrix(x, y)
+        assert values.tolist() == sorted(set(x.ravel().tolist()) | set(y.ravel().tolist()))
+        pos = {v: i for i, v in enumerate(values.tolist())}
+        want = np.zeros_like(got)
+        for u, v in zip(x.ravel().tolist(), y.ravel().tolist()):
+            want[pos[u], pos[v]] += 1
+        assert (got == want).all()

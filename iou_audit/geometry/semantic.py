@@ -32,7 +32,7 @@ from numba import njit
 
 __all__ = [
     "class_indices", "confusion_matrices", "value_confusion_matrix", "class_iou", "mean_iou", "frequency_weighted_iou",
-    "pixel_accuracy", "coincidence_matrix", "nominal_alpha", "pixel_alpha",
+    "pixel_accuracy", "coincidence_matrix", "nominal_alpha", "pixel_alpha", "stack_value_confusions",
 ]
 
 
@@ -103,9 +103,11 @@ def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
     """The confusion matrix of two maps of raw integer pixel values, over the values present in either.
 
     Returns ``(values, C)``: the sorted values present (int64) and ``C[i, j]`` = pixels that are
-    ``values[i]`` in ``a`` and ``values[j]`` in ``b``. uint8 (and bool) maps are counted in one pass
-    into 256 x 256 cells; uint16 maps after a presence pass and a lookup table (both one compiled
-    loop over the pixels); other integer maps (e.g. RGB as ``0xRRGGBB``) through ``np.unique``.
+    ``values[i]`` in ``a`` and ``values[j]`` in ``b``. Unsigned maps of up to 16 bits (and bool)
+    whose maxima give at most 65,536 cells are counted in one compiled pass into
+    ``(max_a + 1) x (max_b + 1)`` cells (uint8 maps 8 pixels a word where both words are one value); other uint16 maps after a presence pass and a lookup
+    table; other integer maps (e.g. RGB as ``0xRRGGBB``) through ``np.unique``. The compiled loops
+    release the GIL, so threads count several images at once.
 
     Example:
         >>> values, c = value_confusion_matrix(np.array([[0, 0, 7]], np.uint8), np.array([[0, 7, 7]], np.uint8))
@@ -121,24 +123,40 @@ def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
             raise ValueError(f"label map {name} must be integer, got {x.dtype}")
     small = all(x.dtype == bool or (x.dtype.kind == "u" and x.dtype.itemsize <= 2) for x in (a, b))
     if small:
-        a8 = a.view(np.uint8) if a.dtype == bool else a
-        b8 = b.view(np.uint8) if b.dtype == bool else b
-        size = 1 << (8 * max(a8.dtype.itemsize, b8.dtype.itemsize))
-        if size == 256:
-            full = np.zeros(1 << 16, np.int64)
-            _count_pairs(a8.ravel(), b8.ravel(), _IDENTITY_256, 256, full)
-            full = full.reshape(256, 256)
-            values = np.flatnonzero(full.any(axis=1) | full.any(axis=0))
-            return values, full[np.ix_(values, values)]
-        present = np.zeros(size, np.bool_)
-        _mark_present(a8.ravel(), present)
-        _mark_present(b8.ravel(), present)
+        a8 = (a.view(np.uint8) if a.dtype == bool else a).ravel()
+        b8 = (b.view(np.uint8) if b.dtype == bool else b).ravel()
+        if not a8.size:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
+        ka, kb = int(a8.max()) + 1, int(b8.max()) + 1
+        if ka * kb <= _DIRECT_CELLS:
+            # values up to the maps' maxima: one pass into ka x kb cells (a table that stays in cache)
+            full = np.zeros(ka * kb, np.int64)
+            whole = a8.size - a8.size % 8
+            if a8.dtype == b8.dtype == np.uint8 and a8.ctypes.data % 8 == 0 == b8.ctypes.data % 8:
+                # 8 pixels a word; a word where both maps hold one value each is one count of 8
+                _count_codes_by_word(a8[:whole].view(np.uint64), b8[:whole].view(np.uint64), kb, full)
+                _count_codes(a8[whole:], b8[whole:], kb, full)
+            else:
+                _count_codes(a8, b8, kb, full)
+            full = full.reshape(ka, kb)
+            k = max(ka, kb)
+            present = np.zeros(k, bool)
+            present[:ka] = full.any(axis=1)
+            present[:kb] |= full.any(axis=0)
+            values = np.flatnonzero(present)
+            ia, ib = values[values < ka], values[values < kb]
+            out = np.zeros((len(values), len(values)), np.int64)
+            out[np.ix_(np.searchsorted(values, ia), np.searchsorted(values, ib))] = full[np.ix_(ia, ib)]
+            return values, out
+        present = np.zeros(1 << (8 * max(a8.dtype.itemsize, b8.dtype.itemsize)), np.bool_)
+        _mark_present(a8, present)
+        _mark_present(b8, present)
         values = np.flatnonzero(present)
-        lut = np.zeros(size, np.int64)
+        lut = np.zeros(len(present), np.int64)
         lut[values] = np.arange(len(values))
         k = len(values)
         out = np.zeros(k * k, np.int64)
-        _count_pairs(a8.ravel(), b8.ravel(), lut, k, out)
+        _count_pairs(a8, b8, lut, k, out)
         return values, out.reshape(k, k)
     values, inverse = np.unique(np.concatenate([a.ravel(), b.ravel()]).astype(np.int64), return_inverse=True)
     ia, ib = inverse[: a.size], inverse[a.size:]
@@ -146,16 +164,38 @@ def value_confusion_matrix(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
     return values.astype(np.int64), np.bincount(ia * k + ib, minlength=k * k).reshape(k, k)
 
 
-_IDENTITY_256 = np.arange(256, dtype=np.int64)
+_DIRECT_CELLS = 1 << 16  # value_confusion_matrix counts straight into (max_a + 1) x (max_b + 1) cells up to this
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def _count_codes(a, b, kb, out):  # pragma: no cover - compiled; tested against pixel counting
+    for i in range(a.size):
+        out[a[i] * kb + b[i]] += 1
+
+
+@njit(cache=True, nogil=True)
+def _count_codes_by_word(a64, b64, kb, out):  # pragma: no cover - compiled; tested against pixel counting
+    ones = np.uint64(0x0101010101010101)
+    low = np.uint64(0xFF)
+    k = np.uint64(kb)
+    for i in range(a64.size):
+        wa, wb = a64[i], b64[i]
+        va, vb = wa & low, wb & low
+        if wa == va * ones and wb == vb * ones:  # label maps are mostly runs: 8 equal pixels
+            out[np.intp(va * k + vb)] += 8
+        else:
+            for byte in range(8):
+                shift = np.uint64(8 * byte)
+                out[np.intp(((wa >> shift) & low) * k + ((wb >> shift) & low))] += 1
+
+
+@njit(cache=True, nogil=True)
 def _count_pairs(a, b, lut, k, out):  # pragma: no cover - compiled; tested against pixel counting
     for i in range(a.size):
         out[lut[a[i]] * k + lut[b[i]]] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mark_present(a, present):  # pragma: no cover - compiled
     for i in range(a.size):
         present[a[i]] = True
@@ -246,20 +286,60 @@ def coincidence_matrix(pair_confusions: Sequence[np.ndarray], num_coders: int) -
     return (total + np.swapaxes(total, -1, -2)) / (num_coders - 1)
 
 
-def nominal_alpha(coincidence: np.ndarray) -> float:
-    """Krippendorff's alpha (nominal) from a coincidence matrix; NaN without expected disagreement.
+def nominal_alpha(coincidence: np.ndarray) -> np.ndarray | float:
+    """Krippendorff's alpha (nominal) from a coincidence matrix ``(K, K)`` (or a stack ``(..., K, K)``
+    of them: one alpha each); NaN without expected disagreement.
 
     Example:
         >>> round(nominal_alpha(np.array([[2.0, 1.0], [1.0, 4.0]])), 4)   # 1 - 7 * 2 / (64 - 34)
         0.5333
     """
     o = np.asarray(coincidence, dtype=np.float64)
-    n_c = o.sum(axis=1)
-    n = n_c.sum()
-    expected = n * n - (n_c * n_c).sum()
-    if n <= 1 or expected <= 0:
-        return float("nan")
-    return float(1.0 - (n - 1) * (n - np.trace(o)) / expected)
+    n_c = o.sum(axis=-1)
+    n = n_c.sum(axis=-1)
+    expected = n * n - (n_c * n_c).sum(axis=-1)
+    trace = np.trace(o, axis1=-2, axis2=-1)
+    ok = (n > 1) & (expected > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(ok, 1.0 - (n - 1) * (n - trace) / np.where(ok, expected, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def stack_value_confusions(per_image: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Stack images' per-pair ``(values, C)`` (:func:`value_confusion_matrix`, each over its own
+    values) into one array, each image over the sorted union of its pairs' values, padded.
+
+    Args:
+        per_image: ``N`` images, each a list of ``P`` (one per field pair) ``(values, C)``.
+
+    Returns:
+        ``(values, stack)``: ``values`` ``(N, V)`` int64, image ``n``'s sorted values then -1 (padding);
+        ``stack`` ``(P, N, V, V)`` int64, pair ``p``'s confusion matrix of image ``n`` over
+        ``values[n]`` (zero rows and columns for the padding: classes absent from both maps, which
+        every score here ignores). ``V`` is the most values of an image, so memory is ``P N V^2``.
+
+    Example:
+        >>> v, s = stack_value_confusions([[(np.array([0, 7]), np.array([[1, 1], [0, 2]]))],
+        ...                                [(np.array([3]), np.array([[4]]))]])
+        >>> v.tolist(), s[0, 1].tolist()
+        ([[0, 7], [3, -1]], [[4, 0], [0, 0]])
+    """
+    n = len(per_image)
+    n_pairs = len(per_image[0]) if n else 0
+    unions = [vc[0][0] if len(vc) == 1 else np.unique(np.concatenate([v for v, _ in vc])) for vc in per_image]
+    width = max((len(u) for u in unions), default=0)
+    values = np.full((n, width), -1, np.int64)
+    stack = np.zeros((n_pairs, n, width, width), np.int64)
+    for i, (union, vc) in enumerate(zip(unions, per_image)):
+        values[i, :len(union)] = union
+        for p, (v, c) in enumerate(vc):
+            if len(v) == len(union):  # the pair has every value of the image: same order
+                stack[p, i, :len(v), :len(v)] = c
+            else:
+                g = np.searchsorted(union, v)
+                stack[p, i][np.ix_(g, g)] = c
+    return values, stack
 
 
 def pixel_alpha(confusion: np.ndarray) -> float:
@@ -272,4 +352,4 @@ def pixel_alpha(confusion: np.ndarray) -> float:
     c = np.asarray(confusion)
     if c.ndim == 3:
         c = c.sum(axis=0)
-    return nominal_alpha(coincidence_matrix([c], 2))
+    return float(nominal_alpha(coincidence_matrix([c], 2)))

@@ -24,12 +24,20 @@ instance mask, ``label`` "<class in field 1> vs <class in field 2>" (the region'
 pair) and a ``pixels`` attribute; with ``consensus_field``, a new Segmentation field with the
 pixel-wise majority (tie: the earliest field's value); with ``heatmap_field``, a new Heatmap field
 (uint8, range [0, 255]) of 255 x the share of fields that do not give the majority value. The new
-fields are in the run's manifest,
-so ``delete_audit`` removes them.
+fields are built per image in the threads as the documents FiftyOne stores
+(``iou_audit.table.raw_labels``), held until the save (masks compressed) and written in one bulk
+(one update per sample); they are in the run's manifest, so ``delete_audit`` removes them.
+
+Speed: masks are read batch by batch (the next batch decoding while this one is scored); the
+per-image pixel work (confusion counts, regions, consensus, compression) runs in ``workers``
+threads (compiled loops, OpenCV and libdeflate release the GIL); scores and findings are computed
+for a whole batch at once on the images' confusion matrices stacked over their own values.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 
 import numpy as np
@@ -44,10 +52,18 @@ from iou_audit.geometry.semantic import (
     mean_iou,
     nominal_alpha,
     pixel_accuracy,
+    stack_value_confusions,
     value_confusion_matrix,
 )
 from iou_audit.results import AuditResult, make_findings
-from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets
+from iou_audit.table.raw_labels import (
+    RawLabelField,
+    detection_doc,
+    detections_doc,
+    heatmap_doc,
+    segmentation_doc,
+)
+from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets, split_even
 
 AUDIT = "segmentation_agreement"
 KINDS = ("low_miou", "class_missing", "missing_mask")
@@ -131,8 +147,6 @@ def _grow(matrix: np.ndarray, k: int) -> np.ndarray:
 
 
 def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> AuditOutput:
-    import fiftyone as fo
-
     fields = list(config.fields)
     pairs = list(combinations(range(len(fields)), 2))
     names: dict[int, str] = {}
@@ -144,82 +158,47 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     classes = _Classes()
     total = {p: np.zeros((0, 0), np.int64) for p in pairs}
     images_with = {p: [np.zeros(0, np.int64), np.zeros(0, np.int64)] for p in pairs}
-    per_image, frames = [], []
-    regions, consensus, heatmaps = {}, {}, {}
+    per_image = {name: [] for name in _image_columns(fields, pairs, config)}
+    frames = []
+    regions, consensus, heatmaps = (RawLabelField("Detections"), RawLabelField("Segmentation"),
+                                    RawLabelField("Heatmap"))
     skipped = 0
     n_samples = max(1, len(samples))
     done = 0
-    for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize):
-        done += len(batch.sample_ids)
-        rgb |= batch.rgb
-        report.report(0.85 * done / n_samples, "comparing masks")
-        full = []
-        for i, sid in enumerate(batch.sample_ids):
-            have = [m[i] is not None for m in batch.masks]
-            if all(have):
-                full.append(i)
+    # the per-image pixel work (confusion counts; compiled loops without the GIL) runs in threads
+    with ThreadPoolExecutor(max_workers=config.workers) as pool:
+        for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize):
+            done += len(batch.sample_ids)
+            rgb |= batch.rgb
+            report.report(0.85 * done / n_samples, "comparing masks")
+            full = []
+            for i, sid in enumerate(batch.sample_ids):
+                have = [m[i] is not None for m in batch.masks]
+                if all(have):
+                    full.append(i)
+                    continue
+                skipped += 1
+                if any(have):
+                    frames.append({"kind": "missing_mask", "sample_id": sid, "field": fields[have.index(True)],
+                                   "other_field": fields[have.index(False)], "score": 1.0,
+                                   "detail": "mask in " + ", ".join(repr(f) for f, h in zip(fields, have) if h)
+                                             + "; none in " + ", ".join(repr(f) for f, h in zip(fields, have)
+                                                                        if not h)})
+            if not full:
                 continue
-            skipped += 1
-            if any(have):
-                frames.append({"kind": "missing_mask", "sample_id": sid, "field": fields[have.index(True)],
-                               "other_field": fields[have.index(False)], "score": 1.0,
-                               "detail": "mask in " + ", ".join(repr(f) for f, h in zip(fields, have) if h)
-                                         + "; none in " + ", ".join(repr(f) for f, h in zip(fields, have) if not h)})
-        if not full:
-            continue
-        for i in full:
-            sid = batch.sample_ids[i]
-            raw = [m[i] for m in batch.masks]
-            row = {"sample_id": sid}
-            mious, accs, fws, local = [], [], [], []
-            for p in pairs:
-                values, c = value_confusion_matrix(raw[p[0]], raw[p[1]])
-                g = classes.add(values)
-                local.append((values, c))
-                fa, fb = fields[p[0]], fields[p[1]]
-                miou, acc, fw = float(mean_iou(c)), float(pixel_accuracy(c)), float(frequency_weighted_iou(c))
-                mious.append(miou)
-                accs.append(acc)
-                fws.append(fw)
-                row[f"miou:{fa}:{fb}"] = miou
-                if miou < config.low_miou:
-                    frames.append({"kind": "low_miou", "sample_id": sid, "field": fa, "other_field": fb,
-                                   "score": 1.0 - miou, "iou": miou, "detail": f"mIoU {miou:.3f}"})
-                rows_px, cols_px = c.sum(axis=1), c.sum(axis=0)
-                in_a, in_b = rows_px >= config.min_class_pixels, cols_px >= config.min_class_pixels
-                k = len(classes.values)
-                total[p] = _grow(total[p], k)
-                for side in (0, 1):
-                    images_with[p][side] = np.pad(images_with[p][side], (0, k - len(images_with[p][side])))
-                total[p][np.ix_(g, g)] += c
-                images_with[p][0][g] += in_a
-                images_with[p][1][g] += in_b
-                for have, lack, counts, f_have, f_lack in ((in_a, cols_px == 0, rows_px, fa, fb),
-                                                           (in_b, rows_px == 0, cols_px, fb, fa)):
-                    for cls in np.flatnonzero(have & lack):
-                        label = _name(int(values[cls]), names, rgb)
-                        frames.append({"kind": "class_missing", "sample_id": sid, "field": f_have,
-                                       "other_field": f_lack, "label": label, "score": 1.0, "iou": 0.0,
-                                       "detail": f"{label!r}: {int(counts[cls])} px in {f_have!r}, none in "
-                                                 f"{f_lack!r}"})
-            row.update(miou=float(np.mean(mious)), pixel_accuracy=float(np.mean(accs)),
-                       fwiou=float(np.mean(fws)), alpha=_image_alpha(local, len(fields)))
+            sids = [batch.sample_ids[i] for i in full]
+            raws = [[m[i] for m in batch.masks] for i in full]
+            chunks = split_even(raws, config.workers)  # one task per thread: few thread wake-ups
+            local = [c for part in pool.map(partial(_pairs_confusions, pairs=pairs), chunks) for c in part]
+            _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
+                         config)
             if config.boundary:
-                row["boundary_iou"] = float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
-                                                     for a, b in pairs]))
-            per_image.append(row)
-            if config.regions_field:
-                dets = [fo.Detection(label=f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}",
-                                     bounding_box=g["box"], mask=g["mask"], pixels=g["pixels"])
-                        for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)]
-                regions[sid] = fo.Detections(detections=dets)
-            if config.consensus_field or config.heatmap_field:
-                voted, support = majority_consensus(raw)
-                if config.consensus_field:
-                    consensus[sid] = fo.Segmentation(mask=_storable(voted, rgb))
-                if config.heatmap_field:
-                    share = 1.0 - support / len(fields)  # 0: every field agrees
-                    heatmaps[sid] = fo.Heatmap(map=np.round(255 * share).astype(np.uint8), range=[0, 255])
+                per_image["boundary_iou"].extend(b for part in pool.map(
+                    lambda part: [float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
+                                                 for a, b in pairs])) for raw in part],
+                    split_even(raws, config.workers)) for b in part)
+            if config.regions_field or config.consensus_field or config.heatmap_field:
+                _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps)
     report.report(0.88, "summarising")
     out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
                      consensus, config)
@@ -228,18 +207,113 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     return out
 
 
-def _image_alpha(local: list, num_fields: int) -> float:
-    """Pixel alpha of one image from its per-pair ``(values, confusion)`` (each over its own values)."""
-    if num_fields == 2:
-        return nominal_alpha(coincidence_matrix([local[0][1]], 2))
-    values = np.unique(np.concatenate([v for v, _ in local]))
-    mats = []
-    for v, c in local:
-        g = np.searchsorted(values, v)
-        m = np.zeros((len(values), len(values)), np.int64)
-        m[np.ix_(g, g)] = c
-        mats.append(m)
-    return nominal_alpha(coincidence_matrix(mats, num_fields))
+def _image_columns(fields, pairs, config) -> list[str]:
+    scores = ["miou", "pixel_accuracy", "fwiou", "alpha"] + (["boundary_iou"] if config.boundary else [])
+    return ["sample_id", *scores] + [f"miou:{fields[a]}:{fields[b]}" for a, b in pairs]
+
+
+def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`)."""
+    return [value_confusion_matrix(raw[a], raw[b]) for a, b in pairs]
+
+
+def _pairs_confusions(raws: list, pairs: list) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    return [_pair_confusions(raw, pairs) for raw in raws]
+
+
+def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
+                 config) -> None:
+    """Scores, findings and dataset totals of one batch of images, vectorized over the batch: the
+    images' confusion matrices stacked over each image's own values (padded with absent classes)."""
+    values, stack = stack_value_confusions(local)  # (n, V), (P, n, V, V)
+    n, width = values.shape
+    # global class ids in first-seen order (image by image, pair by pair) as the tables list them
+    for vc in local:
+        for v, _ in vc:
+            classes.add(v)
+    k = len(classes.values)
+    slot = np.where(values >= 0, 0, k)  # padding -> a spare class k (dropped below)
+    gid = np.array([classes.index[v] for v in values[values >= 0].tolist()], np.int64)
+    slot[values >= 0] = gid
+    miou, acc, fw = mean_iou(stack), pixel_accuracy(stack), frequency_weighted_iou(stack)  # (P, n) each
+    rows_px, cols_px = stack.sum(axis=-1), stack.sum(axis=-2)  # (P, n, V)
+    in_a, in_b = rows_px >= config.min_class_pixels, cols_px >= config.min_class_pixels
+    missing = [(in_a & (cols_px == 0)), (in_b & (rows_px == 0))]  # present in one field, absent in the other
+    low = miou < config.low_miou
+    cells = (slot[:, :, None] * (k + 1) + slot[:, None, :]).ravel()
+    for pi, p in enumerate(pairs):
+        total[p] = _grow(total[p], k)
+        grown = np.zeros((k + 1) ** 2, np.int64)
+        np.add.at(grown, cells, stack[pi].ravel())
+        total[p] += grown.reshape(k + 1, k + 1)[:k, :k]
+        for side, present in enumerate((in_a, in_b)):
+            counts = np.pad(images_with[p][side], (0, k - len(images_with[p][side])))
+            counts += np.bincount(slot[present[pi]], minlength=k + 1)[:k]
+            images_with[p][side] = counts
+    # findings in image order, pair by pair: low mIoU, then classes missing from the second, the first
+    flagged = np.flatnonzero(low.any(axis=0) | missing[0].any(axis=(0, 2)) | missing[1].any(axis=(0, 2)))
+    for i in flagged.tolist():
+        sid = sids[i]
+        for pi, (a, b) in enumerate(pairs):
+            fa, fb = fields[a], fields[b]
+            if low[pi, i]:
+                m = float(miou[pi, i])
+                frames.append({"kind": "low_miou", "sample_id": sid, "field": fa, "other_field": fb,
+                               "score": 1.0 - m, "iou": m, "detail": f"mIoU {m:.3f}"})
+            for side, (f_have, f_lack, counts) in enumerate(((fa, fb, rows_px), (fb, fa, cols_px))):
+                for cls in np.flatnonzero(missing[side][pi, i]).tolist():
+                    label = _name(int(values[i, cls]), names, rgb)
+                    frames.append({"kind": "class_missing", "sample_id": sid, "field": f_have,
+                                   "other_field": f_lack, "label": label, "score": 1.0, "iou": 0.0,
+                                   "detail": f"{label!r}: {int(counts[pi, i, cls])} px in {f_have!r}, none in "
+                                             f"{f_lack!r}"})
+    if len(fields) == 2:
+        alpha = nominal_alpha(coincidence_matrix([stack[0]], 2))
+    else:
+        alpha = nominal_alpha(coincidence_matrix(list(stack), len(fields)))
+    per_image["sample_id"].extend(sids)
+    per_image["miou"].extend(np.mean(miou, axis=0).tolist())
+    per_image["pixel_accuracy"].extend(np.mean(acc, axis=0).tolist())
+    per_image["fwiou"].extend(np.mean(fw, axis=0).tolist())
+    per_image["alpha"].extend(np.asarray(alpha, np.float64).reshape(n).tolist())
+    for pi, (a, b) in enumerate(pairs):
+        per_image[f"miou:{fields[a]}:{fields[b]}"].extend(miou[pi].tolist())
+
+
+def _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps) -> None:
+    """The regions, consensus and heatmap documents of a batch, image by image in the threads."""
+    work = partial(_images_new_fields, n_fields=len(fields), names=names, rgb=rgb, config=config)
+    done = [out for part in pool.map(work, split_even(raws, config.workers)) for out in part]
+    for sid, (dets, voted, heat) in zip(sids, done):
+        if dets is not None:
+            regions.docs[sid] = dets
+        if voted is not None:
+            consensus.docs[sid] = voted
+        if heat is not None:
+            heatmaps.docs[sid] = heat
+
+
+def _images_new_fields(raws, **kwargs) -> list[tuple]:
+    return [_image_new_fields(raw, **kwargs) for raw in raws]
+
+
+def _image_new_fields(raw, n_fields, names, rgb, config) -> tuple[dict | None, dict | None, dict | None]:
+    """One image's stored documents (``iou_audit.table.raw_labels``) of the requested new fields."""
+    dets = voted = heat = None
+    if config.regions_field:
+        dets = detections_doc([
+            detection_doc(f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}", g["box"],
+                          g["mask"], pixels=g["pixels"])
+            for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)])
+    if config.consensus_field or config.heatmap_field:
+        winner, support = majority_consensus(raw)
+        if config.consensus_field:
+            voted = segmentation_doc(_storable(winner, rgb))
+        if config.heatmap_field:
+            # 255 x the share of fields not with the majority (0: every field agrees), per support count
+            shade = np.round(255 * (1.0 - np.arange(n_fields + 1) / n_fields)).astype(np.uint8)
+            heat = heatmap_doc(shade[support], (0, 255))
+    return dets, voted, heat
 
 
 def _name(value: int, names: dict, rgb: bool) -> str:
@@ -291,7 +365,7 @@ def _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image
                **({"boundary_iou": float(image_frame["boundary_iou"].mean()) if len(image_frame) else float("nan")}
                   if config.boundary else {}),
                "n_images": len(image_frame), "n_skipped": skipped,
-               "n_regions": sum(len(d.detections) for d in regions.values()), **kind_counts(findings, KINDS)}
+               "n_regions": sum(len(d["detections"]) for d in regions.docs.values()), **kind_counts(findings, KINDS)}
     sample_values = {name: dict(zip(image_frame["sample_id"], image_frame[name].tolist()))
                      for name in scores} if len(image_frame) else {}
     new_fields = {}

@@ -1,5 +1,5 @@
 """Pixel-level products of two or more label maps of one image: regions of disagreement and the
-pixel-wise majority consensus (pure numpy/scipy, no database)."""
+pixel-wise majority consensus (numpy and OpenCV, no database)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,8 +10,8 @@ from iou_audit.geometry.dense_masks import boundary_iou
 
 
 def disagreement_regions(a: np.ndarray, b: np.ndarray, min_pixels: int) -> list[dict]:
-    """Connected components (8-connected, ``scipy.ndimage.label``) of the pixels where ``a != b``
-    with at least ``min_pixels`` pixels.
+    """Connected components (8-connected, OpenCV's ``connectedComponentsWithStats``) of the pixels
+    where ``a != b`` with at least ``min_pixels`` pixels, in raster order of their first pixel.
 
     Returns one dict per region: ``box`` (relative ``[x, y, w, h]`` as FiftyOne stores it), ``mask``
     (bool crop of the region inside its box), ``pixels``, and ``value_a``/``value_b``, the most
@@ -23,28 +23,62 @@ def disagreement_regions(a: np.ndarray, b: np.ndarray, min_pixels: int) -> list[
         >>> len(r), r[0]["pixels"], r[0]["box"], (r[0]["value_a"], r[0]["value_b"])
         (1, 6, [0.16666666666666666, 0.25, 0.5, 0.5], (0, 5))
     """
-    from scipy import ndimage
+    import cv2
 
     if a.shape != b.shape:
         raise ValueError(f"label maps differ in shape: {a.shape} != {b.shape}")
     diff = a != b
     if not diff.any():
         return []
-    labels, n = ndimage.label(diff, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(diff.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    area = stats[:, cv2.CC_STAT_AREA]
+    kept = np.flatnonzero(area[1:] >= min_pixels) + 1  # label 0: where the maps agree
+    if not len(kept):
+        return []
     h, w = a.shape
+    left, top = stats[kept, cv2.CC_STAT_LEFT], stats[kept, cv2.CC_STAT_TOP]
+    width, height = stats[kept, cv2.CC_STAT_WIDTH], stats[kept, cv2.CC_STAT_HEIGHT]
+    # raster order of each region's first pixel (its leftmost pixel on its top row)
+    first = [int(t) * w + int(x) + int(np.argmax(labels[t, x:x + ww] == i))
+             for i, t, x, ww in zip(kept.tolist(), top.tolist(), left.tolist(), width.tolist())]
+    order = np.argsort(first, kind="stable")
+    top_pairs = _most_frequent_pairs(a[diff], b[diff], labels[diff], kept)
     out = []
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None or sizes[i] < min_pixels:
-            continue
-        crop = labels[sl] == i
-        va, vb = a[sl][crop], b[sl][crop]
-        pairs, counts = np.unique(np.stack([va, vb], axis=1), axis=0, return_counts=True)
-        top = pairs[int(np.argmax(counts))]
-        ys, xs = sl
-        out.append({"box": [xs.start / w, ys.start / h, (xs.stop - xs.start) / w, (ys.stop - ys.start) / h],
-                    "mask": crop, "pixels": int(sizes[i]), "value_a": int(top[0]), "value_b": int(top[1])})
+    for j in order.tolist():
+        i, x, y, ww, hh = int(kept[j]), int(left[j]), int(top[j]), int(width[j]), int(height[j])
+        out.append({"box": [x / w, y / h, ww / w, hh / h], "mask": labels[y:y + hh, x:x + ww] == i,
+                    "pixels": int(area[i]), "value_a": top_pairs[j][0], "value_b": top_pairs[j][1]})
     return out
+
+
+def _most_frequent_pairs(va: np.ndarray, vb: np.ndarray, region: np.ndarray, kept: np.ndarray
+                         ) -> list[tuple[int, int]]:
+    """Per region in ``kept``, the most frequent ``(value_a, value_b)`` of its pixels (ties: the
+    smallest pair), from the disagreeing pixels' values and region labels."""
+    if all(x.dtype.kind == "u" and x.dtype.itemsize <= 2 for x in (va, vb)):  # label maps: a lookup table
+        size = max(int(va.max()), int(vb.max())) + 1
+        values = np.flatnonzero(np.bincount(va, minlength=size) + np.bincount(vb, minlength=size))
+        lut = np.zeros(size, np.int64)
+        lut[values] = np.arange(len(values))
+        ia, ib = lut[va], lut[vb]
+    else:
+        values, inverse = np.unique(np.concatenate([va, vb]), return_inverse=True)
+        ia, ib = inverse[:len(va)], inverse[len(va):]
+    slot = np.full(int(region.max()) + 1, -1, np.int64)
+    slot[kept] = np.arange(len(kept))
+    r = slot[region]
+    sel = r >= 0
+    v = len(values)
+    code = (r[sel] * v + ia[sel]) * v + ib[sel]  # in (region, a, b) order: the first maximum is the smallest pair
+    if len(kept) * v * v <= 1 << 22:
+        best = np.bincount(code, minlength=len(kept) * v * v).reshape(len(kept), v * v).argmax(axis=1)
+    else:
+        codes, counts = np.unique(code, return_counts=True)
+        pick = np.lexsort((codes, -counts, codes // (v * v)))  # per region: most pixels, then smallest pair
+        reg = codes[pick] // (v * v)
+        firsts = pick[np.r_[True, reg[1:] != reg[:-1]]]
+        best = codes[firsts] % (v * v)
+    return [(int(values[c // v]), int(values[c % v])) for c in best.tolist()]
 
 
 def majority_consensus(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +93,10 @@ def majority_consensus(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
         >>> c.tolist(), s.tolist()
         ([[1, 5, 3]], [[2, 2, 1]])
     """
+    if len(maps) == 2 and np.shape(maps[0]) == np.shape(maps[1]) and np.ndim(maps[0]) == 2:
+        # two maps: the first wins every tie, so it is the consensus; support 2 where they agree
+        first, second = np.asarray(maps[0]), np.asarray(maps[1])
+        return first.astype(np.result_type(first, second)), 1 + (first == second).astype(np.int32)
     stack = np.stack([np.asarray(m) for m in maps])
     if stack.ndim != 3:
         raise ValueError(f"maps must be equal-size 2-D arrays, got stacked shape {stack.shape}")
