@@ -53,7 +53,10 @@ def run(sources, seeds, methods, limit=None):
                 n_obj = int(labels["type"].isin(["clean", "subtle_loc", "bad_loc", "edge", "swap"]).sum()
                             ) + len(case.truth.dropped)
                 line = [f"[{source} seed {seed}] detector mAP50 {case.map50:.3f}; {len(labels)} labels, "
-                        f"{n_err} errors ({n_err / max(n_obj, 1):.1%} of objects); build {time.perf_counter() - t0:.1f}s"]
+                        f"{n_err} errors ({n_err / max(n_obj, 1):.1%} of objects); dropped objects a prediction "
+                        f"covers: {case.detectable_dropped:.0%}; annotators' error rates "
+                        + "/".join(f"{v:.2f}" for v in case.truth.annotator_rates.values())
+                        + f"; build {time.perf_counter() - t0:.1f}s"]
                 for m in methods:
                     t = time.perf_counter()
                     label_scores, candidates = score(case, m)

@@ -44,6 +44,7 @@ _EXPORTS = {
     "list_audits": "iou_audit.results",
     "load_audit": "iou_audit.results",
     "delete_audit": "iou_audit.results",
+    "rerun_changed": "iou_audit.shards.incremental",
     "audit_duplicates": "iou_audit.audits.duplicates",
     "audit_label_prior": "iou_audit.audits.prior",
     "audit_agreement": "iou_audit.audits.agreement",

@@ -13,6 +13,8 @@ from ._forms import (
     delegate_input,
     fields_list_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     label_fields,
     param,
     resolve_delegation,
@@ -49,6 +51,7 @@ class AuditAgreement(foo.Operator):
                           "One label field per annotator (or one field plus the annotator attribute)")
         config_inputs(inputs, AgreementConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="agreement")
+        keep_parts_input(inputs)
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
         return types.Property(inputs, view=types.View(label="Multi-annotator agreement"))
@@ -65,6 +68,7 @@ class AuditAgreement(foo.Operator):
             **config_params(ctx, AgreementConfig, FORM_OPTIONS),
             audit_key=key,
             progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         m = result.metrics
         return {**finish_audit(ctx, result, KINDS, VIEW_PRIORITY),

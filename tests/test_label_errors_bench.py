@@ -223,3 +223,30 @@ def test_evaluate_random_scores_half(coco_case):
             aucs[t].append(m[t]["auroc"])
     for t, v in aucs.items():
         assert abs(np.mean(v) - 0.5) < 0.06, (t, np.mean(v))
+
+
+def test_methods_score_every_label_of_a_small_case():
+    from bench.label_errors import METHODS, score
+
+    with build_case("coco", 3, limit=15) as case:
+        ids = set(case.truth.labels.index)
+        sample_ids = set(case.dataset.values("id"))
+        assert 0 <= case.detectable_dropped <= 1 or np.isnan(case.detectable_dropped)
+        for m in METHODS:
+            label_scores, candidates = score(case, m)
+            assert set(label_scores) <= ids
+            if m != "triage":  # the triage queue lists only flagged labels
+                assert set(label_scores) == ids
+            assert all(sid in sample_ids and len(box) == 4 for sid, box, _ in candidates)
+            res = evaluate(case, label_scores, candidates)
+            assert 0 <= res[ALL]["auroc"] <= 1
+
+
+@pytest.mark.parametrize("module", ["sources", "simulate", "metrics"])
+def test_worked_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"bench.label_errors.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

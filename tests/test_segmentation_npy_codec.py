@@ -49,3 +49,14 @@ def test_inflate_grows_its_buffer_and_refuses_bad_data(monkeypatch):
         codec.inflate(b"not zlib data at all")
     with pytest.raises(ValueError, match="not numpy"):
         codec.deserialize_array(zlib.compress(b"plain bytes, no npy header"))
+
+
+@pytest.mark.parametrize("libdeflate", [True, False])
+def test_serialize_array_is_read_back_by_fiftyone(monkeypatch, libdeflate):
+    if libdeflate and codec._LIB is None:
+        pytest.skip("libdeflate is not installed")
+    monkeypatch.setattr(codec, "USE_LIBDEFLATE", libdeflate)
+    for arr in _arrays():
+        got = deserialize_numpy_array(codec.serialize_array(arr))
+        assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
+        assert np.isfortran(got) == np.isfortran(arr)

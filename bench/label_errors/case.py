@@ -48,6 +48,7 @@ class Case:
     dataset: object  # fo.Dataset with GT_FIELD and PRED_FIELD
     truth: Truth
     map50: float  # the simulated detector's COCO AP50 against the clean labels
+    detectable_dropped: float = float("nan")  # dropped objects some prediction covers at IoU >= 0.5: a ceiling
     gt_field: str = GT_FIELD
     pred_field: str = PRED_FIELD
 
@@ -129,7 +130,13 @@ def build_case(source: str, seed: int, limit: int | None = None) -> Case:
         errs = ((labels["annotator"] == a.name) & (labels["type"] != "clean")).sum() \
             + (dropped["annotator"] == a.name).sum()
         rates[a.name] = float(errs / objs) if objs else float("nan")
-    return Case(source, seed, ds, Truth(labels.drop(columns="host"), dropped, rates), map50)
+    from bench.label_errors.metrics import match_candidates
+
+    psi = np.repeat(np.arange(src.num_samples), np.diff(pred.offsets))
+    every_prediction = [(sample_ids[s], pred.box[i], 1.0) for i, s in enumerate(psi) if s < S]
+    _, best = match_candidates(every_prediction, dropped)
+    detectable = float(np.isfinite(best).mean()) if len(dropped) else float("nan")
+    return Case(source, seed, ds, Truth(labels.drop(columns="host"), dropped, rates), map50, detectable)
 
 
 def _detection(box, label, **attrs):

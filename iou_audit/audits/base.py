@@ -120,7 +120,8 @@ class AuditOutput:
         sample_values: ``{name: {sample_id: value}}``, written as ``<key>_<name>``.
         new_fields: ``{field: {sample_id: value}}``: new sample fields the user asked for by name
             (e.g. the agreement consensus); refused when the field exists and is not this run's own,
-            recorded in the manifest so ``delete_audit`` removes them.
+            recorded in the manifest so ``delete_audit`` removes them. A field may instead be an
+            ``iou_audit.table.raw_labels.RawLabelField`` (label documents as stored, written in one bulk).
         views: ``{kind: (view, description)}`` replacing the default saved view of a kind.
         tables, metrics: summary tables and scalars stored with the run.
         config_extra: values known only after reading (e.g. the annotator names) for the stored config.

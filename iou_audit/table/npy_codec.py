@@ -1,4 +1,4 @@
-"""Reading FiftyOne's stored numpy arrays (``Segmentation.mask``, ``Heatmap.map``, instance masks) fast.
+"""FiftyOne's stored numpy arrays (``Segmentation.mask``, ``Heatmap.map``, instance masks), read and written fast.
 
 FiftyOne stores an array as ``zlib.compress(np.save(array))`` (``fiftyone.core.utils.serialize_numpy_array``)
 and reads it with ``np.load(BytesIO(zlib.decompress(data)))``. :func:`deserialize_array` returns the
@@ -11,7 +11,9 @@ same array, faster:
 - an ``.npy`` header seen before is not parsed again (``np.load`` parses it each time): the array is
   a view of the inflated buffer at the header's offset.
 
-Set ``USE_LIBDEFLATE = False`` to force zlib.
+:func:`serialize_array` writes the format (``np.save`` bytes, deflated at ``WRITE_LEVEL`` 1 by
+libdeflate or zlib: 3-5x faster than ``serialize_numpy_array``'s zlib level 6, about 1.4x its bytes on
+noisy maps). Set ``USE_LIBDEFLATE = False`` to force zlib.
 """
 from __future__ import annotations
 
@@ -43,6 +45,15 @@ def _load_libdeflate():
         lib.libdeflate_zlib_decompress.restype = ctypes.c_int
         lib.libdeflate_zlib_decompress.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
                                                    ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+        lib.libdeflate_alloc_compressor.restype = ctypes.c_void_p
+        lib.libdeflate_alloc_compressor.argtypes = [ctypes.c_int]
+        lib.libdeflate_free_compressor.restype = None
+        lib.libdeflate_free_compressor.argtypes = [ctypes.c_void_p]
+        lib.libdeflate_zlib_compress_bound.restype = ctypes.c_size_t
+        lib.libdeflate_zlib_compress_bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.libdeflate_zlib_compress.restype = ctypes.c_size_t
+        lib.libdeflate_zlib_compress.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
+                                                 ctypes.c_size_t]
     except (OSError, AttributeError):
         return None
     return lib
@@ -67,7 +78,23 @@ class _Decompressor:
             self.handle = None
 
 
+class _Compressor:
+    """One libdeflate compressor per thread and level, freed with the thread."""
+
+    def __init__(self, level: int):
+        self._free = _LIB.libdeflate_free_compressor
+        self.handle = _LIB.libdeflate_alloc_compressor(level)
+        if not self.handle:
+            raise MemoryError("libdeflate_alloc_compressor failed")
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self._free(self.handle)
+            self.handle = None
+
+
 _local = threading.local()
+WRITE_LEVEL = 1  # deflate level of the arrays written: 3-5x faster than zlib's default 6, ~1.4x the bytes
 
 
 def have_libdeflate() -> bool:
@@ -103,6 +130,45 @@ def inflate(data: bytes) -> np.ndarray | bytes:
     n = got.value
     _SIZE_HINT[0] = max(n, 1024)
     return out[:n] if n > size // 2 else out[:n].copy()  # do not hold a mostly empty buffer
+
+
+def deflate(raw: bytes, level: int = WRITE_LEVEL) -> bytes:
+    """A zlib stream of ``raw`` (libdeflate when available, else ``zlib.compress``); any zlib reader,
+    FiftyOne's included, inflates it to ``raw``.
+
+    Example:
+        >>> zlib.decompress(deflate(b"abc" * 100)) == b"abc" * 100
+        True
+    """
+    if not have_libdeflate():
+        return zlib.compress(raw, level)
+    comps = getattr(_local, "compressors", None)
+    if comps is None:
+        comps = _local.compressors = {}
+    comp = comps.get(level)
+    if comp is None:
+        comp = comps[level] = _Compressor(level)
+    out = np.empty(_LIB.libdeflate_zlib_compress_bound(comp.handle, len(raw)), np.uint8)
+    n = _LIB.libdeflate_zlib_compress(comp.handle, raw, len(raw), out.ctypes.data, out.size)
+    if not n:  # pragma: no cover - the bound always fits
+        return zlib.compress(raw, level)
+    return out[:n].tobytes()
+
+
+def serialize_array(array: np.ndarray, level: int = WRITE_LEVEL) -> bytes:
+    """An array as FiftyOne stores it: ``np.save`` bytes, deflated (``serialize_numpy_array`` uses
+    zlib's level 6; the bytes differ, the array they inflate to does not).
+
+    Example:
+        >>> from fiftyone.core.utils import deserialize_numpy_array
+        >>> deserialize_numpy_array(serialize_array(np.eye(2, dtype=np.uint8))).tolist()
+        [[1, 0], [0, 1]]
+    """
+    import io
+
+    with io.BytesIO() as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
+        return deflate(f.getvalue(), level)
 
 
 def deserialize_array(data: bytes) -> np.ndarray:

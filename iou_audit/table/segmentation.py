@@ -2,7 +2,8 @@
 
 :func:`iter_segmentation_batches` yields the masks of several Segmentation fields batch by batch
 (``batch_size`` samples at a time, so memory is bounded by two batches: the one yielded and the
-next, decoding meanwhile): each batch's Segmentation documents come from one raw query; the stored
+next, decoding meanwhile): the Segmentation documents come from one raw query over the view, read
+batch by batch from its cursor; the stored
 masks (FiftyOne's zlib-compressed ``np.save`` bytes, as ``fiftyone.core.utils.deserialize_numpy_array``
 reads them) and the ``mask_path`` files are decoded in a thread pool (zlib and OpenCV release the
 GIL). Decoding is FiftyOne's (``Segmentation.get_mask``): the file is read with
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -162,18 +164,16 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
         raise ValueError(f"resize must be one of {list(RESIZES)}, got {resize!r}")
     for f in fields:
         check_segmentation_field(samples, f)
-    ids = samples.values("id")
+    # one raw query for the whole view, read batch by batch: the Segmentation documents as stored
+    # (mask = zlib'd np.save bytes), in the view's order
+    cursor = fop.aggregate_raw(samples, [{"$project": {f: True for f in fields}}])
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = None
-        for start in range(0, len(ids), batch_size):
-            batch_ids = ids[start:start + batch_size]
-            view = samples.select(batch_ids, ordered=True)
-            # one raw query per batch: the Segmentation documents as stored (mask = zlib'd np.save bytes)
-            docs = list(fop.aggregate_raw(view, [{"$project": {f: True for f in fields}}]))
-            if [str(d["_id"]) for d in docs] != list(batch_ids):  # pragma: no cover - select keeps the order
-                raise RuntimeError("sample order changed while reading masks")
+        while docs := list(islice(cursor, batch_size)):
+            batch_ids = [str(d["_id"]) for d in docs]
             jobs = [[((d.get(f) or {}).get("mask"), (d.get(f) or {}).get("mask_path")) for f in fields] for d in docs]
-            decoding = pool.map(_decode_sample, jobs)  # submitted now, collected after the previous batch
+            # submitted now, collected after the previous batch; one task per thread (few wake-ups)
+            decoding = pool.map(_decode_samples, split_even(jobs, workers))
             if pending is not None:
                 yield _finish_batch(*pending, fields, resize)
             pending = (batch_ids, docs, decoding)
@@ -181,12 +181,29 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
             yield _finish_batch(*pending, fields, resize)
 
 
+def split_even(items: list, parts: int) -> list[list]:
+    """``items`` in at most ``parts`` consecutive chunks of near-equal size (one task per thread).
+
+    Example:
+        >>> split_even([1, 2, 3, 4, 5], 2)
+        [[1, 2, 3], [4, 5]]
+    """
+    parts = max(1, min(parts, len(items)))
+    step, extra = divmod(len(items), parts)
+    bounds = np.cumsum([0] + [step + (i < extra) for i in range(parts)])
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def _decode_sample(jobs: list) -> list[np.ndarray | None]:
     return [_decode_job(job) for job in jobs]
 
 
+def _decode_samples(samples_jobs: list) -> list[list[np.ndarray | None]]:
+    return [_decode_sample(jobs) for jobs in samples_jobs]
+
+
 def _finish_batch(batch_ids, docs, decoding, fields, resize) -> SegmentationBatch:
-    decoded = list(decoding)
+    decoded = [masks for chunk in decoding for masks in chunk]
     masks = [[as_values(decoded[i][j], f"sample {sid} field {f!r}") for i, sid in enumerate(batch_ids)]
              for j, f in enumerate(fields)]
     label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]

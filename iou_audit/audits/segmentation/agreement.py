@@ -24,8 +24,14 @@ instance mask, ``label`` "<class in field 1> vs <class in field 2>" (the region'
 pair) and a ``pixels`` attribute; with ``consensus_field``, a new Segmentation field with the
 pixel-wise majority (tie: the earliest field's value); with ``heatmap_field``, a new Heatmap field
 (uint8, range [0, 255]) of 255 x the share of fields that do not give the majority value. The new
-fields are in the run's manifest,
-so ``delete_audit`` removes them.
+fields are built per image in the threads as the documents FiftyOne stores
+(``iou_audit.table.raw_labels``), held until the save (masks compressed) and written in one bulk
+(one update per sample); they are in the run's manifest, so ``delete_audit`` removes them.
+
+Speed: masks are read batch by batch (the next batch decoding while this one is scored); the
+per-image pixel work (confusion counts, regions, consensus, compression) runs in ``workers``
+threads (compiled loops, OpenCV and libdeflate release the GIL); scores and findings are computed
+for a whole batch at once on the images' confusion matrices stacked over their own values.
 """
 from __future__ import annotations
 
@@ -57,7 +63,7 @@ from iou_audit.table.raw_labels import (
     heatmap_doc,
     segmentation_doc,
 )
-from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets
+from iou_audit.table.segmentation import RESIZES, int_to_hex, iter_segmentation_batches, mask_targets, split_even
 
 AUDIT = "segmentation_agreement"
 KINDS = ("low_miou", "class_missing", "missing_mask")
@@ -182,13 +188,15 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
                 continue
             sids = [batch.sample_ids[i] for i in full]
             raws = [[m[i] for m in batch.masks] for i in full]
-            local = list(pool.map(partial(_pair_confusions, pairs=pairs), raws))
+            chunks = split_even(raws, config.workers)  # one task per thread: few thread wake-ups
+            local = [c for part in pool.map(partial(_pairs_confusions, pairs=pairs), chunks) for c in part]
             _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
                          config)
             if config.boundary:
-                per_image["boundary_iou"].extend(pool.map(
-                    lambda raw: float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
-                                               for a, b in pairs])), raws))
+                per_image["boundary_iou"].extend(b for part in pool.map(
+                    lambda part: [float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
+                                                 for a, b in pairs])) for raw in part],
+                    split_even(raws, config.workers)) for b in part)
             if config.regions_field or config.consensus_field or config.heatmap_field:
                 _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps)
     report.report(0.88, "summarising")
@@ -207,6 +215,10 @@ def _image_columns(fields, pairs, config) -> list[str]:
 def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`)."""
     return [value_confusion_matrix(raw[a], raw[b]) for a, b in pairs]
+
+
+def _pairs_confusions(raws: list, pairs: list) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    return [_pair_confusions(raw, pairs) for raw in raws]
 
 
 def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
@@ -270,14 +282,19 @@ def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_im
 
 def _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps) -> None:
     """The regions, consensus and heatmap documents of a batch, image by image in the threads."""
-    work = partial(_image_new_fields, n_fields=len(fields), names=names, rgb=rgb, config=config)
-    for sid, (dets, voted, heat) in zip(sids, pool.map(work, raws)):
+    work = partial(_images_new_fields, n_fields=len(fields), names=names, rgb=rgb, config=config)
+    done = [out for part in pool.map(work, split_even(raws, config.workers)) for out in part]
+    for sid, (dets, voted, heat) in zip(sids, done):
         if dets is not None:
             regions.docs[sid] = dets
         if voted is not None:
             consensus.docs[sid] = voted
         if heat is not None:
             heatmaps.docs[sid] = heat
+
+
+def _images_new_fields(raws, **kwargs) -> list[tuple]:
+    return [_image_new_fields(raw, **kwargs) for raw in raws]
 
 
 def _image_new_fields(raw, n_fields, names, rgb, config) -> tuple[dict | None, dict | None, dict | None]:
