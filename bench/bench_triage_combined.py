@@ -24,6 +24,8 @@ import pathlib
 import sys
 import time
 
+import numpy as np
+
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -61,6 +63,13 @@ def run_case(case, peers=False) -> tuple[list, dict]:
     ids = ds.values(f"{case.gt_field}.detections.id", unwind=True)
     prior = ds.values(f"{case.gt_field}.detections.c_prior_suspicion", unwind=True)
     out["prior"] = evaluate(case, dict(zip(ids, prior)), [])
+    # the prior on the labels alone (every erroneous label vs the clean ones; dropped objects have no label)
+    from scipy.stats import mannwhitneyu
+
+    types_ = case.truth.labels.loc[ids, "type"].to_numpy(object)
+    p = np.asarray(prior, dtype=float)
+    err, ok = p[types_ != "clean"], p[types_ == "clean"]
+    timing["prior_label_auroc"] = float(mannwhitneyu(err, ok).statistic / (len(err) * len(ok)))
     t = time.perf_counter()
     labels, cands, rates = _triage_scores(case, ["c_pred", "c_dups", "c_prior"])
     timing["triage"] = time.perf_counter() - t
@@ -98,6 +107,7 @@ def main(argv=None) -> int:
                 rows += [{"source": source, "seed": seed, **x} for x in r]
                 est = ", ".join(f"{a} {info['rates'].get(a, float('nan')):.3f}/{true_rate[a]:.3f}" for a in true_rate.index)
                 print(f"[{source} seed {seed}] audits {info['timing']['audits']:.1f}s, triage {info['timing']['triage']:.1f}s; "
+                      f"prior alone, label errors vs clean labels: AUROC {info['timing']['prior_label_auroc']:.3f}; "
                       f"annotator error rate estimated/true: {est}", flush=True)
     df = pd.DataFrame(rows)
     if args.csv:
