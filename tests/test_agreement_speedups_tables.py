@@ -164,6 +164,9 @@ def test_findings_equal_the_frame_row_selection_version(seed, quorum):
             tables[0].sample_ids, [f"f{k}" for k in range(len(tables))], [f"n{k}" for k in range(len(tables))], 0.8)
     got, want = agreement_findings(*args), findings_reference(*args)
     assert got.dtypes.equals(want.dtypes) and got.equals(want)
+    # the audit's own call: a member table without ids and classes, read from the tables instead
+    lean = agreement_findings(r.cluster_table, r.member_rows, *args[2:], tables=r.label_tables)
+    assert "label_id" not in r.member_rows and lean.dtypes.equals(want.dtypes) and lean.equals(want)
 
 
 

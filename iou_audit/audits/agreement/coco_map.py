@@ -159,7 +159,7 @@ def ap_from_parts(parts: list[dict]) -> dict:
     is left out (-1), and no reference label at all gives NaN.
     """
     evaluated = np.concatenate([p["evaluated"] for p in parts])
-    hit = np.concatenate([p["hit"] for p in parts], axis=1)
+    hit = np.concatenate([part_hits(p) for p in parts], axis=1)
     # Classes compared as strings, in sorted order (as coco_evaluate's np.unique): each batch's
     # class names mapped into the sorted union of all batches' names.
     cats = np.unique(np.concatenate([p["names"] for p in parts]))
@@ -184,9 +184,27 @@ def ap_from_parts(parts: list[dict]) -> dict:
     return {"map": mean(precision), "map50": mean(precision[t50]), "map75": mean(precision[t75])}
 
 
+def part_hits(part: dict) -> np.ndarray:
+    """A direction's (T, D) ``hit`` flags: as given, or unpacked from the bits :func:`map_parts` keeps.
+
+    >>> hit = np.array([[True, False, True], [False, False, True]])
+    >>> bool((part_hits({"hit_bits": np.packbits(hit, axis=1), "n": 3}) == hit).all())
+    True
+    """
+    if "hit" in part:
+        return part["hit"]
+    return np.unpackbits(part["hit_bits"], axis=1, count=int(part["n"])).astype(bool)
+
+
+def _small_codes(codes: np.ndarray, n: int) -> np.ndarray:
+    """Class codes in the narrowest integer type holding ``0..n-1`` (kept per detection: memory)."""
+    return codes.astype(np.min_scalar_type(max(n - 1, 0)))
+
+
 def map_parts(tables, pair_matches, covered: np.ndarray) -> list:
     """Per annotator pair, the two directions' outcomes on this batch (a, then b as reference): per
-    detection ``evaluated``, ``hit`` (T, D) and ``class``, and the references' ``ref_class``, for
+    detection ``evaluated``, ``hit`` (T, D; kept packed as ``hit_bits`` of ``n`` detections, read
+    with :func:`part_hits`) and ``class``, and the references' ``ref_class``, for
     the labels of the samples both annotators covered (see :func:`directional_hits`); classes are
     indices into ``names``, the batch's sorted label strings."""
     # One factorize for all annotators of the batch (hashing, not string sorting): object codes
@@ -207,8 +225,12 @@ def map_parts(tables, pair_matches, covered: np.ndarray) -> list:
         # every sample covered by both (no coverage field): keep whole arrays, no row gathers
         ra = slice(None) if keep.all() else np.flatnonzero(np.repeat(keep, np.diff(ta.offsets)))
         rb = slice(None) if keep.all() else np.flatnonzero(np.repeat(keep, np.diff(tb.offsets)))
-        out.append(({"evaluated": ev_b[rb], "hit": hit_b[:, rb], "class": sb[rb], "ref_class": sa[ra], "names": names},
-                    {"evaluated": ev_a[ra], "hit": hit_a[:, ra], "class": sa[ra], "ref_class": sb[rb], "names": names}))
+        # kept until the joined batches' AP: hits as bits (10 thresholds in 1.25 bytes), classes narrow
+        ca, cb = _small_codes(sa[ra], len(names)), _small_codes(sb[rb], len(names))
+        out.append(({"evaluated": ev_b[rb], "hit_bits": np.packbits(hit_b[:, rb], axis=1), "n": len(cb), "class": cb,
+                     "ref_class": ca, "names": names},
+                    {"evaluated": ev_a[ra], "hit_bits": np.packbits(hit_a[:, ra], axis=1), "n": len(ca), "class": ca,
+                     "ref_class": cb, "names": names}))
     return out
 
 

@@ -36,12 +36,28 @@ class Agreement:
     metrics: dict
     clusters: Clusters
     cluster_table: pd.DataFrame
-    members: pd.DataFrame
+    member_rows: pd.DataFrame  # the member table without its label ids and classes (see ``members``)
     pair_matches: list = field(repr=False)
     label_values: list = field(repr=False)  # per annotator: {attr: (L_k,) array}
     geometry: str = "boxes"
     consensus: pd.DataFrame | None = field(default=None, repr=False)  # fused labels, if asked
     label_tables: list | None = field(default=None, repr=False)  # per annotator: offsets, label_id, label, box, sample_ids
+
+    @property
+    def members(self) -> pd.DataFrame:
+        """The member table (one row per label: cluster, annotator, row, ...) with each label's
+        ``label`` and ``label_id`` read from ``label_tables`` (not kept beside them: memory)."""
+        mem = self.member_rows
+        if "label_id" in mem or self.label_tables is None:
+            return mem
+        from iou_audit.audits.agreement.findings import MemberColumn
+
+        out = mem.copy()
+        every = np.arange(len(mem))
+        for pos, name in ((3, "label"), (4, "label_id")):
+            column = MemberColumn(self.label_tables, name, mem.annotator.to_numpy(), mem.row.to_numpy())
+            out.insert(min(pos, out.shape[1]), name, column.take(every))
+        return out
 
 
 def coverage_matrix(tables, coverage: np.ndarray | None) -> np.ndarray:
@@ -209,7 +225,7 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
 
     curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
-    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou)
+    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables)
     findings["field"] = findings["field"].astype(object)
 
     tables_out = {

@@ -33,17 +33,46 @@ def _frame(**cols) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _strings(column: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """``column`` at positions ``rows`` as an object array; -1 gives NaN (a missing value)."""
+def _strings(column, rows: np.ndarray) -> np.ndarray:
+    """``column`` (a Series, or a :class:`MemberColumn`) at positions ``rows`` as an object array;
+    -1 gives NaN (a missing value)."""
     out = np.full(len(rows), np.nan, dtype=object)
     ok = rows >= 0
-    out[ok] = column.iloc[rows[ok]].to_numpy(dtype=object)
+    out[ok] = column.iloc[rows[ok]].to_numpy(dtype=object) if isinstance(column, pd.Series) else column.take(rows[ok])
     return out
 
 
+class MemberColumn:
+    """A column of the annotator tables (``label_id`` or ``label``) at the member table's rows, read
+    only where a finding needs it: the member table does not keep its own copy of these strings
+    (about 40 bytes per label), member ``i`` being row ``row[i]`` of table ``annotator[i]``.
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> ts = [T(label_id=np.array([b"a1", b"a2"])), T(label_id=np.array(["b1"], dtype=object))]
+        >>> MemberColumn(ts, "label_id", np.array([1, 0, 0]), np.array([0, 0, 1])).take(np.array([2, 0])).tolist()
+        ['a2', 'b1']
+    """
+
+    def __init__(self, tables, name: str, annotator: np.ndarray, row: np.ndarray):
+        self.columns = [getattr(t, name) for t in tables]
+        self.annotator, self.row = annotator, row
+
+    def take(self, members: np.ndarray) -> np.ndarray:
+        out = np.empty(len(members), dtype=object)
+        ann, row = self.annotator[members], self.row[members]
+        for k, col in enumerate(self.columns):
+            sel = np.flatnonzero(ann == k)
+            if len(sel):
+                values = np.asarray(col)[row[sel]]
+                out[sel] = values.astype(str).astype(object) if values.dtype.kind == "S" else values.astype(object)
+        return out
+
+
 def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
-                       low_iou: float = 0.75) -> pd.DataFrame:
-    """All four kinds of findings from the cluster table and the member table."""
+                       low_iou: float = 0.75, tables=None) -> pd.DataFrame:
+    """All four kinds of findings from the cluster table and the member table (its label ids and
+    classes read from ``tables``, the annotator tables, when it has no such columns)."""
     # Columns are read out of the frames as numpy arrays (row selections of the frames cost 50 ms
     # on the 3 x 5,000 x 15 benchmark); string columns only at the rows a finding needs (turning
     # pandas' string columns back into objects is the slow part); the detail texts are formatted
@@ -59,7 +88,11 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     others_cov = np.maximum(n_cov - 1, 1)
     mc = mem.cluster.to_numpy()
     m_ann = mem.annotator.to_numpy()
-    m_label, m_id = mem["label"], mem["label_id"]
+    if "label_id" in mem:
+        m_label, m_id = mem["label"], mem["label_id"]
+    else:
+        m_row = mem.row.to_numpy()
+        m_label, m_id = (MemberColumn(tables, c, m_ann, m_row) for c in ("label", "label_id"))
     # A representative member per cluster (lowest annotator index present) for "other" columns:
     # the member whose (cluster, annotator) is (c, first_k[c]).
     K = clusters.members.shape[1]

@@ -11,7 +11,8 @@ depend on the batch). Global statistics (F1, mean IoU, alpha and its bootstrap, 
 curve, per-class/per-pair/per-annotator tables, findings) are then computed once on that.
 
 Memory: O(batch) for geometry and IoU blocks; O(labels) for the kept arrays (a few dozen bytes
-per label per annotator pair, plus 10 booleans per label and pair direction for mAP).
+per label per annotator pair, plus 10 bits per label and pair direction for mAP; the member
+table keeps no copy of the label ids and classes, which stay in the compact tables).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import pandas as pd
 from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, build_clusters, edge_graph, graph_nodes, label_rank
 from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks
 from iou_audit.audits.agreement.stats import cluster_table
+from iou_audit.table.concat import compact_ids, concat_ids, str_ids
 
 
 @dataclass
@@ -57,11 +59,7 @@ def compact(t) -> SimpleNamespace:
         (dtype('S24'), True, True)
     """
     n = len(t.offsets) - 1
-    ids = np.asarray(t.label_id, dtype=object)
-    try:
-        ids = ids.astype("S") if len(ids) else ids
-    except (UnicodeEncodeError, TypeError, ValueError):  # not ASCII text: kept as objects
-        pass
+    ids = compact_ids(t.label_id)
     codes, uniq = pd.factorize(np.asarray(t.label, dtype=object), use_na_sentinel=False)
     labels = np.asarray(uniq, dtype=object)[codes] if len(codes) else np.asarray(t.label, dtype=object)
     return SimpleNamespace(
@@ -72,8 +70,7 @@ def compact(t) -> SimpleNamespace:
 
 def label_ids(t, rows=slice(None)) -> np.ndarray:
     """Label ids of a :func:`compact` table (at ``rows``) as an object array of ``str``."""
-    ids = t.label_id[rows]
-    return ids.astype(str).astype(object) if ids.dtype.kind == "S" else np.asarray(ids, dtype=object)
+    return str_ids(t.label_id[rows])
 
 
 def _strip(pm: PairMatch) -> PairMatch:
@@ -109,8 +106,9 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
         from iou_audit.audits.agreement.consensus import consensus_labels
 
         fused = consensus_labels(tables, ctab, mem, geometry)
-    # the member boxes served the edge offsets and the consensus; the tables keep the boxes
-    mem = mem.drop(columns=["x1", "y1", "x2", "y2"])
+    # the member boxes served the edge offsets and the consensus; the tables keep the boxes, and
+    # the label ids and classes (findings read them there: findings.MemberColumn)
+    mem = mem.drop(columns=["x1", "y1", "x2", "y2", "label", "label_id"])
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
                      boundary, maps, fused, ranks, (curve_graph.u, curve_graph.v, curve_graph.w))
 
@@ -195,7 +193,7 @@ def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespac
         ts = [p.tables[k] for p in parts]
         offsets = np.concatenate([[0]] + [t.offsets[1:] + row_start[i][k] for i, t in enumerate(ts)])
         tables.append(SimpleNamespace(
-            offsets=offsets, label_id=_concat([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
+            offsets=offsets, label_id=concat_ids([t.label_id for t in ts]), label=np.concatenate([t.label for t in ts]),
             box=np.concatenate([t.box for t in ts]), sample_ids=np.concatenate([t.sample_ids for t in ts]),
             masks=None, polygons=None))
         del ts
@@ -239,11 +237,3 @@ def _release(parts: list[BatchPart], release: bool, *what) -> None:
     for p in parts:
         for w in what:
             w(p) if callable(w) else setattr(p, w, None)
-
-
-def _concat(ids: list[np.ndarray]) -> np.ndarray:
-    """Joined label-id columns; bytes of different widths stay bytes (the widest), bytes mixed with
-    objects become objects of ``str``."""
-    if all(x.dtype.kind == "S" for x in ids):
-        return np.concatenate(ids)
-    return np.concatenate([x.astype(str).astype(object) if x.dtype.kind == "S" else x for x in ids])
