@@ -1,34 +1,27 @@
-"""Label-error benchmark: find injected label errors from simulated predictions; ours vs cleanlab vs FiftyOne.
+"""Label-error benchmark (issue 12): ours vs our triage queue vs FiftyOne mistakenness vs cleanlab, label level.
 
-Run: ``python bench/bench_label_errors.py [--quick] [--seeds 0 1 2]``
+Run: ``python bench/bench_label_errors.py [--quick] [--seeds 1 2 3 4 5 6] [--sources bccd coco] [--csv out.csv]``
+(``--from-csv a.csv b.csv`` prints the report of earlier runs' rows, e.g. seeds run in separate processes).
 
-Inputs (real ground truth, simulated errors and predictions, all seeded):
-- BCCD (364 images, FiftyOne's VOC importer via ``iou_audit.ingest``) and the 100 COCO val2014
-  reference images (non-crowd labels), from ``../shared/data``;
-- label errors injected by ``iou_audit.simulate.predictions.inject_label_errors`` (half of the images get
-  errors of one kind: drop, spurious, shift, rescale, swap, duplicate; see that module's docstring);
-- predictions of the simulated imperfect detector ``simulate_detections`` run on the *clean* labels
-  (misses, hard objects with low confidence, box noise, class confusion, duplicates, background boxes).
+Per source (real BCCD labels; the 100 COCO val2014 reference images, non-crowd) and seed, one case
+(:func:`bench.label_errors.build_case`): six simulated annotators corrupt ~12.5 % of the objects
+(spurious, subtly / badly mislocated, single-edge, look-alike class swap, near-duplicate, dropped;
+allocated by size, occlusion, truncation; see ``bench/label_errors/simulate.py``), and a simulated
+detector runs on the clean labels (mAP50 ~0.83 BCCD, ~0.62 COCO, printed per case). Every method
+reads the same FiftyOne dataset in the same run (``bench/label_errors/peers.py``):
 
-Both fields are written into a FiftyOne dataset and every method reads the same fields in the same run:
-- ours: ``compute_prediction_audit`` on the tables read back; image score = 1 - image quality;
-- cleanlab: ``cleanlab.object_detection.rank.get_label_quality_scores`` (pixel xyxy, per-class
-  prediction arrays); image score = 1 - its label quality score;
-- FiftyOne brain: ``compute_mistakenness(pred, label_field)``; image score = the sample's
-  ``mistakenness`` (its documented per-sample score; None/-1 -> 0);
-- "best-field" rows, which assume one already knows the kind of error sought: FiftyOne's most fitting
-  output per kind (drop: ``possible_missing`` count; spurious, duplicate: ``possible_spurious`` count;
-  shift, rescale: max ``mistakenness_loc``; swap: ``mistakenness``) and ours (the number of the
-  matching kind's findings per image, i.e. the ``<key>_<kind>`` sample counts the audit writes, score >= 0.5,
-  ties broken by the image's top score of that kind).
+- ``ours``: ``audit_predictions``; label score = 1 - ``<key>_quality``; missing-object candidates =
+  its ``possible_missing`` findings;
+- ``triage``: ``iou_audit.triage`` over a default ``audit_predictions`` and ``audit_duplicates`` run;
+- ``fiftyone``: ``compute_mistakenness``; max(mistakenness, mistakenness_loc), unmatched labels first;
+  candidates = its ``possible_missing`` predictions;
+- ``cleanlab``: ``cleanlab.object_detection.rank`` per-box scores (badloc, swap; overlooked for
+  candidates), default parameters.
 
-Label level (ours and FiftyOne only; cleanlab's public ``get_label_quality_scores`` scores images): each
-injected label (all kinds but drop) against the clean labels; ours = 1 - label quality, FiftyOne =
-max(mistakenness, mistakenness_loc, 1 if possible_spurious).
-
-Scoring per error kind: the pool is the images with that kind plus all clean images; ties are broken
-by one fixed random permutation shared by all methods. P@k at k = half the positives (purity of the top
-of the queue), R@k at k = twice the positives (coverage with a budget of 2x), AUROC (Mann-Whitney).
+Metrics (``bench/label_errors/metrics.py``): per error type label-level AUROC (that type vs clean
+labels), AP, recall within a 5 % and 10 % review budget of the one queue of labels and candidates;
+``all`` = that one queue, dropped objects included. Seeds 1-3 are where rules and constants are
+chosen, seeds 4-6 are held out: the report prints them separately, with ratios of ours to each peer.
 """
 from __future__ import annotations
 
@@ -39,192 +32,98 @@ import sys
 import time
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = pathlib.Path(os.environ.get("IOU_AUDIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def load_bccd(limit=None):
-    from iou_audit.ingest import ingest
-    from iou_audit.table import read_label_table
-
-    ds = ingest(DATA / "bccd", splits="none", persistent=False)
-    field = ds.info["iou_audit_ingest"]["label_fields"][0]
-    if limit:
-        keep = ds.limit(limit).values("id")
-        ds.exclude(keep).delete_samples() if False else ds.delete_samples(ds.exclude(keep))
-    return ds, read_label_table(ds, field, masks=False)
+TUNING_SEEDS = (1, 2, 3)
+HELD_OUT_SEEDS = (4, 5, 6)
 
 
-def load_coco():
-    import fiftyone as fo
+def run(sources, seeds, methods, limit=None):
+    """One row per (source, seed, method, type) with every metric; prints progress per case."""
+    from bench.label_errors import METRICS, build_case, evaluate, score
 
-    from iou_audit.audits.predictions.coco_io import load_coco_tables
+    rows = []
+    for source in sources:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            with build_case(source, seed, limit=limit) as case:
+                labels = case.truth.labels
+                n_err = int((labels["type"] != "clean").sum()) + len(case.truth.dropped)
+                # one row per object except the added ones (spurious, duplicate); dropped objects have none
+                n_obj = int(labels["type"].isin(["clean", "subtle_loc", "bad_loc", "edge", "swap"]).sum()
+                            ) + len(case.truth.dropped)
+                line = [f"[{source} seed {seed}] detector mAP50 {case.map50:.3f}; {len(labels)} labels, "
+                        f"{n_err} errors ({n_err / max(n_obj, 1):.1%} of objects); dropped objects a prediction "
+                        f"covers: {case.detectable_dropped:.0%}; annotators' error rates "
+                        + "/".join(f"{v:.2f}" for v in case.truth.annotator_rates.values())
+                        + f"; build {time.perf_counter() - t0:.1f}s"]
+                for m in methods:
+                    t = time.perf_counter()
+                    label_scores, candidates = score(case, m)
+                    res = evaluate(case, label_scores, candidates)
+                    line.append(f"{m} {time.perf_counter() - t:.1f}s")
+                    for typ, vals in res.items():
+                        rows.append({"source": source, "seed": seed, "method": m, "type": typ, "n_pos": vals["n_pos"],
+                                     **{k: vals[k] for k in METRICS}})
+            print("; ".join(line), flush=True)
+    import pandas as pd
 
-    d = DATA / "coco-val2014-100"
-    _, gt = load_coco_tables(d / "instances_val2014_100.json", d / "instances_val2014_fakebbox100_results.json")
-    gt = gt.take(~gt.iscrowd)
-    ds = fo.Dataset()
-    ds.add_samples([fo.Sample(filepath=f"/nonexistent/coco_{sid}.jpg",
-                              metadata=fo.ImageMetadata(width=int(w), height=int(h)))
-                    for sid, w, h in zip(gt.sample_ids, gt.width, gt.height)])
-    return ds, gt
-
-
-def cleanlab_scores(gt, pred, classes, sizes):
-    from cleanlab.object_detection.rank import get_label_quality_scores
-
-    code = {c: i for i, c in enumerate(classes)}
-    K = len(classes)
-    labels, preds = [], []
-    for s in range(len(gt.offsets) - 1):
-        W, H = sizes[s]
-        scale = np.array([W, H, W, H])
-        a, b = gt.offsets[s], gt.offsets[s + 1]
-        labels.append({"bboxes": gt.box[a:b] * scale, "labels": np.array([code[x] for x in gt.label[a:b]], int)})
-        a, b = pred.offsets[s], pred.offsets[s + 1]
-        pb = pred.box[a:b] * scale
-        pl = np.array([code[x] for x in pred.label[a:b]], int)
-        preds.append([np.c_[pb[pl == k], pred.confidence[a:b][pl == k]].reshape(-1, 5) for k in range(K)])
-    q = get_label_quality_scores(labels, preds, verbose=False)
-    return 1.0 - np.asarray(q, float)
-
-
-def fo_scores(ds, gt_field, pred_field):
-    import fiftyone.brain as fob
-
-    fob.compute_mistakenness(ds, pred_field, label_field=gt_field, progress=False)
-    m = np.array([(-1 if v is None else v) for v in ds.values("mistakenness")], float)
-    m = np.maximum(m, 0)
-    miss = np.array(ds.values("possible_missing"), float)
-    spur = np.array(ds.values("possible_spurious"), float)
-    loc = np.array([max([x for x in (v or []) if x is not None], default=0.0)
-                    for v in ds.values(f"{gt_field}.detections.mistakenness_loc")], float)
-    best = {"drop": miss, "spurious": spur, "duplicate": spur, "shift": loc, "rescale": loc, "swap": m}
-    # per label: max of class mistakenness, localization mistakenness and the possible_spurious flag
-    flat = lambda path: [x for v in ds.values(path) for x in (v or [])]  # noqa: E731
-    per_label = np.array([max(0.0 if a is None else a, 0.0 if b is None else b, 1.0 if c else 0.0)
-                          for a, b, c in zip(flat(f"{gt_field}.detections.mistakenness"),
-                                             flat(f"{gt_field}.detections.mistakenness_loc"),
-                                             flat(f"{gt_field}.detections.possible_spurious"))])
-    return m, best, per_label
+    return pd.DataFrame(rows)
 
 
-def ranking_metrics(score, positive, pool, tiebreak):
-    s, y, t = score[pool], positive[pool], tiebreak[pool]
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    order = np.lexsort((t, -s))
-    k1, k2 = max(1, n_pos // 2), 2 * n_pos
-    p_at = y[order[:k1]].mean()
-    r_at = y[order[:k2]].sum() / max(n_pos, 1)
-    from scipy.stats import rankdata
+def report(df, methods, peers=("fiftyone", "cleanlab")) -> str:
+    """Tables per source and seed group (1-3, 4-6, other): mean AUROC, AP, recall@10% per method, ratios."""
+    import pandas as pd
 
-    ranks = rankdata(s)
-    auroc = (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / max(n_pos * n_neg, 1)
-    return p_at, r_at, auroc, n_pos
+    from bench.label_errors import ALL, ERROR_TYPES
 
-
-def run_one(name, ds, clean, seed, rows, label_rows):
-    from iou_audit.audits.predictions.core import compute_prediction_audit
-    from iou_audit.audits.predictions.errors import group_max
-    from iou_audit.simulate.predictions import (
-        KINDS,
-        boxes_from_table,
-        inject_label_errors,
-        simulate_detections,
-        to_detections,
-    )
-    from iou_audit.table import read_label_table
-
-    classes = sorted(set(clean.label.tolist()))
-    cb = boxes_from_table(clean)
-    noisy, image_kind, _ = inject_label_errors(cb, classes, seed=seed)
-    sim = simulate_detections(cb, classes, seed=seed)
-    ds.set_values("noisy_gt", to_detections(noisy))
-    ds.set_values("sim_predictions", to_detections(sim))
-    gt = read_label_table(ds, "noisy_gt", masks=False)
-    pred = read_label_table(ds, "sim_predictions", masks=False)
-    sizes = np.c_[gt.width, gt.height]
-    timings = {}
-    t0 = time.perf_counter()
-    a = compute_prediction_audit(pred, gt, coco_metrics=False, tide=False)
-    ours = 1.0 - a.image_quality
-    timings["ours"] = time.perf_counter() - t0
-    S = len(gt.sample_ids)
-    e = a.errors
-
-    def count_then_max(idx, v):  # findings per image (score >= 0.5), ties broken by the top score
-        return np.bincount(idx, v >= 0.5, minlength=S) + 0.5 * group_max(idx, v, S)[0]
-
-    ours_best = {"drop": count_then_max(pred.sample_index, e.possible_missing),
-                 "spurious": count_then_max(gt.sample_index, e.possible_spurious),
-                 "duplicate": count_then_max(gt.sample_index, e.possible_spurious),
-                 "shift": count_then_max(gt.sample_index, e.mislocated),
-                 "rescale": count_then_max(gt.sample_index, e.mislocated),
-                 "swap": count_then_max(gt.sample_index, e.class_swap)}
-    t0 = time.perf_counter()
-    cl = cleanlab_scores(gt, pred, classes, sizes)
-    timings["cleanlab"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fo_m, fo_best, fo_label = fo_scores(ds, "noisy_gt", "sim_predictions")
-    timings["fo-brain"] = time.perf_counter() - t0
-    tiebreak = np.random.default_rng(seed + 7).permutation(len(ours))
-    clean_img = image_kind == ""
-    for kind in KINDS:
-        pos = image_kind == kind
-        if not pos.any():
-            continue
-        pool = pos | clean_img
-        for method, score in (("ours", ours), ("cleanlab", cl), ("fo-brain", fo_m),
-                              ("ours best-field", ours_best[kind]), ("fo-brain best-field", fo_best[kind])):
-            p, r, auc, n = ranking_metrics(score, pos, pool, tiebreak)
-            rows.append((name, seed, kind, method, n, p, r, auc))
-    # label level (ours and FiftyOne score every label; cleanlab's public API scores images only)
-    label_err = np.asarray(noisy.error, dtype=object)
-    tb = np.random.default_rng(seed + 11).permutation(len(label_err))
-    for kind in KINDS:
-        pos = label_err == kind
-        if not pos.any():
-            continue
-        pool = pos | (label_err == "")
-        for method, score in (("ours", 1.0 - a.label_quality), ("fo-brain", fo_label)):
-            p, r, auc, n = ranking_metrics(score, pos, pool, tb)
-            label_rows.append((name, seed, kind, method, n, p, r, auc))
-    print(f"[{name} seed {seed}] seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
+    order = [ALL] + list(ERROR_TYPES)
+    out = []
+    df = df.copy()
+    df["group"] = ["seeds 1-3 (rules chosen)" if s in TUNING_SEEDS else "seeds 4-6 (held out)"
+                   if s in HELD_OUT_SEEDS else "other seeds" for s in df["seed"]]
+    for (source, group), g in df.groupby(["source", "group"], sort=False):
+        seeds = sorted(set(g["seed"]))
+        out.append(f"\n== {source}, {group}: seeds {seeds} (mean over seeds) ==")
+        for metric in ("auroc", "ap", "recall@10%", "recall@5%"):
+            t = g.pivot_table(index="type", columns="method", values=metric, aggfunc="mean").reindex(order)
+            t = t[[m for m in methods if m in t.columns]]
+            if "ours" in t.columns:
+                for p in peers:
+                    if p in t.columns:
+                        t[f"ours/{p}"] = t["ours"] / t[p]
+            t.insert(0, "n_pos", g[g["method"] == g["method"].iloc[0]].groupby("type")["n_pos"].mean()
+                     .reindex(order).round(1))
+            out.append(f"-- {metric} --")
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                out.append(t.round(3).to_string())
+    return "\n".join(out)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="BCCD's first 80 images and one seed")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="noise/detector seeds")
-    args = ap.parse_args(argv)
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    import pandas as pd
+    from bench.label_errors import METHODS
+    from bench.label_errors.sources import SOURCES
 
-    rows, label_rows = [], []
-    datasets = [("bccd", *load_bccd(80 if args.quick else None)), ("coco100", *load_coco())]
-    for name, ds, clean in datasets:
-        for seed in seeds:
-            run_one(name, ds, clean, seed, rows, label_rows)
-        ds.delete()
-    df = pd.DataFrame(rows, columns=["data", "seed", "kind", "method", "n_pos", "P@k", "R@2k", "AUROC"])
-    summary = df.groupby(["data", "kind", "method"], sort=False)[["n_pos", "P@k", "R@2k", "AUROC"]].mean()
-    pd.set_option("display.width", 160)
-    print(summary.round(3).to_string())
-    best = summary["AUROC"].unstack("method")
-    best = best[["ours", "cleanlab", "fo-brain", "ours best-field", "fo-brain best-field"]]
-    best["single score: ours ahead"] = best["ours"] > best[["cleanlab", "fo-brain"]].max(axis=1)
-    best["best-field: ours ahead"] = best["ours best-field"] > best["fo-brain best-field"]
-    print()
-    print(best.round(3).to_string())
-    lf = pd.DataFrame(label_rows, columns=["data", "seed", "kind", "method", "n_pos", "P@k", "R@2k", "AUROC"])
-    lab = lf.groupby(["data", "kind", "method"], sort=False)["AUROC"].mean().unstack("method")
-    lab["ours ahead"] = lab["ours"] > lab["fo-brain"]
-    print()
-    print("label level (AUROC; injected labels vs clean labels):")
-    print(lab.round(3).to_string())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the first seed only, each source's first 80 images")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS + HELD_OUT_SEEDS))
+    ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--csv", help="write every (source, seed, method, type) row here")
+    ap.add_argument("--from-csv", nargs="+", help="report these earlier --csv files instead of running")
+    args = ap.parse_args(argv)
+    if args.from_csv:
+        import pandas as pd
+
+        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        methods = [m for m in METHODS if m in set(df["method"])]
+        print(report(df, methods))
+        return 0
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    df = run(args.sources, seeds, args.methods, limit=80 if args.quick else None)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    print(report(df, args.methods))
     return 0
 
 

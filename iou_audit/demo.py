@@ -143,11 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     _banner("Keypoints: the three keypoint audits on the real CrowdPose example")
     kp_ran = bool(run_keypoint_demo(show=_show, top=_top))
 
+    from iou_audit.demo_segmentation import DATASET_NAME as SEGMENTATION_DATASET
+    from iou_audit.demo_segmentation import run_segmentation_demo
+
+    _banner("Semantic segmentation: two real LVIS raters' class maps, their agreement")
+    seg_ran = run_segmentation_demo(show=_show, top=_top) is not None
+
     _banner("Open the results in the FiftyOne App")
     print(f"  ./run app --dataset {dataset.name}        (then open the 'iou-audit review' panel, "
           "or the saved views in the sidebar)")
     if kp_ran:
         print(f"  ./run app --dataset {KEYPOINT_DATASET}   (the keypoint audits' saved views and tags)")
+    if seg_ran:
+        print(f"  ./run app --dataset {SEGMENTATION_DATASET}    (the raters' maps, regions of disagreement, "
+              "heatmap; the review panel's class IoU bars and confusion heatmap)")
     print(f"  .venv/bin/iou-audit list --dataset {dataset.name}")
     print(f"  .venv/bin/iou-audit export --dataset {dataset.name} --audit-key duplicates findings.csv")
     print(f"  .venv/bin/iou-audit triage --dataset {dataset.name} --export queue.csv   "

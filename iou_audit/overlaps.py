@@ -139,3 +139,17 @@ def raise_for_bad_mask(table, error: Exception) -> None:
             sid = table.sample_ids[table.sample_index[row]]
             raise ValueError(f"field {table.field!r}, sample {sid}, label {table.label_id[row]}: the instance mask must "
                              f"be a 2-D array, got {type(m).__name__} of shape {shape}") from error
+
+
+def concat_pairs(values: list, pair_offsets: list) -> tuple[np.ndarray, np.ndarray]:
+    """Join the IoU blocks ``(values, pair_offsets)`` of consecutive samples (read batches or shards)
+    into one batched layout.
+
+    Example:
+        >>> v, o = concat_pairs([np.array([.5]), np.array([.1, .2])], [np.array([0, 1]), np.array([0, 0, 2])])
+        >>> v.tolist(), o.tolist()
+        ([0.5, 0.1, 0.2], [0, 1, 1, 3])
+    """
+    start = np.cumsum([0] + [len(v) for v in values])
+    offsets = np.concatenate([[0]] + [np.asarray(o[1:]) + start[i] for i, o in enumerate(pair_offsets)])
+    return np.concatenate(values), offsets.astype(np.asarray(pair_offsets[0]).dtype)

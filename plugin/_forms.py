@@ -107,6 +107,19 @@ def config_params(ctx, config_class, names) -> dict:
     return out
 
 
+def fields_list_input(inputs: types.Object, name: str, fields: list[str], label: str,
+                      description: str | None = None) -> None:
+    """A required multi-select of ``fields`` (the first two preselected): one field per annotator."""
+    inputs.list(name, types.String(), default=fields[:2], required=True, label=label, description=description,
+                view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+
+
+def metric_values(result, names) -> dict:
+    """``{name: float or None}`` of the run's named metrics, for an operator's output."""
+    values = {name: result.metrics.get(name) for name in names}
+    return {name: None if v is None else float(v) for name, v in values.items()}
+
+
 def delegate_input(inputs: types.Object, default: bool = False) -> None:
     """Add the "run in background" switch read by :func:`resolve_delegation`."""
     inputs.bool(
@@ -116,6 +129,25 @@ def delegate_input(inputs: types.Object, default: bool = False) -> None:
         description="Run as a delegated (background) operation; needs `fiftyone delegated launch`",
         view=types.CheckboxView(),
     )
+
+
+def keep_parts_input(inputs: types.Object, default: bool = False) -> None:
+    """Add the "keep parts" switch: the run keeps its parts, so the review panel can later re-run it
+    on the changed samples only (``keep_parts=True`` of the library call, ``iou_audit.shards.plain``)."""
+    inputs.bool(
+        "keep_parts",
+        default=default,
+        label="Keep parts for changed-only re-runs",
+        description="Store the run's per-part statistics (0.25 MB per 1,000 samples for duplicates, about 15 MB "
+                    "for agreement) so a later re-run recomputes only the parts whose samples changed (same result "
+                    "as a full re-run)",
+        view=types.CheckboxView(),
+    )
+
+
+def keep_parts_param(ctx) -> bool:
+    """The form's "keep parts" switch as the library's ``keep_parts`` argument."""
+    return bool(ctx.params.get("keep_parts", False))
 
 
 def resolve_delegation(ctx) -> bool | None:

@@ -11,7 +11,10 @@ from ._forms import (
     config_params,
     counts_output,
     delegate_input,
+    fields_list_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     label_fields,
     param,
     resolve_delegation,
@@ -44,11 +47,11 @@ class AuditAgreement(foo.Operator):
         if not fields:
             inputs.view("none", types.Warning(label="This dataset has no Detections or Polylines field")).invalid = True
             return types.Property(inputs)
-        inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
-                    description="One label field per annotator (or one field plus the annotator attribute)",
-                    view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+        fields_list_input(inputs, "label_fields", fields, "Annotator fields",
+                          "One label field per annotator (or one field plus the annotator attribute)")
         config_inputs(inputs, AgreementConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="agreement")
+        keep_parts_input(inputs)
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
         return types.Property(inputs, view=types.View(label="Multi-annotator agreement"))
@@ -65,6 +68,7 @@ class AuditAgreement(foo.Operator):
             **config_params(ctx, AgreementConfig, FORM_OPTIONS),
             audit_key=key,
             progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         m = result.metrics
         return {**finish_audit(ctx, result, KINDS, VIEW_PRIORITY),

@@ -12,6 +12,8 @@ from ._forms import (
     counts_output,
     delegate_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     label_field_input,
     param,
     resolve_delegation,
@@ -43,6 +45,7 @@ class AuditDuplicates(foo.Operator):
         if fields:
             config_inputs(inputs, DuplicatesConfig, FORM_OPTIONS)
             audit_key_input(inputs, default="duplicates")
+            keep_parts_input(inputs)
             delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
         return types.Property(inputs, view=types.View(label="Duplicate and degenerate labels"))
@@ -58,6 +61,7 @@ class AuditDuplicates(foo.Operator):
             **config_params(ctx, DuplicatesConfig, FORM_OPTIONS),
             audit_key=key,
             progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 

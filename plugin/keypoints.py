@@ -24,9 +24,11 @@ from ._forms import (
     config_params,
     counts_output,
     delegate_input,
+    fields_list_input,
     finish_audit,
     label_field_input,
     label_fields,
+    metric_values,
     param,
     resolve_delegation,
     target_view,
@@ -65,14 +67,6 @@ def audit_params(ctx, config_class, names) -> dict:
         except ValueError:
             raise ValueError(f"sigmas must be numbers separated by commas, got {text!r}") from None
     return skeleton_params(config_params(ctx, config_class, names), param(ctx, "skeleton"), sigmas)
-
-
-def _metrics(result, names) -> dict:
-    out = {}
-    for name in names:
-        value = result.metrics.get(name)
-        out[name] = None if value is None else float(value)
-    return out
 
 
 class AuditKeypointPredictions(foo.Operator):
@@ -115,7 +109,7 @@ class AuditKeypointPredictions(foo.Operator):
         result = audit_keypoint_predictions(
             target_view(ctx), ctx.params["pred_field"], param(ctx, "gt_field", "ground_truth"),
             **audit_params(ctx, KeypointPredictionsConfig, PREDICTION_OPTIONS), audit_key=key, progress=ctx)
-        return {**finish_audit(ctx, result, PREDICTION_KINDS), **_metrics(result, PREDICTION_METRICS)}
+        return {**finish_audit(ctx, result, PREDICTION_KINDS), **metric_values(result, PREDICTION_METRICS)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -145,9 +139,8 @@ class AuditKeypointAgreement(foo.Operator):
         if len(fields) < 2:
             inputs.view("none", types.Warning(label="This dataset has fewer than two Keypoints fields")).invalid = True
             return types.Property(inputs)
-        inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
-                    description="Two or more Keypoints fields, one per annotator",
-                    view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+        fields_list_input(inputs, "label_fields", fields, "Annotator fields",
+                          "Two or more Keypoints fields, one per annotator")
         skeleton_inputs(inputs)
         config_inputs(inputs, KeypointAgreementConfig, AGREEMENT_OPTIONS)
         audit_key_input(inputs, "keypoint_agreement")
@@ -164,7 +157,7 @@ class AuditKeypointAgreement(foo.Operator):
         result = audit_keypoint_agreement(
             target_view(ctx), ctx.params["label_fields"],
             **audit_params(ctx, KeypointAgreementConfig, AGREEMENT_OPTIONS), audit_key=key, progress=ctx)
-        return {**finish_audit(ctx, result, AGREEMENT_KINDS), **_metrics(result, AGREEMENT_METRICS)}
+        return {**finish_audit(ctx, result, AGREEMENT_KINDS), **metric_values(result, AGREEMENT_METRICS)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -15,6 +15,8 @@ from ._forms import (
     counts_output,
     delegate_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     label_field_input,
     label_fields,
     param,
@@ -51,6 +53,7 @@ class AuditPredictions(foo.Operator):
                               label_types=(fo.Detections,), default="ground_truth")
         config_inputs(inputs, PredictionsConfig, FORM_OPTIONS)
         audit_key_input(inputs, "predictions")
+        keep_parts_input(inputs)
         delegate_input(inputs)
         return types.Property(inputs, view=types.View(label="Model versus labels"))
 
@@ -65,6 +68,7 @@ class AuditPredictions(foo.Operator):
         result = audit_predictions(
             samples, ctx.params["pred_field"], param(ctx, "gt_field", "ground_truth"),
             **config_params(ctx, PredictionsConfig, FORM_OPTIONS), audit_key=key, progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         out = finish_audit(ctx, result, KINDS)
         for name in ("AP", "AP50", "precision", "recall"):

@@ -11,14 +11,20 @@ from urllib.parse import quote
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from iou_audit.audits.keypoints.agreement import AUDIT as KEYPOINT_AGREEMENT
+from iou_audit.audits.keypoints.duplicates import AUDIT as KEYPOINT_DUPLICATES
+from iou_audit.audits.keypoints.predictions import AUDIT as KEYPOINT_PREDICTIONS
+from iou_audit.audits.prior import AUDIT as LABEL_PRIOR
+from iou_audit.audits.segmentation.agreement import AUDIT as SEGMENTATION
 from iou_audit.results import audit_info, list_audits, load_audit
 from iou_audit.results import evidence as ev
 from iou_audit.review import DEFAULT_QUEUE_STATES, QUEUE_STATES, clear_review, mark_review, triage
+from iou_audit.shards import incremental_status
 
 from .triage import reviewer
 
 PLUGIN = "@iou-audit/iou-audit"
-#: The incremental re-run of a sharded run (plugin/shards.py).
+#: The incremental re-run of a run that kept its parts, plain or sharded (plugin/shards.py).
 RERUN_CHANGED_OPERATOR = f"{PLUGIN}/rerun_changed_audit"
 #: Audit name -> operator that (re)runs it.
 RERUN_OPERATORS = {
@@ -26,6 +32,9 @@ RERUN_OPERATORS = {
     "agreement": f"{PLUGIN}/audit_agreement",
     "predictions": f"{PLUGIN}/audit_predictions",
     "splits": f"{PLUGIN}/audit_splits",
+    SEGMENTATION: f"{PLUGIN}/audit_{SEGMENTATION}",
+    LABEL_PRIOR: f"{PLUGIN}/audit_{LABEL_PRIOR}",
+    **{audit: f"{PLUGIN}/audit_{audit}" for audit in (KEYPOINT_PREDICTIONS, KEYPOINT_AGREEMENT, KEYPOINT_DUPLICATES)},
 }
 #: The triage queue's filters: dropdown name -> (queue column, label). List columns (kinds,
 #: audits) match a row when they contain the value.
@@ -34,7 +43,7 @@ QUEUE_FILTERS = {"kind": ("kinds", "Kind"), "label": ("label", "Class"), "field"
 #: Review-state filter values besides the states themselves.
 DEFAULT_STATES, ALL_STATES = "(to review)", "(all)"
 #: Sort choices: name -> (queue column or None for the triage order, descending, label).
-QUEUE_SORTS = {"triage": (None, False, "audits, then score"), "score": ("score", True, "score"),
+QUEUE_SORTS = {"triage": (None, False, "combined suspicion"), "score": ("score", True, "score"),
                "label": ("label", False, "class"), "kind": ("kinds_text", False, "kind"),
                "field": ("field", False, "field"), "state": ("review_state", False, "state")}
 #: Queue columns (key, header): few and narrow, so the table fits the panel's default width.
@@ -111,7 +120,9 @@ class AuditReviewPanel(foo.Panel):
         if not len(rows):
             ctx.ops.notify("This queue row is gone (re-run or refresh)", variant="warning")
             return
-        sel = ev.triage_selection(rows)
+        # a sample row (e.g. a segmentation image) shows every field its audits compared
+        fields = sorted({f for key in rows.iloc[0]["audits"] for f in ev.result_fields(load_audit(ctx.dataset, key))})
+        sel = ev.triage_selection(rows, fields=fields)
         sel.title = f"#{row['rank']} {row['kind']}"
         self._show(ctx, sel)
         ctx.panel.state.detail = f"#{row['rank']} {row['label']} ({row['state']}): {row['evidence']}"
@@ -215,13 +226,14 @@ class AuditReviewPanel(foo.Panel):
             return
         params = {k: v for k, v in (info["config"] or {}).items() if isinstance(v, (str, int, float, bool, list))}
         params["audit_key"] = key
+        params["keep_parts"] = bool(ctx.panel.state.incremental)  # a full re-run keeps parts if the run did
         # Re-running replaces the stored run, so default to the whole dataset, not the
         # (often filtered) current view; the form still lets the user choose.
         params["view_target"] = "DATASET"
         ctx.prompt(uri, params=params)
 
     def rerun_changed(self, ctx):
-        """Open the incremental re-run (only the shards whose samples changed) for a sharded run."""
+        """Open the incremental re-run (only the parts whose samples changed) of a run that kept its parts."""
         key = ctx.panel.state.audit_key
         if key:
             ctx.prompt(RERUN_CHANGED_OPERATOR, params={"audit_key": key})
@@ -242,7 +254,7 @@ class AuditReviewPanel(foo.Panel):
             key = keys[0] if keys else None
         state = {"audits": keys, "audit_key": key, "audit": None, "charts": [], "layouts": {}, "queue": [],
                  "queue_filters": {}, "choices": {}, "page": 0, "n_pages": 1, "n_queue": 0, "leaks": [],
-                 "leak_page": 0, "drift_tests": [], "stale": "", "incremental": False, "showing": "", "detail": "",
+                 "leak_page": 0, "drift_tests": [], "stale": "", "incremental": False, "incremental_note": "", "showing": "", "detail": "",
                  "metric": ctx.panel.state.metric or "f1",
                  "header": "No iou-audit runs on this dataset yet: run one from the operator browser (`)."}
         # The filter dropdowns show their own state (at their paths in the two h_stacks), not
@@ -260,7 +272,9 @@ class AuditReviewPanel(foo.Panel):
         ctx.panel.state.header = (f"**{result.audit}** `{key}`: {n} findings in "
                                   f"{result.findings.loc[result.findings['sample_id'] != '', 'sample_id'].nunique()} samples")
         ctx.panel.state.stale = ev.staleness(ctx.dataset, key)["message"]
-        ctx.panel.state.incremental = _has_incremental_parts(ctx.dataset, key)
+        why_not = incremental_status(ctx.dataset, key)
+        ctx.panel.state.incremental = not why_not
+        ctx.panel.state.incremental_note = _short_reason(why_not)
         self._set_charts(ctx, result)
         everything = triage(ctx.dataset, states=None)
         choices = ev.filter_choices(everything, [c for c, _ in QUEUE_FILTERS.values() if c != "review_state"])
@@ -357,11 +371,13 @@ class AuditReviewPanel(foo.Panel):
         buttons = panel.h_stack("buttons", align_x="left", gap=1)
         # short labels: an h_stack shares the panel's width equally and wraps long ones
         buttons.btn("rerun", label="Re-run", on_click=self.rerun, variant="contained")
-        if s.stale and s.incremental:  # a sharded run kept its parts: re-run the changed shards only
+        if s.stale and s.incremental:  # the run kept its parts: re-run the changed samples' parts only
             buttons.btn("rerun_changed", label="Changed only", on_click=self.rerun_changed)
         buttons.btn("show_all", label="Flagged", on_click=self.show_all_flagged)
         buttons.btn("clear", label="Clear", on_click=self.clear_selection)
         buttons.btn("refresh", label="Refresh", on_click=self.refresh)
+        if s.stale and not s.incremental and s.incremental_note:
+            panel.md(f"*Changed samples only: not possible, {s.incremental_note}*", name="incremental_note")
         if s.showing:
             panel.md(f"*{s.showing}*", name="showing")
         if not s.audit_key:
@@ -447,16 +463,18 @@ class AuditReviewPanel(foo.Panel):
             panel.list("drift_tests", types.Object(), view=table, label="Drift between splits")
 
 
-def _has_incremental_parts(dataset, key: str) -> bool:
-    """Whether ``key`` is a merged sharded run that kept its parts (what an incremental re-run needs)."""
-    from iou_audit.shards.incremental import latest_merged_plan
-    from iou_audit.shards.run import ShardError
+#: Why a run cannot be re-run on its changed samples, in the panel's few words
+#: (``iou_audit.shards.incremental_status`` gives the full reason).
+INCREMENTAL_NOTES = (("kept no parts", "the run kept no parts: re-run it with 'Keep parts for changed-only re-runs'"),
+                     ("cannot keep parts", "this audit cannot keep parts"),
+                     ("not written by the merge", "the run was replaced by one without parts"),
+                     ("interrupted", "the run was interrupted"))
 
-    try:
-        latest_merged_plan(dataset, key)
-    except ShardError:
-        return False
-    return True
+
+def _short_reason(reason: str) -> str:
+    if not reason:
+        return ""
+    return next((short for marker, short in INCREMENTAL_NOTES if marker in reason), reason)
 
 
 def _row_index(ctx, n_rows: int) -> int | None:

@@ -16,8 +16,10 @@ from ._forms import (
     config_params,
     counts_output,
     delegate_input,
+    fields_list_input,
     finish_audit,
     label_fields,
+    metric_values,
     param,
     resolve_delegation,
     target_view,
@@ -51,10 +53,9 @@ class AuditSegmentationAgreement(foo.Operator):
             inputs.view("none", types.Warning(label="This dataset has fewer than two Segmentation fields")).invalid \
                 = True
             return types.Property(inputs)
-        inputs.list("fields", types.String(), default=fields[:2], required=True, label="Segmentation fields",
-                    description="Two or more Segmentation fields (annotators, or labels then predictions); rows "
-                                "of the confusion matrix are the earlier field",
-                    view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+        fields_list_input(inputs, "fields", fields, "Segmentation fields",
+                          "Two or more Segmentation fields (annotators, or labels then predictions); rows "
+                          "of the confusion matrix are the earlier field")
         config_inputs(inputs, SegmentationAgreementConfig, OPTIONS)
         audit_key_input(inputs, "segmentation_agreement")
         delegate_input(inputs)
@@ -70,11 +71,7 @@ class AuditSegmentationAgreement(foo.Operator):
         result = audit_segmentation_agreement(
             target_view(ctx), list(ctx.params["fields"]), **config_params(ctx, SegmentationAgreementConfig, OPTIONS),
             audit_key=key, progress=ctx)
-        metrics = {}
-        for name in METRICS:
-            value = result.metrics.get(name)
-            metrics[name] = None if value is None else float(value)
-        return {**finish_audit(ctx, result, KINDS), **metrics}
+        return {**finish_audit(ctx, result, KINDS), **metric_values(result, METRICS)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -14,12 +14,15 @@ from iou_audit.audits.agreement.audit import AgreementConfig
 from iou_audit.audits.duplicates import DuplicatesConfig
 from iou_audit.audits.predictions.audit import PredictionsConfig
 from iou_audit.audits.splits.audit import SplitsConfig
+from iou_audit.results import list_audits
+from iou_audit.shards import incremental_status, rerun_changed
 
 from ._forms import (
     audit_key_input,
     config_inputs,
     config_params,
     delegate_input,
+    fields_list_input,
     label_field_input,
     label_fields,
     param,
@@ -52,8 +55,7 @@ def _field_inputs(inputs, ctx, audit: str) -> bool:
     if audit == "agreement":
         fields = label_fields(ctx)
         if fields:
-            inputs.list("label_fields", types.String(), default=fields[:2], required=True, label="Annotator fields",
-                        view=types.DropdownView(multiple=True, choices=[types.Choice(f, label=f) for f in fields]))
+            fields_list_input(inputs, "label_fields", fields, "Annotator fields")
         return bool(fields)
     if audit == "splits":
         inputs.str("split_field", default="split", required=True, label="Split field",
@@ -210,9 +212,9 @@ class RerunChangedAudit(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="rerun_changed_audit",
-            label="iou-audit: re-run a sharded audit on changed samples",
-            description="Recompute only the shards holding samples modified, added or deleted since the run; "
-                        "merge into the stored run (equal to a full re-run)",
+            label="iou-audit: re-run an audit on its changed samples",
+            description="Recompute only the parts holding samples modified, added or deleted since the run (a plain "
+                        "run with 'Keep parts', or a sharded run); merge into the stored run (equal to a full re-run)",
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
@@ -220,27 +222,29 @@ class RerunChangedAudit(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        plans = [p for p in (shards.list_plans(ctx.dataset) if ctx.dataset is not None else [])
-                 if p["merge"]["state"] == "done"]
-        if not plans:
-            inputs.view("none", types.Warning(label="This dataset has no merged sharded audit")).invalid = True
+        keys = [k for k in (list_audits(ctx.dataset) if ctx.dataset is not None else [])
+                if not incremental_status(ctx.dataset, k)]
+        if not keys:
+            inputs.view("none", types.Warning(
+                label="No audit run on this dataset kept its parts",
+                description="Run an audit with 'Keep parts for changed-only re-runs' (or as a sharded run) first")
+            ).invalid = True
             return types.Property(inputs)
         dropdown = types.DropdownView()
-        for key in dict.fromkeys(p["audit_key"] for p in plans):
+        for key in keys:
             dropdown.add_choice(key, label=key)
-        inputs.enum("audit_key", dropdown.values(), default=plans[0]["audit_key"], required=True, label="Audit",
-                    view=dropdown)
+        default = param(ctx, "audit_key")
+        inputs.enum("audit_key", dropdown.values(), default=default if default in keys else keys[0], required=True,
+                    label="Audit", view=dropdown,
+                    description="Re-run on the view the run was made on; the parts of unchanged samples are reused")
         delegate_input(inputs)
-        ctx.target_view()
         return types.Property(inputs, view=types.View(label="Re-run on changed samples"))
 
     def resolve_delegation(self, ctx):
         return resolve_delegation(ctx)
 
     def execute(self, ctx):
-        from iou_audit.shards.incremental import rerun_changed
-
-        result, info = rerun_changed(ctx.target_view(), ctx.params["audit_key"], progress=ctx)
+        result, info = rerun_changed(ctx.dataset, ctx.params["audit_key"], progress=ctx)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
         return {"audit_key": result.audit_key, "n_changed": info["n_changed"],
@@ -250,8 +254,8 @@ class RerunChangedAudit(foo.Operator):
         outputs = types.Object()
         outputs.str("audit_key", label="Audit key")
         outputs.int("n_changed", label="Samples changed since the run")
-        outputs.int("n_recomputed", label="Shards recomputed")
-        outputs.int("n_shards", label="Shards")
+        outputs.int("n_recomputed", label="Parts recomputed")
+        outputs.int("n_shards", label="Parts")
         return types.Property(outputs)
 
 

@@ -12,6 +12,8 @@ from ._forms import (
     counts_output,
     delegate_input,
     finish_audit,
+    keep_parts_input,
+    keep_parts_param,
     param,
     resolve_delegation,
     target_view,
@@ -90,6 +92,7 @@ class AuditSplits(foo.Operator):
                   default="ground_truth" if "ground_truth" in detections else (detections[0] if detections else None))
         config_inputs(inputs, SplitsConfig, FORM_OPTIONS)
         audit_key_input(inputs, default="splits")
+        keep_parts_input(inputs)
         delegate_input(inputs)
         target_view(ctx)  # opt in to the system view-target radio
         return types.Property(inputs, view=types.View(label="Split leakage and drift"))
@@ -110,6 +113,7 @@ class AuditSplits(foo.Operator):
             audit_key=key,
             **config_params(ctx, SplitsConfig, FORM_OPTIONS),
             progress=ctx,
+            keep_parts=keep_parts_param(ctx),
         )
         return finish_audit(ctx, result, KINDS, VIEW_PRIORITY)
 

@@ -103,7 +103,9 @@ def test_geometry_first_matches_across_classes():
     pred = _table("pred", [[("dog", [0, 0, 0.5, 0.5], 0.9)]], with_conf=True)
     a = compute_prediction_audit(pred, gt, classwise=False, coco_metrics=False, tide=False)
     assert a.pred_match.tolist() == [0]
-    assert a.label_kind.tolist() == ["class_swap"] and a.errors.class_swap[0] == pytest.approx(0.9)
+    # class swap = calibrated precision of the 0.9 "dog": no other dog prediction, so the 0.9 confidence
+    # shrunk twice (confidence bin, then bin x class) towards 0 matches out of 1 with SHRINK = 20
+    assert a.label_kind.tolist() == ["class_swap"] and a.errors.class_swap[0] == pytest.approx(0.9 * (20 / 21) ** 2)
     cm = a.tables["confusion"]
     assert cm.loc["cat", "dog"] == 1 and cm.loc["unmatched"].sum() == 0
 

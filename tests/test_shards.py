@@ -86,9 +86,9 @@ def single_then_sharded(ds, audit, key, params, n_shards=3, single=None):
     delete_audit(ds, key)
     shards.run_sharded(ds, audit, key, n_shards=n_shards, keep_parts=True, **params)
     got = snapshot(ds, key)
-    delete_audit(ds, key)
     plan = shards.list_plans(ds, key)[0]
-    shards.delete_plan(plan["_id"])
+    delete_audit(ds, key)  # and its kept parts
+    assert not shards.list_plans(ds, key)
     got["plan"] = plan
     return want, got
 

@@ -315,6 +315,7 @@ def audit_duplicates(
     save: bool = True,
     progress=None,
     max_iou_labels: str = "flagged",
+    keep_parts=False,
 ):
     """Find duplicate, class-conflicting, contained, degenerate and out-of-bounds labels; save them.
 
@@ -342,6 +343,9 @@ def audit_duplicates(
             context (see ``iou_audit.progress``).
         max_iou_labels: ``"flagged"`` writes ``<audit_key>_max_iou`` on the labels of flagged pairs,
             ``"overlapping"`` on every label overlapping another of its class.
+        keep_parts: True (or a number of samples per part) keeps the run's parts so
+            ``iou_audit.rerun_changed`` can later re-run only the changed samples (same stored run;
+            see ``iou_audit.shards.plain``).
 
     Returns:
         an ``iou_audit.results.AuditResult`` (findings, per-kind counts in ``metrics``).
@@ -355,7 +359,8 @@ def audit_duplicates(
     config = DuplicatesConfig(label_field=label_field, iou_thresh=iou_thresh, conflict_iou=conflict_iou,
                               contain_ios=contain_ios, geometry=canonical_geometry(geometry),
                               max_iou_labels=max_iou_labels, batch_size=batch_size)
-    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress,
+                     keep_parts=keep_parts)
 
 
 def _read_and_compute(samples, config: DuplicatesConfig, report) -> AuditOutput:

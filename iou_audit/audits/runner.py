@@ -23,12 +23,24 @@ Work = Callable[[Any, AuditConfig, Progress], AuditOutput]
 
 
 def run_audit(audit: str, samples, config: AuditConfig, work: Work, audit_key: str, save: bool = True,
-              progress: Any = None) -> AuditResult:
+              progress: Any = None, keep_parts: Any = False, _plan_id=None) -> AuditResult:
     """Run ``work(samples, config, progress)`` and, when ``save``, store its output under ``audit_key``.
 
     ``progress`` is anything :func:`iou_audit.progress.make_progress` accepts (None, True for a
-    tqdm bar, a callable ``(fraction, label)``, an operator context).
+    tqdm bar, a callable ``(fraction, label)``, an operator context). ``keep_parts`` (True, or a
+    number of samples per part) runs a shardable audit part by part in this process and keeps the
+    parts, so :func:`iou_audit.rerun_changed` can later recompute only the changed samples' parts
+    (``iou_audit.shards.plain``; ``work`` is not called, the audit's shard adapter computes the same
+    output). A run saved without parts drops the parts kept for an earlier run under the key
+    (``_plan_id``: the plan whose merge this save is, kept).
     """
+    if keep_parts is not False and keep_parts is not None:
+        if not save:
+            raise ValueError("keep_parts=True needs save=True: the parts serve a stored run's incremental re-runs")
+        check_audit_key(audit_key)
+        from iou_audit.shards.plain import run_keeping_parts
+
+        return run_keeping_parts(samples, audit, config, audit_key, keep_parts, progress)
     if save:
         check_audit_key(audit_key)  # before the (possibly long) compute, not after it
     report = make_progress(progress, desc=audit)
@@ -46,5 +58,8 @@ def run_audit(audit: str, samples, config: AuditConfig, work: Work, audit_key: s
             save_audit(samples, result, label_attributes=out.label_values, sample_fields=out.sample_values,
                        layout=out.layout, new_fields=out.new_fields, views=views,
                        label_batches=out.label_batches)
+            from iou_audit.shards.run import drop_merged_plans
+
+            drop_merged_plans(samples, audit_key, keep=_plan_id)  # their parts describe the replaced run
     report.close()
     return result

@@ -5,6 +5,7 @@ import argparse
 
 from iou_audit.cli._common import add_dataset_argument, load_dataset, load_view
 from iou_audit.review.states import DEFAULT_QUEUE_STATES, QUEUE_STATES
+from iou_audit.review.suspicion import ANNOTATOR_ATTR
 
 SHOWN = 20  # rows printed without --limit
 PRINTED = ["row_id", "review_state", "n_audits", "score", "field", "label", "evidence"]
@@ -14,8 +15,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "triage", help="one ranked queue of the findings of every stored audit, with review states",
         description="Merge the findings of the stored audits into one queue (one row per label, missing object, "
-        "sample or sample pair), most audits and highest combined score first (noisy-OR of each audit's best "
-        "score), with the evidence in words and the review state; print it and optionally export it.")
+        "sample or sample pair), highest combined suspicion first (naive-Bayes log-odds of every source: scoring "
+        "audits' per-label values, other audits' best finding scores, each label's annotator error rate; see "
+        "the README's Triage section), with the evidence in words and the review state; print it and optionally "
+        "export it.")
     add_dataset_argument(p)
     p.add_argument("--audit", "-k", nargs="+", default=None, metavar="KEY",
                    help="only these stored audits (default: all; see `iou-audit list`)")
@@ -25,6 +28,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default=None, help="a saved view of the dataset: only its samples and labels")
     p.add_argument("--limit", "-n", type=int, default=None,
                    help=f"keep the first N rows, printed and exported (default: print {SHOWN}, export all)")
+    p.add_argument("--every-label", action="store_true",
+                   help="also a row for every label a scoring audit (predictions, label prior) scores, flagged or not")
+    p.add_argument("--annotator-attr", default=ANNOTATOR_ATTR, metavar="ATTR",
+                   help="label attribute naming each label's annotator (default: %(default)s); 'none': not used")
     p.add_argument("--export", "-o", default=None, metavar="PATH",
                    help="write the queue to PATH (.csv, .parquet or .json)")
     p.set_defaults(func=run)
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     started = time.perf_counter()
     queue = triage(load_view(dataset, args.view), audit_keys=args.audit,
-                   states=None if args.all_states else args.state)
+                   states=None if args.all_states else args.state, every_label=args.every_label,
+                   annotator_attr=None if args.annotator_attr.lower() == "none" else args.annotator_attr)
     seconds = time.perf_counter() - started
     for key in queue.attrs.get("missing_audits", []):
         print(f"note: audit {key!r} is not stored on {dataset.name!r}, skipped")
@@ -55,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         counts = queue["review_state"].value_counts()
         print(f"triage queue of {dataset.name!r}: {len(queue)} rows ("
               + ", ".join(f"{s} {int(counts[s])}" for s in QUEUE_STATES if s in counts) + f") in {seconds:.1f} s")
+        rates = queue.attrs.get("annotator_error_rates")
+        if rates:
+            print("estimated annotator error rates: " + ", ".join(f"{a} {r:.3f}" for a, r in sorted(rates.items())))
     if args.limit is not None:
         queue = queue.head(args.limit)
     if len(queue):

@@ -17,6 +17,8 @@ _LACKS = re.compile(r"lacks an object found by (?P<n>\d+) of (?P<t>\d+) annotato
 _ONLY = re.compile(r"only (?P<n>\d+) of (?P<t>\d+) annotators have this object \(quorum (?P<q>\d+)\)")
 _SAYS = re.compile(r"votes (?P<votes>.+)$")
 _VS = re.compile(r"^(?P<a>.+?) vs (?P<b>.+?): ")
+_CLASS_PX = re.compile(r"^(?P<label>.+): (?P<px>\d+) px in (?P<have>.+), none in (?P<lack>.+)$")
+_MASK_IN = re.compile(r"^mask in (?P<have>.+); none in (?P<lack>.+)$")
 _SPLITS = re.compile(r"^(?P<a>\S+) vs (?P<b>\S+): (?P<rest>.*)$")
 _LEAK = {
     "leak_exact": "the same image is in two splits",
@@ -46,6 +48,11 @@ def _a(word: str) -> str:
     return f"{'an' if vowel else 'a'} {w}"
 
 
+def _unquote(name: str) -> str:
+    """A field name as an audit's detail quotes it (``repr``), without the quotes."""
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] and name[0] in "'\"" else name
+
+
 def _noun(detail: str) -> str:
     m = re.search(r"\((\w+)\)\s*$", detail or "")
     return _GEOMETRY_NOUN.get(m.group(1), "box") if m else "box"
@@ -58,11 +65,13 @@ def _overlap_name(audit: str) -> str:
 
 def finding_words(audit: str, kind: str, label: str | None = None, score: float | None = None,
                   iou: float | None = None, detail: str = "", field: str = "", other_class: str | None = None,
-                  box_px: tuple[float, float] | None = None, confidence: float | None = None) -> str:
+                  box_px: tuple[float, float] | None = None, confidence: float | None = None,
+                  other_field: str = "") -> str:
     """One finding as a short clause.
 
     ``other_class`` is the class of the finding's other label now, ``box_px`` the flagged label's
-    (width, height) in pixels, ``confidence`` its confidence (predictions), when known.
+    (width, height) in pixels, ``confidence`` its confidence (predictions), when known;
+    ``other_field`` the finding's other field (the second map of a segmentation pair).
 
     Example:
         >>> finding_words("duplicates", "duplicate", "RBC", 0.93, 0.93, "RBC vs RBC: IoU 0.930, IoS 0.96 (boxes)")
@@ -75,6 +84,12 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
         >>> finding_words("keypoint_duplicates", "duplicate_skeleton", "person", 0.95, 0.949, "OKS 0.949 with another "
         ...               "person of the image")
         'duplicate skeleton (OKS 0.949 with another person of the image), OKS 0.95'
+        >>> finding_words("segmentation_agreement", "low_miou", None, 0.6, 0.4, "mIoU 0.400", field="seg_r1",
+        ...               other_field="seg_r2")
+        'seg_r1 and seg_r2 agree poorly on this image: mIoU 0.40'
+        >>> finding_words("segmentation_agreement", "class_missing", "person", 1.0, 0.0,
+        ...               "'person': 1204 px in 'seg_r1', none in 'seg_r2'")
+        'seg_r1 has person (1,204 px), seg_r2 has none of it'
     """
     label = label or "unlabelled"
     score, iou, detail = _num(score), _num(iou), detail or ""
@@ -121,6 +136,16 @@ def finding_words(audit: str, kind: str, label: str | None = None, score: float 
             return f"{what} with no label under it: possibly a missing label"
         if kind == "duplicate_prediction":
             return f"duplicate {label} prediction: {detail}" if detail else f"duplicate {label} prediction"
+    elif audit == "segmentation_agreement":
+        pair = f"{field} and {other_field}" if field and other_field else "the two maps"
+        if kind == "low_miou":
+            return f"{pair} agree poorly on this image: mIoU {iou:.2f}" if iou is not None else f"{pair} agree poorly"
+        if kind == "class_missing" and (m := _CLASS_PX.match(detail)):
+            return f"{_unquote(m['have'])} has {label} ({int(m['px']):,} px), {_unquote(m['lack'])} has none of it"
+        if kind == "missing_mask" and (m := _MASK_IN.match(detail)):
+            return f"no mask in {_unquote(m['lack'])} (there is one in {_unquote(m['have'])})"
+        if kind == "disagreement_region" and detail:
+            return f"region of disagreement, {detail}"
     elif audit == "splits":
         if kind in _LEAK:
             m = _SPLITS.match(detail)

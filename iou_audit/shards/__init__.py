@@ -8,13 +8,18 @@ identical to the single-process run (findings, tables, metrics, label values). G
 (alpha, mAP, COCO AP, TIDE) are computed on the joined arrays, never averaged. A failed or missing
 shard makes the merge refuse with the shard named; nothing is written. The plugin's
 ``run_sharded_audit`` operator queues the shards as delegated operations; the last shard to finish
-queues the merge.
+queues the merge. A plain run with ``keep_parts=True`` is a one-process plan (``plain``); a run that
+kept its parts is re-run on its changed samples by ``incremental.rerun_changed``
+(``iou_audit.rerun_changed``).
 """
 from iou_audit.shards.adapters import AUDITS as SHARDABLE_AUDITS
+from iou_audit.shards.incremental import IncrementalError, incremental_status, rerun_changed
+from iou_audit.shards.plain import DEFAULT_PART_SAMPLES
 from iou_audit.shards.run import (
     ShardError,
     claim_merge,
     delete_plan,
+    drop_merged_plans,
     get_plan,
     list_plans,
     merge_plan,
@@ -25,5 +30,6 @@ from iou_audit.shards.run import (
     shard_ranges,
 )
 
-__all__ = ["SHARDABLE_AUDITS", "ShardError", "claim_merge", "delete_plan", "get_plan", "list_plans", "merge_plan",
-           "missing_shards", "plan_audit", "run_shard", "run_sharded", "shard_ranges"]
+__all__ = ["DEFAULT_PART_SAMPLES", "SHARDABLE_AUDITS", "IncrementalError", "ShardError", "claim_merge", "delete_plan",
+           "drop_merged_plans", "get_plan", "incremental_status", "list_plans", "merge_plan", "missing_shards",
+           "plan_audit", "rerun_changed", "run_shard", "run_sharded", "shard_ranges"]

@@ -18,14 +18,15 @@ global step the joined per-sample arrays; nothing is averaged:
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from iou_audit.audits.base import AuditOutput, kind_counts
+from iou_audit.overlaps import concat_pairs
 from iou_audit.table import ReadLayout
+from iou_audit.table.concat import concat_tables
 from iou_audit.vocabulary import canonical_geometry, canonical_method
 
 
@@ -183,81 +184,28 @@ def _pred_config(params: dict):
     for name in ("classwise", "coco_metrics", "tide"):
         if name in params:
             params[name] = bool(params[name])
+    if "extra_pred_fields" in params:  # stored as a list
+        params["extra_pred_fields"] = tuple(params["extra_pred_fields"] or ())
     return PredictionsConfig(**params)
 
 
 def _pred_prepare(samples, config) -> dict:
+    """Checks the fields; records whether the labels have an ``area`` attribute (every part reads it
+    then), so an incremental re-run notices when that changed."""
     from iou_audit.table import check_label_field
 
+    if config.extra_pred_fields:  # refused before any part runs: a part reads two fields
+        raise ValueError(f"extra_pred_fields {list(config.extra_pred_fields)} are not supported in sharded or "
+                         "keep-parts runs of the predictions audit; run audit_predictions in one pass")
     check_label_field(samples, config.pred_field)
     check_label_field(samples, config.gt_field)
-    return {}
-
-
-def _without_geometry(table):
-    """The table without its masks and polygons; a mask becomes a 1 x area array of ones, so its
-    pixel count (COCO's segment area) survives and nothing else of it is kept."""
-    masks = None if table.masks is None else [
-        None if m is None else np.ones((1, int(np.count_nonzero(m))), dtype=bool) for m in table.masks]
-    return replace(table, masks=masks, polygons=None)
+    return {"gt_area": bool(samples.has_field(f"{config.gt_field}.detections.area"))}
 
 
 def _pred_part(samples, config, shared, report) -> tuple:
-    from iou_audit.audits.predictions.audit import COCO_IOU_TYPE, read_tables
-    from iou_audit.audits.predictions.pairs import prediction_pair_ious
+    from iou_audit.audits.predictions.audit import read_pairs
 
-    pred, gt = read_tables(samples, config, report)
-    values, pair_offsets = prediction_pair_ious(pred, gt, COCO_IOU_TYPE[config.geometry])
-    return _without_geometry(pred), _without_geometry(gt), values, pair_offsets
-
-
-def concat_tables(tables: list):
-    """Consecutive samples' LabelTables (same field) as one table, as one read of them all gives.
-
-    Example:
-        >>> from iou_audit.table import LabelTable
-        >>> t = concat_tables([LabelTable.empty("gt", sample_ids=["a"]), LabelTable.empty("gt", sample_ids=["b"])])
-        >>> t.sample_ids.tolist(), t.offsets.tolist()
-        (['a', 'b'], [0, 0, 0])
-    """
-    first = tables[0]
-    n_samples = np.cumsum([0] + [t.num_samples for t in tables])
-    n_rows = np.cumsum([0] + [len(t) for t in tables])
-
-    def cat(name):
-        return np.concatenate([getattr(t, name) for t in tables])
-
-    def cat_list(name):
-        values = [getattr(t, name) for t in tables]
-        return None if any(v is None for v in values) else [x for v in values for x in v]
-
-    keys = set(first.attributes)
-    for i, t in enumerate(tables):
-        if set(t.attributes) != keys:
-            raise ValueError(f"shard tables of field {first.field!r} differ in attributes: {sorted(keys)} vs "
-                             f"{sorted(t.attributes)} (shard {i})")
-    return dataclasses.replace(
-        first,
-        sample_ids=cat("sample_ids"), filepaths=cat("filepaths"), width=cat("width"), height=cat("height"),
-        offsets=np.concatenate([[0]] + [t.offsets[1:] + n_rows[i] for i, t in enumerate(tables)]).astype(np.int64),
-        sample_index=np.concatenate([t.sample_index + n_samples[i] for i, t in enumerate(tables)]).astype(np.int64),
-        label_id=cat("label_id"), label=cat("label"), box=np.concatenate([t.box.reshape(-1, 4) for t in tables]),
-        confidence=cat("confidence"), iscrowd=cat("iscrowd"), masks=cat_list("masks"), polygons=cat_list("polygons"),
-        attributes={k: np.concatenate([t.attributes[k] for t in tables]) for k in first.attributes},
-        tags=cat_list("tags"))
-
-
-def concat_pairs(values: list, pair_offsets: list) -> tuple[np.ndarray, np.ndarray]:
-    """Join per-shard IoU blocks ``(values, pair_offsets)`` of consecutive samples.
-
-    Example:
-        >>> v, o = concat_pairs([np.array([.5]), np.array([.1, .2])], [np.array([0, 1]), np.array([0, 0, 2])])
-        >>> v.tolist(), o.tolist()
-        ([0.5, 0.1, 0.2], [0, 1, 1, 3])
-    """
-    start = np.cumsum([0] + [len(v) for v in values])
-    offsets = np.concatenate([[0]] + [np.asarray(o[1:]) + start[i] for i, o in enumerate(pair_offsets)])
-    return np.concatenate(values), offsets.astype(np.asarray(pair_offsets[0]).dtype)
+    return read_pairs(samples, config, report)
 
 
 def _pred_merge(parts: list, config, shared, samples) -> AuditOutput:

@@ -1,6 +1,7 @@
 """Plan, run and merge a sharded audit (see the package docstring)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
@@ -43,14 +44,27 @@ def _id_view(samples, lo: str, hi: str):
     return samples.match((F("_id") >= ObjectId(lo)) & (F("_id") <= ObjectId(hi)))
 
 
-def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=None, **params) -> str:
+def ids_digest(ids) -> str:
+    """A short fingerprint of a shard's sample ids, in order (an incremental re-run reuses a part only
+    while its shard holds exactly the same samples).
+
+    Example:
+        >>> ids_digest(["a", "b"]) == ids_digest(["a", "b"]) != ids_digest(["a", "c"])
+        True
+    """
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:20]
+
+
+def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=None, origin: str = "sharded",
+               **params) -> str:
     """Plan a sharded run of ``audit`` over ``samples``: validate, split, store; returns the plan id.
 
     ``params`` are the audit's parameters (its config dataclass, e.g. ``label_field`` for
     duplicates). The samples are split into ``n_shards`` consecutive runs of sample ids (at
     multiples of ``batch_size`` for audits read in batches, so every shard reads the batches one
     pass reads). The view must list its samples in id order (a dataset, or a view that filters
-    without sorting): the shards select their samples by id range.
+    without sorting): the shards select their samples by id range. ``origin``: ``"sharded"``, or
+    ``"plain"`` for a one-process run keeping its parts (``iou_audit.shards.plain``).
     """
     from iou_audit.results.runs import check_audit_key
 
@@ -66,17 +80,18 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
         raise ValueError("no samples to audit: the view is empty")
     unordered = next((i for i in range(1, len(ids)) if ids[i] <= ids[i - 1]), None)
     if unordered is not None:
-        raise ValueError(f"a sharded run needs the samples in id order (shards select id ranges); sample #{unordered} "
-                         f"({ids[unordered]}) comes after {ids[unordered - 1]}: drop the sort_by/shuffle stage")
+        raise ValueError(f"a sharded run (or one keeping its parts) needs the samples in id order (parts select id "
+                         f"ranges); sample #{unordered} ({ids[unordered]}) comes after {ids[unordered - 1]}: drop the "
+                         "sort_by/shuffle stage")
     shared = {**spec.prepare(samples, config), "audit_key": audit_key}
     align = int(getattr(config, "batch_size", 1)) if spec.batch_aligned else 1
     shards = [{"index": i, "lo": ids[a], "hi": ids[b - 1], "n_samples": b - a, "state": "pending", "error": None,
-               "file_id": None, "bytes": 0, "seconds": None, "worker": None}
+               "file_id": None, "bytes": 0, "seconds": None, "worker": None, "digest": ids_digest(ids[a:b])}
               for i, (a, b) in enumerate(shard_ranges(ids, n_shards, align))]
     dataset = fop.root_dataset(samples)
     doc = {"dataset": dataset.name, "dataset_id": fop.dataset_id(dataset), "audit": audit, "audit_key": audit_key,
            "params": config.to_params(), "shared": shared, "n_samples": len(ids), "shards": shards,
-           "created_at": store.now(), "since": since, "merge": {"state": None, "error": None, "at": None}}
+           "created_at": store.now(), "since": since, "origin": origin, "merge": {"state": None, "error": None, "at": None}}
     return str(store.plans().insert_one(doc).inserted_id)
 
 
@@ -123,10 +138,10 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
     try:
         view = _id_view(samples, shard["lo"], shard["hi"])
-        n = len(view)
-        if n != shard["n_samples"]:
-            raise ShardError(f"shard {index} of plan {plan_id} now holds {n} samples, planned {shard['n_samples']}: "
-                             "the view changed since the plan; plan again")
+        ids = view.values("id")
+        if len(ids) != shard["n_samples"] or shard.get("digest", ids_digest(ids)) != ids_digest(ids):
+            raise ShardError(f"shard {index} of plan {plan_id} now holds {len(ids)} samples, planned "
+                             f"{shard['n_samples']} (or other samples): the view changed since the plan; plan again")
         part = spec.part(view, config, plan["shared"], report)
         file_id, size = store.put_part(plan["_id"], index, part)
     except BaseException as e:
@@ -165,6 +180,34 @@ def missing_shards(plan: dict) -> list[str]:
     return out
 
 
+#: More samples edited while the parts were computed than this: the plan records "all" (the next
+#: incremental re-run recomputes every part) instead of their ids.
+MAX_DIRTY_IDS = 100_000
+
+
+def modified_since_read(samples, plan: dict):
+    """Ids of the samples modified after their shard's part started reading them (edits made while
+    the parts were computed, which the parts may not have seen), or None when more than
+    ``MAX_DIRTY_IDS``. Taken when the merge starts, before its writes, which set the samples'
+    ``last_modified_at`` again."""
+    import bisect
+
+    from fiftyone import ViewField as F
+
+    shards = plan["shards"]
+    seen = [s.get("seen_at") or s.get("started_at") for s in shards]
+    if not shards or any(t is None for t in seen):
+        return []
+    ids, times = samples.match(F("last_modified_at") > min(seen)).values(["id", "last_modified_at"])
+    his = [s["hi"] for s in shards]
+    out = []
+    for sid, t in zip(ids, times):
+        k = bisect.bisect_left(his, sid)
+        if k < len(shards) and shards[k]["lo"] <= sid and t > seen[k]:
+            out.append(sid)
+    return out if len(out) <= MAX_DIRTY_IDS else None
+
+
 def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_parts: bool = True):
     """Combine every shard's part and store the run once, through the audit's normal save path.
 
@@ -191,15 +234,17 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
 
         _check_consensus_name(samples, config.consensus_field, plan["audit_key"])
     key = {"_id": plan["_id"]}
+    started = store.now()
+    dirty = modified_since_read(samples, plan)  # before this merge's own writes overwrite their times
     store.plans().update_one(key, {"$set": {"merge.state": "running", "merge.error": None,
-                                            "merge.started_at": store.now()}})
+                                            "merge.started_at": started, "merge.dirty": dirty}})
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
         output = spec.merge(parts, config, plan["shared"], samples)
         del parts
         result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
-                           progress=progress)
+                           progress=progress, _plan_id=plan["_id"])
     except BaseException as e:
         store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
         raise
@@ -223,6 +268,20 @@ def delete_plan(plan_id) -> None:
     for file_id in refs - used:
         store.delete_part(file_id)
     store.delete_parts_of(oid, keep=used)
+
+
+def drop_merged_plans(dataset, audit_key: str, keep=None) -> int:
+    """Delete the merged plans (and their parts) of ``audit_key`` on ``dataset`` but ``keep``: the
+    run they wrote was replaced or deleted, so their parts no longer describe a stored run. Plans
+    still running (shards queued) are left alone. Returns how many were deleted."""
+    query: dict = {"dataset_id": fop.dataset_id(fop.root_dataset(dataset)), "audit_key": audit_key,
+                   "merge.state": "done"}
+    if keep is not None:
+        query["_id"] = {"$ne": ObjectId(str(keep))}
+    ids = [p["_id"] for p in store.plans().find(query, {"_id": 1})]
+    for plan_id in ids:
+        delete_plan(plan_id)
+    return len(ids)
 
 
 def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bool = True, progress: Any = None,

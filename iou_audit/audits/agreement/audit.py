@@ -169,6 +169,7 @@ def audit_agreement(
     save: bool = True,
     progress=None,
     batch_size: int = AgreementConfig.batch_size,
+    keep_parts=False,
 ) -> AuditResult:
     """Multi-annotator agreement audit of a FiftyOne collection.
 
@@ -194,6 +195,9 @@ def audit_agreement(
         batch_size: samples read and matched at a time. Geometry (masks, polygons) and IoU blocks
             are held for one batch only; per-label results (O(labels)) are kept to compute the
             global statistics, which equal those of a single pass.
+        keep_parts: True (or a number of samples per part) keeps the run's parts so
+            ``iou_audit.rerun_changed`` can later re-run only the changed samples (same stored run;
+            see ``iou_audit.shards.plain``).
 
     Returns:
         AuditResult with findings, tables (pairs, matrix_f1, matrix_f1_class, matrix_mean_iou,
@@ -209,7 +213,8 @@ def audit_agreement(
                              compute_map=bool(compute_map), batch_size=batch_size)
     if save and consensus_field:  # refused before the matching, not after it
         _check_consensus_name(samples, consensus_field, audit_key)
-    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress)
+    return run_audit(AUDIT, samples, config, _read_and_compute, audit_key, save=save, progress=progress,
+                     keep_parts=keep_parts)
 
 
 def _check_consensus_name(samples, name: str, audit_key: str) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.predictions import metrics as _metrics
+from iou_audit.audits.predictions.calibration import calibrate_scores
 from iou_audit.audits.predictions.errors import ErrorScores, classify_errors_batched
 from iou_audit.audits.predictions.pairs import Matching, PredictionPairs, prediction_pair_ious, shared_class_codes
 from iou_audit.audits.predictions.quality import image_quality, label_quality
@@ -51,6 +52,27 @@ class PredictionAudit:
     tide_missed: np.ndarray | None = None  # (G,) bool: TIDE's missed labels
 
 
+def match_tables(values, pair_offsets, pred, gt, pred_codes, gt_codes, iou_thresh: float, method: str,
+                 classwise: bool):
+    """``(match1, iou1, match2, iou2, ignored1)``: ``pred`` matched one-to-one to ``gt`` on the IoU
+    blocks (greedy by confidence, crowd-aware, or Hungarian with crowd regions left out)."""
+    crowd = np.asarray(gt.iscrowd, dtype=bool)
+    mode = "classwise" if classwise else "geometry_first"
+    if method == "greedy":
+        return batched_match(values, pair_offsets, pred.offsets, gt.offsets,
+                             np.asarray(pred.confidence, dtype=np.float64), iou_thresh, "greedy", crowd2=crowd,
+                             labels1=pred_codes, labels2=gt_codes, mode=mode, return_ignored=True)
+    # Hungarian is one-to-one: crowd regions take no part (their columns are zeroed).
+    v = values.copy()
+    if crowd.any():
+        from iou_audit.overlaps import pair_rows
+
+        v[crowd[pair_rows(pred.offsets, gt.offsets)[1]]] = 0.0
+    m1, i1, m2, i2 = batched_match(v, pair_offsets, pred.offsets, gt.offsets, None, iou_thresh, "hungarian",
+                                   labels1=pred_codes, labels2=gt_codes, mode=mode)
+    return m1, i1, m2, i2, np.zeros(len(m1), bool)
+
+
 def compute_prediction_audit(
     pred,
     gt,
@@ -63,6 +85,7 @@ def compute_prediction_audit(
     coco_metrics: bool = True,
     tide: bool = True,
     pair_ious: tuple | None = None,
+    extra_preds: tuple = (),
 ) -> PredictionAudit:
     """Match ``pred`` to ``gt`` (two LabelTables over the same samples) and score every disagreement.
 
@@ -79,6 +102,9 @@ def compute_prediction_audit(
         tide: compute the TIDE dAP attribution.
         pair_ious: ``(values, pair_offsets)`` of ``pred`` x ``gt`` already computed (the per-sample
             IoU blocks of a sharded run's shards, joined; ``iou_audit.shards``), else computed here.
+        extra_preds: more prediction tables over the same samples (an ensemble's other models,
+            test-time-augmentation fields): evidence for the label scores and possible_missing
+            (:mod:`.ensemble`); matching, metrics and TIDE use ``pred`` only.
 
     Example:
         >>> from iou_audit.table import LabelTable                      # doctest: +SKIP
@@ -97,24 +123,16 @@ def compute_prediction_audit(
     pc, gc, classes = shared_class_codes(pred.label, gt.label)
     scores = np.asarray(pred.confidence, dtype=np.float64)
     crowd = np.asarray(gt.iscrowd, dtype=bool)
-    mode = "classwise" if classwise else "geometry_first"
-    if method == "greedy":
-        m1, i1, m2, i2, ig1 = batched_match(
-            values, pair_offsets, pred.offsets, gt.offsets, scores, iou_thresh, "greedy",
-            crowd2=crowd, labels1=pc, labels2=gc, mode=mode, return_ignored=True,
-        )
-    else:
-        # Hungarian is one-to-one: crowd regions take no part (their columns are zeroed).
-        v = values.copy()
-        if crowd.any():
-            from iou_audit.overlaps import pair_rows
-
-            v[crowd[pair_rows(pred.offsets, gt.offsets)[1]]] = 0.0
-        m1, i1, m2, i2 = batched_match(v, pair_offsets, pred.offsets, gt.offsets, None, iou_thresh,
-                                       "hungarian", labels1=pc, labels2=gc, mode=mode)
-        ig1 = np.zeros(len(m1), bool)
+    m1, i1, m2, i2, ig1 = match_tables(values, pair_offsets, pred, gt, pc, gc, iou_thresh, method, classwise)
     pairs = PredictionPairs(values, pair_offsets, pred.offsets, gt.offsets, pc, gc, scores, crowd, pred.box, gt.box)
     errors = classify_errors_batched(pairs, Matching(m1, i1, m2, ig1), iou_thresh, bg_thresh, good_fit)
+    errors = calibrate_scores(errors, pred, gt, pc, gc, iou_thresh)
+    if extra_preds:
+        from iou_audit.audits.predictions.ensemble import ensemble_scores
+
+        errors = ensemble_scores(errors, pred, gt, extra_preds, iou_thresh, method, classwise, iou_type, bg_thresh,
+                                 good_fit)
+        config["extra_pred_fields"] = [t.field for t in extra_preds]
     lq, lkind = label_quality(errors.possible_spurious, errors.class_swap, errors.mislocated)
     iq = image_quality(gt.sample_index, lq, pred.sample_index, errors.possible_missing, len(gt.sample_ids))
     audit = PredictionAudit(pred, gt, config, m1, i1, m2, i2, errors, lq, lkind, iq)
@@ -133,6 +151,7 @@ def compute_prediction_audit(
             stats.update({k: float("nan") for k in stats if k.endswith(("_small", "_medium", "_large"))})
         audit.metrics.update(stats)
         ap = ev.per_category_ap()
+        del ev  # its per-threshold matches (10 x every label) are not needed past here: memory
         for name, col in ap.items():
             audit.tables["per_class"][name] = np.where(col > -1, col, np.nan)
     if tide:

@@ -68,6 +68,7 @@ class ErrorScores:
     mislocated_iou: np.ndarray  # (G,)
     off_edge: np.ndarray  # (G,) object: "left"/"top"/"right"/"bottom" or ""
     off_amount: np.ndarray  # (G,) signed offset of that edge, fraction of the prediction's size
+    dup_evidence: np.ndarray | None = None  # (G,) IoU with a matched same-class twin (>= dup_iou), else 0
 
 
 def group_max(groups: np.ndarray, values: np.ndarray, n: int, fill: float = 0.0):
@@ -212,7 +213,7 @@ def classify_errors(
     mislocated[crowd] = 0.0
     return ErrorScores(
         kind, target, tiou, possible_missing, duplicate_prediction, support, spurious,
-        class_swap, swap_pred, mislocated, mis_pred, mis_iou, edge, amount,
+        class_swap, swap_pred, mislocated, mis_pred, mis_iou, edge, amount, dup,
     )
 
 

@@ -1,6 +1,8 @@
 """Prediction-audit findings (the shared finding shape) and the per-label values written back."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -8,6 +10,7 @@ from iou_audit.audits.predictions.core import PredictionAudit
 from iou_audit.audits.predictions.errors import PRED_KINDS
 from iou_audit.audits.predictions.tide import TIDE_TYPES
 from iou_audit.results import AuditResult, make_findings
+from iou_audit.table.concat import str_ids
 
 AUDIT = "predictions"
 KINDS = ("possible_missing", "possible_spurious", "mislocated", "class_swap", "duplicate_prediction")
@@ -43,7 +46,7 @@ def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
                 detail[j] = f"no prediction supports it (best support {e.support[gi]:.2f})"
         frames.append(pd.DataFrame({
             "kind": kind, "sample_id": gt.sample_ids[gt.sample_index[g]], "field": gt.field,
-            "label_id": gt.label_id[g], "other_field": np.where(other >= 0, pred.field, ""),
+            "label_id": str_ids(gt.label_id[g]), "other_field": np.where(other >= 0, pred.field, ""),
             "other_label_id": _ids_at(pred.label_id, other),
             "label": gt.label[g], "score": susp[g], "iou": iou, "detail": detail,
         }))
@@ -54,7 +57,7 @@ def build_findings(a: PredictionAudit, min_score: float = 0.5) -> pd.DataFrame:
         tgt = e.pred_target[p] if kind == "duplicate_prediction" else np.full(len(p), -1)
         frames.append(pd.DataFrame({
             "kind": kind, "sample_id": pred.sample_ids[pred.sample_index[p]], "field": pred.field,
-            "label_id": pred.label_id[p], "other_field": np.where(tgt >= 0, gt.field, ""),
+            "label_id": str_ids(pred.label_id[p]), "other_field": np.where(tgt >= 0, gt.field, ""),
             "other_label_id": _ids_at(gt.label_id, tgt),
             "label": pred.label[p], "score": score[p], "iou": e.pred_target_iou[p],
             "detail": ("no label overlaps it" if kind == "possible_missing"
@@ -84,6 +87,8 @@ def label_values(a: PredictionAudit) -> dict:
     (``confusion``: the class on the other side, or ``unmatched``) on both; TIDE's error (``tide``)
     on the predictions and labels TIDE counts."""
     pred, gt = a.pred, a.gt
+    # label ids as str (the audit's tables may keep them as bytes: iou_audit.table.concat.compact_ids)
+    pred, gt = replace(pred, label_id=str_ids(pred.label_id)), replace(gt, label_id=str_ids(gt.label_id))
     gm, pm = a.gt_match, a.pred_match
     out = {
         gt.field: {
@@ -126,9 +131,9 @@ def label_batches(a: PredictionAudit, batch_size: int = WRITE_BATCH):
     from iou_audit.results.batched import table_batches
 
     pred, gt = a.pred, a.gt
-    gt_values = {"iou": a.gt_iou, "match_id": np.asarray(_ids_at(pred.label_id, a.gt_match), dtype=object),
+    gt_values = {"iou": a.gt_iou, "match_id": _match_ids(pred.label_id, a.gt_match),
                  "quality": a.label_quality}
-    pred_values = {"iou": a.pred_iou, "match_id": np.asarray(_ids_at(gt.label_id, a.pred_match), dtype=object),
+    pred_values = {"iou": a.pred_iou, "match_id": _match_ids(gt.label_id, a.pred_match),
                    "error": np.array(PRED_KINDS, dtype=object)[a.errors.pred_kind]}
     # the confusion cell and TIDE error of every label, as in label_values (None: not written there)
     if a.confusion_gt is not None:
@@ -143,7 +148,7 @@ def label_batches(a: PredictionAudit, batch_size: int = WRITE_BATCH):
     tables, fields, values = [pred], [pred.field], [pred_values]
     if gt.field != pred.field:
         tables, fields, values = [gt, pred], [gt.field, pred.field], [gt_values, pred_values]
-    return table_batches(tables, fields, values, batch_size, convert=lambda arr: np.asarray(arr).tolist())
+    return table_batches(tables, fields, values, batch_size, convert=lambda arr: _plain(arr).tolist())
 
 
 def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_score: float = 0.5) -> AuditResult:
@@ -153,7 +158,23 @@ def to_audit_result(a: PredictionAudit, audit_key: str = "predictions", min_scor
 
 
 def _ids_at(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``ids[rows]`` with "" where ``rows`` is -1 (also when ``ids`` is empty: no label on that side)."""
+    """``ids[rows]`` as ``str`` with "" where ``rows`` is -1 (also when ``ids`` is empty: no label on that side)."""
+    return _plain(_match_ids(ids, rows))
+
+
+def _match_ids(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``ids[rows]`` with "" where ``rows`` is -1, in the ids' own dtype: compact bytes stay bytes
+    (turned into ``str`` a write batch at a time, :func:`_plain`), objects stay objects.
+
+    >>> _match_ids(np.array([b"ab"]), np.array([0, -1])).tolist(), _match_ids(np.array([], "S1"), np.array([-1])).tolist()
+    ([b'ab', b''], [''])
+    """
     if not len(ids):
         return np.full(len(rows), "", dtype=object)
-    return np.where(rows >= 0, ids[np.maximum(rows, 0)], "")
+    return np.where(rows >= 0, ids[np.maximum(rows, 0)], b"" if ids.dtype.kind == "S" else "")
+
+
+def _plain(values) -> np.ndarray:
+    """Values for the database: bytes label ids as ``str`` (see :func:`_match_ids`), others as they are."""
+    values = np.asarray(values)
+    return str_ids(values) if values.dtype.kind == "S" else values

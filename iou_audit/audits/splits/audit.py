@@ -183,6 +183,7 @@ def audit_splits(
     save: bool = True,
     progress=None,
     workers: int | None = None,
+    keep_parts=False,
 ):
     """Find leaks between splits and drift between them; save the results under ``audit_key``.
 
@@ -207,6 +208,9 @@ def audit_splits(
         save: write into the dataset (tags are not used: findings are per sample pair).
         progress: None, True (a tqdm bar), a callable ``(fraction, label)`` or an operator context.
         workers: threads reading image files.
+        keep_parts: True (or a number of samples per part) keeps the run's parts so
+            ``iou_audit.rerun_changed`` can later re-run only the changed samples (same stored run;
+            see ``iou_audit.shards.plain``).
 
     Returns:
         ``iou_audit.results.AuditResult`` with findings, tables ``splits``, ``drift_tests``,
@@ -228,7 +232,7 @@ def audit_splits(
     def work(samples, config, report):
         return _read_and_compute(samples, config, report, audit_key)
 
-    return run_audit(AUDIT, samples, config, work, audit_key, save=save, progress=progress)
+    return run_audit(AUDIT, samples, config, work, audit_key, save=save, progress=progress, keep_parts=keep_parts)
 
 
 def read_hashes(samples, config: SplitsConfig, report, audit_key: str, filepaths=None) -> tuple:
