@@ -18,9 +18,13 @@ The rule (naive Bayes: sources independent given whether the label is an error):
 - ``prior_r`` is ``base``, or, for a label whose annotator is known (the label attribute
   ``annotator_attr``, or the label field of an agreement audit run on one field per annotator),
   that annotator's error rate ``rho_a``. The rates are estimated by EM with the evidence
-  ``E_r = L_r - logit(prior_r)`` of every label of the annotator (labels nothing flagged: 0):
+  ``E_r = L_r - logit(prior_r)`` of the annotator's labels that a scoring source scores:
   ``q_r = sigmoid(logit(rho_a) + E_r)``, ``rho_a = (sum_{r in a} q_r + ALPHA * base) / (n_a + ALPHA)``
   (``ALPHA = ANNOTATOR_SMOOTHING`` pseudo-labels at the base rate), until the rates settle.
+  Only scored labels count: a scoring source gives every label evidence for or against an error,
+  while a flag only ever raises it (an unflagged label gets no term), so EM over flags alone
+  drifts towards 1 on an annotator with many flags (0.96 for the demo's simulated annotators,
+  whose labels are about 11 % flagged). An annotator with no scored label keeps ``base``.
 - A row of a single flagging source with no annotator scores exactly that source's score; rows
   of missing objects and samples have no annotator.
 
@@ -200,9 +204,11 @@ def row_suspicion(row_type, label_id, audit_scores, sources, keys, audits=None) 
     rates = {}
     if names:
         has = ann >= 0
-        rate = annotator_rates(evidence[has], ann[has], len(names), base)
+        scored = has & np.isfinite(sp).any(axis=1)  # see the module docstring: flags alone are one-sided
+        rate = annotator_rates(evidence[scored], ann[scored], len(names), base)
         prior[has] = rate[ann[has]]
-        rates = dict(zip(names, rate.tolist()))
+        estimated = np.bincount(ann[scored], minlength=len(names)) > 0
+        rates = {a: r for a, r, e in zip(names, rate.tolist(), estimated) if e}
     label_score = sigmoid(logit(prior) + evidence)
     out = sigmoid(combine_log_odds(np.zeros((n, 0)), np.zeros(0), fp_rows, base, np.full(n, base)))
     lab = row_pos >= 0
