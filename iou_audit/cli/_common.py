@@ -92,3 +92,30 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class, flags: d
 def config_values(args: argparse.Namespace) -> dict:
     """``{parameter: value}`` of the options :func:`add_config_arguments` added."""
     return {name: getattr(args, name) for name in getattr(args, "_config_options", [])}
+
+
+def add_keep_parts_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--keep-parts [N]``: the library's ``keep_parts`` (absent: False; bare: True, parts of
+    ``DEFAULT_PART_SAMPLES``; N: parts of at most N samples), so ``iou-audit rerun-changed`` can later
+    recompute only the parts holding changed samples."""
+    from iou_audit.shards.plain import DEFAULT_PART_SAMPLES, part_size_of
+
+    def samples_per_part(text: str) -> int:
+        try:
+            return part_size_of(int(text))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parser.add_argument("--keep-parts", nargs="?", const=True, default=False, type=samples_per_part, metavar="N",
+                        help="keep the run's parts (of at most N samples; bare: "
+                        f"{DEFAULT_PART_SAMPLES}) so `iou-audit rerun-changed` recomputes only the parts "
+                        "holding changed samples; needs the run to be saved")
+
+
+def print_kept_parts(samples, dataset_name: str, audit_key: str) -> None:
+    """Say how many parts the run ``audit_key`` kept and the command that re-runs its changed samples."""
+    from iou_audit.shards import list_plans
+
+    plans = list_plans(samples, audit_key)
+    n_parts = len(plans[0]["shards"]) if plans else 0
+    print(f"kept {n_parts} parts; after edits: iou-audit rerun-changed -d {dataset_name} --audit-key {audit_key}")

@@ -7,9 +7,11 @@ from iou_audit.audits.agreement.audit import AgreementConfig
 from iou_audit.cli._common import (
     add_config_arguments,
     add_dataset_argument,
+    add_keep_parts_argument,
     config_values,
     load_dataset,
     load_view,
+    print_kept_parts,
     print_table,
 )
 
@@ -35,6 +37,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
     p.add_argument("--no-save", dest="save", action="store_false",
                    help="compute and print only; write nothing to the dataset")
+    add_keep_parts_argument(p)
     p.set_defaults(func=run)
 
 
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     values = config_values(args)
     fields = values.pop("label_fields")
     result = audit_agreement(samples, fields[0] if len(fields) == 1 else fields, **values,
-                             audit_key=args.audit_key, save=args.save, progress=True)
+                             audit_key=args.audit_key, save=args.save, keep_parts=args.keep_parts,
+                             progress=True)
     m = result.metrics
     print(f"agreement audit of {args.dataset}: annotators {', '.join(result.config['annotators'])} "
           f"({m['n_samples']} samples, {m['n_objects']} objects, {m['geometry']}), key {args.audit_key!r}"
@@ -62,4 +66,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved views: {', '.join(f'{args.audit_key}-{k}' for k in result.counts()) or 'none'}")
         if args.consensus_field:
             print(f"consensus labels written to {args.consensus_field!r}")
+    if args.keep_parts:
+        print_kept_parts(samples, args.dataset, args.audit_key)
     return 0

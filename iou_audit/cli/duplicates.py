@@ -7,9 +7,11 @@ from iou_audit.audits.duplicates import DuplicatesConfig
 from iou_audit.cli._common import (
     add_config_arguments,
     add_dataset_argument,
+    add_keep_parts_argument,
     config_values,
     load_dataset,
     load_view,
+    print_kept_parts,
     print_table,
 )
 
@@ -30,6 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
     p.add_argument("--no-save", dest="save", action="store_false",
                    help="compute and print only; write nothing to the dataset")
+    add_keep_parts_argument(p)
     p.set_defaults(func=run)
 
 
@@ -38,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
     samples = load_view(load_dataset(args.dataset), args.view)
     result = audit_duplicates(samples, **config_values(args), audit_key=args.audit_key, save=args.save,
-                              progress=True)
+                              keep_parts=args.keep_parts, progress=True)
     print(f"duplicates audit of {args.dataset}.{args.label_field} ({len(samples)} samples, "
           f"{result.metrics.get('n_labels', 0)} labels), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
     print_table(result.summary(), "findings per kind and class:")
     if args.save:
         print(f"saved views: {', '.join(f'{args.audit_key}-{k}' for k in result.counts())  or 'none'}")
+    if args.keep_parts:
+        print_kept_parts(samples, args.dataset, args.audit_key)
     return 0

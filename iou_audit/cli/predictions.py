@@ -7,9 +7,11 @@ from iou_audit.audits.predictions.audit import PredictionsConfig
 from iou_audit.cli._common import (
     add_config_arguments,
     add_dataset_argument,
+    add_keep_parts_argument,
     config_values,
     load_dataset,
     load_view,
+    print_kept_parts,
     print_table,
 )
 
@@ -30,6 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
     p.add_argument("--no-save", dest="save", action="store_false",
                    help="compute and print only; write nothing to the dataset")
+    add_keep_parts_argument(p)
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     samples = load_view(load_dataset(args.dataset), args.view)
     values = config_values(args)
     result = audit_predictions(samples, values.pop("pred_field"), values.pop("gt_field"), **values,
-                               audit_key=args.audit_key, save=args.save, progress=True)
+                               audit_key=args.audit_key, save=args.save, keep_parts=args.keep_parts,
+                               progress=True)
     m = result.metrics
     print(f"predictions audit of {args.dataset}: {args.pred_field} vs {args.gt_field} ({len(samples)} samples), "
           f"key {args.audit_key!r}" + ("" if args.save else " (not saved)"))
@@ -51,4 +55,6 @@ def run(args: argparse.Namespace) -> int:
     print_table(result.summary(), "findings per kind and class:")
     if args.save:
         print(f"saved views: {', '.join(f'{args.audit_key}-{k}' for k in result.counts()) or 'none'}")
+    if args.keep_parts:
+        print_kept_parts(samples, args.dataset, args.audit_key)
     return 0

@@ -7,9 +7,11 @@ from iou_audit.audits.splits.audit import SplitsConfig
 from iou_audit.cli._common import (
     add_config_arguments,
     add_dataset_argument,
+    add_keep_parts_argument,
     config_values,
     load_dataset,
     load_view,
+    print_kept_parts,
     print_table,
 )
 
@@ -34,6 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--view", default=None, help="audit only this saved view of the dataset")
     p.add_argument("--no-save", dest="save", action="store_false",
                    help="compute and print only; write nothing to the dataset")
+    add_keep_parts_argument(p)
     p.set_defaults(func=run)
 
 
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if str(values["label_field"]).lower() == "none":
         values["label_field"] = None
     result = audit_splits(samples, split_field=args.split_field, split_tags=args.split_tags, **values,
-                          audit_key=args.audit_key, save=args.save, progress=True)
+                          audit_key=args.audit_key, save=args.save, keep_parts=args.keep_parts,
+                          progress=True)
     print(f"splits audit of {args.dataset} ({len(samples)} samples), key {args.audit_key!r}"
           + ("" if args.save else " (not saved)"))
     print_table(result.tables["splits"].set_index("split"), "samples per split:")
@@ -61,4 +65,6 @@ def run(args: argparse.Namespace) -> int:
         print_table(drift[["label", "score", "detail"]].reset_index(drop=True), "drift:")
     if args.save and len(result.findings):
         print(f"saved views: {', '.join(f'{args.audit_key}-{k}' for k in sorted(result.counts()))}")
+    if args.keep_parts:
+        print_kept_parts(samples, args.dataset, args.audit_key)
     return 0
