@@ -111,7 +111,7 @@ def test_cli_rerun_changed_errors(ds, capsys):
     assert main(["rerun-changed", "-d", ds.name, "--audit-key", "plain"]) == 2
     err = capsys.readouterr().err
     reason = incremental_status(ds, "plain")
-    assert "kept no parts" in reason
+    assert "kept no parts" in reason and "--keep-parts" in reason  # says what to do on the command line
     assert err == f"iou-audit rerun-changed: error: {reason}\n"  # the message, no traceback
     assert main(["rerun-changed", "-d", ds.name, "--audit-key", "nope"]) == 2
     assert "no iou-audit run 'nope'" in capsys.readouterr().err

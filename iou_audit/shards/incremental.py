@@ -62,8 +62,8 @@ def latest_merged_plan(samples, audit_key: str) -> dict:
     if info["audit"] not in AUDITS:
         raise IncrementalError(f"run {audit_key!r} is a {info['audit']!r} audit, which cannot keep parts (audits "
                                f"that can: {', '.join(sorted(AUDITS))}): re-run it in full")
-    how = ("re-run it once in full with keep_parts=True (the operator's 'Keep parts for changed-only re-runs'), "
-           "or as a sharded run (iou_audit.shards.run_sharded(..., keep_parts=True))")
+    how = ("re-run it once in full with keep_parts=True (the operator's 'Keep parts for changed-only re-runs', "
+           "the command line's --keep-parts), or as a sharded run (iou_audit.shards.run_sharded(..., keep_parts=True))")
     plans = [p for p in list_plans(dataset, audit_key) if p["merge"]["state"] == "done"]
     if not plans:
         raise IncrementalError(f"run {audit_key!r} kept no parts (it ran without keep_parts, or its parts were "
