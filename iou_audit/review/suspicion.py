@@ -25,7 +25,7 @@ The rule (naive Bayes: sources independent given whether the label is an error):
   while a flag only ever raises it (an unflagged label gets no term), so EM over flags alone
   drifts towards 1 on an annotator with many flags (0.96 for the demo's simulated annotators,
   whose labels are about 11 % flagged). An annotator with no scored label keeps ``base``.
-- A row of a single flagging source with no annotator scores exactly that source's score; rows
+- A row of a single flagging source with no annotator scores exactly that source's score (clipped); rows
   of missing objects and samples have no annotator.
 
 Sources are counted as independent: two models that make the same mistakes, or a prior and a model
