@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         _show(result, time.perf_counter() - t0)
         _top(result, names)
 
-    _banner("One triage queue across the four audits (most audits, then highest combined score first)")
+    _banner("One triage queue across the four audits (highest combined suspicion first)")
     _triage(dataset, names)
 
     from iou_audit.demo_keypoints import DATASET_NAME as KEYPOINT_DATASET
