@@ -283,6 +283,22 @@ def test_runs_stored_with_findings_as_columns_still_load(bccd):
     assert bccd.count_label_tags() == {} and bccd.get_field("gt.detections.dup_iou") is None
 
 
+def test_runs_stored_with_findings_as_one_json_string_still_load(bccd):
+    """Runs saved before findings were stored compressed hold ``findings_json`` (plain JSON text)."""
+    import json
+
+    from iou_audit.results.findings import FINDING_COLUMNS as COLS
+
+    _, result, attrs = _duplicates_like(bccd)
+    manifest = save_audit(bccd, result, label_attributes=attrs)
+    old = bccd.init_run_results("dup", findings_json=json.dumps({c: result.findings[c].tolist() for c in COLS}),
+                                tables_json="{}", metrics={}, written=manifest)
+    bccd.save_run_results("dup", old, overwrite=True, cache=False)
+    pd.testing.assert_frame_equal(load_audit(bccd, "dup").findings, result.findings)
+    delete_audit(bccd, "dup")
+    assert bccd.count_label_tags() == {} and bccd.get_field("gt.detections.dup_iou") is None
+
+
 def test_bad_label_ids_change_nothing(bccd):
     _, result, attrs = _duplicates_like(bccd)
     attrs["gt"]["iou"]["not-a-label-id"] = 0.5

@@ -21,12 +21,14 @@ gone, or older than ``LOCK_STALE_SECONDS``) is taken over.
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
 import os
 import socket
 import time
+import zlib
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Mapping
@@ -51,6 +53,8 @@ RUNNING, COMPLETE = "running", "complete"
 LOCK_COLLECTION = "iou_audit_locks"
 #: A write lock older than this is considered left behind by a dead process (another host).
 LOCK_STALE_SECONDS = 6 * 3600
+#: zlib level of the stored findings (1: fastest; ids and repeated field names compress ~3-5 x anyway).
+FINDINGS_ZLIB_LEVEL = 1
 
 
 @_gc_paused()  # plans and writes a few small containers per finding: GC scans would dominate
@@ -427,11 +431,14 @@ def _check_collisions(dataset, manifest: dict) -> None:
 
 
 def _save_results(samples, key, result, findings, manifest) -> None:
-    # Findings as one JSON string of columns: FiftyOne serializes run results value by value in
-    # Python (about 25 us per value, 0.4 s for 15,000 findings); the C json encoder takes ~1/20 of it.
+    # Findings as one compressed JSON text of columns: FiftyOne serializes run results value by
+    # value in Python (about 25 us per value, 0.4 s for 15,000 findings); the C json encoder takes
+    # ~1/20 of it. Compressed, because FiftyOne encodes the results again (``json_util.dumps``,
+    # every quote escaped, then ``.encode()``): a plain JSON string of 0.67 million findings (100,000
+    # samples) was held three times over, about +0.5 GB at the write.
     results = samples.init_run_results(
         key,
-        findings_json=findings_json(findings),
+        findings_zjson=findings_zjson(findings),
         tables_json=json.dumps({k: v.to_dict(orient="split") for k, v in result.tables.items()}, default=jsonable),
         metrics=jsonify(result.metrics),
         written=manifest,
@@ -449,7 +456,34 @@ def findings_json(findings) -> str:
     >>> findings_json(f) == json.dumps({c: f[c].tolist() for c in FINDING_COLUMNS})
     True
     """
-    return "{" + ", ".join(f"{json.dumps(c)}: {json.dumps(findings[c].tolist())}" for c in FINDING_COLUMNS) + "}"
+    return "{" + ", ".join(_findings_json_chunks(findings)) + "}"
+
+
+def _findings_json_chunks(findings):
+    for c in FINDING_COLUMNS:
+        yield f"{json.dumps(c)}: {json.dumps(findings[c].tolist())}"
+
+
+def findings_zjson(findings) -> str:
+    """:func:`findings_json`, zlib-compressed and base64-encoded (ASCII: FiftyOne's own JSON
+    encoding of the run results copies it without escapes), compressed one column at a time so
+    the uncompressed text is never whole. ``json.loads(zlib.decompress(base64.b64decode(...)))``
+    gives the columns back (:func:`_stored_findings`).
+
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({c: ["x"] for c in FINDING_COLUMNS})
+    >>> zlib.decompress(base64.b64decode(findings_zjson(f))).decode() == findings_json(f)
+    True
+    """
+    z = zlib.compressobj(FINDINGS_ZLIB_LEVEL)
+    parts = [z.compress(b"{")]
+    for i, chunk in enumerate(_findings_json_chunks(findings)):
+        parts.append(z.compress(((", " if i else "") + chunk).encode()))
+    parts.append(z.compress(b"}"))
+    parts.append(z.flush())
+    packed = b"".join(parts)
+    del parts
+    return base64.b64encode(packed).decode("ascii")
 
 
 def _stored_tables(res) -> dict:
@@ -462,7 +496,11 @@ def _stored_tables(res) -> dict:
 
 
 def _stored_findings(res) -> dict:
-    """The stored findings columns (``findings_json``; runs saved before it hold ``findings``)."""
+    """The stored findings columns (``findings_zjson``; runs saved before it hold ``findings_json``,
+    older ones ``findings``)."""
+    packed = getattr(res, "findings_zjson", None)
+    if packed:
+        return json.loads(zlib.decompress(base64.b64decode(packed)))
     text = getattr(res, "findings_json", None)
     if text:
         return json.loads(text)
