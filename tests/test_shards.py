@@ -6,12 +6,12 @@ stored run (findings, tables, metrics, config) and the saved views must be ident
 sharded run under the same key.
 """
 import importlib.util
-import math
 import pathlib
 
 import numpy as np
 import pandas as pd
 import pytest
+from incremental_support import same
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,26 +36,6 @@ def scale_ds(tmp_path_factory):
     ds.persistent = True  # loaded by name in the worker processes
     yield ds
     fo.delete_dataset(ds.name)
-
-
-def same(a, b, path="") -> None:
-    """Exact equality of nested results (NaN equals NaN; frames compared cell by cell, dtypes too)."""
-    if isinstance(a, pd.DataFrame):
-        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=path or "frame")
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
-        for k in a:
-            same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            same(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        pass
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=path)
-    else:
-        assert type(a) is type(b) and a == b, f"{path}: {a!r} ({type(a).__name__}) vs {b!r} ({type(b).__name__})"
 
 
 def snapshot(ds, key: str) -> dict:
