@@ -15,10 +15,9 @@ import argparse
 import contextlib
 import io
 import pathlib
-import tempfile
 
 from iou_audit.examples.coco_reference import DEFAULT_DATA, GT_FILE
-from iou_audit.examples.semantic_maps import category_targets, class_map, maps_dataset
+from iou_audit.examples.semantic_maps import category_targets, class_map, maps_dataset, print_agreement
 
 RESULTS_FILE = "instances_val2014_fakesegm100_results.json"
 #: Results painted into ``seg_fake``: score at least this.
@@ -45,21 +44,11 @@ def load_dataset(mask_dir, data_dir: pathlib.Path = DEFAULT_DATA, min_score: flo
 
 
 def main(argv=None) -> None:
-    from iou_audit.audits.segmentation import audit_segmentation_agreement
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--min-score", type=float, default=MIN_SCORE)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        ds = load_dataset(tmp, args.data, args.min_score)
-        try:
-            r = audit_segmentation_agreement(ds, ["seg_gt", "seg_fake"], save=False)
-            for k in ("n_images", "miou", "fwiou", "pixel_accuracy", "mean_image_miou", "alpha", "n_low_miou",
-                      "n_class_missing"):
-                print(f"{k}: {r.metrics[k]}")
-        finally:
-            ds.delete()
+    print_agreement(lambda tmp: load_dataset(tmp, args.data, args.min_score), ["seg_gt", "seg_fake"])
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ import argparse
 import contextlib
 import io
 import pathlib
-import tempfile
 
 import numpy as np
 
-from iou_audit.examples.semantic_maps import category_targets, class_map, maps_dataset
+from iou_audit.examples.semantic_maps import category_targets, class_map, maps_dataset, print_agreement
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lvis-double-200"
 ANNOTATIONS = "lvis_v1.0_val_doubly_annos_subset200.json"
@@ -44,21 +43,11 @@ def load_dataset(mask_dir: str | pathlib.Path, data_dir: pathlib.Path = DEFAULT_
 
 
 def main(argv=None) -> None:
-    from iou_audit.audits.segmentation import audit_segmentation_agreement
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--max-images", type=int, default=None)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        ds = load_dataset(tmp, args.data, args.max_images)
-        try:
-            r = audit_segmentation_agreement(ds, ["seg_r1", "seg_r2"], save=False)
-            for k in ("n_images", "miou", "fwiou", "pixel_accuracy", "mean_image_miou", "alpha", "n_low_miou",
-                      "n_class_missing"):
-                print(f"{k}: {r.metrics[k]}")
-        finally:
-            ds.delete()
+    print_agreement(lambda tmp: load_dataset(tmp, args.data, args.max_images), ["seg_r1", "seg_r2"])
 
 
 if __name__ == "__main__":

@@ -71,3 +71,25 @@ def maps_dataset(mask_dir, coco, image_ids: Sequence[int], layers: Mapping[str, 
 def category_targets(coco) -> dict[int, str]:
     """``{0: "background", category_id: name, ...}``: the mask targets of class maps."""
     return {0: "background", **{c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}}
+
+
+#: the agreement metrics the examples print, in this order
+PRINTED_METRICS = ("n_images", "miou", "fwiou", "pixel_accuracy", "mean_image_miou", "alpha", "n_low_miou",
+                   "n_class_missing")
+
+
+def print_agreement(build: Callable[[str], object], fields: Sequence[str]) -> None:
+    """Build a dataset in a temporary directory (``build(tmp_dir)``), print the segmentation agreement
+    metrics of ``fields`` (nothing saved), and delete the dataset."""
+    import tempfile
+
+    from iou_audit.audits.segmentation import audit_segmentation_agreement
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = build(tmp)
+        try:
+            r = audit_segmentation_agreement(ds, list(fields), save=False)
+            for k in PRINTED_METRICS:
+                print(f"{k}: {r.metrics[k]}")
+        finally:
+            ds.delete()
