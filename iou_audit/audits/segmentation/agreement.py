@@ -165,15 +165,19 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     skipped = 0
     n_samples = max(1, len(samples))
     done = 0
-    # the per-image pixel work (confusion counts; compiled loops without the GIL) runs in threads
+    keep = bool(config.boundary or config.regions_field or config.consensus_field or config.heatmap_field)
+    # the confusion counts run in the reader's decoding threads, on each image's masks as soon as
+    # they are decoded (compiled loops without the GIL; the masks still in cache); the masks are
+    # kept only for the pixel work that needs them (boundary IoU, the new fields), in this pool
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
-        for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize):
+        for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize,
+                                               per_sample=partial(_pair_confusions, pairs=pairs), keep_masks=keep):
             done += len(batch.sample_ids)
             rgb |= batch.rgb
             report.report(0.85 * done / n_samples, "comparing masks")
             full = []
             for i, sid in enumerate(batch.sample_ids):
-                have = [m[i] is not None for m in batch.masks]
+                have = [p[i] for p in batch.present]
                 if all(have):
                     full.append(i)
                     continue
@@ -187,11 +191,12 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
             if not full:
                 continue
             sids = [batch.sample_ids[i] for i in full]
-            raws = [[m[i] for m in batch.masks] for i in full]
-            chunks = split_even(raws, config.workers)  # one task per thread: few thread wake-ups
-            local = [c for part in pool.map(partial(_pairs_confusions, pairs=pairs), chunks) for c in part]
+            local = [batch.results[i] for i in full]
             _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
                          config)
+            if not keep:
+                continue
+            raws = [[m[i] for m in batch.masks] for i in full]
             if config.boundary:
                 per_image["boundary_iou"].extend(b for part in pool.map(
                     lambda part: [float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
@@ -212,13 +217,12 @@ def _image_columns(fields, pairs, config) -> list[str]:
     return ["sample_id", *scores] + [f"miou:{fields[a]}:{fields[b]}" for a, b in pairs]
 
 
-def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`)."""
+def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`); None unless every
+    field has a mask."""
+    if any(m is None for m in raw):
+        return None
     return [value_confusion_matrix(raw[a], raw[b]) for a, b in pairs]
-
-
-def _pairs_confusions(raws: list, pairs: list) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    return [_pair_confusions(raw, pairs) for raw in raws]
 
 
 def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
