@@ -224,3 +224,22 @@ def deserialize_array(data: bytes, scratch: int | None = None) -> np.ndarray:
     else:
         flat = raw[offset:offset + count * dtype.itemsize].view(dtype)
     return flat.reshape(shape, order=order)
+
+
+def stored_array_header(data: bytes) -> tuple[np.dtype, tuple, bool]:
+    """``(dtype, shape, fortran_order)`` of a stored array, from its first inflated bytes only.
+
+    Example:
+        >>> from fiftyone.core.utils import serialize_numpy_array
+        >>> stored_array_header(serialize_numpy_array(np.zeros((3, 4), np.uint16)))
+        (dtype('uint16'), (3, 4), False)
+    """
+    import ast
+
+    head = zlib.decompressobj().decompress(data, 4096)
+    if head[:6] != _NPY_MAGIC or len(head) < 10:
+        raise ValueError("a stored array is not numpy .npy data")
+    start = 10 if head[6] == 1 else 12
+    end = start + int.from_bytes(head[8:start], "little")
+    meta = ast.literal_eval(head[start:end].decode("latin1"))
+    return np.dtype(meta["descr"]), tuple(meta["shape"]), bool(meta["fortran_order"])

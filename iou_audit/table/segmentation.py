@@ -144,6 +144,7 @@ class SegmentationBatch:
     rgb: bool = False  # some mask was an RGB image (its values are 0xRRGGBB)
     present: list[list[bool]] = field(default_factory=list)
     results: list = field(default_factory=list)
+    stored: list[list[bytes | None]] = field(default_factory=list)  # [f][i]: the mask's stored bytes (None: a file)
 
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -244,9 +245,10 @@ def _finish_batch(batch_ids, docs, decoding, fields, resize) -> SegmentationBatc
     masks = [[out[0][j] if out[0] is not None else None for out in decoded] for j in range(len(fields))]
     present = [[out[1][j] for out in decoded] for j in range(len(fields))]
     label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
+    stored = [[(d.get(f) or {}).get("mask") for d in docs] for f in fields]
     return SegmentationBatch(list(batch_ids), masks, label_ids, resized=[r for out in decoded for r in out[3]],
                              rgb=any(out[2] for out in decoded), present=present,
-                             results=[out[5] for out in decoded] if n else [])
+                             results=[out[5] for out in decoded] if n else [], stored=stored)
 
 
 def _decode_job(job, scratch: int | None = None) -> np.ndarray | None:
