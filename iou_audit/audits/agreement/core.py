@@ -42,6 +42,7 @@ class Agreement:
     geometry: str = "boxes"
     consensus: pd.DataFrame | None = field(default=None, repr=False)  # fused labels, if asked
     label_tables: list | None = field(default=None, repr=False)  # per annotator: offsets, label_id, label, box, sample_ids
+    edge_reduceat: np.ndarray | None = field(default=None, repr=False)  # per object, see stats.edge_offsets
 
     @property
     def members(self) -> pd.DataFrame:
@@ -65,7 +66,7 @@ class Agreement:
             column = MemberColumn(self.label_tables, name, ann, row)
             out.insert(min(pos, out.shape[1]), name, column.take(every))
         if "d_left" not in out:
-            edges = edge_offsets(self.label_tables, mem.cluster.to_numpy(), ann, row, every)
+            edges = edge_offsets(self.label_tables, mem.cluster.to_numpy(), ann, row, every, self.edge_reduceat)
             at = out.columns.get_loc("member_iou") + 1
             for j, name in enumerate(EDGE_COLUMNS):
                 out.insert(at + j, name, edges[:, j])
@@ -104,7 +105,7 @@ def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: 
         member = clusters.members[rows, k]
         idx = np.where(member >= 0, member + start[k], 0)
         v = np.where(member >= 0, codes[idx], -1) if len(codes) else np.full(len(rows), -1)
-        units.append(rows), values.append(v), annotators.append(np.full(len(rows), k))
+        units.append(rows), values.append(v), annotators.append(np.full(len(rows), k, dtype=np.int8))  # only compared
     u = np.concatenate(units)
     out = (u, np.concatenate(values), clusters.sample_index[u])
     return (*out, np.concatenate(annotators)) if with_annotator else out
@@ -241,7 +242,8 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     del unit, value, smp, ann, maj, cls_of_unit
 
     curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
-    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables)
+    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables,
+                                  edge_reduceat=m.edge_reduceat)
     findings["field"] = findings["field"].astype(object)
 
     tables_out = {
@@ -282,7 +284,8 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
         label_values.append({"n_annotators": ctab.n_present.to_numpy()[m_cluster[sel]], "iou": m_iou[sel]})
         if boundary is not None:
             label_values[-1]["boundary_iou"] = boundary[k]
-    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables)
+    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables,
+                     m.edge_reduceat)
 
 
 def _narrow_indices(m) -> None:

@@ -88,7 +88,7 @@ class MemberColumn:
 
 
 def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
-                       low_iou: float = 0.75, tables=None) -> pd.DataFrame:
+                       low_iou: float = 0.75, tables=None, edge_reduceat=None) -> pd.DataFrame:
     """All four kinds of findings from the cluster table and the member table (its label ids,
     classes and edge offsets read from ``tables``, the annotator tables, when it has no such columns)."""
     # Columns are read out of the frames as numpy arrays (row selections of the frames cost 50 ms
@@ -138,7 +138,8 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
         else:  # the kept member table has no edge offsets: computed at these rows only
             from iou_audit.audits.agreement.stats import edge_offsets
 
-            edges = np.abs(edge_offsets(tables, mc, m_ann, mem.row.to_numpy(), low))
+            flags = mem.attrs.get("edge_reduceat") if edge_reduceat is None else edge_reduceat
+            edges = np.abs(edge_offsets(tables, mc, m_ann, mem.row.to_numpy(), low, flags))
         worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
         names_e = ["left", "top", "right", "bottom"]
         out.append(_columns(kind=["low_agreement"] * len(low), sample_id=sid[c_sample[c]], field=fields[m_ann[low]],
