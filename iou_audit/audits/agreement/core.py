@@ -223,6 +223,10 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     reliability = annotator_reliability(names, clusters, ctab, mem, covered, quorum)
 
     codes = class_codes(tables)
+    # The curve first: its graph (nodes and edges, ~25 bytes per label) is freed before the alpha
+    # statistics and the findings, where the peaks are (independent computations: same numbers).
+    curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
+    m.curve_graph = m.ranks = m.curve_pms = None
     unit, value, smp, ann = _alpha_observations(tables, clusters, covered, codes, with_annotator=True)
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
     pairs["alpha"] = pair_alphas(clusters, unit, value, ann, pms)
@@ -237,11 +241,10 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     per_class["alpha"] = pd.Series(alpha_cls, index=cls_names[groups]).reindex(per_class.label.astype(str)).to_numpy()
     alpha_ci = kalpha.nominal_alpha_ci(unit, value, smp, S)
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
-    # the alpha observations (one per label and annotator) and the objects' class names are not
-    # used below: freed before the curve and the findings, where the peak was (~0.15 GB at 100,000 samples)
-    del unit, value, smp, ann, maj, cls_of_unit
+    # the alpha observations (one per label and annotator), the objects' class names and the class
+    # codes are not used below: freed before the findings (~0.15 GB at 100,000 samples)
+    del unit, value, smp, ann, maj, cls_of_unit, codes
 
-    curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
     findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables,
                                   edge_reduceat=m.edge_reduceat)
     findings["field"] = findings["field"].astype(object)
