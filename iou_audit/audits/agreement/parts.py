@@ -12,7 +12,8 @@ curve, per-class/per-pair/per-annotator tables, findings) are then computed once
 
 Memory: O(batch) for geometry and IoU blocks; O(labels) for the kept arrays (a few dozen bytes
 per label per annotator pair, plus 10 bits per label and pair direction for mAP; the member
-table keeps no copy of the label ids and classes, which stay in the compact tables).
+table keeps no copy of the label ids and classes, which stay in the compact tables, nor the edge
+offsets, recomputed from the boxes where a finding needs them; graph indices and ranks are int32).
 """
 from __future__ import annotations
 
