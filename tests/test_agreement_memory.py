@@ -42,20 +42,22 @@ def test_add_in_order_of_pieces_is_one_bincount_of_the_joined_arrays():
     np.testing.assert_array_equal(out[:, 2], np.bincount(np.concatenate(idx), weights=np.concatenate(w), minlength=30))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_edge_offsets_at_some_rows_equal_the_full_member_table(seed):
     from iou_audit.audits.agreement.clusters import build_clusters
     from iou_audit.audits.agreement.core import coverage_matrix
     from iou_audit.audits.agreement.pairs import match_all_pairs
-    from iou_audit.audits.agreement.stats import cluster_table, edge_offsets
+    from iou_audit.audits.agreement.stats import cluster_table, edge_mean_by_reduceat, edge_offsets
 
-    tables, covered = random_annotators(seed)
+    tables, covered = random_annotators(seed, K=int(np.random.default_rng(seed).integers(2, 5)),
+                                        S=int(np.random.default_rng(seed).integers(1, 4)))  # small: sorted ids too
     pms = match_all_pairs(tables, 0.3)
     clusters = build_clusters(tables, pms)
     _, mem = cluster_table(tables, clusters, pms, coverage_matrix(tables, covered), None)
     rows = np.flatnonzero(np.random.default_rng(seed).random(len(mem)) < 0.3)
-    got = edge_offsets(tables, mem.cluster.to_numpy(), mem.annotator.to_numpy(), mem.row.to_numpy(), rows)
+    flags = np.full(len(clusters.sample_index), edge_mean_by_reduceat(mem))  # how pandas summed this table
+    got = edge_offsets(tables, mem.cluster.to_numpy(), mem.annotator.to_numpy(), mem.row.to_numpy(), rows, flags)
     want = mem[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy()[rows]
     np.testing.assert_array_equal(got, want)
 
@@ -86,3 +88,41 @@ def test_narrowed_joined_arrays_hold_the_single_pass_values(seed):
     for got, want in zip(r.pair_matches, pms):
         np.testing.assert_array_equal(got.match_a, want.match_a)
         np.testing.assert_array_equal(got.match_b, want.match_b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_unit_square_sums_equal_the_keyed_count(seed):
+    from iou_audit.audits.agreement.kalpha import _square_sums, _unit_square_sums
+
+    rng = np.random.default_rng(seed)
+    n_units, nv = int(rng.integers(1, 200)), int(rng.integers(1, 6))
+    u = rng.integers(0, n_units, int(rng.integers(0, 600)))
+    v = rng.integers(0, nv, len(u))
+    want = np.bincount(u * nv + v, minlength=n_units * nv).reshape(n_units, nv).astype(float) ** 2
+    np.testing.assert_array_equal(_unit_square_sums(u, v, n_units), want.sum(axis=1))
+    np.testing.assert_array_equal(_square_sums(u * nv + v, nv, n_units), want.sum(axis=1))
+
+
+def test_edge_offsets_where_pandas_summed_with_reduceat():
+    """Tables whose cluster ids come out sorted (pandas' reduceat path), found among small cases."""
+    from iou_audit.audits.agreement.clusters import build_clusters
+    from iou_audit.audits.agreement.core import coverage_matrix
+    from iou_audit.audits.agreement.pairs import match_all_pairs
+    from iou_audit.audits.agreement.stats import cluster_table, edge_mean_by_reduceat, edge_offsets
+
+    n_sorted = 0
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        tables, covered = random_annotators(seed, K=int(rng.integers(2, 5)), S=int(rng.integers(1, 4)))
+        pms = match_all_pairs(tables, 0.3)
+        clusters = build_clusters(tables, pms)
+        _, mem = cluster_table(tables, clusters, pms, coverage_matrix(tables, covered), None)
+        if not edge_mean_by_reduceat(mem):
+            continue
+        n_sorted += 1
+        flags = np.ones(len(clusters.sample_index), bool)
+        for rows in (np.arange(len(mem)), np.arange(len(mem))[-1:]):
+            got = edge_offsets(tables, mem.cluster.to_numpy(), mem.annotator.to_numpy(), mem.row.to_numpy(), rows, flags)
+            np.testing.assert_array_equal(got, mem[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy()[rows])
+    assert n_sorted >= 3

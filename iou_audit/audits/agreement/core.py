@@ -42,6 +42,7 @@ class Agreement:
     geometry: str = "boxes"
     consensus: pd.DataFrame | None = field(default=None, repr=False)  # fused labels, if asked
     label_tables: list | None = field(default=None, repr=False)  # per annotator: offsets, label_id, label, box, sample_ids
+    edge_reduceat: np.ndarray | None = field(default=None, repr=False)  # per object, see stats.edge_offsets
 
     @property
     def members(self) -> pd.DataFrame:
@@ -65,7 +66,7 @@ class Agreement:
             column = MemberColumn(self.label_tables, name, ann, row)
             out.insert(min(pos, out.shape[1]), name, column.take(every))
         if "d_left" not in out:
-            edges = edge_offsets(self.label_tables, mem.cluster.to_numpy(), ann, row, every)
+            edges = edge_offsets(self.label_tables, mem.cluster.to_numpy(), ann, row, every, self.edge_reduceat)
             at = out.columns.get_loc("member_iou") + 1
             for j, name in enumerate(EDGE_COLUMNS):
                 out.insert(at + j, name, edges[:, j])
@@ -104,7 +105,7 @@ def _alpha_observations(tables, clusters: Clusters, covered: np.ndarray, codes: 
         member = clusters.members[rows, k]
         idx = np.where(member >= 0, member + start[k], 0)
         v = np.where(member >= 0, codes[idx], -1) if len(codes) else np.full(len(rows), -1)
-        units.append(rows), values.append(v), annotators.append(np.full(len(rows), k))
+        units.append(rows), values.append(v), annotators.append(np.full(len(rows), k, dtype=np.int8))  # only compared
     u = np.concatenate(units)
     out = (u, np.concatenate(values), clusters.sample_index[u])
     return (*out, np.concatenate(annotators)) if with_annotator else out
@@ -222,6 +223,10 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     reliability = annotator_reliability(names, clusters, ctab, mem, covered, quorum)
 
     codes = class_codes(tables)
+    # The curve first: its graph (nodes and edges, ~25 bytes per label) is freed before the alpha
+    # statistics and the findings, where the peaks are (independent computations: same numbers).
+    curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
+    m.curve_graph = m.ranks = m.curve_pms = None
     unit, value, smp, ann = _alpha_observations(tables, clusters, covered, codes, with_annotator=True)
     alpha_nominal = kalpha.nominal_alpha_counts(unit, value)
     pairs["alpha"] = pair_alphas(clusters, unit, value, ann, pms)
@@ -236,12 +241,12 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
     per_class["alpha"] = pd.Series(alpha_cls, index=cls_names[groups]).reindex(per_class.label.astype(str)).to_numpy()
     alpha_ci = kalpha.nominal_alpha_ci(unit, value, smp, S)
     alpha_interval = kalpha.interval_alpha(ctab.n_covering.to_numpy(), ctab.n_present.to_numpy(), ctab.iou_pair_sum.to_numpy())
-    # the alpha observations (one per label and annotator) and the objects' class names are not
-    # used below: freed before the curve and the findings, where the peak was (~0.15 GB at 100,000 samples)
-    del unit, value, smp, ann, maj, cls_of_unit
+    # the alpha observations (one per label and annotator), the objects' class names and the class
+    # codes are not used below: freed before the findings (~0.15 GB at 100,000 samples)
+    del unit, value, smp, ann, maj, cls_of_unit, codes
 
-    curve = threshold_curve(tables, m.curve_pms or pms, covered, codes, curve_thresholds, m.curve_graph)
-    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables)
+    findings = agreement_findings(ctab, mem, clusters, covered, sample_ids, fields, names, low_iou, tables,
+                                  edge_reduceat=m.edge_reduceat)
     findings["field"] = findings["field"].astype(object)
 
     tables_out = {
@@ -282,7 +287,8 @@ def agreement_from_parts(parts: list, names=None, fields=None, sample_ids=None, 
         label_values.append({"n_annotators": ctab.n_present.to_numpy()[m_cluster[sel]], "iou": m_iou[sel]})
         if boundary is not None:
             label_values[-1]["boundary_iou"] = boundary[k]
-    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables)
+    return Agreement(findings, tables_out, metrics, clusters, ctab, mem, pms, label_values, geometry, m.fused, tables,
+                     m.edge_reduceat)
 
 
 def _narrow_indices(m) -> None:

@@ -224,8 +224,11 @@ def _resample_sums(unit, value, sample, S: int):
     del value
     nv = int(v.max()) + 1
     n_units = int(u.max()) + 1
-    sq_unit = _square_sums(u * nv + v, nv, n_units)
     m_unit = np.bincount(u, minlength=n_units).astype(float)
+    if m_unit.max() <= 64:  # small units: counted in one compiled pass (no keys to sort: memory)
+        sq_unit = _unit_square_sums(u, v, n_units)
+    else:
+        sq_unit = _square_sums(u * nv + v, nv, n_units)
     unit_sample = np.zeros(n_units, np.int64)
     unit_sample[u] = sample
     del u
@@ -237,6 +240,41 @@ def _resample_sums(unit, value, sample, S: int):
     else:
         counts = sparse.csr_matrix((np.ones(len(v)), (sample, v)), shape=(S, nv))
     return do_s, counts
+
+
+@njit(cache=True)
+def _unit_square_sums_kernel(u, v, n_units):  # pragma: no cover - compiled; tested against _square_sums
+    m = np.zeros(n_units, np.int64)
+    for i in range(len(u)):
+        m[u[i]] += 1
+    start = np.zeros(n_units + 1, np.int64)
+    for k in range(n_units):
+        start[k + 1] = start[k] + m[k]
+    fill = start[:-1].copy()
+    vals = np.empty(len(u), np.int64)
+    for i in range(len(u)):
+        vals[fill[u[i]]] = v[i]
+        fill[u[i]] += 1
+    out = np.zeros(n_units)
+    for k in range(n_units):
+        same = m[k]  # sum over values of (count in the unit)^2 = ordered pairs of equal values
+        for a in range(start[k], start[k + 1]):
+            for b in range(a + 1, start[k + 1]):
+                if vals[a] == vals[b]:
+                    same += 2
+        out[k] = float(same)
+    return out
+
+
+def _unit_square_sums(u: np.ndarray, v: np.ndarray, n_units: int) -> np.ndarray:
+    """``_square_sums(u * nv + v, nv, n_units)`` for units of few values, by pairwise equality
+    inside each unit (exact integers, so the same floats), without the keys and their sort.
+
+    Example:
+        >>> _unit_square_sums(np.array([0, 0, 1, 0]), np.array([3, 3, 1, 2]), 2).tolist()
+        [5.0, 1.0]
+    """
+    return _unit_square_sums_kernel(np.asarray(u, np.int64), np.asarray(v, np.int64), int(n_units))
 
 
 def _resampled_alphas(prep, weights: np.ndarray) -> np.ndarray:

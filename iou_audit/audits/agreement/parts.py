@@ -12,7 +12,8 @@ curve, per-class/per-pair/per-annotator tables, findings) are then computed once
 
 Memory: O(batch) for geometry and IoU blocks; O(labels) for the kept arrays (a few dozen bytes
 per label per annotator pair, plus 10 bits per label and pair direction for mAP; the member
-table keeps no copy of the label ids and classes, which stay in the compact tables).
+table keeps no copy of the label ids and classes, which stay in the compact tables, nor the edge
+offsets, recomputed from the boxes where a finding needs them; graph indices and ranks are int32).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import pandas as pd
 from iou_audit.audits.agreement.cluster_stats import EDGE_COLUMNS
 from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, build_clusters, edge_graph, graph_nodes, label_rank
 from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks
-from iou_audit.audits.agreement.stats import cluster_table
+from iou_audit.audits.agreement.stats import cluster_table, edge_mean_by_reduceat
 from iou_audit.table.concat import compact_ids, concat_ids, str_ids
 
 
@@ -45,6 +46,7 @@ class BatchPart:
     fused: pd.DataFrame | None  # consensus_labels of this batch
     ranks: list  # per annotator: rank of each label id within the batch (label_rank)
     curve_edges: tuple  # (u, v, w): the threshold curve's matching as sorted graph edges (batch nodes)
+    edge_reduceat: bool = False  # the member boxes' mean took pandas' reduceat path (stats.edge_offsets)
 
 
 def compact(t) -> SimpleNamespace:
@@ -110,9 +112,11 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
     # the member boxes served the edge offsets and the consensus; the tables keep the boxes, and
     # the label ids and classes (findings read them there: findings.MemberColumn); the edge
     # offsets are recomputed from the boxes where a finding needs them (stats.edge_offsets)
+    edge_reduceat = edge_mean_by_reduceat(mem)
     mem = mem.drop(columns=["x1", "y1", "x2", "y2", "label", "label_id", *EDGE_COLUMNS])
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
-                     boundary, maps, fused, [_narrow(r) for r in ranks], (_narrow(curve_graph.u), _narrow(curve_graph.v), curve_graph.w))
+                     boundary, maps, fused, [_narrow(r) for r in ranks], (_narrow(curve_graph.u), _narrow(curve_graph.v), curve_graph.w),
+                     edge_reduceat)
 
 
 def _narrow(index: np.ndarray) -> np.ndarray:
@@ -218,7 +222,15 @@ def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespac
     ctab["cluster"] = np.concatenate([p.ctab.cluster.to_numpy() + c_start[i] for i, p in enumerate(parts)])
     ctab["sample_index"] = np.concatenate([p.ctab.sample_index.to_numpy() + s_start[i] for i, p in enumerate(parts)])
     _release(parts, release, "ctab")
+    if len({"d_left" in p.mem for p in parts}) > 1:  # parts stored before the edge offsets were dropped, and after
+        for p in parts:
+            p.mem = p.mem.drop(columns=[c for c in EDGE_COLUMNS if c in p.mem])
+    # per object: its batch's mean box took pandas' reduceat path (None: no batch did)
+    flags = np.array([getattr(p, "edge_reduceat", False) for p in parts], bool)
+    edge_reduceat = np.repeat(flags, n_clusters) if flags.any() else None
     mem = _merge_members(parts, c_start, row_start)
+    if edge_reduceat is not None:  # findings given only the member table still find it
+        mem.attrs["edge_reduceat"] = edge_reduceat
     _release(parts, release, "mem")
     pms = _merge_pms([p.pms for p in parts], row_start)
     curve = _merge_pms([p.curve_pms for p in parts], row_start) if parts[0].curve_pms is not None else None
@@ -234,7 +246,7 @@ def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespac
     _release(parts, release, "ranks", "curve_edges", "boundary")
     return SimpleNamespace(
         ranks=ranks, curve_graph=curve_graph, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,
-        ctab=ctab, mem=mem, boundary=boundary,
+        ctab=ctab, mem=mem, boundary=boundary, edge_reduceat=edge_reduceat,
         map_parts=None if parts[0].map_parts is None else [p.map_parts for p in parts],
         fused=pd.concat(fused, ignore_index=True) if fused else None)
 

@@ -128,13 +128,17 @@ def _cluster_table_pandas(tables, clusters, pair_iou: dict, covered: np.ndarray,
     return table, mem
 
 
-def edge_offsets(tables, cluster: np.ndarray, annotator: np.ndarray, row: np.ndarray, members: np.ndarray) -> np.ndarray:
+def edge_offsets(tables, cluster: np.ndarray, annotator: np.ndarray, row: np.ndarray, members: np.ndarray,
+                 reduceat: np.ndarray | None = None) -> np.ndarray:
     """(len(members), 4) edge offsets ``d_left/d_top/d_right/d_bottom`` of the member-table rows
     ``members``, recomputed from the tables' boxes as :func:`cluster_table` computes them (the kept
     member table does not hold them: 32 bytes per label; findings need them at a few rows).
 
-    The members' mean box is taken over every member of their clusters, in member-table order, so
-    each cluster's mean is the same groupby mean of the same values in the same order: bit-identical.
+    The members' mean box is taken over every member of their clusters, in member-table order,
+    with the summation pandas chose for the batch that built the cluster: its compensated loop, or
+    ``ufunc.reduceat`` where that batch's cluster ids were sorted and its boxes had no NaN
+    (``reduceat``: per cluster, True for those; None: none). Each cluster's mean is then the same
+    sum of the same values in the same order, so the offsets are bit-identical.
 
     Example (one object of two boxes; the first member's left edge is 0.5 of the mean width left of the mean):
         >>> from types import SimpleNamespace as T
@@ -147,20 +151,39 @@ def edge_offsets(tables, cluster: np.ndarray, annotator: np.ndarray, row: np.nda
     if not len(members):
         return out
     sel = np.flatnonzero(np.isin(cluster, np.unique(cluster[members])))  # every member of those clusters
-    ann, rows = annotator[sel], row[sel]
+    ann, rows, c_sel = annotator[sel], row[sel], np.asarray(cluster[sel], np.int64)
     box = np.empty((len(sel), 4))
     for k, t in enumerate(tables):
         here = ann == k
         box[here] = np.asarray(t.box, dtype=np.float64).reshape(-1, 4)[rows[here]]
-    mem = pd.DataFrame({"cluster": cluster[sel], "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3]})
-    mean_box = mem.groupby("cluster", sort=True)[["x1", "y1", "x2", "y2"]].transform("mean")
-    w = (mean_box.x2 - mean_box.x1).to_numpy()
-    h = (mean_box.y2 - mean_box.y1).to_numpy()
+    mean = np.empty_like(box)
+    by_reduceat = np.zeros(len(sel), bool) if reduceat is None else np.asarray(reduceat, bool)[c_sel]
+    for use_reduceat in (False, True):
+        part = np.flatnonzero(by_reduceat == use_reduceat)
+        if not len(part):
+            continue
+        if use_reduceat:  # sorted ids, no NaN: pandas reduces each cluster's run of rows
+            part = part[np.argsort(c_sel[part], kind="stable")]
+            c, b = c_sel[part], box[part]
+        else:  # a last row of a lower id keeps the ids unsorted: pandas' compensated loop, per cluster
+            c, b = np.r_[c_sel[part], -1], np.vstack([box[part], np.zeros((1, 4))])
+        frame = pd.DataFrame({"cluster": c, "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2], "y2": b[:, 3]})
+        mean[part] = frame.groupby("cluster", sort=True)[["x1", "y1", "x2", "y2"]].transform("mean").to_numpy()[:len(part)]
+    w = mean[:, 2] - mean[:, 0]
+    h = mean[:, 3] - mean[:, 1]
     at = np.searchsorted(sel, members)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for j, (ref, size) in enumerate((("x1", w), ("y1", h), ("x2", w), ("y2", h))):
-            out[:, j] = np.where(size > 0, (mem[ref] - mean_box[ref]).to_numpy() / size, np.nan)[at]
+        for j, size in enumerate((w, h, w, h)):
+            out[:, j] = np.where(size > 0, (box[:, j] - mean[:, j]) / size, np.nan)[at]
     return out
+
+
+def edge_mean_by_reduceat(mem: pd.DataFrame) -> bool:
+    """Whether :func:`cluster_table`'s groupby mean of the member boxes took pandas' ``reduceat``
+    path (sorted cluster ids and no NaN box value) rather than its compensated loop."""
+    from iou_audit.audits.agreement.cluster_stats import is_sorted
+
+    return bool(len(mem)) and is_sorted(mem.cluster.to_numpy()) and not np.isnan(mem[["x1", "y1", "x2", "y2"]].to_numpy()).any()
 
 
 def pair_table(tables, names, pair_matches, covered: np.ndarray) -> pd.DataFrame:
