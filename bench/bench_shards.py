@@ -11,15 +11,20 @@ Per audit (duplicates on ``a``; agreement of ``a``, ``b``, ``c`` with mAP; predi
 both paths on the first 400 samples (numba cache load, imports, in this process and in each
 worker):
 - single: the audit's public function in this process, writing its results;
-- sharded: the ``run_sharded_audit`` operator (plan + queue ``--shards`` shards) until the merge,
-  run by whichever worker takes it, has written the run: wall time from the operator call to the
-  merge's end, and, from the plan, the shards' phase (first start to last end) and the merge's
-  own time.
-The two runs' findings, tables and metrics are checked identical before a ratio is printed.
+- sharded w: the ``run_sharded_audit`` operator (plan + queue ``--shards`` shards; each shard writes
+  its own samples' values) until the merge, run by whichever worker takes it, has written the
+  rest of the run: wall time from the operator call to the merge's end, and, from the plan, the
+  shards' phase (first start to last end, their writes included), the slowest shard write, the
+  merge's own time split into its compute (parts read one at a time) and its write;
+- sharded m (the peer, ``--no-peer`` skips it): the same with ``shard_writes=False``: the merge
+  writes everything, as before the shards wrote (splits always runs this way: its shards have
+  nothing of their own to write).
+Each path runs ``--repeats`` times per audit (medians reported). Every run's findings, tables and
+metrics are checked identical to the single-process run's before a ratio is printed.
 On a shared machine the ratio depends on the other load (printed: the load average), so the
 script also reports the CPU seconds of this process and of the workers.
 
-    python bench/bench_shards.py                       # 10,000 samples, every audit
+    python bench/bench_shards.py                       # 10,000 samples, every audit, 3 repeats
     python bench/bench_shards.py --quick               # 2,000 samples
     python bench/bench_shards.py --samples 20000 --audits agreement,predictions --shards 4
 """
@@ -85,13 +90,14 @@ def single(audit: str, samples, key: str, save: bool = True):
     return audit_splits(samples, split_field="split", label_field="a", audit_key=key, save=save)
 
 
-def sharded(audit: str, ds, samples, key: str, n_shards: int) -> tuple[float, dict]:
+def sharded(audit: str, ds, samples, key: str, n_shards: int, shard_writes: bool = True) -> tuple[float, dict]:
     import fiftyone.operators as foo
 
     from iou_audit.shards.workers import wait_merged
 
     t0 = time.perf_counter()
-    ctx = dict(dataset=ds, params={"audit": audit, "audit_key": key, "n_shards": n_shards, **PARAMS[audit]})
+    params = {"audit": audit, "audit_key": key, "n_shards": n_shards, "shard_writes": shard_writes, **PARAMS[audit]}
+    ctx = dict(dataset=ds, params=params)
     if samples is not ds:
         ctx["view"] = samples
     res = foo.execute_operator("@iou-audit/iou-audit/run_sharded_audit", ctx=ctx)
@@ -129,6 +135,20 @@ def _same(a, b) -> None:
     assert repr(a.metrics) == repr(b.metrics), (a.metrics, b.metrics)
 
 
+def uptime() -> str:
+    """``uptime``'s load averages (the machine is shared: every number comes with its load)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _median(values) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10000)
@@ -136,6 +156,9 @@ def main(argv=None) -> int:
     parser.add_argument("--audits", default=",".join(AUDITS))
     parser.add_argument("--shards", type=int, default=2, help="shards per run (default: one per worker)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each path per audit (medians reported)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip the sharded run whose merge writes everything (shard_writes=False)")
     args = parser.parse_args(argv)
     n = 2000 if args.quick else args.samples
     audits = [a for a in args.audits.split(",") if a]
@@ -155,14 +178,15 @@ def main(argv=None) -> int:
 
         from iou_audit.results import delete_audit, load_audit
         from iou_audit.shards import delete_plan
+        from iou_audit.shards.adapters import sharded_audit
         from iou_audit.shards.workers import start_workers, stop_workers
 
         bench_scale.ensure_images(image_dir, n)
         ds = bench_scale.build_dataset("bench_shards", n, image_dir)
         print(f"dataset: {n} samples, {ds.info['n_labels']} labels; mongod {uri} (own process, data dir {dbpath})",
               flush=True)
+        print(f"uptime at start: {uptime()}", flush=True)
         workers = start_workers(args.workers, log_dir, repo=REPO)
-        worker_pids = [p.pid for p, _ in workers]
         warm = ds.limit(400)
         for audit in audits:  # untimed: imports, numba cache, in this process and in every worker
             single(audit, warm, f"warm_{audit}", save=False)
@@ -173,41 +197,64 @@ def main(argv=None) -> int:
         rows = []
         for audit in audits:
             key = f"bench_{audit}"
-            here, db = [os.getpid()], [mongod.pid]
-            c0, m0 = _cpu(here, children=False), _cpu(db)
-            t0 = time.perf_counter()
-            single(audit, ds, key)
-            t_single = time.perf_counter() - t0
-            cpu_single, db_single = _cpu(here, children=False) - c0, _cpu(db) - m0
-            ref = load_audit(ds, key)
-            delete_audit(ds, key)
-            cw0, c0, m0 = _cpu(worker_pids), _cpu(here, children=False), _cpu(db)
-            t_sharded, plan = sharded(audit, ds, ds, key, args.shards)
-            cpu_workers, cpu_here = _cpu(worker_pids) - cw0, _cpu(here, children=False) - c0
-            db_sharded = _cpu(db) - m0
-            _same(ref, load_audit(ds, key))
-            starts = [s["started_at"] for s in plan["shards"]]
-            ends = [s["finished_at"] for s in plan["shards"]]
-            phase = (max(ends) - min(starts)).total_seconds()
-            used = len({s["worker"] for s in plan["shards"]})
-            # CPU of the critical path (the slowest shard, then the merge): what the wall time would
-            # be on free cores, without the other load of a shared machine (mongod not counted)
-            critical = max(s["cpu_seconds"] for s in plan["shards"]) + plan["merge"]["cpu_seconds"]
-            delete_audit(ds, key)
-            delete_plan(plan["_id"])
-            load = os.getloadavg()[0]
-            rows.append((audit, t_single, t_sharded, cpu_single, critical, load))
-            print(f"{audit:12s} single {t_single:7.2f} s | sharded {t_sharded:7.2f} s "
-                  f"(shards {phase:.2f} s on {used} workers, merge {plan['merge']['seconds']:.2f} s) | "
-                  f"speed-up {t_single / t_sharded:.2f}x | CPU s: single {cpu_single:.1f} (+ mongod {db_single:.1f}), "
-                  f"sharded: workers {cpu_workers:.1f} + caller {cpu_here:.1f} (+ mongod {db_sharded:.1f}) | "
-                  f"critical path {critical:.1f} (CPU speed-up {cpu_single / critical:.2f}x) | "
-                  f"load {load:.1f} | identical results", flush=True)
-        print(f"\n{n} samples, {args.shards} shards on {args.workers} workers, {os.cpu_count()} CPUs")
-        print(f"{'audit':12s} {'single s':>9s} {'sharded s':>10s} {'speed-up':>9s} {'CPU single':>11s} "
-              f"{'CPU critical':>13s} {'CPU speed-up':>13s} {'load':>5s}")
-        for audit, t1, t2, c1, c2, load in rows:
-            print(f"{audit:12s} {t1:9.2f} {t2:10.2f} {t1 / t2:8.2f}x {c1:11.1f} {c2:13.1f} {c1 / c2:12.2f}x {load:5.1f}")
+            writes_apply = sharded_audit(audit).local is not None
+            paths = ["writes"] + (["merge_writes"] if writes_apply and not args.no_peer else [])
+            t = {"single": [], **{p: [] for p in paths}}
+            detail = {p: [] for p in paths}
+            cpu = {"single": [], **{p: [] for p in paths}}
+            loads = []
+            for rep in range(args.repeats):
+                here = [os.getpid()]
+                c0 = _cpu(here, children=False)
+                t0 = time.perf_counter()
+                single(audit, ds, key)
+                t["single"].append(time.perf_counter() - t0)
+                cpu["single"].append(_cpu(here, children=False) - c0)
+                ref = load_audit(ds, key)
+                delete_audit(ds, key)
+                for path in paths:
+                    t_sharded, plan = sharded(audit, ds, ds, key, args.shards, shard_writes=(path == "writes"))
+                    _same(ref, load_audit(ds, key))
+                    starts = [s["started_at"] for s in plan["shards"]]
+                    ends = [s["finished_at"] for s in plan["shards"]]
+                    m = plan["merge"]
+                    detail[path].append({
+                        "phase": (max(ends) - min(starts)).total_seconds(), "merge": m["seconds"],
+                        "shard_write": max((s.get("write_seconds") or 0.0) for s in plan["shards"]),
+                        "merge_compute": m.get("compute_seconds"), "merge_write": m.get("write_seconds"),
+                        "workers": len({s["worker"] for s in plan["shards"]})})
+                    # CPU of the critical path (the slowest shard, then the merge): what the wall
+                    # time would be on free cores, without the other load (mongod not counted)
+                    cpu[path].append(max(s["cpu_seconds"] for s in plan["shards"]) + m["cpu_seconds"])
+                    t[path].append(t_sharded)
+                    delete_audit(ds, key)
+                    delete_plan(plan["_id"])
+                loads.append(os.getloadavg()[0])
+                d = detail[paths[0]][-1]
+                print(f"{audit:12s} #{rep + 1}: single {t['single'][-1]:6.2f} s | "
+                      + " | ".join(f"sharded[{p}] {t[p][-1]:6.2f} s" for p in paths)
+                      + f" | shards {d['phase']:.2f} s (write {d['shard_write']:.2f} s) on {d['workers']} workers, "
+                      f"merge {d['merge']:.2f} s | load {loads[-1]:.1f} | identical results", flush=True)
+            med = {k: _median(v) for k, v in t.items()}
+            rows.append((audit, paths, med, {k: _median(v) for k, v in cpu.items()},
+                         {p: {k: _median([x[k] for x in detail[p] if x[k] is not None] or [float("nan")])
+                              for k in detail[p][0]} for p in paths}, _median(loads)))
+        print(f"\n{n} samples, {args.shards} shards on {args.workers} workers, {os.cpu_count()} CPUs, "
+              f"medians of {args.repeats} runs; uptime at end: {uptime()}")
+        print(f"{'audit':12s} {'path':13s} {'wall s':>7s} {'speed-up':>9s} {'shards s':>9s} {'shard write':>12s} "
+              f"{'merge s':>8s} {'merge compute':>14s} {'merge write':>12s} {'CPU crit.':>10s} {'CPU speed-up':>13s} "
+              f"{'load':>5s}")
+        for audit, paths, med, cmed, dmed, load in rows:
+            print(f"{audit:12s} {'single':13s} {med['single']:7.2f} {'':>9s} {'':>9s} {'':>12s} {'':>8s} {'':>14s} "
+                  f"{'':>12s} {cmed['single']:10.1f} {'':>13s} {load:5.1f}")
+            for p in paths:
+                d = dmed[p]
+                print(f"{audit:12s} {'sharded ' + ('w' if p == 'writes' else 'm'):13s} {med[p]:7.2f} "
+                      f"{med['single'] / med[p]:8.2f}x {d['phase']:9.2f} {d['shard_write']:12.2f} {d['merge']:8.2f} "
+                      f"{d['merge_compute']:14.2f} {d['merge_write']:12.2f} {cmed[p]:10.1f} "
+                      f"{cmed['single'] / cmed[p]:12.2f}x {load:5.1f}")
+        print("sharded w: shards write their samples' values, the merge the rest (default); sharded m: the merge "
+              "writes everything (shard_writes=False)")
     finally:
         if workers:
             stop_workers(workers)

@@ -1,8 +1,9 @@
 """Operators of sharded audit runs (``iou_audit.shards``): plan and queue, one shard, the merge.
 
 ``run_sharded_audit`` plans the run and queues one delegated ``audit_shard`` operation per shard
-(each runs on whichever ``fiftyone delegated launch`` worker takes it); the last shard to finish
-queues one delegated ``merge_audit_shards``, which writes the run. ``merge_audit_shards`` can also
+(each runs on whichever ``fiftyone delegated launch`` worker takes it, and writes its own samples'
+values under the running run); the last shard to finish queues one delegated
+``merge_audit_shards``, which writes the rest of the run and marks it complete. ``merge_audit_shards`` can also
 be run by hand (e.g. after re-running a failed shard with "Re-run" in the runs list).
 """
 import fiftyone as fo
@@ -126,8 +127,11 @@ class RunShardedAudit(foo.Operator):
     def execute(self, ctx):
         audit = ctx.params["audit"]
         key = param(ctx, "audit_key", audit)
+        # shard_writes (not in the form; default: the audit's, see iou_audit.shards.plan_audit): False makes
+        # the merge write everything, True makes the shards write their samples' values (benchmarks)
+        writes = ctx.params.get("shard_writes")
         plan_id = shards.plan_audit(ctx.target_view(), audit, key, n_shards=int(param(ctx, "n_shards", 2)),
-                                    **audit_params(ctx, audit))
+                                    shard_writes=None if writes is None else bool(writes), **audit_params(ctx, audit))
         plan = shards.get_plan(plan_id)
         ops = [queue(ctx, SHARD_URI, {"plan_id": plan_id, "index": s["index"]},
                      f"iou-audit {audit} {key!r}: shard {s['index'] + 1}/{len(plan['shards'])}")

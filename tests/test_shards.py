@@ -57,14 +57,14 @@ def snapshot(ds, key: str) -> dict:
             "views": views, "schema": schema}
 
 
-def single_then_sharded(ds, audit, key, params, n_shards=3, single=None):
+def single_then_sharded(ds, audit, key, params, n_shards=3, single=None, shard_writes=None):
     from iou_audit import shards
     from iou_audit.results import delete_audit
 
     single(ds, key)
     want = snapshot(ds, key)
     delete_audit(ds, key)
-    shards.run_sharded(ds, audit, key, n_shards=n_shards, keep_parts=True, **params)
+    shards.run_sharded(ds, audit, key, n_shards=n_shards, keep_parts=True, shard_writes=shard_writes, **params)
     got = snapshot(ds, key)
     plan = shards.list_plans(ds, key)[0]
     delete_audit(ds, key)  # and its kept parts
@@ -119,13 +119,17 @@ def test_part_above_the_document_limit_round_trips(dataset):
         store.delete_part(file_id)
 
 
-def test_predictions_sharded_equals_single(scale_ds):
+@pytest.mark.parametrize("shard_writes", [None, True])
+def test_predictions_sharded_equals_single(scale_ds, shard_writes):
+    """By default the merge writes everything (predictions' shards do not gain from writing);
+    shard_writes=True: the shards write the matching's label values, the merge the rest."""
     from iou_audit.audits.predictions import audit_predictions
 
     want, got = single_then_sharded(scale_ds, "predictions", "pred", dict(pred_field="pred", gt_field="a"),
-                                    single=lambda ds, key: audit_predictions(ds, "pred", "a", audit_key=key))
+                                    single=lambda ds, key: audit_predictions(ds, "pred", "a", audit_key=key),
+                                    shard_writes=shard_writes)
     assert 0 < want["metrics"]["AP"] < 1
-    got.pop("plan")
+    assert got.pop("plan")["shard_writes"] is bool(shard_writes)
     same(want, got)
 
 

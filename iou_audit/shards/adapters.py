@@ -48,7 +48,11 @@ class ShardedAudit:
     counts are written by the shard too), written by the shard (the part is stored whole: an
     incremental re-run may reuse it, and its merge writes everything); ``merge(..., shard_wrote=True)``
     returns the findings, tables and metrics and only the values the shards did not write.
-    ``local=None``: the shards write nothing.
+    ``local=None``: the shards write nothing. ``writes_by_default=False`` (predictions): its
+    merge must rewrite every sample anyway (the calibrated quality of every ground-truth label
+    needs the global statistics, and a sample document is rewritten whole by any update), so
+    shard writes only add a second pass over the samples (measured slower, README Scale); they
+    are used when asked for (``shard_writes=True``).
     """
 
     name: str
@@ -59,6 +63,8 @@ class ShardedAudit:
     batch_aligned: bool
     local: Callable[[Any, Any, dict, Any], AuditOutput] | None = None
     findings_local: bool = False
+    #: whether a sharded run's shards write by default (``plan_audit(shard_writes=None)``)
+    writes_by_default: bool = True
 
 
 # --- duplicates -------------------------------------------------------------------------------
@@ -366,7 +372,7 @@ AUDITS = {
     "agreement": ShardedAudit("agreement", _agr_config, _agr_prepare, _agr_part, _agr_merge, batch_aligned=False,
                               local=_agr_local, findings_local=True),
     "predictions": ShardedAudit("predictions", _pred_config, _pred_prepare, _pred_part, _pred_merge,
-                                batch_aligned=False, local=_pred_local),
+                                batch_aligned=False, local=_pred_local, writes_by_default=False),
     "splits": ShardedAudit("splits", _splits_config, _splits_prepare, _splits_part, _splits_merge, batch_aligned=False),
 }
 

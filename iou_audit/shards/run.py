@@ -65,7 +65,8 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     pass reads). The view must list its samples in id order (a dataset, or a view that filters
     without sorting): the shards select their samples by id range. ``origin``: ``"sharded"``, or
     ``"plain"`` for a one-process run keeping its parts (``iou_audit.shards.plain``).
-    ``shard_writes`` (default: True for ``"sharded"``): each shard writes its own samples' values
+    ``shard_writes`` (default: True for ``"sharded"`` runs of the audits whose shards gain from it,
+    ``adapters.ShardedAudit.writes_by_default``): each shard writes its own samples' values
     under the running run (``iou_audit.shards.writes``), the merge only what needs the global
     statistics; False: the merge writes everything (one ``save_audit``).
     """
@@ -95,7 +96,8 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     doc = {"dataset": dataset.name, "dataset_id": fop.dataset_id(dataset), "audit": audit, "audit_key": audit_key,
            "params": config.to_params(), "shared": shared, "n_samples": len(ids), "shards": shards,
            "created_at": store.now(), "since": since, "origin": origin, "merge": {"state": None, "error": None, "at": None},
-           "shard_writes": bool(origin == "sharded" if shard_writes is None else shard_writes) and spec.local is not None}
+           "shard_writes": bool(origin == "sharded" and spec.writes_by_default if shard_writes is None else shard_writes)
+           and spec.local is not None}
     return str(store.plans().insert_one(doc).inserted_id)
 
 
@@ -292,13 +294,17 @@ def _finish(samples, plan: dict, spec, config, parts, save: bool, progress: Any)
     from iou_audit.shards.writes import finish_run
 
     report = make_progress(progress, desc=f"{plan['audit']} merge")
+    t0 = time.perf_counter()
     output = spec.merge(parts, config, plan["shared"], samples, shard_wrote=True)
+    t1 = time.perf_counter()
     if not save:  # nothing more to write: the result as one pass returns it
         return run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=False)
     params = {**config.to_params(), **output.config_extra}
     result = AuditResult(plan["audit"], plan["audit_key"], params, output.findings, output.tables, output.metrics)
     report.report(0.9, "writing results")
     finish_run(samples, plan, result, output, spec.findings_local)
+    store.plans().update_one({"_id": plan["_id"]}, {"$set": {"merge.compute_seconds": t1 - t0,  # parts read in it
+                                                             "merge.write_seconds": time.perf_counter() - t1}})
     drop_merged_plans(samples, plan["audit_key"], keep=plan["_id"])  # their parts describe the replaced run
     report.close()
     return result
@@ -337,10 +343,11 @@ def drop_merged_plans(dataset, audit_key: str, keep=None) -> int:
 
 
 def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bool = True, progress: Any = None,
-                keep_parts: bool = False, **params):
+                keep_parts: bool = False, shard_writes: bool | None = None, **params):
     """Plan, run every shard in this process, one after the other, and merge (what the delegated
-    workers do in parallel; the results are the same)."""
-    plan_id = plan_audit(samples, audit, audit_key, n_shards=n_shards, shard_writes=save, **params)
+    workers do in parallel; the results are the same). ``shard_writes``: see :func:`plan_audit`."""
+    plan_id = plan_audit(samples, audit, audit_key, n_shards=n_shards, shard_writes=shard_writes if save else False,
+                         **params)
     for shard in get_plan(plan_id)["shards"]:
         run_shard(samples, plan_id, shard["index"])
     return merge_plan(samples, plan_id, save=save, progress=progress, keep_parts=keep_parts)
