@@ -83,7 +83,7 @@ def segmentation_digest(masks: dict[str, np.ndarray | None]) -> str:
     (another dtype or compression) does not count as a change.
 
     Example:
-        >>> m = np.array([[0, 3], [3, 3]], np.uint8)
+        >>> m = np.array([[0, 3], [1, 3]], np.uint8)
         >>> segmentation_digest({"gt": m}) == segmentation_digest({"gt": m.astype(np.int64)})
         True
         >>> segmentation_digest({"gt": m}) == segmentation_digest({"gt": m.T}), len(segmentation_digest({"gt": None}))

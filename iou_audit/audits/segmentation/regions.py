@@ -192,7 +192,7 @@ def class_boundary_counts(a: np.ndarray, b: np.ndarray, dilation_ratio: float = 
     Example:
         >>> a = np.zeros((10, 10), int); a[2:8, 2:8] = 1
         >>> v, i, u = class_boundary_counts(a, a)
-        >>> v.tolist(), (i == u).all()
+        >>> v.tolist(), bool((i == u).all())
         ([0, 1], True)
     """
     values = np.union1d(np.unique(a), np.unique(b))
