@@ -90,7 +90,7 @@ def keypoint_evaluate(
     dt_area = gt_area = None
     if area_ranges is not None:
         # pycocotools' loadRes: a keypoint result's area is that of the box over all its points
-        dt_area = np.nan_to_num(box_areas(extent_boxes(dt_p)), nan=0.0) if n1 else np.zeros(0)
+        dt_area = result_areas(dt_p)
         gt_area = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
     result = coco_evaluate(
         values, pair_offsets, dt_offsets, gt_offsets, dt_scores, l1, l2, gt_crowd=crowd, gt_ignore=ignore,
@@ -98,6 +98,17 @@ def keypoint_evaluate(
         gt_area=gt_area, area_ranges=area_ranges,
     )
     return result, values, pair_offsets
+
+
+def result_areas(dt_points: np.ndarray) -> np.ndarray:
+    """pycocotools' ``loadRes`` area of keypoint results: the box over all their points (0 without any).
+
+    Example:
+        >>> result_areas(np.array([[[0.0, 0.0], [4.0, 5.0]]])).tolist()
+        [20.0]
+    """
+    dt_p = np.asarray(dt_points, dtype=np.float64)
+    return np.nan_to_num(box_areas(extent_boxes(dt_p)), nan=0.0) if len(dt_p) else np.zeros(0)
 
 
 def keypoint_stats(result: CocoEvalResult) -> dict[str, float]:

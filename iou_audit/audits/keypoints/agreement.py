@@ -31,12 +31,12 @@ from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.keypoints.compare import left_right_swaps, pair_index, symmetric_oks
 from iou_audit.audits.keypoints.findings import finding_frame as _frame
 from iou_audit.audits.keypoints.findings import ids_at
-from iou_audit.audits.keypoints.findings import nanmean_columns as _nanmean_cols
 from iou_audit.audits.keypoints.objects import (
+    KEYPOINT_READ_BATCH,
     KeypointObjects,
+    check_unique_label_ids,
+    iter_keypoint_batches,
     keypoint_objects,
-    num_keypoints,
-    read_keypoint_table,
     skeleton,
 )
 from iou_audit.geometry.boxes import batched_pair_rows
@@ -68,6 +68,8 @@ class KeypointAgreementConfig(AuditConfig):
     box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
     min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0)
+    batch_size: int = option(KEYPOINT_READ_BATCH, "samples read per batch (bounds memory; results do not "
+                             "depend on it)", low=1, high=10**9, form=False)
 
     def validate(self) -> None:
         if len(self.fields) < 2 or len(set(self.fields)) != len(self.fields) or not all(
@@ -103,18 +105,28 @@ def audit_keypoint_agreement(samples, fields, audit_key: str = "keypoint_agreeme
 
 
 def _read_and_compute(samples, config: KeypointAgreementConfig, report) -> AuditOutput:
+    """Every field read ``config.batch_size`` samples at a time, each batch matched and its
+    findings made there (everything is per image), only per-label numbers kept across batches."""
     from iou_audit.table import ReadLayout
 
     report.report(0.0, "reading keypoints")
-    tables = [read_keypoint_table(samples, f, [config.area_attribute, config.box_attribute]) for f in config.fields]
-    k = num_keypoints(*tables)
-    names, sigmas, pairs = skeleton(samples, config.fields[0], k, config.sigmas, config.flip_pairs)
-    objs = [keypoint_objects(t, k, config.area_attribute, config.box_attribute, config.area_factor) for t in tables]
-    report.report(0.3, "matching annotators")
-    out = compute_keypoint_agreement(objs, names, sigmas, pairs, config)
-    layout = ReadLayout()
-    for f, t in zip(config.fields, tables):
-        layout.add_table(f, t)
+    attributes = [[config.area_attribute, config.box_attribute]] * len(config.fields)
+    layout, parts, skel, done, total = ReadLayout(), [], None, 0, max(len(samples), 1)
+    n_rows = dict.fromkeys(config.fields, 0)
+    for k, tables in iter_keypoint_batches(samples, config.fields, attributes, config.batch_size):
+        if skel is None:
+            skel = skeleton(samples, config.fields[0], k, config.sigmas, config.flip_pairs)
+        objs = [keypoint_objects(t, k, config.area_attribute, config.box_attribute, config.area_factor)
+                for t in tables]
+        parts.append(agreement_part(objs, *skel, config))
+        for f, t in zip(config.fields, tables):
+            layout.add_table(f, t)
+            n_rows[f] += len(t)
+        done += tables[0].num_samples
+        report.report(0.3 * done / total, f"matching annotators ({done} samples)")
+    names, sigmas, pairs = skel
+    check_unique_label_ids(layout, n_rows)
+    out = finish_agreement(parts, names, sigmas, config)
     out.layout = layout
     out.config_extra = {"keypoint_names": names, "sigmas_used": sigmas.tolist(), "flip_pairs_used": pairs.tolist()}
     return out
@@ -127,11 +139,31 @@ def _mirrored(o: KeypointObjects, order: np.ndarray) -> KeypointObjects:
 def compute_keypoint_agreement(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarray,
                                config: KeypointAgreementConfig) -> AuditOutput:
     """The audit on arrays (no database access)."""
+    return finish_agreement([agreement_part(objs, names, sigmas, pairs, config)], names, sigmas, config)
+
+
+@dataclass
+class AgreementPart:
+    """What one batch of samples contributes: finding frames (in the order of one read), per
+    field pair the matched OKS, counts and per-keypoint sums, and the values to write."""
+
+    frames: list
+    pair_counts: list  # per field pair: {"field_a", "field_b", "skeletons_a", "skeletons_b", "matched"}
+    pair_oks: list  # per field pair: (matched,) symmetric OKS
+    per_keypoint: dict  # name -> (K,) sums over the field pairs
+    label_values: dict
+
+
+def agreement_part(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarray,
+                   config: KeypointAgreementConfig) -> AgreementPart:
+    """One batch of every field's skeletons (no database access)."""
     k = len(sigmas)
     order = flip_order(pairs, k)
-    frames, pair_rows, oks_sum = [], [], [np.zeros(len(o)) for o in objs]
-    sims, boths, one_sided, disagree, swaps = [], [], [], [], []
+    frames, pair_counts, oks_sum = [], [], [np.zeros(len(o)) for o in objs]
+    keypoint = {name: np.zeros(k, np.int64) for name in ("compared", "disagreements", "labeled_by_one", "swapped")}
+    keypoint["similarity_sum"], keypoint["similarity_n"] = np.zeros(k), np.zeros(k, np.int64)
     all_matched = []
+    last_match = None
     for ia, ib in combinations(range(len(objs)), 2):
         a, b = objs[ia], objs[ib]
         ta, tb = a.table, b.table
@@ -181,22 +213,43 @@ def compute_keypoint_agreement(objs: list, names: list, sigmas: np.ndarray, pair
         frames.append(_frame("left_right_swap", a, pa[s_rows], b, pb[s_rows], s_gain, pair_oks[s_rows],
                              [f"{names[pairs[n][0]]} <-> {names[pairs[n][1]]}: crossed similarity {cv:.2f}, straight "
                               f"{sv:.2f}" for n, cv, sv in zip(s_n, s_cross, s_straight)]))
-        sims.append(sim)
-        boths.append(both)
-        one_sided.append(la ^ lb)
-        disagree.append(bad)
-        swaps.append(swapped)
-        n_a, n_b = int(a.labeled.any(axis=1).sum()), int(b.labeled.any(axis=1).sum())
-        pair_rows.append({"field_a": ta.field, "field_b": tb.field, "skeletons_a": n_a, "skeletons_b": n_b,
-                          "matched": len(pa), "mean_oks": float(pair_oks.mean()) if len(pa) else float("nan"),
-                          "object_f1": 2 * len(pa) / (n_a + n_b) if n_a + n_b else float("nan")})
+        keypoint["similarity_sum"] += np.nansum(sim, axis=0)
+        keypoint["similarity_n"] += np.isfinite(sim).sum(axis=0)
+        for name, mask in (("compared", both), ("disagreements", bad), ("labeled_by_one", la ^ lb),
+                           ("swapped", swapped)):
+            keypoint[name] += mask.sum(axis=0)
+        pair_counts.append({"field_a": ta.field, "field_b": tb.field, "skeletons_a": int(a.labeled.any(axis=1).sum()),
+                            "skeletons_b": int(b.labeled.any(axis=1).sum()), "matched": len(pa)})
 
-    cat = (lambda x: np.concatenate(x) if x else np.zeros((0, k)))  # noqa: E731
-    sim_all, both_all = cat(sims), cat(boths)
+    others = len(objs) - 1
+    label_values = {o.table.field: {"oks": dict(zip(o.table.label_id, (s / max(others, 1)).tolist()))}
+                    for o, s in zip(objs, oks_sum)}
+    if len(objs) == 2:  # with two annotators, each label's counterpart
+        (a, b), (m1, m2) = objs, last_match
+        label_values[a.table.field]["match_id"] = dict(zip(a.table.label_id, ids_at(b.table, m1)))
+        label_values[b.table.field]["match_id"] = dict(zip(b.table.label_id, ids_at(a.table, m2)))
+    return AgreementPart(frames, pair_counts, all_matched, keypoint, label_values)
+
+
+def finish_agreement(parts: list, names: list, sigmas: np.ndarray, config: KeypointAgreementConfig) -> AuditOutput:
+    """The batches' parts joined: findings (in the order one read gives), metrics and tables."""
+    frames = [p.frames[i] for i in range(len(parts[0].frames)) for p in parts]
+    pair_rows = []
+    for n, counts in enumerate(parts[0].pair_counts):
+        row = {**counts, **{c: sum(p.pair_counts[n][c] for p in parts) for c in ("skeletons_a", "skeletons_b",
+                                                                                 "matched")}}
+        oks = np.concatenate([p.pair_oks[n] for p in parts])
+        n_ab = row["skeletons_a"] + row["skeletons_b"]
+        row.update(mean_oks=float(oks.mean()) if len(oks) else float("nan"),
+                   object_f1=2 * row["matched"] / n_ab if n_ab else float("nan"))
+        pair_rows.append(row)
+    kp = {c: sum(p.per_keypoint[c] for p in parts) for c in parts[0].per_keypoint}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_sim = np.where(kp["similarity_n"] > 0, kp["similarity_sum"] / np.maximum(kp["similarity_n"], 1), np.nan)
     per_kp = pd.DataFrame({
-        "keypoint": names, "sigma": sigmas, "compared": both_all.sum(axis=0).astype(int),
-        "mean_similarity": _nanmean_cols(sim_all), "disagreements": cat(disagree).sum(axis=0).astype(int),
-        "labeled_by_one": cat(one_sided).sum(axis=0).astype(int), "swapped": cat(swaps).sum(axis=0).astype(int),
+        "keypoint": names, "sigma": sigmas, "compared": kp["compared"].astype(int), "mean_similarity": mean_sim,
+        "disagreements": kp["disagreements"].astype(int), "labeled_by_one": kp["labeled_by_one"].astype(int),
+        "swapped": kp["swapped"].astype(int),
     })
     per_pair = pd.DataFrame(pair_rows)
     findings = make_findings(pd.concat([f for f in frames if len(f)], ignore_index=True)
@@ -204,17 +257,15 @@ def compute_keypoint_agreement(objs: list, names: list, sigmas: np.ndarray, pair
     findings = findings[findings["score"] >= config.min_score]
     findings = findings.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     counts = findings["kind"].value_counts()
-    matched = np.concatenate(all_matched) if all_matched else np.zeros(0)
-    total = per_pair["skeletons_a"].sum() + per_pair["skeletons_b"].sum()
+    matched = np.concatenate([o for p in parts for o in p.pair_oks]) if parts[0].pair_oks else np.zeros(0)
+    total = per_pair["skeletons_a"].sum() + per_pair["skeletons_b"].sum() if len(per_pair) else 0
     metrics = {"mean_oks": float(matched.mean()) if len(matched) else float("nan"),
                "object_f1": float(2 * per_pair["matched"].sum() / total) if total else float("nan"),
                **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
-    others = len(objs) - 1
-    label_values = {o.table.field: {"oks": dict(zip(o.table.label_id, (s / others).tolist()))}
-                    for o, s in zip(objs, oks_sum)}
-    if len(objs) == 2:  # with two annotators, each label's counterpart
-        (a, b), (m1, m2) = objs, last_match
-        label_values[a.table.field]["match_id"] = dict(zip(a.table.label_id, ids_at(b.table, m1)))
-        label_values[b.table.field]["match_id"] = dict(zip(b.table.label_id, ids_at(a.table, m2)))
+    label_values: dict = {}
+    for p in parts:
+        for field, attrs in p.label_values.items():
+            for name, by_id in attrs.items():
+                label_values.setdefault(field, {}).setdefault(name, {}).update(by_id)
     return AuditOutput(findings, label_values=label_values, metrics=metrics,
                        tables={"per_keypoint": per_kp, "per_field_pair": per_pair})

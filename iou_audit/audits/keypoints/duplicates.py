@@ -14,7 +14,13 @@ import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.keypoints.compare import symmetric_oks
-from iou_audit.audits.keypoints.objects import keypoint_objects, num_keypoints, read_keypoint_table, skeleton
+from iou_audit.audits.keypoints.objects import (
+    KEYPOINT_READ_BATCH,
+    check_unique_label_ids,
+    iter_keypoint_batches,
+    keypoint_objects,
+    skeleton,
+)
 from iou_audit.geometry.boxes import batched_pair_rows
 from iou_audit.results import AuditResult, make_findings
 
@@ -34,6 +40,8 @@ class KeypointDuplicatesConfig(AuditConfig):
     box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
     area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
+    batch_size: int = option(KEYPOINT_READ_BATCH, "samples read per batch (bounds memory; results do not "
+                             "depend on it)", low=1, high=10**9, form=False)
 
     def validate(self) -> None:
         if not isinstance(self.field, str) or not self.field:
@@ -60,31 +68,45 @@ def audit_keypoint_duplicates(samples, field: str, audit_key: str = "keypoint_du
 
 
 def _read_and_compute(samples, config: KeypointDuplicatesConfig, report) -> AuditOutput:
+    """The field read ``config.batch_size`` samples at a time; each batch's pairs compared there."""
     from iou_audit.table import ReadLayout
 
     report.report(0.0, "reading keypoints")
-    table = read_keypoint_table(samples, config.field, [config.area_attribute, config.box_attribute])
-    k = num_keypoints(table)
-    names, sigmas, _ = skeleton(samples, config.field, k, config.sigmas, ())
-    objs = keypoint_objects(table, k, config.area_attribute, config.box_attribute, config.area_factor)
-    report.report(0.3, "comparing skeletons")
+    layout, frames, names, sigmas, done, n_labels = ReadLayout(), [], None, None, 0, 0
+    total = max(len(samples), 1)
+    for k, (table,) in iter_keypoint_batches(samples, [config.field], [[config.area_attribute, config.box_attribute]],
+                                             config.batch_size):
+        if names is None:
+            names, sigmas, _ = skeleton(samples, config.field, k, config.sigmas, ())
+        objs = keypoint_objects(table, k, config.area_attribute, config.box_attribute, config.area_factor)
+        frames.append(duplicate_frame(objs, sigmas, config))
+        layout.add_table(config.field, table)
+        n_labels += len(table)
+        done += table.num_samples
+        report.report(0.3 + 0.6 * done / total, f"comparing skeletons ({done} samples)")
+    check_unique_label_ids(layout, {config.field: n_labels})
+    findings = make_findings(pd.concat(frames, ignore_index=True), audit=AUDIT)
+    findings = findings.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    best: dict = {}
+    for lid, x in zip(findings["label_id"], findings["score"]):
+        best[lid] = max(best.get(lid, 0.0), float(x))
+    return AuditOutput(findings, label_values={config.field: {"oks": best}} if best else {}, layout=layout,
+                       metrics={"n_labels": n_labels, "n_duplicate_skeleton": len(findings)},
+                       config_extra={"keypoint_names": names, "sigmas_used": sigmas.tolist()})
+
+
+def duplicate_frame(objs, sigmas: np.ndarray, config: KeypointDuplicatesConfig) -> pd.DataFrame:
+    """The duplicate pairs among one batch's skeletons (no database access), as finding rows."""
+    table = objs.table
     values, _ = symmetric_oks(objs, objs, sigmas) if len(table) else (np.zeros(0), None)
     _, ri, rj = batched_pair_rows(table.offsets, len(table), table.offsets, len(table))
     keep = (ri < rj) & (values >= config.oks_thresh) & ~table.iscrowd[ri] & ~table.iscrowd[rj]
     if config.same_label_only:
         keep &= table.label[ri] == table.label[rj]
     ri, rj, v = ri[keep], rj[keep], values[keep]
-    findings = make_findings(pd.DataFrame({
+    return pd.DataFrame({
         "kind": "duplicate_skeleton", "sample_id": table.sample_ids[table.sample_index[rj]] if len(rj) else [],
         "field": table.field, "label_id": table.label_id[rj], "other_field": table.field,
         "other_label_id": table.label_id[ri], "label": table.label[rj], "score": v, "iou": v,
         "detail": [f"OKS {x:.3f} with another {lab or 'skeleton'} of the image" for x, lab in zip(v, table.label[rj])],
-    }), audit=AUDIT).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-    best: dict = {}
-    for lid, x in zip(findings["label_id"], findings["score"]):
-        best[lid] = max(best.get(lid, 0.0), float(x))
-    layout = ReadLayout()
-    layout.add_table(config.field, table)
-    return AuditOutput(findings, label_values={table.field: {"oks": best}} if best else {}, layout=layout,
-                       metrics={"n_labels": len(table), "n_duplicate_skeleton": len(findings)},
-                       config_extra={"keypoint_names": names, "sigmas_used": sigmas.tolist()})
+    })

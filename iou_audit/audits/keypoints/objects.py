@@ -13,6 +13,7 @@ that extent.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,10 @@ from iou_audit.geometry.keypoints import (
     resolve_sigmas,
 )
 from iou_audit.table.model import LabelTable, require_frame_sizes
+
+#: Samples read per batch by the keypoint audits (memory is bounded by one batch's documents and
+#: geometry; the results do not depend on it).
+KEYPOINT_READ_BATCH = 2000
 
 
 @dataclass
@@ -54,16 +59,17 @@ def read_keypoint_table(samples, field: str, attributes=()) -> LabelTable:
                             label_types=("keypoints",))
 
 
-def num_keypoints(*tables: LabelTable) -> int:
-    """The one K of all labels of the tables; ValueError naming a label with another count.
+def num_keypoints(*tables: LabelTable, expected: int | None = None) -> int:
+    """The one K of all labels of the tables (``expected`` when given, e.g. K of earlier
+    batches); ValueError naming a label with another count.
 
     Example:
         >>> num_keypoints(LabelTable.empty("kp", "keypoints", ["s"]))
         0
     """
-    k = 0
+    k = 0 if expected is None else int(expected)
     for t in tables:
-        if t.num_points is not None and len(t):
+        if expected is None and t.num_points is not None and len(t):
             k = max(k, int(t.num_points.max()))
     for t in tables:
         if t.num_points is None or not len(t):
@@ -76,6 +82,66 @@ def num_keypoints(*tables: LabelTable) -> int:
                 f"{t.label_id[i]} of sample {t.sample_ids[t.sample_index[i]]} has {t.num_points[i]}, others {k} "
                 f"({len(bad)} such labels): audit one skeleton at a time (filter the view by label)")
     return k
+
+
+def iter_keypoint_batches(samples, fields: Sequence[str], attributes: Sequence = (),
+                          batch_size: int = KEYPOINT_READ_BATCH) -> Iterator[tuple[int, list[LabelTable]]]:
+    """Keypoints fields of ``samples`` read together ``batch_size`` samples at a time:
+    ``(K, [one table per field])`` per batch, the tables of a batch covering the same samples.
+
+    ``K`` is the one number of points of every label of every batch (a label with another count
+    is a ValueError naming it, as :func:`num_keypoints` over one read of everything); batches
+    before the first with labels of K > 0 points are held back until K is known (they hold no
+    points). ``attributes[i]``: the label attributes to read of ``fields[i]``.
+
+    Example:
+        >>> [len(t) for _, ts in iter_keypoint_batches(ds, ["gt"], batch_size=100) for t in ts]  # doctest: +SKIP
+        [412, 397]
+    """
+    from iou_audit.table import iter_label_tables
+
+    attributes = list(attributes) or [()] * len(fields)
+    readers = [iter_label_tables(samples, f, batch_size=batch_size, label_types=("keypoints",),
+                                 attributes=tuple(a for a in dict.fromkeys(attrs) if a))
+               for f, attrs in zip(fields, attributes)]
+    k, held, any_batch = None, [], False
+    for tables in zip(*readers):
+        tables, any_batch = list(tables), True
+        if k is not None:
+            num_keypoints(*tables, expected=k)
+            yield k, tables
+            continue
+        k_batch = num_keypoints(*tables)
+        if not k_batch:
+            held.append(tables)
+            continue
+        k = k_batch
+        for earlier in held:
+            num_keypoints(*earlier, expected=k)
+        for earlier in held:
+            yield k, earlier
+        held.clear()
+        yield k, tables
+    for earlier in held:  # no label has points: K = 0, as one read gives
+        yield 0, earlier
+    if not any_batch:  # an empty view: the (empty) tables of one read
+        yield 0, [read_keypoint_table(samples, f, attrs) for f, attrs in zip(fields, attributes)]
+
+
+def check_unique_label_ids(layout, n_rows: dict) -> None:
+    """Label ids unique over all batches (each batch's read checks its own): ``layout`` (a
+    ``ReadLayout`` of every batch) holds each field's ids once, ``n_rows[field]`` labels were read.
+
+    Example:
+        >>> from iou_audit.table import ReadLayout
+        >>> layout = ReadLayout(); layout.add("kp", ["a" * 24], ["s" * 24])
+        >>> check_unique_label_ids(layout, {"kp": 1})
+    """
+    for field, n in n_rows.items():
+        unique = len(layout.labels.get(field, {}))
+        if unique != n:
+            raise ValueError(f"field {field!r}: {n - unique} label ids occur in more than one sample "
+                             f"({n} labels read); every label needs its own id")
 
 
 def keypoint_objects(table: LabelTable, k: int, area_attribute: str | None = None, box_attribute: str | None = None,
@@ -122,7 +188,7 @@ def _numeric_attribute(table: LabelTable, name: str) -> np.ndarray:
 def _box_attribute(table: LabelTable, name: str) -> np.ndarray:
     out = np.full((len(table), 4), np.nan)
     for i, v in enumerate(table.attributes[name]):
-        if v is None:
+        if v is None or (isinstance(v, float) and np.isnan(v)):  # a label without the attribute
             continue
         try:
             out[i] = np.asarray(v, dtype=np.float64).reshape(4)

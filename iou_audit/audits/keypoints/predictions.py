@@ -33,18 +33,19 @@ from iou_audit.audits.base import AuditConfig, AuditOutput, option
 from iou_audit.audits.keypoints.compare import directed_oks, left_right_swaps, pair_index
 from iou_audit.audits.keypoints.findings import finding_frame as _frame
 from iou_audit.audits.keypoints.findings import ids_at as _ids
-from iou_audit.audits.keypoints.findings import nanmean_columns as _nanmean_cols
 from iou_audit.audits.keypoints.objects import (
+    KEYPOINT_READ_BATCH,
     KeypointObjects,
+    check_unique_label_ids,
+    iter_keypoint_batches,
     keypoint_objects,
-    num_keypoints,
-    read_keypoint_table,
     skeleton,
 )
 from iou_audit.geometry.boxes import batched_pair_rows
 from iou_audit.geometry.keypoints import flip_order, keypoint_similarity
 from iou_audit.matching import batched_match
-from iou_audit.matching.keypoints import KEYPOINT_AREA_RANGES, keypoint_evaluate, keypoint_stats
+from iou_audit.matching.coco import COCO_IOU_THRESHOLDS, coco_evaluate
+from iou_audit.matching.keypoints import KEYPOINT_AREA_RANGES, KEYPOINT_MAX_DETS, keypoint_stats, result_areas
 from iou_audit.results import AuditResult, make_findings
 
 AUDIT = "keypoint_predictions"
@@ -76,6 +77,8 @@ class KeypointPredictionsConfig(AuditConfig):
     point_confidence: float = option(0.5, "a predicted point counts as placed at this point confidence",
                                      low=0.0, high=1.0)
     min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0)
+    batch_size: int = option(KEYPOINT_READ_BATCH, "samples read per batch (bounds memory; results do not "
+                             "depend on it)", low=1, high=10**9, form=False)
 
     def validate(self) -> None:
         for name in ("pred_field", "gt_field"):
@@ -118,21 +121,32 @@ def audit_keypoint_predictions(samples, pred_field: str, gt_field: str, audit_ke
 
 
 def _read_and_compute(samples, config: KeypointPredictionsConfig, report) -> AuditOutput:
+    """Both fields read ``config.batch_size`` samples at a time, each batch matched and its
+    findings made there (everything is per image), only per-label numbers kept across batches;
+    then COCO's AP over all of them."""
     from iou_audit.table import ReadLayout
 
     report.report(0.0, "reading keypoints")
-    pred_t = read_keypoint_table(samples, config.pred_field, [config.score_attribute])
-    gt_t = read_keypoint_table(samples, config.gt_field, [config.area_attribute, config.box_attribute])
-    k = num_keypoints(pred_t, gt_t)
-    names, sigmas, pairs = skeleton(samples, config.gt_field, k, config.sigmas, config.flip_pairs)
-    pred = keypoint_objects(pred_t, k, score_attribute=config.score_attribute, area_factor=config.area_factor)
-    gt = keypoint_objects(gt_t, k, config.area_attribute, config.box_attribute, config.area_factor)
-    report.report(0.3, "matching")
-    out = compute_keypoint_predictions(pred, gt, names, sigmas, pairs, config)
-    layout = ReadLayout()
-    layout.add_table(config.pred_field, pred_t)
-    if config.gt_field != config.pred_field:
-        layout.add_table(config.gt_field, gt_t)
+    fields = [config.pred_field, config.gt_field]
+    attributes = [[config.score_attribute], [config.area_attribute, config.box_attribute]]
+    layout, parts, skel, done, total = ReadLayout(), [], None, 0, max(len(samples), 1)
+    n_rows = dict.fromkeys(fields, 0)
+    for k, (pred_t, gt_t) in iter_keypoint_batches(samples, fields, attributes, config.batch_size):
+        if skel is None:
+            skel = skeleton(samples, config.gt_field, k, config.sigmas, config.flip_pairs)
+        pred = keypoint_objects(pred_t, k, score_attribute=config.score_attribute, area_factor=config.area_factor)
+        gt = keypoint_objects(gt_t, k, config.area_attribute, config.box_attribute, config.area_factor)
+        parts.append(predictions_part(pred, gt, *skel, config))
+        layout.add_table(config.pred_field, pred_t)
+        n_rows[config.pred_field] = n_rows[config.pred_field] + len(pred_t)
+        if config.gt_field != config.pred_field:
+            layout.add_table(config.gt_field, gt_t)
+            n_rows[config.gt_field] += len(gt_t)
+        done += pred_t.num_samples
+        report.report(0.3 * done / total, f"matching keypoints ({done} samples)")
+    names, sigmas, pairs = skel
+    check_unique_label_ids(layout, n_rows)
+    out = finish_predictions(parts, names, sigmas, config)
     out.layout = layout
     out.config_extra = {"keypoint_names": names, "sigmas_used": sigmas.tolist(), "flip_pairs_used": pairs.tolist()}
     return out
@@ -141,9 +155,32 @@ def _read_and_compute(samples, config: KeypointPredictionsConfig, report) -> Aud
 def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, names: list, sigmas: np.ndarray,
                                  pairs: np.ndarray, config: KeypointPredictionsConfig) -> AuditOutput:
     """The audit on arrays (no database access): matching, metrics, findings, values to write."""
+    return finish_predictions([predictions_part(pred, gt, names, sigmas, pairs, config)], names, sigmas, config)
+
+
+@dataclass
+class PredictionsPart:
+    """What one batch of samples contributes to the audit: its finding frames (one per position,
+    in the order of one read), COCO evaluation inputs (OKS blocks and per-label numbers, no
+    points), per-keypoint sums and the values to write."""
+
+    frames: list
+    eval_inputs: dict
+    per_keypoint: dict
+    similarity_sum: np.ndarray
+    similarity_n: np.ndarray
+    pair_oks: np.ndarray
+    n_ignored: int
+    label_values: dict
+
+
+def predictions_part(pred: KeypointObjects, gt: KeypointObjects, names: list, sigmas: np.ndarray,
+                     pairs: np.ndarray, config: KeypointPredictionsConfig) -> PredictionsPart:
+    """One batch: matching for findings, findings, evaluation inputs (no database access).
+    ``possible_missing`` scores are the raw instance scores here; :func:`finish_predictions`
+    divides them by the largest score of the whole field."""
     pt, gtt = pred.table, gt.table
     k = len(sigmas)
-    vis = gt.labeled.astype(np.float64)
     values, po = directed_oks(pred, gt, sigmas)
     order = flip_order(pairs, k)
     flipped = directed_oks(pred, gt, sigmas, pred.points[:, order])[0] if len(pairs) else values
@@ -153,12 +190,12 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     labels = dict(labels1=pt.label, labels2=gtt.label) if config.classwise else {}
     m1, _, m2, _, ig1 = batched_match(best, po, pt.offsets, gtt.offsets, pred.score, config.oks_thresh,
                                         crowd2=crowd, ignore2=ignore, return_ignored=True, **labels)
-    # metrics: COCO's evaluation on plain OKS
-    result, _, _ = keypoint_evaluate(
-        pred.points, pt.offsets, pred.score, gt.points, gtt.offsets, gt.area, vis, gt.box, sigmas,
-        dt_labels=pt.label, gt_labels=gtt.label, gt_crowd=crowd,
-        area_ranges=KEYPOINT_AREA_RANGES if config.area_ranges else None)
-    metrics = keypoint_stats(result) if len(gt) else {}
+    # metrics (at the end, over all batches): COCO's evaluation on plain OKS, the inputs
+    # keypoint_evaluate builds from the points
+    eval_inputs = {"values": values, "pair_offsets": po, "dt_offsets": pt.offsets, "gt_offsets": gtt.offsets,
+                   "dt_scores": pred.score, "dt_labels": np.asarray(pt.label), "gt_labels": np.asarray(gtt.label),
+                   "gt_crowd": crowd, "gt_ignore": ignore, "dt_area": result_areas(pred.points),
+                   "gt_area": np.asarray(gt.area, dtype=np.float64)}
 
     frames = []
     # object level
@@ -168,11 +205,9 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     spurious = np.flatnonzero((m2 < 0) & ~ignore)
     frames.append(_frame("possible_spurious", gt, spurious, pred, np.full(len(spurious), -1), 1.0 - best_gt[spurious],
                          best_gt[spurious], ["no prediction matches it (best OKS %.2f)" % v for v in best_gt[spurious]]))
-    scale = max(1.0, float(np.max(pred.score, initial=0.0)))
     missing = np.flatnonzero((m1 < 0) & ~ig1)
-    frames.append(_frame("possible_missing", pred, missing, gt, np.full(len(missing), -1),
-                         np.clip(pred.score[missing] / scale, 0, 1), np.zeros(len(missing)),
-                         ["no label matches it (score %.3g)" % v for v in pred.score[missing]]))
+    frames.append(_frame("possible_missing", pred, missing, gt, np.full(len(missing), -1), pred.score[missing],
+                         np.zeros(len(missing)), ["no label matches it (score %.3g)" % v for v in pred.score[missing]]))
 
     # keypoint level, over matched pairs with a counted label
     pi = np.flatnonzero((m1 >= 0) & ~ig1)
@@ -184,24 +219,71 @@ def compute_keypoint_predictions(pred: KeypointObjects, gt: KeypointObjects, nam
     o1[every] = values[pair_index(po, pt.offsets, gtt.offsets, pt.sample_index, every, m1[every])]
     hit = np.flatnonzero(m2 >= 0)  # a crowd's match is its highest-scoring prediction
     o2[hit] = values[pair_index(po, pt.offsets, gtt.offsets, pt.sample_index, m2[hit], hit)]
-    per_kp = _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames)
+    per_kp, sim = _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames)
+    label_values = {
+        gtt.field: {"oks": dict(zip(gtt.label_id, o2.tolist())), "match_id": dict(zip(gtt.label_id, _ids(pt, m2)))},
+        pt.field: {"oks": dict(zip(pt.label_id, o1.tolist())), "match_id": dict(zip(pt.label_id, _ids(gtt, m1)))},
+    }
+    return PredictionsPart(frames, eval_inputs, per_kp, np.nansum(sim, axis=0), np.isfinite(sim).sum(axis=0),
+                           pair_oks, int(ignore.sum()), label_values)
 
+
+def finish_predictions(parts: list, names: list, sigmas: np.ndarray, config: KeypointPredictionsConfig) -> AuditOutput:
+    """The batches' parts joined: COCO AP/AR over all of them, the findings (in the order one
+    read gives), the per-keypoint table and the values to write."""
+    from iou_audit.overlaps import concat_pairs
+
+    ev = [p.eval_inputs for p in parts]
+    n_pred, n_gt = sum(len(e["dt_scores"]) for e in ev), sum(len(e["gt_labels"]) for e in ev)
+    values, pair_offsets = concat_pairs([e["values"] for e in ev], [e["pair_offsets"] for e in ev])
+    cat = {name: np.concatenate([e[name] for e in ev]) for name in
+           ("dt_scores", "dt_labels", "gt_labels", "gt_crowd", "gt_ignore", "dt_area", "gt_area")}
+    result = coco_evaluate(values, pair_offsets, _join_offsets([e["dt_offsets"] for e in ev]),
+                           _join_offsets([e["gt_offsets"] for e in ev]), cat["dt_scores"], cat["dt_labels"],
+                           cat["gt_labels"], gt_crowd=cat["gt_crowd"], gt_ignore=cat["gt_ignore"],
+                           iou_thresholds=COCO_IOU_THRESHOLDS, max_dets=KEYPOINT_MAX_DETS, dt_area=cat["dt_area"],
+                           gt_area=cat["gt_area"], area_ranges=KEYPOINT_AREA_RANGES if config.area_ranges else None)
+    metrics = keypoint_stats(result) if n_gt else {}
+
+    # possible_missing: the instance score over the field's largest (when scores exceed 1)
+    scale = max(1.0, float(np.max(cat["dt_scores"], initial=0.0)))
+    for p in parts:
+        p.frames[1]["score"] = np.clip(p.frames[1]["score"].to_numpy() / scale, 0, 1)
+    frames = [p.frames[i] for i in range(len(parts[0].frames)) for p in parts]
     findings = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     findings = make_findings(findings, audit=AUDIT)
     findings = findings[findings["score"] >= config.min_score]
     findings = findings.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     counts = findings["kind"].value_counts()
-    metrics.update({"n_predictions": len(pt), "n_labels": len(gtt), "n_ignored_labels": int(ignore.sum()),
-                    "n_matched": len(pi), "mean_matched_oks": float(np.mean(pair_oks)) if len(pi) else float("nan"),
+    pair_oks = np.concatenate([p.pair_oks for p in parts])
+    metrics.update({"n_predictions": n_pred, "n_labels": n_gt, "n_ignored_labels": sum(p.n_ignored for p in parts),
+                    "n_matched": len(pair_oks),
+                    "mean_matched_oks": float(np.mean(pair_oks)) if len(pair_oks) else float("nan"),
                     **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}})
-    label_values = {
-        gtt.field: {"oks": dict(zip(gtt.label_id, o2.tolist())), "match_id": dict(zip(gtt.label_id, _ids(pt, m2)))},
-        pt.field: {"oks": dict(zip(pt.label_id, o1.tolist())), "match_id": dict(zip(pt.label_id, _ids(gtt, m1)))},
-    }
+    sim_n = sum(p.similarity_n for p in parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_sim = np.where(sim_n > 0, sum(p.similarity_sum for p in parts) / np.maximum(sim_n, 1), np.nan)
+    per_kp = pd.DataFrame({"keypoint": names, "sigma": sigmas, **{c: sum(p.per_keypoint[c] for p in parts)
+                                                                  for c in ("labeled", "compared")},
+                           "mean_similarity": mean_sim,
+                           **{c: sum(p.per_keypoint[c] for p in parts)
+                              for c in ("mislocated", "extra", "missing", "swapped")}})
+    label_values: dict = {}
+    for p in parts:
+        for field, attrs in p.label_values.items():
+            for name, by_id in attrs.items():
+                label_values.setdefault(field, {}).setdefault(name, {}).update(by_id)
     return AuditOutput(findings, label_values=label_values, tables={"per_keypoint": per_kp}, metrics=metrics)
 
 
-def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames) -> pd.DataFrame:
+def _join_offsets(offsets: list) -> np.ndarray:
+    """Per-sample row offsets of consecutive batches as one (``[0, 2] + [0, 1]`` -> ``[0, 2, 3]``)."""
+    start = np.cumsum([0] + [int(o[-1]) for o in offsets])
+    return np.concatenate([[0]] + [np.asarray(o[1:]) + start[i] for i, o in enumerate(offsets)]).astype(np.int64)
+
+
+def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, config, frames) -> tuple:
+    """The keypoint-level frames (appended to ``frames``), per-keypoint counts and the (P, K) similarity."""
     k = len(sigmas)
     p_pts, g_pts = pred.points[pi], gt.points[gj]
     area = gt.area[gj]
@@ -232,9 +314,7 @@ def _keypoint_findings(pred, gt, pi, gj, pair_oks, sigmas, pairs, order, names, 
                               for cc, v in zip(c, shown[kind][r, c])]))
     r = swap_rows
     frames.append(_frame("left_right_swap", gt, gj[r], pred, pi[r], swap_score, pair_oks[r], swap_pair))
-    return pd.DataFrame({
-        "keypoint": names, "sigma": sigmas, "labeled": gt.labeled.sum(axis=0) if len(gt) else np.zeros(k, int),
-        "compared": (g_lab & present).sum(axis=0), "mean_similarity": _nanmean_cols(sim),
-        "mislocated": mislocated.sum(axis=0), "extra": extra.sum(axis=0), "missing": missing.sum(axis=0),
-        "swapped": swapped.sum(axis=0),
-    })
+    counts = {"labeled": gt.labeled.sum(axis=0) if len(gt) else np.zeros(k, int),
+              "compared": (g_lab & present).sum(axis=0), "mislocated": mislocated.sum(axis=0),
+              "extra": extra.sum(axis=0), "missing": missing.sum(axis=0), "swapped": swapped.sum(axis=0)}
+    return counts, sim
