@@ -11,9 +11,9 @@ A decision is valid while the fingerprint of the label it was taken on is unchan
   and a polyline's ``closed`` / ``filled`` flags.
 Confidence, tags and other attributes do not count (audits and reviews write those).
 A sample (sample-level findings such as leaks, a segmentation image's low mIoU) is fingerprinted by
-its file path and, when the sample has Segmentation fields, by the pixel values of their masks
-(:func:`segmentation_digest`; fields written by audits, such as a consensus, do not count), so
-editing a mask brings a reviewed image row back as changed.
+its file path and, when the sample has Segmentation fields, by their masks (:func:`segmentation_digest`:
+a stored mask's pixel values, a ``mask_path`` file's bytes; fields written by audits, such as a
+consensus, do not count), so editing a mask brings a reviewed image row back as changed.
 """
 from __future__ import annotations
 
