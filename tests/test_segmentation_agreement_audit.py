@@ -215,3 +215,35 @@ def test_two_field_consensus_and_heatmap(dataset, tmp_path, dtype, top):
         got = sample.cons.get_mask()
         assert got.dtype == (np.uint16 if top > 255 else np.uint8) and np.array_equal(got, a.astype(got.dtype))
         assert np.array_equal(sample.heat.get_map(), np.where(a != b, 128, 0)) and sample.heat.range == [0, 255]
+
+
+def _reference_boundary(mask, dilation_ratio=0.02):
+    """Cheng et al.'s reference ``mask_to_boundary`` (boundary_iou_api), written out with OpenCV."""
+    h, w = mask.shape
+    dilation = max(1, int(round(dilation_ratio * np.sqrt(h ** 2 + w ** 2))))
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=dilation)[1:h + 1, 1:w + 1]
+    return (mask.astype(np.uint8) - eroded) > 0
+
+
+def test_per_class_boundary_iou_sums_the_bands_over_images(dataset, tmp_path):
+    import fiftyone as fo
+
+    rng = np.random.default_rng(17)
+    maps = []
+    for s in range(3):
+        a = np.kron(rng.choice([0, 3, 4], (6, 8)), np.ones((7, 7), int)).astype(np.uint8)
+        b = np.where(rng.random(a.shape) < 0.1, rng.choice([0, 3, 4, 9], a.shape), a).astype(np.uint8)
+        maps.append((a, b))
+    dataset.add_samples([fo.Sample(filepath=str(tmp_path / f"{s}.jpg"), gt=fo.Segmentation(mask=a),
+                                   pred=fo.Segmentation(mask=b)) for s, (a, b) in enumerate(maps)])
+    r = audit_segmentation_agreement(dataset, ["gt", "pred"], boundary=True, save=False)
+    per_class = r.tables["per_class"].set_index("value")
+    for v in (0, 3, 4, 9):
+        inter = union = 0
+        for a, b in maps:
+            ba, bb = _reference_boundary(a == v), _reference_boundary(b == v)
+            inter, union = inter + (ba & bb).sum(), union + (ba | bb).sum()
+        assert per_class.loc[v, "boundary_iou"] == pytest.approx(inter / union)
+    r2 = audit_segmentation_agreement(dataset, ["gt", "pred"], save=False)
+    assert "boundary_iou" not in r2.tables["per_class"]

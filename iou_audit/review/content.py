@@ -94,12 +94,12 @@ def read_mask_digests(dataset, sample_ids: Iterable[str]) -> dict[str, str]:
     """``{sample_id: segmentation_digest}`` of the samples, over the dataset's Segmentation fields
     except those written by audits (a run's ``new_fields``, e.g. a consensus); empty when there are
     none. One aggregation; stored masks decoded by :mod:`iou_audit.table.npy_codec`, ``mask_path``
-    files as FiftyOne reads them (an unreadable file counts as no mask)."""
+    files by their bytes (a file that cannot be read counts as no mask)."""
     import fiftyone as fo
 
     from iou_audit.review.fingerprint import segmentation_digest
     from iou_audit.table.npy_codec import deserialize_array
-    from iou_audit.table.segmentation import as_values, decode_mask
+    from iou_audit.table.segmentation import as_values
 
     dataset = fop.root_dataset(dataset)
     fields = set(dataset.get_field_schema(embedded_doc_type=fo.Segmentation))
@@ -119,12 +119,14 @@ def read_mask_digests(dataset, sample_ids: Iterable[str]) -> dict[str, str]:
             m = None
             if seg.get("mask") is not None:
                 m = deserialize_array(seg["mask"])
+                m = as_values(m, f"sample {doc['_id']} field {f!r}")
             elif seg.get("mask_path"):
                 try:
-                    m = decode_mask(seg["mask_path"])
+                    with open(seg["mask_path"], "rb") as fh:
+                        m = fh.read()
                 except OSError:
                     m = None
-            masks[f] = as_values(m, f"sample {doc['_id']} field {f!r}") if m is not None else None
+            masks[f] = m
         out[str(doc["_id"])] = segmentation_digest(masks)
     return out
 

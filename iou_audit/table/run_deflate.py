@@ -186,7 +186,7 @@ def serialize_label_map(array: np.ndarray) -> bytes:
     Example:
         >>> from fiftyone.core.utils import deserialize_numpy_array
         >>> m = np.zeros((64, 64), np.uint8); m[10:20, 5:50] = 3
-        >>> (deserialize_numpy_array(serialize_label_map(m)) == m).all()
+        >>> bool((deserialize_numpy_array(serialize_label_map(m)) == m).all())
         True
     """
     a = np.ascontiguousarray(array)

@@ -44,7 +44,12 @@ import numpy as np
 import pandas as pd
 
 from iou_audit.audits.base import AuditConfig, AuditOutput, kind_counts, option
-from iou_audit.audits.segmentation.regions import class_boundary_iou, disagreement_regions, majority_consensus
+from iou_audit.audits.segmentation.regions import (
+    class_boundary_counts,
+    disagreement_regions,
+    majority_consensus,
+    mean_boundary_iou,
+)
 from iou_audit.geometry.semantic import (
     class_iou,
     coincidence_matrix,
@@ -159,6 +164,7 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     classes = _Classes()
     total = {p: np.zeros((0, 0), np.int64) for p in pairs}
     images_with = {p: [np.zeros(0, np.int64), np.zeros(0, np.int64)] for p in pairs}
+    boundary_totals = {p: [{}, {}] for p in pairs}  # per pair: {class index: boundary intersection}, {...: union}
     per_image = {name: [] for name in _image_columns(fields, pairs, config)}
     frames = []
     regions, consensus, heatmaps = (RawLabelField("Detections"), RawLabelField("Segmentation"),
@@ -199,16 +205,16 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
                 continue
             raws = [[m[i] for m in batch.masks] for i in full]
             if config.boundary:
-                per_image["boundary_iou"].extend(b for part in pool.map(
-                    lambda part: [float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
-                                                 for a, b in pairs])) for raw in part],
-                    split_even(raws, config.workers)) for b in part)
+                counts = [c for part in pool.map(partial(_boundary_counts, pairs=pairs,
+                                                         dilation=config.boundary_dilation),
+                                                 split_even(raws, config.workers)) for c in part]
+                _add_boundary(counts, pairs, classes, boundary_totals, per_image)
             if config.regions_field or config.consensus_field or config.heatmap_field:
                 _new_field_values(pool, sids, raws, [batch.stored[0][i] for i in full], fields, names, rgb, config,
                                   regions, consensus, heatmaps)
     report.report(0.88, "summarising")
     out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
-                     consensus, config)
+                     consensus, config, boundary_totals)
     if config.heatmap_field:
         out.new_fields[config.heatmap_field] = heatmaps
     return out
@@ -225,6 +231,24 @@ def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarra
     if any(m is None for m in raw):
         return None
     return [value_confusion_matrix(raw[a], raw[b]) for a, b in pairs]
+
+
+def _boundary_counts(raws: list, pairs: list, dilation: float) -> list[list[tuple]]:
+    """Per image, per pair: :func:`class_boundary_counts` of the two maps."""
+    return [[class_boundary_counts(raw[a], raw[b], dilation) for a, b in pairs] for raw in raws]
+
+
+def _add_boundary(counts, pairs, classes, boundary_totals, per_image) -> None:
+    """Per image the mean over pairs of the mean class Boundary IoU; per pair and class the summed
+    band intersections and unions (the per-class table's Boundary IoU is their ratio)."""
+    for per_pair in counts:
+        per_image["boundary_iou"].append(float(np.mean([mean_boundary_iou(c) for c in per_pair])))
+        for p, (values, inter, union) in zip(pairs, per_pair):
+            inters, unions = boundary_totals[p]
+            for v, i, u in zip(values.tolist(), inter.tolist(), union.tolist()):
+                g = classes.index[v]
+                inters[g] = inters.get(g, 0) + i
+                unions[g] = unions.get(g, 0) + u
 
 
 def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
@@ -365,18 +389,23 @@ def _storable(mask: np.ndarray, rgb: bool) -> np.ndarray:
 
 
 def _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions, consensus,
-               config) -> AuditOutput:
+               config, boundary_totals=None) -> AuditOutput:
     labels = [_name(v, names, rgb) for v in classes.values]
     class_rows, conf_rows, pair_rows = [], [], []
     for p in pairs:
         fa, fb = fields[p[0]], fields[p[1]]
         c = total[p]
         iou = class_iou(c) if c.size else np.zeros(0)
+        inters, unions = (boundary_totals or {}).get(p, ({}, {}))
         for cls, label in enumerate(labels):
-            class_rows.append({"field_a": fa, "field_b": fb, "class": label, "value": classes.values[cls],
-                               "pixels_a": int(c[cls].sum()), "pixels_b": int(c[:, cls].sum()),
-                               "iou": float(iou[cls]), "images_a": int(images_with[p][0][cls]),
-                               "images_b": int(images_with[p][1][cls])})
+            row = {"field_a": fa, "field_b": fb, "class": label, "value": classes.values[cls],
+                   "pixels_a": int(c[cls].sum()), "pixels_b": int(c[:, cls].sum()),
+                   "iou": float(iou[cls]), "images_a": int(images_with[p][0][cls]),
+                   "images_b": int(images_with[p][1][cls])}
+            if config.boundary:  # summed band pixels over the images (NaN: the class in neither map)
+                u = unions.get(cls, 0)
+                row["boundary_iou"] = inters.get(cls, 0) / u if u else float("nan")
+            class_rows.append(row)
         for i, j in zip(*np.nonzero(c)):
             conf_rows.append({"field_a": fa, "field_b": fb, "class_a": labels[i], "class_b": labels[j],
                               "pixels": int(c[i, j])})

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from iou_audit.geometry.dense_masks import boundary_iou
+from iou_audit.geometry.dense_masks import mask_to_boundary
 
 
 def disagreement_regions(a: np.ndarray, b: np.ndarray, min_pixels: int) -> list[dict]:
@@ -183,16 +183,41 @@ def majority_consensus(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     return np.take_along_axis(stack, rows, 0)[0], np.take_along_axis(votes, rows, 0)[0]
 
 
+def class_boundary_counts(a: np.ndarray, b: np.ndarray, dilation_ratio: float = 0.02
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per value present in either map, the pixels of the intersection and of the union of the two
+    maps' boundary bands of that value (:func:`iou_audit.geometry.dense_masks.mask_to_boundary`):
+    ``(values, intersection, union)``; their ratio is the value's Boundary IoU.
+
+    Example:
+        >>> a = np.zeros((10, 10), int); a[2:8, 2:8] = 1
+        >>> v, i, u = class_boundary_counts(a, a)
+        >>> v.tolist(), bool((i == u).all())
+        ([0, 1], True)
+    """
+    values = np.union1d(np.unique(a), np.unique(b))
+    inter = np.zeros(len(values), np.int64)
+    union = np.zeros(len(values), np.int64)
+    for k, v in enumerate(values.tolist()):
+        ba, bb = mask_to_boundary(a == v, dilation_ratio), mask_to_boundary(b == v, dilation_ratio)
+        inter[k], union[k] = np.count_nonzero(ba & bb), np.count_nonzero(ba | bb)
+    return values, inter, union
+
+
 def class_boundary_iou(a: np.ndarray, b: np.ndarray, dilation_ratio: float = 0.02) -> float:
     """Mean over the values present in either map of the Boundary IoU of their binary masks
-    (:func:`iou_audit.geometry.dense_masks.boundary_iou`); NaN for empty maps.
+    (:func:`iou_audit.geometry.dense_masks.boundary_iou`: 0 for an empty union); NaN for empty maps.
 
     Example:
         >>> a = np.zeros((10, 10), int); a[2:8, 2:8] = 1
         >>> class_boundary_iou(a, a), class_boundary_iou(a, np.zeros_like(a)) < 1
         (1.0, True)
     """
-    values = np.union1d(np.unique(a), np.unique(b))
-    if not len(values):
+    return mean_boundary_iou(class_boundary_counts(a, b, dilation_ratio))
+
+
+def mean_boundary_iou(counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    _, inter, union = counts
+    if not len(union):
         return float("nan")
-    return float(np.mean([boundary_iou(a == v, b == v, dilation_ratio) for v in values]))
+    return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 0.0)))

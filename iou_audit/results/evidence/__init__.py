@@ -98,7 +98,9 @@ from iou_audit.results.evidence.segmentation import AUDIT as SEGMENTATION_AUDIT
 from iou_audit.results.evidence.segmentation import (
     OTHER_CLASSES,
     class_confusion_chart,
+    class_confusion_charts,
     class_iou_chart,
+    confusion_chart_pair,
     image_confusions,
     select_segmentation_cell,
     select_segmentation_class,
@@ -111,8 +113,8 @@ __all__ = [
     "IOU_BINS", "KEYPOINT_AUDITS", "MATRIX_METRICS", "NO_CLASS", "OTHER_CLASSES", "PAGE_SIZE",
     "REVIEW_WRITE_SECONDS", "SEGMENTATION_AUDIT", "UNMATCHED", "Chart", "Selection", "agreement_matrix",
     "annotator_names", "annotators_chart", "chart_layout", "charts", "class_agreement_chart",
-    "class_confusion_chart", "class_iou_chart", "confusion_chart", "drift_chart", "drift_label", "filter_choices",
-    "filter_frame", "findings_selection", "image_confusions", "iou_bins", "iou_histogram_chart", "iou_values",
+    "class_confusion_chart", "class_confusion_charts", "class_iou_chart", "confusion_chart", "confusion_chart_pair",
+    "drift_chart", "drift_label", "filter_choices", "filter_frame", "findings_selection", "image_confusions", "iou_bins", "iou_histogram_chart", "iou_values",
     "keypoint_chart", "keypoint_findings", "kind_class_counts", "kinds_chart", "label_rows", "leak_pairs",
     "matrix_chart", "need_attr", "none_nan", "pair_disagreements", "per_class_chart", "prediction_errors",
     "queue_page", "result_fields", "run_view", "select", "select_annotator", "select_below_iou", "select_class",
@@ -149,7 +151,7 @@ def charts(result: AuditResult, samples=None, metric: str = "f1") -> dict[str, C
             out["drift"] = drift_chart(result)
     elif result.audit == SEGMENTATION_AUDIT:
         out["class_iou"] = class_iou_chart(result)
-        out["class_confusion"] = class_confusion_chart(result)
+        out.update(class_confusion_charts(result))  # one heatmap per pair of fields
     elif result.audit in KEYPOINT_AUDITS:
         out["per_keypoint"] = keypoint_chart(result)
     return {k: v for k, v in out.items() if v is not None}
@@ -189,8 +191,8 @@ def select(samples, result: AuditResult, chart: str, point: Mapping[str, Any]) -
         return select_drift(samples, result, int(index) if index not in (None, "") else int(idx))
     if chart == "class_iou":
         return select_segmentation_class(samples, result, str(x), trace)
-    if chart == "class_confusion":
-        return select_segmentation_cell(samples, result, str(y), str(x))
+    if chart == "class_confusion" or chart.startswith("class_confusion_"):
+        return select_segmentation_cell(samples, result, str(y), str(x), confusion_chart_pair(result, chart))
     if chart == "per_keypoint":
         return select_keypoint(result, str(x))
     raise ValueError(f"unknown chart {chart!r}")

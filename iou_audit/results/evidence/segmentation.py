@@ -9,13 +9,23 @@ where every field of the run has a mask):
 - ``class_iou``: bar (class c, pair "a vs b") -> the images where c has pixels in a or in b, the
   lowest per-image IoU of c first, with both Segmentation labels and the regions of disagreement
   (``regions_field``) whose label names c on either side;
-- ``class_confusion`` (the run's first pair of fields): cell (class i in a, class j in b) -> the
-  images with pixels that a calls i and b calls j, most such pixels first, with both Segmentation
-  labels and, off the diagonal, the regions labelled "i vs j". The heatmap draws the
-  :data:`MAX_CONFUSION_CLASSES` classes with most pixels; the others are one row and column,
-  :data:`OTHER_CLASSES`, and a click there selects over all of them.
+- ``class_confusion`` (the run's first pair of fields), ``class_confusion_2``, ``class_confusion_3``
+  ... (one heatmap per further pair, :func:`confusion_chart_name`): cell (class i in a, class j in
+  b) -> the images with pixels that a calls i and b calls j, most such pixels first, with both
+  Segmentation labels and, off the diagonal, the regions labelled "i vs j" (regions are of the
+  first pair only). The heatmap draws the :data:`MAX_CONFUSION_CLASSES` classes with most pixels;
+  the others are one row and column, :data:`OTHER_CLASSES`, and a click there selects over all of them.
+
+The per-image counts behind the clicks (:func:`image_confusions`, every pair of the run in one
+read of its masks) are kept for the last :data:`CACHED_RUNS` runs, keyed by the run (key, config,
+when it was written) and its view's samples (count, latest ``last_modified_at``): further clicks on
+the same run read no mask; editing a sample reads them again.
 """
 from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -29,6 +39,31 @@ MAX_BAR_CLASSES = 30
 MAX_CONFUSION_CLASSES = 20
 #: The heatmap's row and column of every class not drawn on its own.
 OTHER_CLASSES = "(other classes)"
+#: Chart name of the first pair's confusion heatmap; pair k (1-based, k >= 2) is ``<name>_<k>``.
+CONFUSION_CHART = "class_confusion"
+#: Runs whose per-image confusion cells are kept in memory (see the module docstring).
+CACHED_RUNS = 4
+_CELLS: OrderedDict = OrderedDict()
+_CELLS_LOCK = threading.Lock()
+
+
+def confusion_chart_name(pair_index: int) -> str:
+    """The chart name of the confusion heatmap of the run's pair ``pair_index`` (0-based).
+
+    Example:
+        >>> confusion_chart_name(0), confusion_chart_name(2)
+        ('class_confusion', 'class_confusion_3')
+    """
+    return CONFUSION_CHART if pair_index == 0 else f"{CONFUSION_CHART}_{pair_index + 1}"
+
+
+def confusion_chart_pair(result: AuditResult, chart: str) -> str:
+    """The pair label of a confusion heatmap's chart name (:func:`confusion_chart_name`)."""
+    pairs = run_pairs(result)
+    for i, p in enumerate(pairs):
+        if confusion_chart_name(i) == chart:
+            return pair_label(*p)
+    raise ValueError(f"unknown chart {chart!r}; pairs: {[pair_label(*p) for p in pairs]}")
 
 
 def pair_label(field_a: str, field_b: str) -> str:
@@ -157,23 +192,35 @@ def confusion_table(result: AuditResult, field_a: str, field_b: str) -> pd.DataF
     return m.reindex(index=axis, columns=axis, fill_value=0).astype(np.int64)
 
 
+def class_confusion_charts(result: AuditResult) -> dict[str, Chart]:
+    """One confusion heatmap per pair of fields, by chart name (:func:`confusion_chart_name`)."""
+    out = {}
+    for i, (fa, fb) in enumerate(run_pairs(result)):
+        chart = _confusion_chart(result, fa, fb, confusion_chart_name(i))
+        if chart is not None:
+            out[chart.name] = chart
+    return out
+
+
 def class_confusion_chart(result: AuditResult) -> Chart | None:
+    """The first pair's confusion heatmap (:func:`class_confusion_charts` has every pair's)."""
     pairs = run_pairs(result)
-    if not pairs:
-        return None
-    fa, fb = pairs[0]
+    return _confusion_chart(result, *pairs[0], CONFUSION_CHART) if pairs else None
+
+
+def _confusion_chart(result: AuditResult, fa: str, fb: str, name: str) -> Chart | None:
     m = confusion_table(result, fa, fb)
     if not m.size:
         return None
     px = m.to_numpy()
     rows = px.sum(axis=1, keepdims=True)
     share = np.where(rows > 0, px / np.maximum(rows, 1), np.nan)
-    trace = {"type": "heatmap", "x": m.columns.tolist(), "y": m.index.tolist(),
+    trace = {"type": "heatmap", "name": pair_label(fa, fb), "x": m.columns.tolist(), "y": m.index.tolist(),
              "z": [none_nan([round(float(v), 4) for v in r]) for r in share], "customdata": px.tolist(),
              "colorscale": "Blues", "hoverongaps": False, "colorbar": {"thickness": 8},
              "hovertemplate": f"{fa}: %{{y}}, {fb}: %{{x}}: %{{customdata:,}} px (%{{z:.1%}} of the row)"
                               "<extra></extra>"}
-    return Chart("class_confusion", f"Class confusion: {pair_label(fa, fb)}", [trace],
+    return Chart(name, f"Class confusion: {pair_label(fa, fb)}", [trace],
                  chart_layout(f"Pixels per class: rows {fa}, columns {fb} (share of the row; click a cell)",
                               height=420, xaxis={"automargin": True, "tickangle": -45},
                               yaxis={"autorange": "reversed", "automargin": True}))
@@ -182,29 +229,76 @@ def class_confusion_chart(result: AuditResult) -> Chart | None:
 def image_confusions(samples, result: AuditResult, field_a: str, field_b: str) -> pd.DataFrame:
     """Per image the non-zero cells of the confusion matrix of ``field_a`` (rows) and ``field_b``:
     ``sample_id, value_a, value_b, pixels``, over the run's view and the samples the run compared
-    (every field of the run has a mask), masks read and resized as the run's config says."""
-    from iou_audit.geometry.semantic import value_confusion_matrix
-    from iou_audit.table.segmentation import iter_segmentation_batches
-
+    (every field of the run has a mask), masks read and resized as the run's config says; every
+    pair's cells come from one read, kept for further calls (see the module docstring)."""
     c = result.config or {}
     fields = list(c.get("fields") or [])
     if field_a not in fields or field_b not in fields:
         raise ValueError(f"fields must be two of {fields}, got {field_a!r} and {field_b!r}")
-    ia, ib = fields.index(field_a), fields.index(field_b)
-    parts = []
-    for batch in iter_segmentation_batches(run_view(samples, result), fields, int(c.get("batch_size", 128)),
-                                           int(c.get("workers", 4)), c.get("resize", "error")):
-        for i, sid in enumerate(batch.sample_ids):
-            if any(m[i] is None for m in batch.masks):
-                continue
-            values, conf = value_confusion_matrix(batch.masks[ia][i], batch.masks[ib][i])
-            r, k = np.nonzero(conf)
-            parts.append(pd.DataFrame({"sample_id": sid, "value_a": values[r], "value_b": values[k],
-                                       "pixels": conf[r, k]}))
-    if not parts:
-        return pd.DataFrame({"sample_id": pd.Series(dtype=object), "value_a": pd.Series(dtype=np.int64),
-                             "value_b": pd.Series(dtype=np.int64), "pixels": pd.Series(dtype=np.int64)})
-    return pd.concat(parts, ignore_index=True)
+    view = run_view(samples, result)
+    key = _cells_key(view, result)
+    with _CELLS_LOCK:
+        cells = _CELLS.get(key)
+        if cells is not None:
+            _CELLS.move_to_end(key)
+    if cells is None:
+        cells = _read_image_confusions(view, fields, c)
+        with _CELLS_LOCK:
+            _CELLS[key] = cells
+            while len(_CELLS) > CACHED_RUNS:
+                _CELLS.popitem(last=False)
+    ia, ib = sorted((fields.index(field_a), fields.index(field_b)))
+    t = cells[(ia, ib)]
+    if fields.index(field_a) > fields.index(field_b):  # rows: field_a
+        t = t.rename(columns={"value_a": "value_b", "value_b": "value_a"})[["sample_id", "value_a", "value_b",
+                                                                           "pixels"]]
+    return t
+
+
+def _cells_key(view, result: AuditResult) -> tuple:
+    """What the cached cells depend on: the run (dataset, key, config, when written) and the samples
+    of its view (how many, the latest ``last_modified_at``: a mask edit moves it)."""
+    from iou_audit import fiftyone_private as fop
+
+    try:
+        written = getattr(fop.root_dataset(view).get_run_info(result.audit_key).config, "completed_at", None)
+    except Exception:  # not stored on this dataset
+        written = None
+    latest = view.max("last_modified_at") if view.has_field("last_modified_at") else None
+    return (fop.dataset_id(fop.root_dataset(view)), result.audit_key, written,
+            json.dumps(result.config or {}, sort_keys=True, default=str), len(view), str(latest))
+
+
+def _read_image_confusions(view, fields: list[str], config: dict) -> dict[tuple[int, int], pd.DataFrame]:
+    from itertools import combinations
+
+    from iou_audit.geometry.semantic import value_confusion_matrix
+    from iou_audit.table.segmentation import iter_segmentation_batches
+
+    pairs = list(combinations(range(len(fields)), 2))
+
+    def count(masks):
+        if any(m is None for m in masks):
+            return None
+        return [value_confusion_matrix(masks[a], masks[b]) for a, b in pairs]
+
+    parts = {p: [] for p in pairs}
+    for batch in iter_segmentation_batches(view, fields, int(config.get("batch_size", 128)),
+                                           int(config.get("workers", 4)), config.get("resize", "error"),
+                                           per_sample=count, keep_masks=False):
+        for sid, per_pair in zip(batch.sample_ids, batch.results):
+            for p, (values, conf) in zip(pairs, per_pair or []):
+                r, k = np.nonzero(conf)
+                parts[p].append((sid, values[r], values[k], conf[r, k]))
+    out = {}
+    for p in pairs:
+        rows = parts[p]
+        out[p] = pd.DataFrame({
+            "sample_id": pd.Series([sid for sid, va, _, _ in rows for _ in range(len(va))], dtype=object),
+            "value_a": pd.Series(np.concatenate([va for _, va, _, _ in rows]) if rows else [], dtype=np.int64),
+            "value_b": pd.Series(np.concatenate([vb for _, _, vb, _ in rows]) if rows else [], dtype=np.int64),
+            "pixels": pd.Series(np.concatenate([n for _, _, _, n in rows]) if rows else [], dtype=np.int64)})
+    return out
 
 
 def _segmentation_label_ids(samples, sample_ids, fields) -> dict[str, dict[str, str]]:
@@ -262,9 +356,10 @@ def select_segmentation_class(samples, result: AuditResult, label: str, trace=No
                       title=f"images with {label} in {fa} or {fb}")
 
 
-def select_segmentation_cell(samples, result: AuditResult, class_a: str, class_b: str) -> Selection:
-    """The images with pixels that the first field calls ``class_a`` and the second ``class_b``."""
-    fa, fb = _pair(result, None)
+def select_segmentation_cell(samples, result: AuditResult, class_a: str, class_b: str, trace=None) -> Selection:
+    """The images with pixels that the pair's first field calls ``class_a`` and its second
+    ``class_b`` (``trace``: the pair's label, :func:`pair_label`; default the run's first pair)."""
+    fa, fb = _pair(result, trace)
     shown = heatmap_classes(result, fa, fb)
     names = _class_values(result)
     other = sorted({v for n, vs in names.items() if n not in shown for v in vs})
@@ -283,6 +378,8 @@ def select_segmentation_cell(samples, result: AuditResult, class_a: str, class_b
     hit = cells[cells["value_a"].isin(values(class_a)) & cells["value_b"].isin(values(class_b))]
     pixels = hit.groupby("sample_id")["pixels"].sum().sort_values(ascending=False, kind="stable")
     in_a, in_b = named(class_a), named(class_b)
-    regions = _region_rows(samples, result, pixels.index.tolist(), lambda a, b: a != b and in_a(a) and in_b(b))
+    first = (fa, fb) == run_pairs(result)[0]  # the regions are the first pair's disagreement
+    regions = _region_rows(samples, result, pixels.index.tolist() if first else [],
+                           lambda a, b: a != b and in_a(a) and in_b(b))
     return _selection(samples, result, fa, fb, pixels.astype(float), regions,
                       title=f"{class_a} in {fa}, {class_b} in {fb}")
