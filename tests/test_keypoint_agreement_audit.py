@@ -141,3 +141,45 @@ def test_empty_fields_and_bad_fields():
             audit_keypoint_agreement(ds, ["a", "a"], save=False)
     finally:
         ds.delete()
+
+
+def test_occluded_vs_visible_flags_are_found(crowdpose):
+    """Flags flipped 1 <-> 2 on planted points of a copy of the real labels: exactly those points are
+    ``occlusion_disagreement`` findings, and the per-keypoint counts are numpy's on the stored flags;
+    with ``compare_occlusion=False`` none."""
+    import copy
+
+    rng = np.random.default_rng(14)
+    names = crowdpose.get_skeleton("ground_truth").labels
+    planted, edited = set(), []
+    for labels in crowdpose.values("ground_truth"):
+        labels = copy.deepcopy(labels)
+        for kp in labels.keypoints:
+            vis = list(kp.visible)
+            for j in np.flatnonzero(np.isin(vis, (1, 2)) & (rng.random(len(vis)) < 0.1)):
+                vis[j] = 3 - vis[j]
+                planted.add((kp.coco_id, names[j]))
+            kp.visible = vis
+        edited.append(labels)
+    crowdpose.set_values("occl", edited)
+    crowdpose.skeletons = {**crowdpose.skeletons, "occl": crowdpose.get_skeleton("ground_truth")}
+    try:
+        assert len(planted) >= 5
+        r = audit_keypoint_agreement(crowdpose, ["ground_truth", "occl"], sigmas=CROWDPOSE_SIGMAS, save=False)
+        gt = coco_ids(crowdpose, "ground_truth")
+        found = {(gt[lid], d.split(" (")[0]) for k, lid, d in
+                 zip(r.findings["kind"], r.findings["label_id"], r.findings["detail"])}
+        assert set(r.findings["kind"]) == {"occlusion_disagreement"} and found == planted
+        # per keypoint, from the stored flags: compared where both are 1 or 2 (all 9 people match)
+        a = [v for vs in crowdpose.values("ground_truth.keypoints.visible") for v in vs]
+        b = [v for vs in crowdpose.values("occl.keypoints.visible") for v in vs]
+        a, b = np.array(a, float), np.array(b, float)
+        both = np.isin(a, (1, 2)) & np.isin(b, (1, 2))
+        per_kp = r.tables["per_keypoint"]
+        assert per_kp["occlusion_compared"].tolist() == both.sum(axis=0).tolist()
+        assert per_kp["occlusion_disagreements"].tolist() == (both & (a != b)).sum(axis=0).tolist()
+        off = audit_keypoint_agreement(crowdpose, ["ground_truth", "occl"], sigmas=CROWDPOSE_SIGMAS, save=False,
+                                       compare_occlusion=False)
+        assert len(off.findings) == 0
+    finally:
+        crowdpose.delete_sample_field("occl")
