@@ -21,6 +21,13 @@ Findings (on the first field's label; ``other_label_id`` the second's):
   for the keypoints of a swap);
 - ``left_right_swap``: a left/right pair that agrees crossed and not straight (score crossed -
   straight mean similarity).
+
+Krippendorff's alpha (nominal) of the keypoints' state per keypoint (``tables["per_keypoint"]
+["flag_alpha"]``) and over all keypoints (``metrics["flag_alpha"]``): each matched pair of
+skeletons is a unit with two values per keypoint, 0 not labeled, 1 occluded, 2 visible (a labeled
+point without flags counts as visible); the coincidence matrix sums ``C + C^T`` of the field
+pairs' (K, 3, 3) state confusions, so with 3+ fields every matched pair is its own 2-value unit.
+Unmatched skeletons take no part.
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ from iou_audit.audits.keypoints.objects import (
 )
 from iou_audit.geometry.boxes import batched_pair_rows
 from iou_audit.geometry.keypoints import flip_order, keypoint_similarity
+from iou_audit.geometry.semantic import nominal_alpha
 from iou_audit.matching import batched_match
 from iou_audit.results import AuditResult, make_findings
 
@@ -56,6 +64,8 @@ VISIBILITY_SCORE = 0.5
 OCCLUSION_SCORE = 0.5
 #: COCO's visibility flags of a labeled point, by name
 FLAG_NAMES = {1: "occluded (1)", 2: "visible (2)"}
+#: A keypoint's states for Krippendorff's alpha: not labeled (0), occluded (1), visible (2)
+N_STATES = 3
 
 
 @dataclass(frozen=True)
@@ -99,8 +109,8 @@ def audit_keypoint_agreement(samples, fields, audit_key: str = "keypoint_agreeme
     Returns:
         AuditResult: ``metrics`` ``mean_oks`` (matched pairs), ``object_f1`` (2 x matched / all
         skeletons, over field pairs), ``n_<kind>``; ``tables["per_keypoint"]`` (mean similarity,
-        disagreements, one-sided labels, swaps, occlusion flags compared and differing per keypoint)
-        and ``tables["per_field_pair"]``.
+        disagreements, one-sided labels, swaps, occlusion flags compared and differing, the
+        state alpha ``flag_alpha`` per keypoint) and ``tables["per_field_pair"]``; ``metrics["flag_alpha"]``.
 
     Example:
         >>> r = audit_keypoint_agreement(ds, ["annotator_a", "annotator_b"])   # doctest: +SKIP
@@ -147,6 +157,16 @@ def _mirrored(o: KeypointObjects, order: np.ndarray) -> KeypointObjects:
     return replace(o, points=o.points[:, order], labeled=o.labeled[:, order])
 
 
+def _states(labeled: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Point states for alpha: 0 not labeled, else its flag (1 occluded, 2 visible), 2 without one.
+
+    Example:
+        >>> _states(np.array([[False, True, True]]), np.array([[0.0, 1.0, np.nan]])).tolist()
+        [[0, 1, 2]]
+    """
+    return np.where(labeled, np.where(flags == 1, 1, 2), 0).astype(np.int64)
+
+
 def _flags(o: KeypointObjects, rows: np.ndarray, k: int) -> np.ndarray:
     """The COCO flags of rows of ``o`` (NaN where not given)."""
     return np.full((len(rows), k), np.nan) if o.flags is None else o.flags[rows]
@@ -179,6 +199,7 @@ def agreement_part(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarra
     keypoint = {name: np.zeros(k, np.int64) for name in ("compared", "disagreements", "labeled_by_one", "swapped",
                                                          "occlusion_compared", "occlusion_disagreements")}
     keypoint["similarity_sum"], keypoint["similarity_n"] = np.zeros(k), np.zeros(k, np.int64)
+    keypoint["state_confusion"] = np.zeros((k, N_STATES, N_STATES), np.int64)
     all_matched = []
     last_match = None
     for ia, ib in combinations(range(len(objs)), 2):
@@ -238,6 +259,9 @@ def agreement_part(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarra
         frames.append(_frame("occlusion_disagreement", a, pa[r], b, pb[r], np.full(len(r), OCCLUSION_SCORE),
                              pair_oks[r], [f"{names[cc]} ({cc}): {FLAG_NAMES[int(fa[rr, cc])]} in {ta.field!r}, "
                                            f"{FLAG_NAMES[int(fb[rr, cc])]} in {tb.field!r}" for rr, cc in zip(r, c)]))
+        # Krippendorff's alpha of the point states: this pair's (K, 3, 3) confusion
+        sa, sb = _states(la, fa), _states(lb, fb)
+        np.add.at(keypoint["state_confusion"], (np.broadcast_to(np.arange(k), sa.shape), sa, sb), 1)
         keypoint["occlusion_compared"] += flagged.sum(axis=0)
         keypoint["occlusion_disagreements"] += occl.sum(axis=0)
         keypoint["similarity_sum"] += np.nansum(sim, axis=0)
@@ -273,11 +297,13 @@ def finish_agreement(parts: list, names: list, sigmas: np.ndarray, config: Keypo
     kp = {c: sum(p.per_keypoint[c] for p in parts) for c in parts[0].per_keypoint}
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_sim = np.where(kp["similarity_n"] > 0, kp["similarity_sum"] / np.maximum(kp["similarity_n"], 1), np.nan)
+    coincidence = kp["state_confusion"] + np.swapaxes(kp["state_confusion"], 1, 2)
     per_kp = pd.DataFrame({
         "keypoint": names, "sigma": sigmas, "compared": kp["compared"].astype(int), "mean_similarity": mean_sim,
         "disagreements": kp["disagreements"].astype(int), "labeled_by_one": kp["labeled_by_one"].astype(int),
         "swapped": kp["swapped"].astype(int), "occlusion_compared": kp["occlusion_compared"].astype(int),
         "occlusion_disagreements": kp["occlusion_disagreements"].astype(int),
+        "flag_alpha": np.atleast_1d(nominal_alpha(coincidence)) if len(names) else np.zeros(0),
     })
     per_pair = pd.DataFrame(pair_rows)
     findings = make_findings(pd.concat([f for f in frames if len(f)], ignore_index=True)
@@ -289,6 +315,7 @@ def finish_agreement(parts: list, names: list, sigmas: np.ndarray, config: Keypo
     total = per_pair["skeletons_a"].sum() + per_pair["skeletons_b"].sum() if len(per_pair) else 0
     metrics = {"mean_oks": float(matched.mean()) if len(matched) else float("nan"),
                "object_f1": float(2 * per_pair["matched"].sum() / total) if total else float("nan"),
+               "flag_alpha": float(nominal_alpha(coincidence.sum(axis=0))),
                **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
     label_values: dict = {}
     for p in parts:
