@@ -21,9 +21,9 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 PHASES = [  # (module, function, label)
-    ("iou_audit.table.segmentation", "_decode_sample", "decode masks (threads)"),
+    ("iou_audit.table.segmentation", "_decode_sample", "decode masks + confusion counts (threads)"),
     ("iou_audit.table.segmentation", "_finish_batch", "wait for decode, check sizes (main)"),
-    ("iou_audit.audits.segmentation.agreement", "_pair_confusions", "confusion counts (threads)"),
+    ("iou_audit.audits.segmentation.agreement", "_pair_confusions", "  of which confusion counts (threads)"),
     ("iou_audit.audits.segmentation.agreement", "_score_batch", "scores and findings (main)"),
     ("iou_audit.audits.segmentation.agreement", "_image_new_fields", "regions/consensus/heatmap docs (threads)"),
     ("iou_audit.audits.segmentation.agreement", "_summarise", "tables and metrics (main)"),

@@ -246,7 +246,8 @@ class ApplyFix(foo.Operator):
     def config(self):
         return foo.OperatorConfig(name="apply_fix", label="iou-audit: apply a fix",
                                   description="Delete a flagged duplicate, or set a label's class or box to the "
-                                  "annotators' consensus; recorded, undoable", dynamic=True)
+                                  "annotators' consensus; recorded, undoable", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -272,7 +273,11 @@ class ApplyFix(foo.Operator):
                 inputs.view("plan", types.Notice(label=plan.description))
                 # the label state shown: execute refuses if it changed before the click
                 inputs.str("expected", default=plan.fingerprint, view=types.HiddenView())
+        delegate_input(inputs)
         return types.Property(inputs, view=types.View(label="Apply a fix"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx)
 
     def execute(self, ctx):
         plan = plan_fix(ctx.dataset, ctx.params["label_field"], ctx.params["label_id"], ctx.params["action"])
@@ -292,7 +297,8 @@ class UndoFix(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(name="undo_fix", label="iou-audit: undo a fix",
-                                  description="Restore the exact label a fix replaced or deleted", dynamic=True)
+                                  description="Restore the exact label a fix replaced or deleted", dynamic=True,
+                                  allow_immediate_execution=True, allow_delegated_execution=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -308,7 +314,11 @@ class UndoFix(foo.Operator):
         applied = [f for f in fixes if f["state"] == "applied"]
         inputs.enum("fix_id", dropdown.values(), default=(applied or fixes)[-1]["fix_id"], required=True,
                     label="Fix", view=dropdown)
+        delegate_input(inputs)
         return types.Property(inputs, view=types.View(label="Undo a fix"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx)
 
     def execute(self, ctx):
         rec = undo_fix(ctx.dataset, ctx.params["fix_id"], user=_user(ctx))

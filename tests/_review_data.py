@@ -111,22 +111,27 @@ def planted_duplicates(ds):
 
 
 def pairwise_oracle(ds, a, b, iou_thresh=0.5, low_iou=0.75):
-    """Labels of a and b on which they disagree, with FiftyOne's compute_ious (the grid makes every
-    match unique: a box overlaps at most one box of the other annotator)."""
+    """Labels of a and b on which they disagree: FiftyOne's compute_ious, then scipy's maximum-IoU
+    one-to-one assignment over the pairs with IoU >= iou_thresh; flagged are the unmatched labels and
+    both labels of a matched pair of different classes or IoU < low_iou. (On this module's grid every
+    box overlaps at most one box of the other annotator, so the assignment is unique; on real data,
+    e.g. the demo's BCCD, ties need two equal assignment totals.)"""
+    from scipy.optimize import linear_sum_assignment
+
     out, samples = {a: set(), b: set()}, set()
-    for s in ds.iter_samples():
-        da, db = s[a].detections, s[b].detections
-        ious = np.asarray(compute_ious(da, db)) if da and db else np.zeros((len(da), len(db)))
-        flagged = set()
-        for i, d in enumerate(da):
-            j = int(np.argmax(ious[i])) if len(db) else -1
-            if j < 0 or ious[i, j] < iou_thresh:
-                flagged.add((a, d.id))
-            elif db[j].label != d.label or ious[i, j] < low_iou:
-                flagged |= {(a, d.id), (b, db[j].id)}
-        for j, d in enumerate(db):
-            if not len(da) or ious[:, j].max() < iou_thresh:
-                flagged.add((b, d.id))
+    for s in ds.select_fields([a, b]).iter_samples():
+        da = s[a].detections if s[a] is not None else []
+        db = s[b].detections if s[b] is not None else []
+        ious = np.asarray(compute_ious(da, db), float) if da and db else np.zeros((len(da), len(db)))
+        weight = np.where(ious >= iou_thresh, ious, 0.0)
+        r, c = linear_sum_assignment(weight, maximize=True) if weight.size else (np.empty(0, int),) * 2
+        keep = weight[r, c] > 0
+        r, c = r[keep], c[keep]
+        flagged = {(a, d.id) for i, d in enumerate(da) if i not in set(r.tolist())}
+        flagged |= {(b, d.id) for j, d in enumerate(db) if j not in set(c.tolist())}
+        for i, j in zip(r, c):
+            if da[i].label != db[j].label or ious[i, j] < low_iou:
+                flagged |= {(a, da[i].id), (b, db[j].id)}
         for f, i in flagged:
             out[f].add(i)
         if flagged:

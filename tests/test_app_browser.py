@@ -1,10 +1,13 @@
 """The plugin inside the real FiftyOne App, driven by headless Chromium (Playwright, no download).
 
-Starts the App server on a free local port with a small audited dataset (``_review_data``: real
-BCCD images, three annotators, duplicates, predictions, a leak), then: the review panel opens from
+Runs twice: on the demo's own dataset (all of BCCD with the demo's simulated annotators and
+predictions and its four audits, built as ``./run demo`` builds it) and on a small audited dataset
+(``_review_data``: real BCCD images, three annotators, duplicates, predictions, a leak). Starts the
+App server on a free local port with the dataset, then: the review panel opens from
 the "New panel" menu with the agreement run's charts; a click on an agreement-matrix cell sets the
 grid to the samples where those two annotators disagree, showing only those labels (sample count
-read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou);
+read in the grid, label counts from the App's view, both against an oracle from fiftyone.utils.iou
+and scipy's assignment);
 a click on a triage-queue row shows only that row's labels; the operator browser lists our audit
 operators; "Re-run" opens the pre-filled form and Execute stores a new run. Then the rest of the
 review loop: the opened row marked "Not an error" from its row menu stays out of the default queue
@@ -28,6 +31,7 @@ import urllib.request
 import pytest
 
 from iou_audit.results import audit_info
+from iou_audit.results.evidence.queue import PAGE_SIZE
 from iou_audit.review import triage as iou_audit_triage
 
 #: The State filter's value for the default queue (open, confirmed, changed since review).
@@ -70,12 +74,25 @@ def _stop_app_server(port: int) -> None:
         proc.kill()
 
 
-@pytest.fixture
-def app_with_audit(shared_data, tmp_path):
+def _demo_dataset(name):
+    """The demo's own dataset, built as ``./run demo`` builds it: all 364 BCCD images, the two
+    simulated annotators and predictions, and the demo's four audits (about a minute)."""
+    from iou_audit.demo import steps
+    from iou_audit.ingest import ingest_bccd
+
+    ds = ingest_bccd(name, persistent=False, overwrite=True)
+    for _, run in steps():
+        run(ds)
+    return ds
+
+
+@pytest.fixture(params=["review_data", "demo"])
+def app_with_audit(request, shared_data, tmp_path):
     import fiftyone as fo
     from _review_data import build
 
-    ds = build(shared_data, tmp_path)
+    ds = build(shared_data, tmp_path) if request.param == "review_data" else _demo_dataset(
+        f"browser-demo-{os.getpid()}")
     port = _free_port()
     session = fo.launch_app(ds, remote=True, address="127.0.0.1", port=port)
     url = f"http://127.0.0.1:{port}/"
@@ -162,10 +179,21 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
 
     triage = iou_audit_triage
 
+    import fiftyone as fo
+
+    from iou_audit.results import list_audits
+
     ds, url, session = app_with_audit
-    shots = pathlib.Path(os.environ.get("IOU_AUDIT_SCREENSHOTS", tmp_path))
+    demo = ds.name.startswith("browser-demo-")
+    shots = pathlib.Path(os.environ.get("IOU_AUDIT_SCREENSHOTS", tmp_path)) / ("demo" if demo else "review_data")
     shots.mkdir(parents=True, exist_ok=True)
-    fields = ["ground_truth", "ann_a", "ann_b", "ann_c", "preds"]
+    doc_shots = not demo  # the README's pictures are of the small dataset (fewer boxes: readable)
+    fields = sorted(ds.get_field_schema(embedded_doc_type=fo.Detections))
+    # the panel opens on the first run; both datasets' first is their agreement run
+    agree_key = list_audits(ds)[0]
+    assert audit_info(ds, agree_key)["audit"] == "agreement", audit_info(ds, agree_key)
+    annotators = audit_info(ds, agree_key)["config"]["annotators"]
+    cell_a, cell_b = annotators[1], annotators[2]  # ann_b/ann_c; sim_annotator_b/sim_annotator_c
 
     def app_labels():  # the labels the App's current view shows, per field
         view = session.view
@@ -190,12 +218,13 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
 
     def rerun_from_panel(form_shot):
         """"Re-run" opens the audit's operator form pre-filled; Execute stores a new run."""
-        before = audit_info(ds, "ag")["timestamp"]
+        before = audit_info(ds, agree_key)["timestamp"]
         page.get_by_role("button", name="Re-run", exact=True).click()
         page.get_by_role("button", name="Execute").wait_for(timeout=30_000)
         page.screenshot(path=str(form_shot))
         page.get_by_role("button", name="Execute").click()
-        assert _wait_for(lambda: audit_info(ds, "ag")["timestamp"] != before), "the re-run did not store a new run"
+        assert _wait_for(lambda: audit_info(ds, agree_key)["timestamp"] != before, timeout=180), \
+            "the re-run did not store a new run"
         # the operator's result dialog (the run's counts) covers the panel until closed
         page.get_by_role("button", name="Close", exact=True).click(timeout=60_000)
         page.get_by_role("button", name="Execute").wait_for(state="hidden", timeout=30_000)
@@ -219,27 +248,32 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             assert page.get_by_text("agreement", exact=False).count() > 0
             page.screenshot(path=str(shots / "02_review_panel.png"))
 
-            # A matrix cell (ann_b, ann_c): the grid shows the samples where those two disagree,
-            # with only both annotators' disagreeing labels.
-            expected, samples = pairwise_oracle(ds, "ann_b", "ann_c")
+            # A matrix cell (second, third annotator): the grid shows the samples where those two
+            # disagree, with only both annotators' disagreeing labels.
+            expected, samples = pairwise_oracle(ds, cell_a, cell_b)
             assert samples
-            _click_heatmap_cell(page, row=1, col=2, n=3)  # rows/columns: ann_a, ann_b, ann_c
-            page.wait_for_selector("text=where ann_b and ann_c disagree", timeout=60_000)
+            _click_heatmap_cell(page, row=1, col=2, n=3)  # rows/columns: the three annotators in order
+            page.wait_for_selector(f"text=where {cell_a} and {cell_b} disagree", timeout=60_000)
             grid_count(len(samples)).wait_for(timeout=60_000)
             assert _wait_for(lambda: app_labels() == expected), (app_labels(), expected)
             assert set(session.view.values("id")) == samples
             page.screenshot(path=str(shots / "03_matrix_cell.png"))
-            _doc_shot(page, "review_step1_matrix.png")
+            if doc_shots:
+                _doc_shot(page, "review_step1_matrix.png")
 
             # A click on a triage-queue row (the panel's only table here): only that row's labels. The
-            # panel lists the default queue in triage order, so its first row is triage()'s first.
+            # panel lists the default queue in triage order, so its k-th row is triage()'s k-th; the
+            # first label row on the first page is a label we can move below (the demo's queue may
+            # start with missing-object rows).
             queue = triage(ds)
-            first = queue.iloc[0]
-            assert first["row_type"] == "label", first.to_dict()  # a label we can move below
+            label_rows = [i for i, t in enumerate(queue["row_type"][:PAGE_SIZE]) if t == "label"]
+            assert label_rows, queue.head(PAGE_SIZE).to_dict()
+            k = label_rows[0]
+            first = queue.iloc[k]
             row_id, sample_id, field, label_id = first["row_id"], first["sample_id"], first["field"], first["label_id"]
             n_queue = len(queue)
             queue_title(n_queue).wait_for(timeout=60_000)
-            queue_rows().first.locator("td").nth(1).click()
+            queue_rows().nth(k).locator("td").nth(1).click()
             assert _wait_for(lambda: session.view is not None and len(session.view) == 1)
             assert set(session.view.values("id")) == {sample_id}
             shown = app_labels()
@@ -248,13 +282,14 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             assert {i for ids in shown.values() for i in ids} == expected_shown, (shown, expected_shown)
             grid_count(1).wait_for(timeout=60_000)
             page.screenshot(path=str(shots / "04_queue_row.png"))
-            _doc_shot(page, "review_step2_queue_row.png")
+            if doc_shots:
+                _doc_shot(page, "review_step2_queue_row.png")
 
             # Mark that row "Not an error" from its row menu. The table has more row actions than
             # max_inline_actions, so FiftyOne draws them as one icon button (the row's last cell)
             # opening a MUI menu of role="menuitem" entries: click the button, then the entry by
             # its accessible name (text, not position, so a reordered menu cannot mark the wrong way).
-            queue_rows().first.locator("td").last.locator("button").click()
+            queue_rows().nth(k).locator("td").last.locator("button").click()
             page.get_by_role("menuitem", name="Not an error").click()
             queue_title(n_queue - 1).wait_for(timeout=60_000)  # the panel's queue re-read the marks
             assert _wait_for(lambda: _state_of(ds, row_id) == "not_an_error"), _state_of(ds, row_id)
@@ -279,9 +314,9 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             page.keyboard.press("Escape")
 
             # Re-audit from the panel: its button opens the operator form pre-filled, Execute re-runs it.
-            before = audit_info(ds, "ag")
+            before = audit_info(ds, agree_key)
             rerun_from_panel(shots / "07_rerun_form.png")
-            assert audit_info(ds, "ag")["counts"] == before["counts"]
+            assert audit_info(ds, agree_key)["counts"] == before["counts"]
             page.screenshot(path=str(shots / "08_after_rerun.png"))
 
             # The marked row stays out of the default queue after the re-run (panel and library).
@@ -295,7 +330,8 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             filter_state("not_an_error")
             queue_title(1).wait_for(timeout=60_000)
             assert _review_marks(queue_rows()) == ["ok"]
-            _doc_shot(page, "review_step3_not_an_error.png")
+            if doc_shots:
+                _doc_shot(page, "review_step3_not_an_error.png")
 
             # Change that label in Python (move its box by 0.001 of the image: the fingerprint keeps
             # 6 decimals, and the finding still holds), then re-run from the panel.
@@ -319,7 +355,8 @@ def test_review_panel_and_operators_in_the_app(app_with_audit, tmp_path):
             assert _wait_for(lambda: session.view is not None and set(session.view.values("id")) == {sample_id})
             assert label_id in app_labels().get(field, set())
             page.screenshot(path=str(shots / "10_changed.png"))
-            _doc_shot(page, "review_step4_changed.png")
+            if doc_shots:
+                _doc_shot(page, "review_step4_changed.png")
         finally:
             if page is not None:  # the last page, to debug a failure
                 (shots / "last_page.html").write_text(page.content())

@@ -167,6 +167,40 @@ def test_apply_refused_when_label_changed_after_form(ds):
     assert ds.first().gt.detections[2].label == "dog" and list_fixes(ds) == []
 
 
+def test_apply_and_undo_delegated(ds):
+    """Delegated fixes: the plan's fingerprint from the form travels with the queued operation, so a
+    label edited between the form and the worker is refused there too, and nothing changes."""
+    before = raw_labels(ds)
+    dup = ds.first().gt.detections[1]
+    props = _props(ds, "apply_fix", {"label_field": "gt", "action": "delete_duplicate", "label_id": dup.id})
+    assert "delegate" in props
+    out = _delegated(P + "apply_fix", ds, {"label_field": "gt", "label_id": dup.id, "action": "delete_duplicate",
+                                           "expected": props["expected"].default})
+    assert dup.id not in ds.values("gt.detections.id", unwind=True)
+    assert list_fixes(ds)[0]["fix_id"] == out["fix_id"] and list_fixes(ds)[0]["state"] == "applied"
+    back = _delegated(P + "undo_fix", ds, {"fix_id": out["fix_id"]})
+    assert back == {"fix_id": out["fix_id"], "label_id": dup.id}
+    assert raw_labels(ds) == before and list_fixes(ds)[0]["state"] == "undone"
+
+    dog = ds.first().gt.detections[2]
+    props = _props(ds, "apply_fix", {"label_field": "gt", "action": "consensus_class", "label_id": dog.id})
+    s = ds.first()
+    s.gt.detections[2].note = "edited"
+    s.save()
+    uri = P + "apply_fix"
+    res = foo.execute_operator(uri, ctx=dict(dataset=ds, request_delegation=True, params={
+        "label_field": "gt", "label_id": dog.id, "action": "consensus_class",
+        "expected": props["expected"].default, "delegate": True}))
+    dos = DelegatedOperationService()
+    dos.execute_queued_operations(operator=uri, dataset_name=ds.name)
+    doc = dos.get(res.result["id"])
+    try:
+        assert doc.run_state == "failed" and "changed since the fix was shown" in str(doc.result.error)
+    finally:
+        dos.delete_operation(doc.id)
+    assert ds.first().gt.detections[2].label == "dog" and len(list_fixes(ds)) == 1
+
+
 def test_confirmed_source_exports_the_confirmed_findings(ds, tmp_path):
     dog = ds.first().gt.detections[2]
     mark_review(ds, [dog.id], "confirmed", user="ana")

@@ -190,3 +190,28 @@ def test_unreadable_mask_file_is_named_and_nothing_is_written(dataset, tmp_path)
     with pytest.raises(OSError, match="gone.png"):
         audit_segmentation_agreement(dataset, ["gt", "pred"], consensus_field="cons")
     assert dataset.list_runs() == [] and dataset.get_field("cons") is None
+
+
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 9), (np.uint16, 9), (np.uint16, 4000), (bool, 1)])
+def test_two_field_consensus_and_heatmap(dataset, tmp_path, dtype, top):
+    """Two fields: the consensus is the first map (tie rule), stored as uint8 when its values fit
+    (uint16 beyond 255), whether its stored bytes are reused or not; the heatmap is 128 (half the
+    fields not with the majority, 255 x 1/2 rounded) where the maps differ, 0 elsewhere."""
+    import fiftyone as fo
+
+    rng = np.random.default_rng(4)
+    maps = []
+    for s in range(3):
+        a = np.kron(rng.integers(0, top + 1, (6, 7)), np.ones((5, 5), int)).astype(dtype)
+        b = np.where(rng.random(a.shape) < 0.2, rng.integers(0, top + 1, a.shape), a).astype(dtype)
+        maps.append((a, b))
+    path = str(tmp_path / "first.png")
+    cv2.imwrite(path, maps[2][0].astype(np.uint16 if top > 255 else np.uint8))
+    dataset.add_samples([fo.Sample(filepath=str(tmp_path / f"{s}.jpg"),
+                                   gt=fo.Segmentation(mask=a) if s < 2 else fo.Segmentation(mask_path=path),
+                                   pred=fo.Segmentation(mask=b)) for s, (a, b) in enumerate(maps)])
+    audit_segmentation_agreement(dataset, ["gt", "pred"], consensus_field="cons", heatmap_field="heat")
+    for sample, (a, b) in zip(dataset, maps):
+        got = sample.cons.get_mask()
+        assert got.dtype == (np.uint16 if top > 255 else np.uint8) and np.array_equal(got, a.astype(got.dtype))
+        assert np.array_equal(sample.heat.get_map(), np.where(a != b, 128, 0)) and sample.heat.range == [0, 255]

@@ -60,3 +60,40 @@ def test_serialize_array_is_read_back_by_fiftyone(monkeypatch, libdeflate):
         got = deserialize_numpy_array(codec.serialize_array(arr))
         assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
         assert np.isfortran(got) == np.isfortran(arr)
+
+
+def test_run_deflate_streams_are_read_back_by_zlib_and_fiftyone():
+    """deflate_runs writes valid zlib streams (every length code, both distances, distances with
+    extra bits, beyond deflate's window) and serialize_label_map what FiftyOne's reader loads."""
+    from iou_audit.table.run_deflate import deflate_runs, npy_bytes, serialize_label_map
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(0, 4000))
+        data = rng.integers(0, int(rng.integers(1, 4)), n).astype(np.uint8)
+        if trial % 3 == 0:
+            data = np.repeat(data[:max(1, n // 37)], 37)[:n]
+        if trial % 5 == 0:
+            data = rng.integers(0, 256, n).astype(np.uint8)
+        row = int(rng.integers(0, 300))
+        assert zlib.decompress(deflate_runs(data.tobytes(), row)) == data.tobytes()
+    wide = np.zeros(70000, np.uint8)
+    wide[::7] = 1
+    for row in (30000, 32768, 40000):  # the last is beyond the window: runs only
+        assert zlib.decompress(deflate_runs(wide, row)) == wide.tobytes()
+    import io
+
+    for arr in _arrays() + [np.zeros((33, 34), bool), rng.integers(0, 3, (4, 4, 3)).astype(np.uint8)]:
+        if arr.ndim not in (2, 3) or not (arr.dtype == bool or arr.dtype.kind == "u"):
+            continue
+        f = io.BytesIO()
+        np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+        assert npy_bytes(arr) == f.getvalue()  # np.save's bytes
+        got = deserialize_numpy_array(serialize_label_map(arr))
+        assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
+
+
+def test_stored_array_header_is_numpy_s():
+    for arr in _arrays():
+        dtype, shape, fortran = codec.stored_array_header(serialize_numpy_array(arr))
+        assert dtype == arr.dtype and shape == arr.shape and fortran == (arr.ndim > 1 and np.isfortran(arr))

@@ -152,7 +152,9 @@ def test_failed_shard_refuses_merge_and_writes_nothing(small_ds):
     from iou_audit.results import list_audits, load_audit
 
     before = audit_duplicates(small_ds, "gt", audit_key="dups")  # an earlier run under the key
-    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    # shard_writes=False: the merge writes everything, so a failed shard leaves the earlier run as it was
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10,
+                                shard_writes=False)
     plan = shards.get_plan(plan_id)
     bad = plan["shards"][1]["lo"]
     # a sample of shard 1 whose label list is not a list of labels: reading it fails, naming it
@@ -172,6 +174,95 @@ def test_failed_shard_refuses_merge_and_writes_nothing(small_ds):
     shards.delete_plan(plan_id)
 
 
+def raw_docs(ds) -> list:
+    from iou_audit import fiftyone_private as fop
+
+    docs = list(fop.raw_sample_collection(ds).find({}, sort=[("_id", 1)]))
+    for d in docs:
+        d.pop("last_modified_at")
+    return docs
+
+
+def test_failed_shard_leaves_an_incomplete_run_then_completes(small_ds):
+    """Shards that write: the first write replaces the earlier run with a running one; a failed
+    shard leaves it incomplete (never listed, load refuses); re-running the shard and merging
+    completes it, equal to the single-process run."""
+    from bson import ObjectId
+
+    from iou_audit import fiftyone_private as fop
+    from iou_audit import shards
+    from iou_audit.audits.duplicates import audit_duplicates
+    from iou_audit.results import list_audits, load_audit
+
+    before = audit_duplicates(small_ds, "gt", audit_key="dups", batch_size=10)
+    want = snapshot(small_ds, "dups")
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    assert shards.get_plan(plan_id)["shard_writes"]
+    bad = shards.get_plan(plan_id)["shards"][1]["lo"]
+    coll = fop.raw_sample_collection(small_ds)
+    good = coll.find_one({"_id": ObjectId(bad)})["gt"]["detections"]
+    coll.update_one({"_id": ObjectId(bad)}, {"$set": {"gt.detections": "oops"}})
+    shards.run_shard(small_ds, plan_id, 0)
+    with pytest.raises(Exception, match=bad):
+        shards.run_shard(small_ds, plan_id, 1)
+    with pytest.raises(shards.ShardError, match=r"shard 1 failed .*The run stays incomplete"):
+        shards.merge_plan(small_ds, plan_id)
+    assert list_audits(small_ds) == [] and list_audits(small_ds, include_incomplete=True) == ["dups"]
+    with pytest.raises(ValueError, match="interrupted"):
+        load_audit(small_ds, "dups")
+    coll.update_one({"_id": ObjectId(bad)}, {"$set": {"gt.detections": good}})
+    shards.run_shard(small_ds, plan_id, 1)
+    shards.merge_plan(small_ds, plan_id)
+    pd.testing.assert_frame_equal(load_audit(small_ds, "dups").findings, before.findings)
+    same(want, snapshot(small_ds, "dups"))
+    shards.delete_plan(plan_id)
+
+
+def test_plan_holds_the_key_until_its_merge(small_ds):
+    """From a shard's first write to the end of the merge the key is the plan's: a single-process
+    run or another plan's shards are refused, naming the plan; the merge releases it."""
+    from iou_audit import shards
+    from iou_audit.audits.duplicates import audit_duplicates
+
+    audit_duplicates(small_ds, "gt", audit_key="dups", batch_size=10)
+    want = snapshot(small_ds, "dups")
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    other = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    shards.run_shard(small_ds, plan_id, 0)
+    with pytest.raises(ValueError, match=f"being written by the shards of sharded run plan {plan_id}"):
+        audit_duplicates(small_ds, "gt", audit_key="dups", batch_size=10)
+    with pytest.raises(ValueError, match=f"sharded run plan {plan_id}"):
+        shards.run_shard(small_ds, other, 0)
+    shards.delete_plan(other)
+    shards.run_shard(small_ds, plan_id, 1)
+    shards.merge_plan(small_ds, plan_id)
+    same(want, snapshot(small_ds, "dups"))
+    audit_duplicates(small_ds, "gt", audit_key="dups", batch_size=10)  # released
+    shards.delete_plan(plan_id)
+
+
+def test_interrupted_sharded_run_is_deleted_exactly(small_ds):
+    """A sharded run stopped after a shard wrote (no merge) is removed exactly by delete_audit:
+    the sample documents and the schema are as before the run."""
+    from iou_audit import shards
+    from iou_audit.audits.duplicates import audit_duplicates
+    from iou_audit.results import delete_audit, list_audits
+
+    docs = raw_docs(small_ds)
+    schema = {k: str(v) for k, v in small_ds.get_field_schema(flat=True).items()}
+    plan_id = shards.plan_audit(small_ds, "duplicates", "dups", n_shards=2, label_field="gt", batch_size=10)
+    shards.run_shard(small_ds, plan_id, 0)
+    assert raw_docs(small_ds) != docs  # shard 0 wrote its samples' values
+    assert list_audits(small_ds, include_incomplete=True) == ["dups"] and list_audits(small_ds) == []
+    delete_audit(small_ds, "dups")  # the plan keeps the key until it is deleted (below)
+    small_ds.reload()
+    assert raw_docs(small_ds) == docs
+    assert {k: str(v) for k, v in small_ds.get_field_schema(flat=True).items()} == schema
+    assert list_audits(small_ds, include_incomplete=True) == []
+    shards.delete_plan(plan_id)
+    audit_duplicates(small_ds, "gt", audit_key="dups", batch_size=10)
+
+
 def test_missing_shard_refuses_merge(small_ds):
     from iou_audit import shards
     from iou_audit.results import list_audits
@@ -180,7 +271,8 @@ def test_missing_shard_refuses_merge(small_ds):
     shards.run_shard(small_ds, plan_id, 1)
     with pytest.raises(shards.ShardError, match="shard 0 is pending"):
         shards.merge_plan(small_ds, plan_id)
-    assert list_audits(small_ds, include_incomplete=True) == []
+    # shard 1 wrote its samples' values under the running run: incomplete until the merge
+    assert list_audits(small_ds) == [] and list_audits(small_ds, include_incomplete=True) == ["dups"]
     assert not shards.claim_merge(plan_id)  # the merge is not queued while a shard is missing
     shards.run_shard(small_ds, plan_id, 0)
     assert shards.claim_merge(plan_id) and not shards.claim_merge(plan_id)  # exactly one claim

@@ -12,6 +12,7 @@ import iou_audit
 from iou_audit.cli import main
 
 CLEAR = (ValueError, TypeError, NotImplementedError)
+CLEAR_NAMES = {c.__name__ for c in CLEAR}
 OP = "@iou-audit/iou-audit/"
 
 
@@ -291,6 +292,39 @@ OP_CASES = [
 def test_operators_refuse_bad_input(ds, name, params):
     r = _op(ds, name, params)
     assert isinstance(r, Exception), r.result
+
+
+@pytest.mark.parametrize("name,params", [c for c in OP_CASES if c[0] != "delete_audit"],
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(OP_CASES) if n != "delete_audit"])
+def test_delegated_operators_refuse_bad_input(ds, name, params):
+    """The same refusals when the run is queued and executed by a delegated worker: the operation
+    fails with the clear error (not a low-level one) and nothing is written."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    before = snapshot(ds)
+    try:
+        res = foo.execute_operator(OP + name, ctx=dict(dataset=ds, request_delegation=True,
+                                                       params={**params, "delegate": True}))
+    except Exception as e:  # refused while queueing by the form's validation, naming the input
+        text = "".join(traceback.format_exception(e))
+        last = [line for line in text.strip().splitlines() if line and not line.startswith(" ")][-1]
+        assert "Validation error. Path:" in last or last.split(":")[0].rsplit(".", 1)[-1] in CLEAR_NAMES, last
+        assert "KeyError" not in text and "IndexError" not in text and "pymongo.errors" not in text, text[-2000:]
+        assert snapshot(ds) == before
+        return
+    assert res.delegated, res.result
+    dos = DelegatedOperationService()
+    dos.execute_queued_operations(operator=OP + name, dataset_name=ds.name)
+    doc = dos.get(res.result["id"])
+    try:
+        assert doc.run_state == "failed", doc.result
+        error = str(doc.result.error)
+        last = [line for line in error.strip().splitlines() if line and not line.startswith(" ")][-1]
+        assert last.split(":")[0].rsplit(".", 1)[-1] in CLEAR_NAMES, last
+        assert "KeyError" not in error and "IndexError" not in error and "pymongo.errors" not in error, error[-2000:]
+    finally:
+        dos.delete_operation(doc.id)
+    assert snapshot(ds) == before
 
 
 def test_operator_on_malformed_labels(ds):

@@ -320,12 +320,18 @@ def _write_lock(dataset, key: str):
             other = coll.find_one({"_id": lock_id})
             if other is None:
                 continue  # released meanwhile
-            dead = (other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1))) or (
-                time.time() - float(other.get("since", 0)) > LOCK_STALE_SECONDS)
+            if other.get("plan_id") is not None:  # a sharded run's shards hold the key until its merge
+                from iou_audit.shards.writes import lock_holder_text, plan_lock_dead
+
+                dead, holder = plan_lock_dead(other), lock_holder_text(other)
+            else:
+                dead = (other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1))) or (
+                    time.time() - float(other.get("since", 0)) > LOCK_STALE_SECONDS)
+                holder = f"another process (pid {other.get('pid')} on {other.get('host')})"
             if not dead:
                 raise ValueError(
-                    f"audit {key!r} of dataset {dataset.name!r} is being written by another process "
-                    f"(pid {other.get('pid')} on {other.get('host')}); wait for it to finish or use another audit_key"
+                    f"audit {key!r} of dataset {dataset.name!r} is being written by {holder}; wait for it to finish "
+                    "or use another audit_key"
                 ) from None
             coll.delete_one({"_id": lock_id, "pid": other.get("pid"), "since": other.get("since")})
     else:

@@ -80,10 +80,53 @@ def read_samples(dataset, sample_ids: Iterable[str]) -> dict[str, dict]:
             for d in fop.aggregate(fop.root_dataset(dataset), stages)}
 
 
-def samples_fingerprint(filepaths: Mapping[str, str], sample_ids: Iterable[str]) -> str | None:
-    """The fingerprint of a sample-level row, None when one of its samples no longer exists."""
+def samples_fingerprint(filepaths: Mapping[str, str], sample_ids: Iterable[str],
+                        mask_digests: Mapping[str, str] | None = None) -> str | None:
+    """The fingerprint of a sample-level row, None when one of its samples no longer exists
+    (``mask_digests``: :func:`read_mask_digests` of the samples)."""
+    sample_ids = list(sample_ids)
     paths = [filepaths.get(s) for s in sample_ids]
-    return None if any(p is None for p in paths) else sample_fingerprint(paths)
+    digests = [mask_digests[s] for s in sample_ids if mask_digests and s in mask_digests]
+    return None if any(p is None for p in paths) else sample_fingerprint(paths, digests)
+
+
+def read_mask_digests(dataset, sample_ids: Iterable[str]) -> dict[str, str]:
+    """``{sample_id: segmentation_digest}`` of the samples, over the dataset's Segmentation fields
+    except those written by audits (a run's ``new_fields``, e.g. a consensus); empty when there are
+    none. One aggregation; stored masks decoded by :mod:`iou_audit.table.npy_codec`, ``mask_path``
+    files as FiftyOne reads them (an unreadable file counts as no mask)."""
+    import fiftyone as fo
+
+    from iou_audit.review.fingerprint import segmentation_digest
+    from iou_audit.table.npy_codec import deserialize_array
+    from iou_audit.table.segmentation import as_values, decode_mask
+
+    dataset = fop.root_dataset(dataset)
+    fields = set(dataset.get_field_schema(embedded_doc_type=fo.Segmentation))
+    for key in dataset.list_runs():
+        written = getattr(dataset.get_run_info(key).config, "written", None) or {}
+        fields -= set(written.get("new_fields", []) if isinstance(written, dict) else [])
+    oids = _oids(sample_ids)
+    if not fields or not oids:
+        return {}
+    fields = sorted(fields)
+    out = {}
+    stages = [{"$match": {"_id": {"$in": oids}}}, {"$project": {f: 1 for f in fields}}]
+    for doc in fop.aggregate(dataset, stages):
+        masks = {}
+        for f in fields:
+            seg = doc.get(f) or {}
+            m = None
+            if seg.get("mask") is not None:
+                m = deserialize_array(seg["mask"])
+            elif seg.get("mask_path"):
+                try:
+                    m = decode_mask(seg["mask_path"])
+                except OSError:
+                    m = None
+            masks[f] = as_values(m, f"sample {doc['_id']} field {f!r}") if m is not None else None
+        out[str(doc["_id"])] = segmentation_digest(masks)
+    return out
 
 
 def locate_labels(dataset, label_ids: Iterable[str]) -> dict[str, tuple[str, str]]:

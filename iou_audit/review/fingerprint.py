@@ -10,7 +10,10 @@ A decision is valid while the fingerprint of the label it was taken on is unchan
 - a polyline's or keypoint's ``points`` (each rounded to 6 decimals; a missing keypoint stays NaN)
   and a polyline's ``closed`` / ``filled`` flags.
 Confidence, tags and other attributes do not count (audits and reviews write those).
-A sample (sample-level findings such as leaks) is fingerprinted by its file path.
+A sample (sample-level findings such as leaks, a segmentation image's low mIoU) is fingerprinted by
+its file path and, when the sample has Segmentation fields, by the pixel values of their masks
+(:func:`segmentation_digest`; fields written by audits, such as a consensus, do not count), so
+editing a mask brings a reviewed image row back as changed.
 """
 from __future__ import annotations
 
@@ -74,11 +77,44 @@ def label_fingerprint(label: str | None, bounding_box: Iterable[float] | None = 
     return hashlib.sha1(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def sample_fingerprint(filepaths: Iterable[str]) -> str:
-    """Digest of the file paths of a sample-level row (one sample, or the two of a pair, any order).
+def segmentation_digest(masks: dict[str, np.ndarray | None]) -> str:
+    """Digest of a sample's semantic masks ``{field: pixel values}`` (None: no mask): each mask's
+    shape and values, in the smallest unsigned type holding them, so re-serialising the same map
+    (another dtype or compression) does not count as a change.
+
+    Example:
+        >>> m = np.array([[0, 3], [3, 3]], np.uint8)
+        >>> segmentation_digest({"gt": m}) == segmentation_digest({"gt": m.astype(np.int64)})
+        True
+        >>> segmentation_digest({"gt": m}) == segmentation_digest({"gt": m.T}), len(segmentation_digest({"gt": None}))
+        (False, 20)
+    """
+    h = hashlib.sha1()
+    for name in sorted(masks):
+        m = masks[name]
+        h.update(json.dumps([name, None if m is None else list(np.shape(m))]).encode())
+        if m is None or not np.size(m):
+            continue
+        m = np.asarray(m)
+        top = int(m.max()) if m.dtype != bool else 1
+        small = np.uint8 if int(m.min()) >= 0 and top < 256 else np.uint16 if int(m.min()) >= 0 and top < 65536 \
+            else np.int64
+        h.update(np.ascontiguousarray(m, dtype=small).tobytes())
+    return h.hexdigest()[:20]
+
+
+def sample_fingerprint(filepaths: Iterable[str], mask_digests: Iterable[str] = ()) -> str:
+    """Digest of the file paths of a sample-level row (one sample, or the two of a pair, any order)
+    and of its samples' :func:`segmentation_digest` (none: the file paths alone).
 
     Example:
         >>> sample_fingerprint(["/a.png", "/b.png"]) == sample_fingerprint(["/b.png", "/a.png"])
         True
+        >>> sample_fingerprint(["/a.png"]) == sample_fingerprint(["/a.png"], ["5e1c"])
+        False
     """
-    return hashlib.sha1(json.dumps(sorted(map(str, filepaths))).encode()).hexdigest()[:20]
+    doc = sorted(map(str, filepaths))
+    digests = sorted(map(str, mask_digests))
+    if digests:
+        doc = {"paths": doc, "masks": digests}
+    return hashlib.sha1(json.dumps(doc).encode()).hexdigest()[:20]

@@ -147,6 +147,7 @@ def fingerprints(dataset, targets: list[Target]) -> dict[str, str | None]:
     labels = content.read_labels(dataset, wanted)
     sids = [s for t in targets if t.row_type in ("sample", "pair") for s in (t.sample_id, t.other_sample_id) if s]
     paths = content.read_filepaths(dataset, sids)
+    digests = content.read_mask_digests(dataset, sids)
     out = {}
     for t in targets:
         if t.row_type in ("label", "missing"):
@@ -155,7 +156,8 @@ def fingerprints(dataset, targets: list[Target]) -> dict[str, str | None]:
             if lab and t.row_type == "label":
                 t.sample_id = lab["sample_id"]
         else:
-            out[t.row_id] = content.samples_fingerprint(paths, [s for s in (t.sample_id, t.other_sample_id) if s])
+            out[t.row_id] = content.samples_fingerprint(paths, [s for s in (t.sample_id, t.other_sample_id) if s],
+                                                        digests)
     return out
 
 

@@ -246,6 +246,9 @@ def _merge(view, dataset, findings: pd.DataFrame, ran_at: dict, decisions: dict)
     sample_ids = set(findings["sample_id"]) | (set(findings["other_sample_id"]) - {""})
     sample_docs = content.read_samples(dataset, sample_ids)
     paths = {sid: d["filepath"] for sid, d in sample_docs.items()}
+    sample_rows = findings[~labelled & ~is_missing]
+    digests = content.read_mask_digests(dataset, set(sample_rows["sample_id"]) | (set(sample_rows["other_sample_id"])
+                                                                                   - {""}))
 
     # one pass over plain records, grouped by row and sorted by score within a row (pandas
     # per-group operations cost ~5 ms a row: 10 s for BCCD's 2,000 rows)
@@ -262,7 +265,7 @@ def _merge(view, dataset, findings: pd.DataFrame, ran_at: dict, decisions: dict)
         stop = start
         while stop < len(records) and records[stop][0] == records[start][0]:
             stop += 1
-        row = _row(records[start:stop], labels, paths, sample_docs, ran_at, decisions)
+        row = _row(records[start:stop], labels, paths, sample_docs, ran_at, decisions, digests)
         if row is not None:
             rows.append(row)
         start = stop
@@ -274,7 +277,8 @@ def _merge(view, dataset, findings: pd.DataFrame, ran_at: dict, decisions: dict)
     return queue.reset_index(drop=True)
 
 
-def _row(group: list[tuple], labels: dict, paths: dict, sample_docs: dict, ran_at: dict, decisions: dict):
+def _row(group: list[tuple], labels: dict, paths: dict, sample_docs: dict, ran_at: dict, decisions: dict,
+         digests: dict | None = None):
     """One queue row from its findings (records sorted by score, best first); None when its label
     or a sample was deleted since the audit ran."""
     row_id, row_type, _, _, _, sid, field, lid, olid, osid, flabel = group[0][:11]
@@ -288,7 +292,7 @@ def _row(group: list[tuple], labels: dict, paths: dict, sample_docs: dict, ran_a
     else:
         osid = osid if osid not in ("", sid) else None
         row_type = "pair" if osid else "sample"
-        fp = content.samples_fingerprint(paths, [s for s in (sid, osid) if s])
+        fp = content.samples_fingerprint(paths, [s for s in (sid, osid) if s], digests)
     if fp is None:
         return None
     lab = lab or {}

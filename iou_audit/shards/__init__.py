@@ -2,11 +2,16 @@
 
 ``plan_audit`` stores a plan (the audit, its config, consecutive sample-id ranges) in FiftyOne's
 database; ``run_shard`` computes one shard's part, the audit's sufficient statistics for those
-samples (``adapters``), and stores it in GridFS (parts may exceed 16 MB); ``merge_plan``, once every
-shard is done, combines the parts and writes the run once through the normal ``save_audit`` path,
-identical to the single-process run (findings, tables, metrics, label values). Global statistics
+samples (``adapters``), and stores it in GridFS (parts may exceed 16 MB); in a sharded run each
+shard then writes its own samples' values under the running run (``writes``: the run stays
+incomplete, the key locked by the plan, until the merge); ``merge_plan``, once every shard is
+done, reads the parts one at a time, computes the global statistics and writes the rest (the
+stored run, the values that need global statistics, the saved views), identical to the
+single-process run (findings, tables, metrics, label values). A plan made with
+``shard_writes=False`` (plain runs, incremental re-runs) writes everything in the merge, through
+the normal ``save_audit`` path. Global statistics
 (alpha, mAP, COCO AP, TIDE) are computed on the joined arrays, never averaged. A failed or missing
-shard makes the merge refuse with the shard named; nothing is written. The plugin's
+shard makes the merge refuse with the shard named (the run stays incomplete). The plugin's
 ``run_sharded_audit`` operator queues the shards as delegated operations; the last shard to finish
 queues the merge. A plain run with ``keep_parts=True`` is a one-process plan (``plain``); a run that
 kept its parts is re-run on its changed samples by ``incremental.rerun_changed``

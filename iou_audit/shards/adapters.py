@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 from iou_audit.audits.base import AuditOutput, kind_counts
 from iou_audit.overlaps import concat_pairs
@@ -40,14 +41,24 @@ class ShardedAudit:
     shard's part; ``merge(parts, config, shared, samples)`` returns the audit's :class:`AuditOutput`
     (``shared`` also holds the ``audit_key``);
     ``batch_aligned``: shards must start at multiples of ``config.batch_size``.
+
+    Shards that write (``iou_audit.shards.writes``): ``local(part, config, shared, view)`` is the
+    :class:`AuditOutput` of what depends on the shard's own samples only (label values, sample
+    values, new fields; its findings when ``findings_local``: then their tags and per-sample
+    counts are written by the shard too), written by the shard (the part is stored whole: an
+    incremental re-run may reuse it, and its merge writes everything); ``merge(..., shard_wrote=True)``
+    returns the findings, tables and metrics and only the values the shards did not write.
+    ``local=None``: the shards write nothing.
     """
 
     name: str
     make_config: Callable[[dict], Any]
     prepare: Callable[[Any, Any], dict]
     part: Callable[[Any, Any, dict, Any], Any]
-    merge: Callable[[list, Any, dict, Any], AuditOutput]
+    merge: Callable[..., AuditOutput]
     batch_aligned: bool
+    local: Callable[[Any, Any, dict, Any], AuditOutput] | None = None
+    findings_local: bool = False
 
 
 # --- duplicates -------------------------------------------------------------------------------
@@ -90,19 +101,31 @@ def merge_layouts(layouts) -> ReadLayout:
     return out
 
 
-def _dup_merge(parts: list, config, shared, samples) -> AuditOutput:
+def _dup_local(part: AuditOutput, config, shared, view) -> AuditOutput:
+    """Every duplicates value is the shard's own: its label values, its findings' tags and counts."""
+    return AuditOutput(part.findings, label_values=part.label_values, layout=part.layout)
+
+
+def _dup_merge(parts, config, shared, samples, shard_wrote: bool = False) -> AuditOutput:
     from iou_audit.audits.duplicates import KINDS
     from iou_audit.results import concat_findings
 
-    findings = concat_findings([p.findings for p in parts])
-    label_attrs = {"max_iou": {}, "dup_of": {}}
-    for p in parts:
-        for name, values in p.label_values[config.label_field].items():
-            label_attrs[name].update(values)
+    found, layouts, n_labels = [], [], 0
+    label_attrs: dict = {"max_iou": {}, "dup_of": {}}
+    for p in parts:  # one part at a time (an iterator of parts read from the store)
+        found.append(p.findings)
+        n_labels += int(p.metrics["n_labels"])
+        if not shard_wrote:
+            for name, values in p.label_values[config.label_field].items():
+                label_attrs[name].update(values)
+            layouts.append(p.layout)
+    findings = concat_findings(found)
     metrics = kind_counts(findings, KINDS)
-    metrics["n_labels"] = int(sum(p.metrics["n_labels"] for p in parts))
+    metrics["n_labels"] = n_labels
+    if shard_wrote:
+        return AuditOutput(findings, metrics=metrics)
     return AuditOutput(findings, label_values={config.label_field: label_attrs}, metrics=metrics,
-                       layout=merge_layouts(p.layout for p in parts))
+                       layout=merge_layouts(layouts))
 
 
 # --- agreement --------------------------------------------------------------------------------
@@ -157,18 +180,32 @@ def _agr_part(samples, config, shared, report) -> dict:
     return {"names": list(names), "fields": list(fields), "parts": parts, "geometry": geometry}
 
 
-def _agr_merge(parts: list, config, shared, samples) -> AuditOutput:
+def _agr_local(part: dict, config, shared, view) -> AuditOutput:
+    """The shard's own agreement values: every per-label value (matches, clusters and member IoUs
+    are per sample), the per-image F1, mean IoU and alpha, the findings (per object), the
+    consensus; the shard's statistics on its own batches (its mAP is not computed)."""
     from iou_audit.audits.agreement.audit import output_from_parts
 
-    first = parts[0]
-    for i, p in enumerate(parts):
+    return output_from_parts(list(part["parts"]), part["names"], part["fields"], part["geometry"],
+                             replace(config, compute_map=False))
+
+
+def _agr_merge(parts, config, shared, samples, shard_wrote: bool = False) -> AuditOutput:
+    from iou_audit.audits.agreement.audit import output_from_parts
+
+    first, batch_parts = None, []
+    for i, p in enumerate(parts):  # one shard's part at a time; its batches join the list
+        first = p if first is None else first
         if p["names"] != first["names"] or p["geometry"] != first["geometry"]:
             raise ValueError(f"shard {i} read annotators {p['names']} with geometry {p['geometry']!r}, shard 0 "
                              f"{first['names']} with {first['geometry']!r}: the shards did not read the same fields")
-    batch_parts = [bp for p in parts for bp in p["parts"]]
-    for p in parts:  # the joined list holds them now; free each shard's copy as merge_parts goes
+        batch_parts.extend(p["parts"])
         p["parts"] = None
-    return output_from_parts(batch_parts, first["names"], first["fields"], first["geometry"], config)
+    if not shard_wrote:
+        return output_from_parts(batch_parts, first["names"], first["fields"], first["geometry"], config)
+    out = output_from_parts(batch_parts, first["names"], first["fields"], first["geometry"],
+                            replace(config, consensus_field=None))  # the shards wrote the consensus
+    return AuditOutput(out.findings, tables=out.tables, metrics=out.metrics, config_extra=out.config_extra)
 
 
 # --- predictions ------------------------------------------------------------------------------
@@ -208,14 +245,65 @@ def _pred_part(samples, config, shared, report) -> tuple:
     return read_pairs(samples, config, report)
 
 
-def _pred_merge(parts: list, config, shared, samples) -> AuditOutput:
+#: Predictions values that need the global statistics (the calibrated scores): the merge writes them.
+PRED_GLOBAL_LABEL_VALUES = ("quality",)
+
+
+def _pred_audit(part: tuple, config, coco_metrics: bool):
+    from iou_audit.audits.predictions.audit import COCO_IOU_TYPE
+    from iou_audit.audits.predictions.core import compute_prediction_audit
+
+    pred, gt, values, offsets = part
+    return compute_prediction_audit(pred, gt, config.iou_thresh, config.method, config.classwise,
+                                    COCO_IOU_TYPE[config.geometry], config.good_fit, coco_metrics=coco_metrics,
+                                    tide=config.tide, pair_ious=(values, offsets))
+
+
+def _pred_local(part: tuple, config, shared, view) -> AuditOutput:
+    """The matching's per-label values (IoU, match id, error kind, confusion cell, TIDE error: per
+    sample); the label and image qualities use the calibrated scores (global): not written here."""
+    from iou_audit.audits.predictions.findings import label_batches
+    from iou_audit.results.batched import LabelBatches
+
+    a = _pred_audit(part, config, coco_metrics=False)
+    full = label_batches(a)
+    gt_field = a.gt.field if a.gt.field != a.pred.field else None
+
+    def local_only(attrs: dict, field: str) -> dict:
+        return {k: v for k, v in attrs.items() if field != gt_field or k not in PRED_GLOBAL_LABEL_VALUES}
+
+    def batches():
+        for values, layout in full.batches():
+            yield {f: local_only(attrs, f) for f, attrs in values.items()}, layout
+
+    attributes = {f: tuple(a for a in attrs if f != gt_field or a not in PRED_GLOBAL_LABEL_VALUES)
+                  for f, attrs in full.attributes.items()}
+    return AuditOutput(pd.DataFrame(), label_batches=LabelBatches(attributes, batches))
+
+
+def _pred_merge(parts, config, shared, samples, shard_wrote: bool = False) -> AuditOutput:
     from iou_audit.audits.predictions.audit import output_from_tables
 
+    parts = list(parts)
     pred = concat_tables([p[0] for p in parts])
     gt = concat_tables([p[1] for p in parts])
     values, offsets = concat_pairs([p[2] for p in parts], [p[3] for p in parts])
     parts.clear()
-    return output_from_tables(pred, gt, config, pair_ious=(values, offsets))
+    if not shard_wrote:
+        return output_from_tables(pred, gt, config, pair_ious=(values, offsets))
+    from iou_audit.audits.predictions.findings import _plain, build_findings
+    from iou_audit.results.batched import table_batches
+
+    a = _pred_audit((pred, gt, values, offsets), config, coco_metrics=config.coco_metrics)
+    quality = dict(zip(gt.sample_ids.tolist(), np.round(a.image_quality, 6).tolist()))
+    batches = None
+    if gt.field != pred.field:  # one field: its values are the prediction side's (no label quality)
+        from iou_audit.audits.predictions.findings import WRITE_BATCH
+
+        batches = table_batches([gt], [gt.field], [{"quality": a.label_quality}], WRITE_BATCH,
+                                convert=lambda arr: _plain(arr).tolist())
+    return AuditOutput(build_findings(a, config.min_score), label_batches=batches, sample_values={"quality": quality},
+                       tables=dict(a.tables), metrics=dict(a.metrics))
 
 
 # --- splits -----------------------------------------------------------------------------------
@@ -264,18 +352,21 @@ def join_hashes(parts: list) -> tuple:
             np.concatenate([p[4] for p in parts]), int(sum(p[5] for p in parts)), unreadable)
 
 
-def _splits_merge(parts: list, config, shared, samples) -> AuditOutput:
+def _splits_merge(parts, config, shared, samples) -> AuditOutput:
     from iou_audit.audits.splits.audit import _read_and_compute
     from iou_audit.progress import make_progress
 
-    return _read_and_compute(samples, config, make_progress(None), shared["audit_key"], hashes=join_hashes(parts))
+    return _read_and_compute(samples, config, make_progress(None), shared["audit_key"],
+                             hashes=join_hashes(list(parts)))
 
 
 AUDITS = {
-    "duplicates": ShardedAudit("duplicates", _dup_config, _dup_prepare, _dup_part, _dup_merge, batch_aligned=True),
-    "agreement": ShardedAudit("agreement", _agr_config, _agr_prepare, _agr_part, _agr_merge, batch_aligned=False),
+    "duplicates": ShardedAudit("duplicates", _dup_config, _dup_prepare, _dup_part, _dup_merge, batch_aligned=True,
+                               local=_dup_local, findings_local=True),
+    "agreement": ShardedAudit("agreement", _agr_config, _agr_prepare, _agr_part, _agr_merge, batch_aligned=False,
+                              local=_agr_local, findings_local=True),
     "predictions": ShardedAudit("predictions", _pred_config, _pred_prepare, _pred_part, _pred_merge,
-                                batch_aligned=False),
+                                batch_aligned=False, local=_pred_local),
     "splits": ShardedAudit("splits", _splits_config, _splits_prepare, _splits_part, _splits_merge, batch_aligned=False),
 }
 

@@ -228,7 +228,9 @@ def rerun_changed(samples, audit_key: str, progress: Any = None) -> tuple:
 
         return load_audit(samples, audit_key), {**info, "plan_id": str(plan["_id"])}
     doc = {k: v for k, v in plan.items() if k not in ("_id", "shards", "merge")}
+    # the merge rewrites the run (reused parts' samples included): the shards do not write
     doc.update(shards=shards, shared=shared, n_samples=info["n_samples"], created_at=store.now(), previous=plan["_id"],
+               shard_writes=False,
                merge={"state": None, "error": None, "at": None})
     new_id = store.plans().insert_one(doc).inserted_id
     report = make_progress(progress, desc=f"{plan['audit']} (changed samples)")

@@ -56,7 +56,7 @@ def ids_digest(ids) -> str:
 
 
 def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=None, origin: str = "sharded",
-               **params) -> str:
+               shard_writes: bool | None = None, **params) -> str:
     """Plan a sharded run of ``audit`` over ``samples``: validate, split, store; returns the plan id.
 
     ``params`` are the audit's parameters (its config dataclass, e.g. ``label_field`` for
@@ -65,6 +65,9 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     pass reads). The view must list its samples in id order (a dataset, or a view that filters
     without sorting): the shards select their samples by id range. ``origin``: ``"sharded"``, or
     ``"plain"`` for a one-process run keeping its parts (``iou_audit.shards.plain``).
+    ``shard_writes`` (default: True for ``"sharded"``): each shard writes its own samples' values
+    under the running run (``iou_audit.shards.writes``), the merge only what needs the global
+    statistics; False: the merge writes everything (one ``save_audit``).
     """
     from iou_audit.results.runs import check_audit_key
 
@@ -91,7 +94,8 @@ def plan_audit(samples, audit: str, audit_key: str, n_shards: int = 2, since=Non
     dataset = fop.root_dataset(samples)
     doc = {"dataset": dataset.name, "dataset_id": fop.dataset_id(dataset), "audit": audit, "audit_key": audit_key,
            "params": config.to_params(), "shared": shared, "n_samples": len(ids), "shards": shards,
-           "created_at": store.now(), "since": since, "origin": origin, "merge": {"state": None, "error": None, "at": None}}
+           "created_at": store.now(), "since": since, "origin": origin, "merge": {"state": None, "error": None, "at": None},
+           "shard_writes": bool(origin == "sharded" if shard_writes is None else shard_writes) and spec.local is not None}
     return str(store.plans().insert_one(doc).inserted_id)
 
 
@@ -132,8 +136,9 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     config = spec.make_config(plan["params"])
     key = {"_id": plan["_id"]}
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    started = store.now()
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "running", f"shards.{index}.worker": worker,
-                                            f"shards.{index}.error": None, f"shards.{index}.started_at": store.now()}})
+                                            f"shards.{index}.error": None, f"shards.{index}.started_at": started}})
     start, cpu_start = time.perf_counter(), time.process_time()
     report = make_progress(progress, desc=f"{plan['audit']} shard {index}")
     try:
@@ -143,7 +148,22 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
             raise ShardError(f"shard {index} of plan {plan_id} now holds {len(ids)} samples, planned "
                              f"{shard['n_samples']} (or other samples): the view changed since the plan; plan again")
         part = spec.part(view, config, plan["shared"], report)
+        writes = bool(plan.get("shard_writes"))
         file_id, size = store.put_part(plan["_id"], index, part)
+        extra: dict = {}
+        if writes:  # this shard's own samples' values, under the running run (iou_audit.shards.writes)
+            from fiftyone import ViewField as F
+
+            from iou_audit.shards.writes import write_shard
+
+            # edits made since the read started, before this write sets last_modified_at again
+            extra["dirty"] = view.match(F("last_modified_at") > started).values("id")
+            t_write = time.perf_counter()
+            local = spec.local(part, config, plan["shared"], view)
+            del part
+            report.report(0.9, "writing this shard's values")
+            write_shard(samples, view, plan, local, spec.findings_local)
+            extra.update(seen_at=store.now(), wrote=True, write_seconds=time.perf_counter() - t_write)
     except BaseException as e:
         store.plans().update_one(key, {"$set": {f"shards.{index}.state": "failed",
                                                 f"shards.{index}.error": f"{type(e).__name__}: {e}"}})
@@ -155,7 +175,8 @@ def run_shard(samples, plan_id, index: int, progress: Any = None) -> dict:
     store.plans().update_one(key, {"$set": {f"shards.{index}.state": "done", f"shards.{index}.file_id": file_id,
                                             f"shards.{index}.bytes": size, f"shards.{index}.seconds": seconds,
                                             f"shards.{index}.cpu_seconds": cpu,
-                                            f"shards.{index}.finished_at": store.now()}})
+                                            f"shards.{index}.finished_at": store.now(),
+                                            **{f"shards.{index}.{k}": v for k, v in extra.items()}}})
     if old is not None and old != file_id:  # a re-run shard replaces its earlier part
         store.delete_part(old)
     return {**shard, "state": "done", "file_id": str(file_id), "bytes": size, "seconds": seconds}
@@ -205,6 +226,8 @@ def modified_since_read(samples, plan: dict):
         k = bisect.bisect_left(his, sid)
         if k < len(shards) and shards[k]["lo"] <= sid and t > seen[k]:
             out.append(sid)
+    # a shard that wrote its own values recorded the edits made between its read and its write
+    out = sorted(set(out).union(*(s.get("dirty") or () for s in shards)))
     return out if len(out) <= MAX_DIRTY_IDS else None
 
 
@@ -223,13 +246,16 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
     missing = missing_shards(plan)
     if missing:
         raise ShardError(f"cannot merge plan {plan_id} ({plan['audit']} {plan['audit_key']!r}): "
-                         + "; ".join(missing) + ". No run was written; re-run those shards, then merge.")
+                         + "; ".join(missing) + (". The run stays incomplete (never listed as complete; the shards that "
+                                                 "ran wrote their samples' values)" if plan.get("shard_writes") else
+                                                 ". No run was written") + "; re-run those shards, then merge.")
     if len(samples) != plan["n_samples"]:
         raise ShardError(f"the view holds {len(samples)} samples, the plan {plan['n_samples']}: merge with the "
                          "view the plan was made for")
     spec = sharded_audit(plan["audit"])
     config = spec.make_config(plan["params"])
-    if save and getattr(config, "consensus_field", None):
+    wrote = bool(plan.get("shard_writes")) and all(s.get("wrote") for s in plan["shards"])
+    if save and not wrote and getattr(config, "consensus_field", None):  # shards that wrote checked it
         from iou_audit.audits.agreement.audit import _check_consensus_name
 
         _check_consensus_name(samples, config.consensus_field, plan["audit_key"])
@@ -240,11 +266,13 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
                                             "merge.started_at": started, "merge.dirty": dirty}})
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        parts = [store.get_part(s["file_id"]) for s in plan["shards"]]
-        output = spec.merge(parts, config, plan["shared"], samples)
-        del parts
-        result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
-                           progress=progress, _plan_id=plan["_id"])
+        parts = (store.get_part(s["file_id"]) for s in plan["shards"])  # read one at a time, streamed
+        if wrote:
+            result = _finish(samples, plan, spec, config, parts, save, progress)
+        else:
+            output = spec.merge(parts, config, plan["shared"], samples)
+            result = run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=save,
+                               progress=progress, _plan_id=plan["_id"])
     except BaseException as e:
         store.plans().update_one(key, {"$set": {"merge.state": "failed", "merge.error": f"{type(e).__name__}: {e}"}})
         raise
@@ -256,12 +284,36 @@ def merge_plan(samples, plan_id, save: bool = True, progress: Any = None, keep_p
     return result
 
 
+def _finish(samples, plan: dict, spec, config, parts, save: bool, progress: Any):
+    """The merge of a plan whose shards wrote their own samples' values: the global statistics,
+    then the rest of the run (``iou_audit.shards.writes.finish_run``)."""
+    from iou_audit.audits.runner import run_audit
+    from iou_audit.results import AuditResult
+    from iou_audit.shards.writes import finish_run
+
+    report = make_progress(progress, desc=f"{plan['audit']} merge")
+    output = spec.merge(parts, config, plan["shared"], samples, shard_wrote=True)
+    if not save:  # nothing more to write: the result as one pass returns it
+        return run_audit(plan["audit"], samples, config, lambda s, c, r: output, plan["audit_key"], save=False)
+    params = {**config.to_params(), **output.config_extra}
+    result = AuditResult(plan["audit"], plan["audit_key"], params, output.findings, output.tables, output.metrics)
+    report.report(0.9, "writing results")
+    finish_run(samples, plan, result, output, spec.findings_local)
+    drop_merged_plans(samples, plan["audit_key"], keep=plan["_id"])  # their parts describe the replaced run
+    report.close()
+    return result
+
+
 def delete_plan(plan_id) -> None:
     """Remove a plan and its parts, except parts another plan (an incremental re-run) reuses; a
     stored run is not affected."""
     oid = ObjectId(str(plan_id))
     plan = store.plans().find_one({"_id": oid})
     store.plans().delete_one({"_id": oid})
+    if plan is not None:  # a plan whose shards wrote holds its key until its merge
+        from iou_audit.shards.writes import release_plan_lock
+
+        release_plan_lock(plan["dataset_id"], plan["audit_key"], oid)
     refs = {s["file_id"] for s in (plan or {}).get("shards", []) if s.get("file_id") is not None}
     used = {s["file_id"] for p in store.plans().find({"shards.file_id": {"$in": list(refs)}}, {"shards.file_id": 1})
             for s in p["shards"] if s.get("file_id") is not None}
@@ -288,7 +340,7 @@ def run_sharded(samples, audit: str, audit_key: str, n_shards: int = 2, save: bo
                 keep_parts: bool = False, **params):
     """Plan, run every shard in this process, one after the other, and merge (what the delegated
     workers do in parallel; the results are the same)."""
-    plan_id = plan_audit(samples, audit, audit_key, n_shards=n_shards, **params)
+    plan_id = plan_audit(samples, audit, audit_key, n_shards=n_shards, shard_writes=save, **params)
     for shard in get_plan(plan_id)["shards"]:
         run_shard(samples, plan_id, shard["index"])
     return merge_plan(samples, plan_id, save=save, progress=progress, keep_parts=keep_parts)

@@ -48,8 +48,9 @@ def put_part(plan_id, index: int, part: Any) -> tuple[Any, int]:
 
 
 def get_part(file_id) -> Any:
-    """A shard's part back from GridFS."""
-    return pickle.loads(_fs().get(file_id).read())
+    """A shard's part back from GridFS, unpickled as its chunks stream in (the pickled bytes are
+    never held whole next to the objects they become)."""
+    return pickle.load(_fs().get(file_id))
 
 
 def delete_part(file_id) -> None:

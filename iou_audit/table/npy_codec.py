@@ -102,8 +102,12 @@ def have_libdeflate() -> bool:
     return _LIB is not None and USE_LIBDEFLATE
 
 
-def inflate(data: bytes) -> np.ndarray | bytes:
+def inflate(data: bytes, scratch: int | None = None) -> np.ndarray | bytes:
     """The inflated bytes of a zlib stream: a uint8 array (libdeflate) or bytes (zlib).
+
+    ``scratch`` (an int naming a slot): inflate into this thread's reusable buffer of that slot, so
+    decoding mask after mask touches no new memory (no page faults, the buffer stays in cache); the
+    result is then a view that the next call with the same slot overwrites (use it before that).
 
     Example:
         >>> bytes(inflate(zlib.compress(b"abc")))
@@ -118,8 +122,19 @@ def inflate(data: bytes) -> np.ndarray | bytes:
         dec = _local.decompressor = _Decompressor()
     size = max(_SIZE_HINT[0], 4 * len(data), 1024)
     got = ctypes.c_size_t()
+    buffers = None
+    if scratch is not None:
+        buffers = getattr(_local, "scratch", None)
+        if buffers is None:
+            buffers = _local.scratch = {}
+        held = buffers.get(scratch)
+        size = max(size, 0 if held is None else held.size)
     while True:
-        out = np.empty(size, np.uint8)
+        out = None if buffers is None else buffers.get(scratch)
+        if out is None or out.size < size:
+            out = np.empty(size, np.uint8)
+            if buffers is not None:
+                buffers[scratch] = out
         status = _LIB.libdeflate_zlib_decompress(dec.handle, data, len(data), out.ctypes.data, size,
                                                  ctypes.byref(got))
         if status == _LIBDEFLATE_SUCCESS:
@@ -129,6 +144,8 @@ def inflate(data: bytes) -> np.ndarray | bytes:
         size *= 2
     n = got.value
     _SIZE_HINT[0] = max(n, 1024)
+    if buffers is not None:
+        return out[:n]
     return out[:n] if n > size // 2 else out[:n].copy()  # do not hold a mostly empty buffer
 
 
@@ -171,7 +188,7 @@ def serialize_array(array: np.ndarray, level: int = WRITE_LEVEL) -> bytes:
         return deflate(f.getvalue(), level)
 
 
-def deserialize_array(data: bytes) -> np.ndarray:
+def deserialize_array(data: bytes, scratch: int | None = None) -> np.ndarray:
     """``fiftyone.core.utils.deserialize_numpy_array(data)`` (zlib'd ``np.save`` bytes), faster (see
     the module docstring); the same dtype, shape, memory order and values.
 
@@ -179,8 +196,11 @@ def deserialize_array(data: bytes) -> np.ndarray:
         >>> from fiftyone.core.utils import serialize_numpy_array
         >>> deserialize_array(serialize_numpy_array(np.array([[1, 2]], np.uint8))).tolist()
         [[1, 2]]
+
+    ``scratch``: inflate into a reusable per-thread buffer (see :func:`inflate`); the array is then a
+    view valid until the next call with the same slot in this thread.
     """
-    raw = inflate(data)
+    raw = inflate(data, scratch)
     head = bytes(raw[:12])
     # .npy: magic (6 bytes), version (2), header length (2 bytes little-endian in v1, 4 in v2/v3)
     if head[:6] != _NPY_MAGIC or len(head) < 10:
@@ -204,3 +224,22 @@ def deserialize_array(data: bytes) -> np.ndarray:
     else:
         flat = raw[offset:offset + count * dtype.itemsize].view(dtype)
     return flat.reshape(shape, order=order)
+
+
+def stored_array_header(data: bytes) -> tuple[np.dtype, tuple, bool]:
+    """``(dtype, shape, fortran_order)`` of a stored array, from its first inflated bytes only.
+
+    Example:
+        >>> from fiftyone.core.utils import serialize_numpy_array
+        >>> stored_array_header(serialize_numpy_array(np.zeros((3, 4), np.uint16)))
+        (dtype('uint16'), (3, 4), False)
+    """
+    import ast
+
+    head = zlib.decompressobj().decompress(data, 4096)
+    if head[:6] != _NPY_MAGIC or len(head) < 10:
+        raise ValueError("a stored array is not numpy .npy data")
+    start = 10 if head[6] == 1 else 12
+    end = start + int.from_bytes(head[8:start], "little")
+    meta = ast.literal_eval(head[start:end].decode("latin1"))
+    return np.dtype(meta["descr"]), tuple(meta["shape"]), bool(meta["fortran_order"])

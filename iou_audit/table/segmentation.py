@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -132,13 +133,18 @@ def as_values(mask: np.ndarray | None, where: str) -> np.ndarray | None:
 @dataclass
 class SegmentationBatch:
     """Masks of one batch of samples: ``masks[f][i]`` is field ``f``'s 2-D int64 pixel values of
-    ``sample_ids[i]`` (as :func:`as_values`; None: no mask), ``label_ids[f][i]`` its Segmentation's id ("" if none)."""
+    ``sample_ids[i]`` (as :func:`as_values`; None: no mask, or not kept), ``label_ids[f][i]`` its
+    Segmentation's id ("" if none), ``present[f][i]`` whether it has a mask, ``results[i]`` what
+    the reader's ``per_sample`` function returned for the sample (None without one)."""
 
     sample_ids: list[str]
     masks: list[list[np.ndarray | None]]
     label_ids: list[list[str]]
     resized: list[str] = field(default_factory=list)  # "sample: field HxW -> HxW" of each resize
     rgb: bool = False  # some mask was an RGB image (its values are 0xRRGGBB)
+    present: list[list[bool]] = field(default_factory=list)
+    results: list = field(default_factory=list)
+    stored: list[list[bytes | None]] = field(default_factory=list)  # [f][i]: the mask's stored bytes (None: a file)
 
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -157,9 +163,16 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 256, workers: int = 4,
-                              resize: str = "error") -> Iterator[SegmentationBatch]:
+                              resize: str = "error", per_sample: Callable[[list], Any] | None = None,
+                              keep_masks: bool = True) -> Iterator[SegmentationBatch]:
     """The masks of ``fields`` batch by batch (see the module docstring). The next batch is read and
-    decoding in the threads while the caller works on this one, so at most two batches are held."""
+    decoding in the threads while the caller works on this one, so at most two batches are held.
+
+    ``per_sample(masks)`` (optional) runs in the decoding threads on each sample's masks (one per
+    field, as :func:`as_values`, None where missing; sizes checked or resized) right after they are
+    decoded, while they are in cache; its results are ``batch.results``. With ``keep_masks=False``
+    the masks are not kept (``batch.masks`` is all None; see ``batch.present``): each is inflated
+    into a buffer of the thread reused for the next sample, so decoding allocates nothing."""
     if resize not in RESIZES:
         raise ValueError(f"resize must be one of {list(RESIZES)}, got {resize!r}")
     for f in fields:
@@ -173,7 +186,9 @@ def iter_segmentation_batches(samples, fields: Sequence[str], batch_size: int = 
             batch_ids = [str(d["_id"]) for d in docs]
             jobs = [[((d.get(f) or {}).get("mask"), (d.get(f) or {}).get("mask_path")) for f in fields] for d in docs]
             # submitted now, collected after the previous batch; one task per thread (few wake-ups)
-            decoding = pool.map(_decode_samples, split_even(jobs, workers))
+            work = partial(_decode_samples, ids=batch_ids, fields=fields, resize=resize, per_sample=per_sample,
+                           keep=keep_masks)
+            decoding = pool.map(work, split_even(list(enumerate(jobs)), workers))
             if pending is not None:
                 yield _finish_batch(*pending, fields, resize)
             pending = (batch_ids, docs, decoding)
@@ -194,48 +209,52 @@ def split_even(items: list, parts: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _decode_sample(jobs: list) -> list[np.ndarray | None]:
-    return [_decode_job(job) for job in jobs]
+def _decode_sample(jobs: list, sid: str, fields: Sequence[str], resize: str, per_sample, keep: bool) -> tuple:
+    """One sample's masks decoded, as values, sizes checked (or resized) and ``per_sample`` applied:
+    ``(masks or None, present, rgb, resized, bad sizes, per_sample's result)``."""
+    decoded = [_decode_job(job, None if keep else slot) for slot, job in enumerate(jobs)]
+    rgb = any(m is not None and m.ndim == 3 and m.shape[2] in (3, 4) for m in decoded)
+    masks = [as_values(m, f"sample {sid} field {f!r}") for m, f in zip(decoded, fields)]
+    resized, bad = [], []
+    ref = next((m.shape for m in masks if m is not None), None)
+    for j, (f, m) in enumerate(zip(fields, masks)):
+        if m is None or m.shape == ref:
+            continue
+        s = m.shape
+        if resize == "nearest":
+            masks[j] = resize_nearest(m, ref[0], ref[1])
+            resized.append(f"{sid}: {f} {s[0]}x{s[1]} -> {ref[0]}x{ref[1]}")
+        else:
+            bad.append(f"{sid} ({f!r} {s[0]}x{s[1]} vs {ref[0]}x{ref[1]})")
+    result = per_sample(masks) if per_sample is not None and not bad else None
+    return (masks if keep else None), [m is not None for m in masks], rgb, resized, bad, result
 
 
-def _decode_samples(samples_jobs: list) -> list[list[np.ndarray | None]]:
-    return [_decode_sample(jobs) for jobs in samples_jobs]
+def _decode_samples(chunk: list, ids: list, **kwargs) -> list[tuple]:
+    return [_decode_sample(jobs, ids[i], **kwargs) for i, jobs in chunk]
 
 
 def _finish_batch(batch_ids, docs, decoding, fields, resize) -> SegmentationBatch:
-    decoded = [masks for chunk in decoding for masks in chunk]
-    masks = [[as_values(decoded[i][j], f"sample {sid} field {f!r}") for i, sid in enumerate(batch_ids)]
-             for j, f in enumerate(fields)]
-    label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
-    rgb = any(m is not None and np.ndim(m) == 3 and np.shape(m)[2] in (3, 4) for row in decoded for m in row)
-    batch = SegmentationBatch(list(batch_ids), masks, label_ids, rgb=rgb)
-    _check_sizes(batch, fields, resize)
-    return batch
-
-
-def _decode_job(job) -> np.ndarray | None:
-    """A stored mask (FiftyOne's ``serialize_numpy_array`` bytes, :mod:`iou_audit.table.npy_codec`)
-    or else its ``mask_path`` file; inflating and OpenCV release the GIL, so a batch decodes in threads."""
-    data, path = job
-    if data is not None:
-        return deserialize_array(data)
-    return decode_mask(path) if path else None
-
-
-def _check_sizes(batch: SegmentationBatch, fields: Sequence[str], resize: str) -> None:
-    bad = []
-    for i, sid in enumerate(batch.sample_ids):
-        shapes = [m[i].shape if m[i] is not None else None for m in batch.masks]
-        ref = next((s for s in shapes if s is not None), None)
-        for f, m, s in zip(fields, batch.masks, shapes):
-            if s is None or s == ref:
-                continue
-            if resize == "nearest":
-                m[i] = resize_nearest(m[i], ref[0], ref[1])
-                batch.resized.append(f"{sid}: {f} {s[0]}x{s[1]} -> {ref[0]}x{ref[1]}")
-            else:
-                bad.append(f"{sid} ({f!r} {s[0]}x{s[1]} vs {ref[0]}x{ref[1]})")
+    decoded = [out for chunk in decoding for out in chunk]
+    bad = [b for out in decoded for b in out[4]]
     if bad:
         raise ValueError(f"masks of different sizes in {len(bad)} sample(s): {', '.join(bad[:5])}"
                          f"{' ...' if len(bad) > 5 else ''}; pass resize='nearest' to resize them to the "
                          f"first field's size as evaluate_segmentations does")
+    n = len(batch_ids)
+    masks = [[out[0][j] if out[0] is not None else None for out in decoded] for j in range(len(fields))]
+    present = [[out[1][j] for out in decoded] for j in range(len(fields))]
+    label_ids = [[str((d.get(f) or {}).get("_id") or "") for d in docs] for f in fields]
+    stored = [[(d.get(f) or {}).get("mask") for d in docs] for f in fields]
+    return SegmentationBatch(list(batch_ids), masks, label_ids, resized=[r for out in decoded for r in out[3]],
+                             rgb=any(out[2] for out in decoded), present=present,
+                             results=[out[5] for out in decoded] if n else [], stored=stored)
+
+
+def _decode_job(job, scratch: int | None = None) -> np.ndarray | None:
+    """A stored mask (FiftyOne's ``serialize_numpy_array`` bytes, :mod:`iou_audit.table.npy_codec`)
+    or else its ``mask_path`` file; inflating and OpenCV release the GIL, so a batch decodes in threads."""
+    data, path = job
+    if data is not None:
+        return deserialize_array(data, scratch)
+    return decode_mask(path) if path else None

@@ -65,6 +65,67 @@ def _group_kahan(group, values, n_groups):  # pragma: no cover - compiled; teste
     return total, count
 
 
+@njit(cache=True)
+def _kahan_into(total, comp, group, values):  # pragma: no cover - compiled; tested against group_sum
+    # _group_kahan's loop for one column, continuing the running sums ``total``/``comp`` in place
+    for i in range(len(group)):
+        g = group[i]
+        val = values[i]
+        if val == val:
+            y = val - comp[g]
+            t = total[g] + y
+            comp[g] = t - total[g] - y
+            if comp[g] != comp[g]:
+                comp[g] = 0.0
+            total[g] = t
+
+
+class RunningGroupSum:
+    """:func:`group_sum` of a concatenation fed piece by piece (the pieces are not joined: memory),
+    bit-identical to ``group_sum`` of the joined arrays; it also tells whether the joined group ids
+    are sorted (:func:`is_sorted`, where pandas sums otherwise).
+
+    Example:
+        >>> r = RunningGroupSum(2)
+        >>> r.add(np.array([0, 1]), np.array([0.1, 5.0])); r.add(np.array([0]), np.array([0.2]))
+        >>> r.total.tolist(), r.sorted
+        ([0.30000000000000004, 5.0], False)
+    """
+
+    def __init__(self, n_groups: int):
+        self.total, self.comp = np.zeros(int(n_groups)), np.zeros(int(n_groups))
+        self.sorted, self.last = True, None
+
+    def add(self, group: np.ndarray, values: np.ndarray | None = None) -> None:
+        """Append ``group`` ids with ``values`` (None: zeros, which still move the compensation)."""
+        group = np.asarray(group, np.int64)
+        if not len(group):
+            return
+        if self.sorted:
+            self.sorted = is_sorted(group) and (self.last is None or group[0] >= self.last)
+        self.last = group[-1]
+        values = np.zeros(len(group)) if values is None else np.ascontiguousarray(values, np.float64)
+        _kahan_into(self.total, self.comp, group, values)
+
+
+@njit(cache=True)
+def _add_in_order(out, index, weights):  # pragma: no cover - compiled; tested against np.bincount
+    for i in range(len(index)):
+        out[index[i]] += weights[i]
+
+
+def add_in_order(out: np.ndarray, index: np.ndarray, weights: np.ndarray) -> None:
+    """``out += np.bincount(index, weights)`` summed as one bincount over pieces added one after
+    another would sum them: every weight added in order into ``out`` (so feeding the pieces of a
+    concatenation to a zero ``out`` equals ``np.bincount`` of the concatenation, bit for bit).
+
+    Example:
+        >>> out = np.zeros(2); add_in_order(out, np.array([1, 1]), np.array([0.5, 0.25])); out.tolist()
+        [0.0, 0.75]
+    """
+    _add_in_order(out, np.asarray(index, np.int64), np.ascontiguousarray(weights, np.float64))
+
+
 def is_sorted(group: np.ndarray) -> bool:
     """Group ids in non-decreasing order: pandas' groupby then sums and averages floats with
     ``ufunc.reduceat`` (when no value is NaN), not with the compensated loop :func:`group_sum` reproduces, so callers leave that case to pandas.

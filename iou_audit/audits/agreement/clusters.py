@@ -105,9 +105,12 @@ def graph_nodes(tables, ranks) -> dict:
     if k > 62:
         raise ValueError(f"at most 62 annotators are supported, got {k}")
     sizes = np.array([len(t.label_id) for t in tables], dtype=np.int64)
-    node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, np.int64)
-    return {"node_start": np.concatenate([[0], np.cumsum(sizes)]), "node_annotator": np.repeat(np.arange(k), sizes).astype(np.int64),
-            "node_sample": node_sample.astype(np.int64), "node_rank": np.concatenate(ranks) if k else np.zeros(0, np.int64)}
+    # narrow dtypes (memory: these are per label, millions at scale); the values are the same
+    index = np.int32 if int(sizes.sum()) < 2**31 else np.int64
+    node_sample = np.concatenate([np.repeat(np.arange(len(t.offsets) - 1, dtype=index), np.diff(t.offsets)) for t in tables]) if k else np.zeros(0, index)
+    return {"node_start": np.concatenate([[0], np.cumsum(sizes)]), "node_annotator": np.repeat(np.arange(k, dtype=np.int8), sizes),
+            "node_sample": node_sample.astype(index, copy=False),
+            "node_rank": np.concatenate(ranks).astype(index, copy=False) if k else np.zeros(0, index)}
 
 
 def edge_graph(tables, pair_matches, ranks=None) -> EdgeGraph:
@@ -217,7 +220,7 @@ def build_clusters(tables, pair_matches, min_iou: float | None = None, ranks=Non
     uniq, inverse = np.unique(roots, return_inverse=True)
     min_rank = np.full(len(uniq), np.iinfo(np.int64).max)
     np.minimum.at(min_rank, inverse, g.node_rank)
-    c_sample = g.node_sample[uniq]
+    c_sample = g.node_sample[uniq].astype(np.int64)
     c_order = np.lexsort((min_rank, c_sample))
     new_id = np.empty(len(uniq), dtype=np.int64)
     new_id[c_order] = np.arange(len(uniq))

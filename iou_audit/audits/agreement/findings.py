@@ -71,8 +71,8 @@ class MemberColumn:
 
 def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered, sample_ids, fields, names,
                        low_iou: float = 0.75, tables=None) -> pd.DataFrame:
-    """All four kinds of findings from the cluster table and the member table (its label ids and
-    classes read from ``tables``, the annotator tables, when it has no such columns)."""
+    """All four kinds of findings from the cluster table and the member table (its label ids,
+    classes and edge offsets read from ``tables``, the annotator tables, when it has no such columns)."""
     # Columns are read out of the frames as numpy arrays (row selections of the frames cost 50 ms
     # on the 3 x 5,000 x 15 benchmark); string columns only at the rows a finding needs (turning
     # pandas' string columns back into objects is the slow part); the detail texts are formatted
@@ -97,7 +97,7 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     # the member whose (cluster, annotator) is (c, first_k[c]).
     K = clusters.members.shape[1]
     first_k = np.argmax(clusters.members >= 0, axis=1)
-    key = mc * K + m_ann
+    key = mc.astype(np.int64) * K + m_ann  # (the member table's columns may be narrow ints)
     order = np.argsort(key, kind="stable")
     want = np.arange(len(ctab)) * K + first_k
     pos = np.searchsorted(key[order], want)
@@ -114,7 +114,12 @@ def agreement_findings(ctab: pd.DataFrame, mem: pd.DataFrame, clusters, covered,
     if len(low):
         c = mc[low]
         iou = member_iou[low]
-        edges = np.abs(mem[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy()[low])
+        if "d_left" in mem:
+            edges = np.abs(mem[["d_left", "d_top", "d_right", "d_bottom"]].to_numpy()[low])
+        else:  # the kept member table has no edge offsets: computed at these rows only
+            from iou_audit.audits.agreement.stats import edge_offsets
+
+            edges = np.abs(edge_offsets(tables, mc, m_ann, mem.row.to_numpy(), low))
         worst = np.nan_to_num(edges, nan=-1).argmax(axis=1)
         names_e = ["left", "top", "right", "bottom"]
         out.append(_frame(kind=["low_agreement"] * len(low), sample_id=sid[c_sample[c]], field=fields[m_ann[low]],

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from iou_audit.audits.agreement.cluster_stats import EDGE_COLUMNS
 from iou_audit.audits.agreement.clusters import Clusters, EdgeGraph, build_clusters, edge_graph, graph_nodes, label_rank
 from iou_audit.audits.agreement.pairs import PairMatch, match_all_pairs, match_blocks
 from iou_audit.audits.agreement.stats import cluster_table
@@ -107,10 +108,16 @@ def compute_part(tables, covered, iou_thresh, method, geometry, quorum, curve_lo
 
         fused = consensus_labels(tables, ctab, mem, geometry)
     # the member boxes served the edge offsets and the consensus; the tables keep the boxes, and
-    # the label ids and classes (findings read them there: findings.MemberColumn)
-    mem = mem.drop(columns=["x1", "y1", "x2", "y2", "label", "label_id"])
+    # the label ids and classes (findings read them there: findings.MemberColumn); the edge
+    # offsets are recomputed from the boxes where a finding needs them (stats.edge_offsets)
+    mem = mem.drop(columns=["x1", "y1", "x2", "y2", "label", "label_id", *EDGE_COLUMNS])
     return BatchPart([compact(t) for t in tables], covered, [_strip(pm) for pm in pms], curve_pms, clusters, ctab, mem,
-                     boundary, maps, fused, ranks, (curve_graph.u, curve_graph.v, curve_graph.w))
+                     boundary, maps, fused, [_narrow(r) for r in ranks], (_narrow(curve_graph.u), _narrow(curve_graph.v), curve_graph.w))
+
+
+def _narrow(index: np.ndarray) -> np.ndarray:
+    """Non-negative indices as int32 when they fit (memory: per-label arrays; the same values)."""
+    return index.astype(np.int32) if not len(index) or int(index.max()) < 2**31 else index
 
 
 def _shift(match: np.ndarray, by: int) -> np.ndarray:
@@ -144,10 +151,10 @@ def _merge_edges(parts: list[BatchPart], tables, ranks, row_start, part_sizes) -
         shift = nodes["node_start"][:-1] + row_start[i] - batch_start[:-1]  # per annotator
         u, v, w = p.curve_edges
         shift_of_node = np.repeat(shift, sizes)
-        us.append(u + shift_of_node[u])
-        vs.append(v + shift_of_node[v])
+        us.append(_narrow(u + shift_of_node[u]))
+        vs.append(_narrow(v + shift_of_node[v]))
         ws.append(w)
-    return EdgeGraph(**nodes, u=np.concatenate(us).astype(np.int64), v=np.concatenate(vs).astype(np.int64), w=np.concatenate(ws))
+    return EdgeGraph(**nodes, u=_narrow(np.concatenate(us)), v=_narrow(np.concatenate(vs)), w=np.concatenate(ws))
 
 
 def _merge_members(parts: list[BatchPart], c_start, row_start) -> pd.DataFrame:
@@ -220,8 +227,10 @@ def merge_parts(parts: list[BatchPart], release: bool = False) -> SimpleNamespac
     # Label-id ranks are only compared inside a sample, so batch-local ranks (shifted to stay
     # distinct) order every sample's labels as global ranks would.
     total = np.concatenate([[0], np.cumsum(n_rows.sum(axis=1))])
-    ranks = [np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)]) for k in range(K)]
+    ranks = [_narrow(np.concatenate([p.ranks[k] + total[i] for i, p in enumerate(parts)])) for k in range(K)]
     curve_graph = _merge_edges(parts, tables, ranks, row_start, sizes)
+    # the graph's node ranks are these ranks joined: keep one copy (views of it), not two
+    ranks = [curve_graph.node_rank[curve_graph.node_start[k]:curve_graph.node_start[k + 1]] for k in range(K)]
     _release(parts, release, "ranks", "curve_edges", "boundary")
     return SimpleNamespace(
         ranks=ranks, curve_graph=curve_graph, tables=tables, covered=np.concatenate([p.covered for p in parts]), pms=pms, curve_pms=curve, clusters=clusters,

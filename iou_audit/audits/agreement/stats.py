@@ -128,6 +128,41 @@ def _cluster_table_pandas(tables, clusters, pair_iou: dict, covered: np.ndarray,
     return table, mem
 
 
+def edge_offsets(tables, cluster: np.ndarray, annotator: np.ndarray, row: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """(len(members), 4) edge offsets ``d_left/d_top/d_right/d_bottom`` of the member-table rows
+    ``members``, recomputed from the tables' boxes as :func:`cluster_table` computes them (the kept
+    member table does not hold them: 32 bytes per label; findings need them at a few rows).
+
+    The members' mean box is taken over every member of their clusters, in member-table order, so
+    each cluster's mean is the same groupby mean of the same values in the same order: bit-identical.
+
+    Example (one object of two boxes; the first member's left edge is 0.5 of the mean width left of the mean):
+        >>> from types import SimpleNamespace as T
+        >>> ts = [T(box=np.array([[0., 0, .4, .4]])), T(box=np.array([[.2, 0, .4, .4]]))]
+        >>> edge_offsets(ts, np.array([0, 0]), np.array([0, 1]), np.array([0, 0]), np.array([0]))[0].tolist()
+        [-0.5, 0.0, 0.0, 0.0]
+    """
+    members = np.asarray(members, np.int64)
+    out = np.full((len(members), 4), np.nan)
+    if not len(members):
+        return out
+    sel = np.flatnonzero(np.isin(cluster, np.unique(cluster[members])))  # every member of those clusters
+    ann, rows = annotator[sel], row[sel]
+    box = np.empty((len(sel), 4))
+    for k, t in enumerate(tables):
+        here = ann == k
+        box[here] = np.asarray(t.box, dtype=np.float64).reshape(-1, 4)[rows[here]]
+    mem = pd.DataFrame({"cluster": cluster[sel], "x1": box[:, 0], "y1": box[:, 1], "x2": box[:, 2], "y2": box[:, 3]})
+    mean_box = mem.groupby("cluster", sort=True)[["x1", "y1", "x2", "y2"]].transform("mean")
+    w = (mean_box.x2 - mean_box.x1).to_numpy()
+    h = (mean_box.y2 - mean_box.y1).to_numpy()
+    at = np.searchsorted(sel, members)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j, (ref, size) in enumerate((("x1", w), ("y1", h), ("x2", w), ("y2", h))):
+            out[:, j] = np.where(size > 0, (mem[ref] - mean_box[ref]).to_numpy() / size, np.nan)[at]
+    return out
+
+
 def pair_table(tables, names, pair_matches, covered: np.ndarray) -> pd.DataFrame:
     """The annotator x annotator table: one row per pair on the samples both covered.
 
@@ -175,15 +210,55 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
     Per class, a pair counts as agreeing only if both labels carry that class; the F1 denominator is
     the number of labels of that class in both annotators of each pair.
     """
-    from iou_audit.audits.agreement.cluster_stats import group_sum, is_sorted, string_labels
+    from iou_audit.audits.agreement.cluster_stats import RunningGroupSum, string_labels
 
     S = covered.shape[0]
     img = np.zeros((S, 4))  # matched, labels, iou sum, matched same class
     labels = [np.asarray(t.label, dtype=object) for t in tables]
     coded = string_labels(np.concatenate(labels)) if sum(map(len, labels)) else None
     start = np.cumsum([0] + [len(x) for x in labels])
-    cls = []  # per pair: (label rows of a, of b, matched same-class rows of a, their IoUs)
-    hit_sample, hit_iou, same_sample = [], [], []
+    # Pair after pair, each pair's per-label arrays are folded into the sums and dropped (they used
+    # to be kept for every pair and joined: ~0.5 GB at 100,000 samples). The sums are taken in the
+    # same order as over the joined arrays, so every float is bit-identical: per sample, the IoUs
+    # added in pair order as one np.bincount would (counts are exact integers); per class, the
+    # compensated sum pandas' groupby takes over the same rows in the same order, the zeros of
+    # unmatched labels included.
+    if coded is not None:
+        code, names = coded
+        running = RunningGroupSum(len(names))
+        n_labels, n_matched = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64)
+    for a, rows_a, b, rows_b, same_a, same_iou in _pair_rows(tables, pair_matches, covered, labels, coded, start, img):
+        if coded is not None:
+            ca, cb, cm = code[start[a] + rows_a], code[start[b] + rows_b], code[start[a] + same_a]
+            running.add(ca), running.add(cb), running.add(cm, same_iou)
+            n_labels += np.bincount(ca, minlength=len(names)) + np.bincount(cb, minlength=len(names))
+            n_matched += np.bincount(cm, minlength=len(names))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_image = pd.DataFrame({
+            "sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
+            "f1": 2 * img[:, 0] / img[:, 1], "f1_class": 2 * img[:, 3] / img[:, 1], "mean_iou": img[:, 2] / img[:, 0],
+        })
+    if not pair_matches:
+        return per_image, pd.DataFrame(columns=["label", "n_labels", "matched", "f1", "mean_iou"]).reset_index(drop=True)
+    if coded is None or running.sorted:  # not all strings, or e.g. a single class (pandas sums with reduceat): pandas
+        cls = list(_pair_rows(tables, pair_matches, covered, labels, coded, start, None))
+        return per_image, _per_class_pandas(labels, cls)
+    present = np.flatnonzero(n_labels > 0)
+    n_labels, n_matched, iou_sum = n_labels[present], n_matched[present], running.total[present]
+    per_class = pd.DataFrame({
+        "label": names[present], "n_labels": n_labels, "matched": n_matched, "f1": 2 * n_matched / n_labels,
+        "mean_iou": np.where(n_matched == 0, np.nan, iou_sum / np.maximum(n_matched, 1)),
+    })
+    return per_image, per_class
+
+
+def _pair_rows(tables, pair_matches, covered: np.ndarray, labels, coded, start, img: np.ndarray | None):
+    """Per pair: ``(a, label rows of a, b, label rows of b, matched same-class rows of a, their
+    IoUs)`` on the samples both covered; with ``img`` given, also adds the pair's per-sample
+    counts and IoU sums into it (columns matched, labels, IoU sum, matched same class)."""
+    from iou_audit.audits.agreement.cluster_stats import add_in_order
+
+    S = covered.shape[0]
     for pm in pair_matches:
         ta, tb = tables[pm.a], tables[pm.b]
         both = covered[:, pm.a] & covered[:, pm.b]
@@ -195,46 +270,12 @@ def per_image_and_class(tables, pair_matches, covered: np.ndarray) -> tuple[pd.D
             same = coded[0][start[pm.a] + matched] == coded[0][start[pm.b] + pm.match_a[matched]]
         else:
             same = labels[pm.a][matched] == labels[pm.b][pm.match_a[matched]]
-        hit_sample.append(sa_idx[matched]), hit_iou.append(pm.iou_a[matched]), same_sample.append(sa_idx[matched[same]])
-        img[:, 1] += np.bincount(sa_idx[ka], minlength=S) + np.bincount(sb_idx[kb], minlength=S)
-        cls.append((pm.a, np.flatnonzero(ka), pm.b, np.flatnonzero(kb), matched[same], pm.iou_a[matched[same]]))
-    if pair_matches:
-        # One bincount over the pairs in order adds each sample's IoUs in the same order as
-        # np.add.at pair after pair (from 0), so the sums are bit-identical; counts are exact.
-        img[:, 0] = np.bincount(np.concatenate(hit_sample), minlength=S)
-        img[:, 2] = np.bincount(np.concatenate(hit_sample), weights=np.concatenate(hit_iou), minlength=S)
-        img[:, 3] = np.bincount(np.concatenate(same_sample), minlength=S)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_image = pd.DataFrame({
-            "sample_index": np.arange(S), "n_labels": img[:, 1].astype(int), "matched": img[:, 0].astype(int),
-            "f1": 2 * img[:, 0] / img[:, 1], "f1_class": 2 * img[:, 3] / img[:, 1], "mean_iou": img[:, 2] / img[:, 0],
-        })
-    if not cls:
-        return per_image, pd.DataFrame(columns=["label", "n_labels", "matched", "f1", "mean_iou"]).reset_index(drop=True)
-    if coded is None:
-        return per_image, _per_class_pandas(labels, cls)
-    # Per class on string-ordered codes: counts by bincount; the IoU sum as pandas' groupby sum
-    # adds it (Kahan, over the same rows in the same order, the zeros of unmatched labels
-    # included), so the floats are bit-identical (a frame per pair + groupby took 60 ms).
-    code, names = coded
-    group, iou, n_labels, n_matched = [], [], 0, 0
-    for a, rows_a, b, rows_b, same_a, same_iou in cls:
-        ca, cb, cm = code[start[a] + rows_a], code[start[b] + rows_b], code[start[a] + same_a]
-        group += [ca, cb, cm]
-        iou += [np.zeros(len(ca) + len(cb)), same_iou]
-        n_labels = n_labels + np.bincount(ca, minlength=len(names)) + np.bincount(cb, minlength=len(names))
-        n_matched = n_matched + np.bincount(cm, minlength=len(names))
-    group = np.concatenate(group)
-    if is_sorted(group):  # e.g. a single class: pandas sums with reduceat, let it
-        return per_image, _per_class_pandas(labels, cls)
-    iou_sum = group_sum(group, np.concatenate(iou), len(names))
-    present = np.flatnonzero(n_labels > 0)
-    n_labels, n_matched, iou_sum = n_labels[present], n_matched[present], iou_sum[present]
-    per_class = pd.DataFrame({
-        "label": names[present], "n_labels": n_labels, "matched": n_matched, "f1": 2 * n_matched / n_labels,
-        "mean_iou": np.where(n_matched == 0, np.nan, iou_sum / np.maximum(n_matched, 1)),
-    })
-    return per_image, per_class
+        if img is not None:
+            img[:, 0] += np.bincount(sa_idx[matched], minlength=S)
+            add_in_order(img[:, 2], sa_idx[matched], pm.iou_a[matched])
+            img[:, 3] += np.bincount(sa_idx[matched[same]], minlength=S)
+            img[:, 1] += np.bincount(sa_idx[ka], minlength=S) + np.bincount(sb_idx[kb], minlength=S)
+        yield pm.a, np.flatnonzero(ka), pm.b, np.flatnonzero(kb), matched[same], pm.iou_a[matched[same]]
 
 
 def _per_class_pandas(labels, cls) -> pd.DataFrame:

@@ -30,8 +30,13 @@ image sizes are unknown). ``posterior(LR) = prior * LR / (prior * LR + 1 - prior
   objects an unsupported label is weaker evidence than where it misses 2 %.
 - **class_swap** = ``r(q) * (1 - r(m))``: the free other-class prediction ``q`` on the label's box is
   right and the same-class matched prediction ``m`` (if any) wrong.
-- **possible_missing** = ``r(p)`` of an unexplained prediction (:mod:`.errors`): the probability that a
-  prediction of that class at that confidence is a real object, which no label covers.
+- **possible_missing** of an unexplained prediction (:mod:`.errors`) = ``prior / (1 - prior) * n_tp /
+  n_unexplained`` (clipped to 1), the counts' ratio from the share ``n_tp / (n_tp + n_unexplained)``
+  of its class and confidence decile (shrunk and made non-decreasing as the precision is): of the real
+  objects the detector finds at that confidence, a share ``prior`` is unlabelled and shows up
+  unexplained; every other unexplained prediction is a false positive (:func:`excess_posterior`).
+  Not ``r(p)`` itself: a confident prediction is usually right, but one that falls on no label is
+  usually a false positive unless the detector rarely puts such boxes there at that confidence.
 """
 from __future__ import annotations
 
@@ -306,6 +311,23 @@ def edge_offsets(gt_boxes: np.ndarray, pred_boxes: np.ndarray, pred_of_gt: np.nd
 
 
 
+def excess_posterior(conf: np.ndarray, classes: np.ndarray, is_tp: np.ndarray, odd: np.ndarray,
+                     prior: float = ERROR_PRIOR, k: float = SHRINK) -> np.ndarray:
+    """Per prediction, the probability that an *odd* prediction (``odd``: one no label explains) is a
+    real object whose label is missing, from counts of its class and confidence decile: of the real
+    objects the detector finds there, a share ``prior`` has no label and shows up as odd, while every
+    other odd one is the detector's mistake; so ``P = prior / (1 - prior) * n_tp / n_odd`` (clipped to 1), with ``n_tp / (n_tp +
+    n_odd)`` estimated by :func:`calibrated_precision` (shrunk, non-decreasing in confidence).
+
+    >>> c = np.array([.9, .9, .9, .9, .2, .2]); tp = np.array([1, 1, 1, 0, 0, 0], bool)
+    >>> excess_posterior(c, np.zeros(6, int), tp, ~tp, 0.05, k=0).round(3).tolist()
+    [0.158, 0.158, 0.158, 0.158, 0.0, 0.0]
+    """
+    share = calibrated_precision(conf, classes, is_tp, np.asarray(is_tp, bool) | np.asarray(odd, bool), k)
+    share = np.clip(share, 0.0, 1.0 - 1e-6)
+    return np.clip(prior / (1.0 - prior) * share / (1.0 - share), 0.0, 1.0)
+
+
 EDGE_NAMES = np.array(["left", "top", "right", "bottom"], dtype=object)
 
 
@@ -392,8 +414,9 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     r_same = np.where(matched_same, prec[np.maximum(same_m, 0)] if P else 0.0, 0.0)
     class_swap = np.where(crowd | (sp < 0), 0.0, r_other * (1.0 - r_same))
 
-    # --- missing objects: calibrated precision of the unexplained prediction ---
+    # --- missing objects: unlabelled real objects against the detector's unexplained false positives ---
     unexplained = np.asarray(e.possible_missing) > 0
-    missing = np.where(unexplained, prec, 0.0)
+    missing = np.where(unexplained, excess_posterior(conf, pred_codes, kind == PRED_KINDS.index("tp"), unexplained,
+                                                     prior, k), 0.0)
     return dataclasses.replace(e, possible_spurious=spurious, class_swap=class_swap, mislocated=mislocated,
                                possible_missing=missing, off_edge=off_edge, off_amount=off_amount)

@@ -56,6 +56,7 @@ from iou_audit.geometry.semantic import (
     value_confusion_matrix,
 )
 from iou_audit.results import AuditResult, make_findings
+from iou_audit.table.npy_codec import stored_array_header
 from iou_audit.table.raw_labels import (
     RawLabelField,
     detection_doc,
@@ -165,15 +166,19 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
     skipped = 0
     n_samples = max(1, len(samples))
     done = 0
-    # the per-image pixel work (confusion counts; compiled loops without the GIL) runs in threads
+    keep = bool(config.boundary or config.regions_field or config.consensus_field or config.heatmap_field)
+    # the confusion counts run in the reader's decoding threads, on each image's masks as soon as
+    # they are decoded (compiled loops without the GIL; the masks still in cache); the masks are
+    # kept only for the pixel work that needs them (boundary IoU, the new fields), in this pool
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
-        for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize):
+        for batch in iter_segmentation_batches(samples, fields, config.batch_size, config.workers, config.resize,
+                                               per_sample=partial(_pair_confusions, pairs=pairs), keep_masks=keep):
             done += len(batch.sample_ids)
             rgb |= batch.rgb
             report.report(0.85 * done / n_samples, "comparing masks")
             full = []
             for i, sid in enumerate(batch.sample_ids):
-                have = [m[i] is not None for m in batch.masks]
+                have = [p[i] for p in batch.present]
                 if all(have):
                     full.append(i)
                     continue
@@ -187,18 +192,20 @@ def _read_and_compute(samples, config: SegmentationAgreementConfig, report) -> A
             if not full:
                 continue
             sids = [batch.sample_ids[i] for i in full]
-            raws = [[m[i] for m in batch.masks] for i in full]
-            chunks = split_even(raws, config.workers)  # one task per thread: few thread wake-ups
-            local = [c for part in pool.map(partial(_pairs_confusions, pairs=pairs), chunks) for c in part]
+            local = [batch.results[i] for i in full]
             _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
                          config)
+            if not keep:
+                continue
+            raws = [[m[i] for m in batch.masks] for i in full]
             if config.boundary:
                 per_image["boundary_iou"].extend(b for part in pool.map(
                     lambda part: [float(np.mean([class_boundary_iou(raw[a], raw[b], config.boundary_dilation)
                                                  for a, b in pairs])) for raw in part],
                     split_even(raws, config.workers)) for b in part)
             if config.regions_field or config.consensus_field or config.heatmap_field:
-                _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps)
+                _new_field_values(pool, sids, raws, [batch.stored[0][i] for i in full], fields, names, rgb, config,
+                                  regions, consensus, heatmaps)
     report.report(0.88, "summarising")
     out = _summarise(fields, pairs, classes, names, rgb, total, images_with, per_image, frames, skipped, regions,
                      consensus, config)
@@ -212,13 +219,12 @@ def _image_columns(fields, pairs, config) -> list[str]:
     return ["sample_id", *scores] + [f"miou:{fields[a]}:{fields[b]}" for a, b in pairs]
 
 
-def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`)."""
+def _pair_confusions(raw: list, pairs: list) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """One image's ``(values, C)`` per field pair (:func:`value_confusion_matrix`); None unless every
+    field has a mask."""
+    if any(m is None for m in raw):
+        return None
     return [value_confusion_matrix(raw[a], raw[b]) for a, b in pairs]
-
-
-def _pairs_confusions(raws: list, pairs: list) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    return [_pair_confusions(raw, pairs) for raw in raws]
 
 
 def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_image, frames, names, rgb,
@@ -280,10 +286,13 @@ def _score_batch(sids, local, fields, pairs, classes, total, images_with, per_im
         per_image[f"miou:{fields[a]}:{fields[b]}"].extend(miou[pi].tolist())
 
 
-def _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, consensus, heatmaps) -> None:
-    """The regions, consensus and heatmap documents of a batch, image by image in the threads."""
+def _new_field_values(pool, sids, raws, stored_first, fields, names, rgb, config, regions, consensus, heatmaps
+                      ) -> None:
+    """The regions, consensus and heatmap documents of a batch, image by image in the threads
+    (``stored_first``: the first field's stored mask bytes per image, None for a file)."""
     work = partial(_images_new_fields, n_fields=len(fields), names=names, rgb=rgb, config=config)
-    done = [out for part in pool.map(work, split_even(raws, config.workers)) for out in part]
+    done = [out for part in pool.map(work, split_even(list(zip(raws, stored_first)), config.workers))
+            for out in part]
     for sid, (dets, voted, heat) in zip(sids, done):
         if dets is not None:
             regions.docs[sid] = dets
@@ -293,31 +302,56 @@ def _new_field_values(pool, sids, raws, fields, names, rgb, config, regions, con
             heatmaps.docs[sid] = heat
 
 
-def _images_new_fields(raws, **kwargs) -> list[tuple]:
-    return [_image_new_fields(raw, **kwargs) for raw in raws]
+def _images_new_fields(items, **kwargs) -> list[tuple]:
+    return [_image_new_fields(raw, stored, **kwargs) for raw, stored in items]
 
 
-def _image_new_fields(raw, n_fields, names, rgb, config) -> tuple[dict | None, dict | None, dict | None]:
-    """One image's stored documents (``iou_audit.table.raw_labels``) of the requested new fields."""
+def _image_new_fields(raw, stored_first, n_fields, names, rgb, config) -> tuple[dict | None, dict | None, dict | None]:
+    """One image's stored documents (``iou_audit.table.raw_labels``) of the requested new fields.
+    With two fields the consensus is the first field's map (its tie rule), so its stored bytes are
+    reused when they hold the array the consensus would store (same dtype and shape)."""
     dets = voted = heat = None
     if config.regions_field:
         dets = detections_doc([
             detection_doc(f"{_name(g['value_a'], names, rgb)} vs {_name(g['value_b'], names, rgb)}", g["box"],
                           g["mask"], pixels=g["pixels"])
             for g in disagreement_regions(raw[0], raw[1], config.min_region_pixels)])
-    if config.consensus_field or config.heatmap_field:
+    if n_fields == 2 and (config.consensus_field or config.heatmap_field):
+        if config.consensus_field:
+            if stored_first is not None and _stored_as(stored_first, raw[0], rgb):
+                voted = segmentation_doc(None, stored=stored_first)
+            else:
+                voted = segmentation_doc(_storable(raw[0], rgb))
+        if config.heatmap_field:  # support 1 where the two differ: half the fields not with the majority
+            heat = heatmap_doc((raw[0] != raw[1]).view(np.uint8) * _shades(2)[1], (0, 255))
+    elif config.consensus_field or config.heatmap_field:
         winner, support = majority_consensus(raw)
         if config.consensus_field:
             voted = segmentation_doc(_storable(winner, rgb))
         if config.heatmap_field:
-            # 255 x the share of fields not with the majority (0: every field agrees), per support count
-            shade = np.round(255 * (1.0 - np.arange(n_fields + 1) / n_fields)).astype(np.uint8)
-            heat = heatmap_doc(shade[support], (0, 255))
+            heat = heatmap_doc(_shades(n_fields)[support], (0, 255))
     return dets, voted, heat
 
 
 def _name(value: int, names: dict, rgb: bool) -> str:
     return names.get(value, int_to_hex(value) if rgb else str(value))
+
+
+def _shades(n_fields: int) -> np.ndarray:
+    """Heatmap value per support count ``0 .. n_fields``: 255 x the share of fields not with the
+    majority (0: every field agrees)."""
+    return np.round(255 * (1.0 - np.arange(n_fields + 1) / n_fields)).astype(np.uint8)
+
+
+def _stored_as(stored: bytes, mask: np.ndarray, rgb: bool) -> bool:
+    """Whether ``stored`` (a Segmentation's stored mask of ``mask``'s values) holds exactly the array
+    :func:`_storable` would store for ``mask``: same dtype and shape, 2-D integer values."""
+    dtype, shape, _ = stored_array_header(stored)
+    if rgb or len(shape) != 2 or tuple(shape) != mask.shape:
+        return False
+    if dtype == np.uint8:
+        return True
+    return dtype == np.uint16 and mask.size > 0 and int(mask.max()) >= 256
 
 
 def _storable(mask: np.ndarray, rgb: bool) -> np.ndarray:
