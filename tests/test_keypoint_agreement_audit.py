@@ -141,3 +141,78 @@ def test_empty_fields_and_bad_fields():
             audit_keypoint_agreement(ds, ["a", "a"], save=False)
     finally:
         ds.delete()
+
+
+def test_occluded_vs_visible_flags_are_found(crowdpose):
+    """Flags flipped 1 <-> 2 on planted points of a copy of the real labels: exactly those points are
+    ``occlusion_disagreement`` findings, and the per-keypoint counts are numpy's on the stored flags;
+    with ``compare_occlusion=False`` none."""
+    import copy
+
+    rng = np.random.default_rng(14)
+    names = crowdpose.get_skeleton("ground_truth").labels
+    planted, edited = set(), []
+    for labels in crowdpose.values("ground_truth"):
+        labels = copy.deepcopy(labels)
+        for kp in labels.keypoints:
+            vis = list(kp.visible)
+            for j in np.flatnonzero(np.isin(vis, (1, 2)) & (rng.random(len(vis)) < 0.1)):
+                vis[j] = 3 - vis[j]
+                planted.add((kp.coco_id, names[j]))
+            kp.visible = vis
+        edited.append(labels)
+    crowdpose.set_values("occl", edited)
+    crowdpose.skeletons = {**crowdpose.skeletons, "occl": crowdpose.get_skeleton("ground_truth")}
+    try:
+        assert len(planted) >= 5
+        r = audit_keypoint_agreement(crowdpose, ["ground_truth", "occl"], sigmas=CROWDPOSE_SIGMAS, save=False)
+        gt = coco_ids(crowdpose, "ground_truth")
+        found = {(gt[lid], d.split(" (")[0]) for k, lid, d in
+                 zip(r.findings["kind"], r.findings["label_id"], r.findings["detail"])}
+        assert set(r.findings["kind"]) == {"occlusion_disagreement"} and found == planted
+        # per keypoint, from the stored flags: compared where both are 1 or 2 (all 9 people match)
+        a = [v for vs in crowdpose.values("ground_truth.keypoints.visible") for v in vs]
+        b = [v for vs in crowdpose.values("occl.keypoints.visible") for v in vs]
+        assert [len(v) for v in crowdpose.values("ground_truth.keypoints")] == \
+            [len(v) for v in crowdpose.values("occl.keypoints")]  # same persons, same order
+        a, b = np.array(a, float), np.array(b, float)
+        both = np.isin(a, (1, 2)) & np.isin(b, (1, 2))
+        per_kp = r.tables["per_keypoint"]
+        assert per_kp["occlusion_compared"].tolist() == both.sum(axis=0).tolist()
+        assert per_kp["occlusion_disagreements"].tolist() == (both & (a != b)).sum(axis=0).tolist()
+        # Krippendorff's alpha of the point states (0/1/2) per keypoint and pooled, by the textbook
+        # formula on the stored flags: a unit per matched pair (the persons with labeled points)
+        units = np.array([pair for pair in zip(a, b) if np.asarray(pair[0]).any()])  # (P, 2, K)
+        for k, name in enumerate(names):
+            want = _krippendorff_nominal(units[:, :, k].tolist())
+            got = per_kp.set_index("keypoint").loc[name, "flag_alpha"]
+            assert got == pytest.approx(want, abs=1e-12, nan_ok=True), name
+        pooled = _krippendorff_nominal([list(u) for u in units.transpose(0, 2, 1).reshape(-1, 2).tolist()])
+        assert r.metrics["flag_alpha"] == pytest.approx(pooled, abs=1e-12) and 0 < pooled < 1
+        off = audit_keypoint_agreement(crowdpose, ["ground_truth", "occl"], sigmas=CROWDPOSE_SIGMAS, save=False,
+                                       compare_occlusion=False)
+        assert len(off.findings) == 0
+    finally:
+        crowdpose.delete_sample_field("occl")
+
+
+def _krippendorff_nominal(units: list) -> float:
+    """Krippendorff's alpha, nominal, from units' value lists (Krippendorff 2011, the coincidence
+    matrix o_ck = sum_u #(c, k pairs in u) / (m_u - 1)); NaN without expected disagreement."""
+    from collections import Counter
+
+    o = Counter()
+    for values in units:
+        if len(values) < 2:
+            continue
+        for i, c in enumerate(values):
+            for j, k in enumerate(values):
+                if i != j:
+                    o[c, k] += 1 / (len(values) - 1)
+    n_c = Counter()
+    for (c, _), x in o.items():
+        n_c[c] += x
+    n = sum(n_c.values())
+    d_o = sum(x for (c, k), x in o.items() if c != k)
+    d_e = sum(n_c[c] * n_c[k] for c in n_c for k in n_c if c != k) / (n - 1)
+    return 1 - d_o / d_e if d_e else float("nan")

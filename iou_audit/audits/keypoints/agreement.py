@@ -16,8 +16,18 @@ Findings (on the first field's label; ``other_label_id`` the second's):
 - ``keypoint_disagreement``: a keypoint both labeled whose similarity is below
   ``point_similarity`` (score 1 - similarity), unless part of a swap;
 - ``visibility_disagreement``: a keypoint one annotator labeled and the other did not (score 0.5);
+- ``occlusion_disagreement`` (with ``compare_occlusion``): a keypoint both labeled, one as
+  occluded (COCO flag 1), the other as visible (2) (score 0.5; only where both give flags, not
+  for the keypoints of a swap);
 - ``left_right_swap``: a left/right pair that agrees crossed and not straight (score crossed -
   straight mean similarity).
+
+Krippendorff's alpha (nominal) of the keypoints' state per keypoint (``tables["per_keypoint"]
+["flag_alpha"]``) and over all keypoints (``metrics["flag_alpha"]``): each matched pair of
+skeletons is a unit with two values per keypoint, 0 not labeled, 1 occluded, 2 visible (a labeled
+point without flags counts as visible); the coincidence matrix sums ``C + C^T`` of the field
+pairs' (K, 3, 3) state confusions, so with 3+ fields every matched pair is its own 2-value unit.
+Unmatched skeletons take no part.
 """
 from __future__ import annotations
 
@@ -41,13 +51,21 @@ from iou_audit.audits.keypoints.objects import (
 )
 from iou_audit.geometry.boxes import batched_pair_rows
 from iou_audit.geometry.keypoints import flip_order, keypoint_similarity
+from iou_audit.geometry.semantic import nominal_alpha
 from iou_audit.matching import batched_match
 from iou_audit.results import AuditResult, make_findings
 
 AUDIT = "keypoint_agreement"
-KINDS = ("unmatched_object", "low_oks_object", "keypoint_disagreement", "visibility_disagreement", "left_right_swap")
+KINDS = ("unmatched_object", "low_oks_object", "keypoint_disagreement", "visibility_disagreement", "left_right_swap",
+         "occlusion_disagreement")
 #: the score of a keypoint labeled by one annotator only (no distance to weigh it by)
 VISIBILITY_SCORE = 0.5
+#: the score of a keypoint both labeled, one as occluded and the other as visible
+OCCLUSION_SCORE = 0.5
+#: COCO's visibility flags of a labeled point, by name
+FLAG_NAMES = {1: "occluded (1)", 2: "visible (2)"}
+#: A keypoint's states for Krippendorff's alpha: not labeled (0), occluded (1), visible (2)
+N_STATES = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,8 @@ class KeypointAgreementConfig(AuditConfig):
     area_attribute: str | None = option(None, "label attribute with the OKS area in pixels squared", kind="name")
     box_attribute: str | None = option(None, "label attribute with the object's relative [x, y, w, h] box", kind="name")
     area_factor: float = option(1.0, "OKS area = factor x box area when no area attribute", low=0.0, low_open=True)
+    compare_occlusion: bool = option(True, "compare occluded (1) vs visible (2) flags where both annotators give "
+                                     "them", label="Compare occlusion flags")
     min_score: float = option(0.5, "findings (and tags) are emitted for scores >= this", low=0.0, high=1.0)
     batch_size: int = option(KEYPOINT_READ_BATCH, "samples read per batch (bounds memory; results do not "
                              "depend on it)", low=1, high=10**9, form=False)
@@ -89,7 +109,8 @@ def audit_keypoint_agreement(samples, fields, audit_key: str = "keypoint_agreeme
     Returns:
         AuditResult: ``metrics`` ``mean_oks`` (matched pairs), ``object_f1`` (2 x matched / all
         skeletons, over field pairs), ``n_<kind>``; ``tables["per_keypoint"]`` (mean similarity,
-        disagreements, one-sided labels, swaps per keypoint) and ``tables["per_field_pair"]``.
+        disagreements, one-sided labels, swaps, occlusion flags compared and differing, the
+        state alpha ``flag_alpha`` per keypoint) and ``tables["per_field_pair"]``; ``metrics["flag_alpha"]``.
 
     Example:
         >>> r = audit_keypoint_agreement(ds, ["annotator_a", "annotator_b"])   # doctest: +SKIP
@@ -136,6 +157,21 @@ def _mirrored(o: KeypointObjects, order: np.ndarray) -> KeypointObjects:
     return replace(o, points=o.points[:, order], labeled=o.labeled[:, order])
 
 
+def _states(labeled: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Point states for alpha: 0 not labeled, else its flag (1 occluded, 2 visible), 2 without one.
+
+    Example:
+        >>> _states(np.array([[False, True, True]]), np.array([[0.0, 1.0, np.nan]])).tolist()
+        [[0, 1, 2]]
+    """
+    return np.where(labeled, np.where(flags == 1, 1, 2), 0).astype(np.int64)
+
+
+def _flags(o: KeypointObjects, rows: np.ndarray, k: int) -> np.ndarray:
+    """The COCO flags of rows of ``o`` (NaN where not given)."""
+    return np.full((len(rows), k), np.nan) if o.flags is None else o.flags[rows]
+
+
 def compute_keypoint_agreement(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarray,
                                config: KeypointAgreementConfig) -> AuditOutput:
     """The audit on arrays (no database access)."""
@@ -160,8 +196,10 @@ def agreement_part(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarra
     k = len(sigmas)
     order = flip_order(pairs, k)
     frames, pair_counts, oks_sum = [], [], [np.zeros(len(o)) for o in objs]
-    keypoint = {name: np.zeros(k, np.int64) for name in ("compared", "disagreements", "labeled_by_one", "swapped")}
+    keypoint = {name: np.zeros(k, np.int64) for name in ("compared", "disagreements", "labeled_by_one", "swapped",
+                                                         "occlusion_compared", "occlusion_disagreements")}
     keypoint["similarity_sum"], keypoint["similarity_n"] = np.zeros(k), np.zeros(k, np.int64)
+    keypoint["state_confusion"] = np.zeros((k, N_STATES, N_STATES), np.int64)
     all_matched = []
     last_match = None
     for ia, ib in combinations(range(len(objs)), 2):
@@ -213,6 +251,19 @@ def agreement_part(objs: list, names: list, sigmas: np.ndarray, pairs: np.ndarra
         frames.append(_frame("left_right_swap", a, pa[s_rows], b, pb[s_rows], s_gain, pair_oks[s_rows],
                              [f"{names[pairs[n][0]]} <-> {names[pairs[n][1]]}: crossed similarity {cv:.2f}, straight "
                               f"{sv:.2f}" for n, cv, sv in zip(s_n, s_cross, s_straight)]))
+        # occluded vs visible, where both labeled the point and both give flags
+        fa, fb = _flags(a, pa, k), _flags(b, pb, k)
+        flagged = both & np.isin(fa, tuple(FLAG_NAMES)) & np.isin(fb, tuple(FLAG_NAMES)) & ~swapped
+        occl = flagged & (fa != fb) if config.compare_occlusion else np.zeros_like(flagged)
+        r, c = np.nonzero(occl)
+        frames.append(_frame("occlusion_disagreement", a, pa[r], b, pb[r], np.full(len(r), OCCLUSION_SCORE),
+                             pair_oks[r], [f"{names[cc]} ({cc}): {FLAG_NAMES[int(fa[rr, cc])]} in {ta.field!r}, "
+                                           f"{FLAG_NAMES[int(fb[rr, cc])]} in {tb.field!r}" for rr, cc in zip(r, c)]))
+        # Krippendorff's alpha of the point states: this pair's (K, 3, 3) confusion
+        sa, sb = _states(la, fa), _states(lb, fb)
+        np.add.at(keypoint["state_confusion"], (np.broadcast_to(np.arange(k), sa.shape), sa, sb), 1)
+        keypoint["occlusion_compared"] += flagged.sum(axis=0)
+        keypoint["occlusion_disagreements"] += occl.sum(axis=0)
         keypoint["similarity_sum"] += np.nansum(sim, axis=0)
         keypoint["similarity_n"] += np.isfinite(sim).sum(axis=0)
         for name, mask in (("compared", both), ("disagreements", bad), ("labeled_by_one", la ^ lb),
@@ -246,10 +297,13 @@ def finish_agreement(parts: list, names: list, sigmas: np.ndarray, config: Keypo
     kp = {c: sum(p.per_keypoint[c] for p in parts) for c in parts[0].per_keypoint}
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_sim = np.where(kp["similarity_n"] > 0, kp["similarity_sum"] / np.maximum(kp["similarity_n"], 1), np.nan)
+    coincidence = kp["state_confusion"] + np.swapaxes(kp["state_confusion"], 1, 2)
     per_kp = pd.DataFrame({
         "keypoint": names, "sigma": sigmas, "compared": kp["compared"].astype(int), "mean_similarity": mean_sim,
         "disagreements": kp["disagreements"].astype(int), "labeled_by_one": kp["labeled_by_one"].astype(int),
-        "swapped": kp["swapped"].astype(int),
+        "swapped": kp["swapped"].astype(int), "occlusion_compared": kp["occlusion_compared"].astype(int),
+        "occlusion_disagreements": kp["occlusion_disagreements"].astype(int),
+        "flag_alpha": np.atleast_1d(nominal_alpha(coincidence)) if len(names) else np.zeros(0),
     })
     per_pair = pd.DataFrame(pair_rows)
     findings = make_findings(pd.concat([f for f in frames if len(f)], ignore_index=True)
@@ -261,6 +315,7 @@ def finish_agreement(parts: list, names: list, sigmas: np.ndarray, config: Keypo
     total = per_pair["skeletons_a"].sum() + per_pair["skeletons_b"].sum() if len(per_pair) else 0
     metrics = {"mean_oks": float(matched.mean()) if len(matched) else float("nan"),
                "object_f1": float(2 * per_pair["matched"].sum() / total) if total else float("nan"),
+               "flag_alpha": float(nominal_alpha(coincidence.sum(axis=0))),
                **{f"n_{kind}": int(counts.get(kind, 0)) for kind in KINDS}}
     label_values: dict = {}
     for p in parts:

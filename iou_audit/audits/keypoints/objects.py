@@ -46,6 +46,7 @@ class KeypointObjects:
     box: np.ndarray  # (L, 4) xyxy pixels, NaN when unknown
     score: np.ndarray  # (L,) instance score (score_attribute, else mean point confidence, else 1)
     point_confidence: np.ndarray  # (L, K) NaN where not given
+    flags: np.ndarray | None = None  # (L, K) COCO flags (0, 1 occluded, 2 visible), NaN where not given
 
     def __len__(self) -> int:
         return len(self.table)
@@ -172,7 +173,8 @@ def keypoint_objects(table: LabelTable, k: int, area_attribute: str | None = Non
         score = np.where(np.isfinite(given), given, score)
     conf = np.full((n, k), np.nan) if table.point_confidence is None or table.point_confidence.shape[1] != k \
         else table.point_confidence
-    return KeypointObjects(table, points, labeled, area, box, score, conf)
+    given_flags = np.full((n, k), np.nan) if vis is None else vis
+    return KeypointObjects(table, points, labeled, area, box, score, conf, given_flags)
 
 
 def _numeric_attribute(table: LabelTable, name: str) -> np.ndarray:

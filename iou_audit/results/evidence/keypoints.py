@@ -21,7 +21,8 @@ from iou_audit.results.result import AuditResult
 #: The keypoint audits whose runs have a ``per_keypoint`` table.
 AUDITS = (AGREEMENT, PREDICTIONS)
 #: Count columns of ``per_keypoint`` shown on hover, when the run has them.
-COUNTS = ("compared", "disagreements", "mislocated", "labeled_by_one", "extra", "missing", "swapped")
+COUNTS = ("compared", "disagreements", "mislocated", "labeled_by_one", "extra", "missing", "swapped",
+          "occlusion_disagreements")
 _POINT = re.compile(r"^(?P<name>.+?) \((?P<index>\d+)\): ")
 _SWAP = re.compile(r"^(?P<a>.+?) <-> (?P<b>.+?): ")
 
