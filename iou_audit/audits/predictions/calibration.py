@@ -342,26 +342,24 @@ def stray_log_lr(z: np.ndarray, scale: np.ndarray, nu: float) -> np.ndarray:
     return (log_fs - log_f0).sum(axis=1)
 
 
-def stray_weight(support: np.ndarray, kind: np.ndarray, gt_codes: np.ndarray, pred_codes: np.ndarray, levels: list,
+def stray_weight(miss: np.ndarray, kind: np.ndarray, gt_codes: np.ndarray, pred_codes: np.ndarray,
                  k: float = SHRINK) -> np.ndarray:
     """Per label, the prior chance that the prediction it is compared with is a stray, not its object's
-    detection: ``w = m * rho / (1 - m + m * rho)``, ``m`` = the detector's miss rate of the label's
-    class and size (as for ``possible_spurious``), ``rho`` = the detector's loc-kind predictions (a
+    detection: ``w = m * rho / (1 - m + m * rho)``, ``m`` = ``miss``, the detector's miss rate of the
+    label's class and size (as for ``possible_spurious``), ``rho`` = the detector's loc-kind predictions (a
     same-class box overlapping a label at 0.1-0.5 that matches nothing) per label of the class, shrunk
     to all classes' rate with ``k`` pseudo-labels.
 
     >>> from iou_audit.audits.predictions.errors import PRED_KINDS
     >>> kind = np.array([PRED_KINDS.index("tp"), PRED_KINDS.index("loc")])
-    >>> lv = [(np.zeros(2, np.int64), 1)]
-    >>> stray_weight(np.array([1.0, 0.0]), kind, np.zeros(2, int), np.zeros(2, int), lv, k=0).round(3).tolist()
-    [0.03, 0.03]
+    >>> stray_weight(np.full(2, 0.2), kind, np.zeros(2, int), np.zeros(2, int), k=0).round(3).tolist()
+    [0.111, 0.111]
     """
     from iou_audit.audits.predictions.errors import PRED_KINDS
 
     G = len(gt_codes)
     if G == 0:
         return np.zeros(0)
-    miss = shrunk_rate((support < SUPPORTED).astype(np.float64), np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
     n_cls = int(max(np.max(gt_codes, initial=-1), np.max(pred_codes, initial=-1))) + 1
     is_loc = (np.asarray(kind) == PRED_KINDS.index("loc")).astype(np.float64)
     n_loc = np.bincount(pred_codes, is_loc, n_cls) if len(pred_codes) else np.zeros(n_cls)
@@ -416,12 +414,17 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     prec = calibrated_precision(conf, pred_codes, kind == PRED_KINDS.index("tp"), use, k)
     prec = np.clip(prec, 0.0, 1.0 - 1e-3)
 
+    # the detector's miss rate per class x size: share of labels it leaves unsupported (spurious, strays)
+    support = np.asarray(e.support, np.float64)
+    missed = (support < SUPPORTED).astype(np.float64)
+    levels = [_group_ids(gt_codes), _group_ids(gt_codes, gt_size)]
+    miss = shrunk_rate(missed, np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
+
     # --- localization: noise-scaled edge offsets to the matched (else best loc) prediction ---
     mp = np.asarray(e.mislocated_pred, np.int64)
     d = edge_offsets(gt.box, pred.box, mp)
     ref = (mp >= 0) & (np.asarray(e.mislocated_iou) >= iou_thresh) & np.isfinite(d).all(axis=1) & ~crowd
-    # group ids computed once: (ids, count) tuples stand for a level's columns
-    levels = [_group_ids(gt_codes), _group_ids(gt_codes, gt_size)]
+    # group ids computed once (above): (ids, count) tuples stand for a level's columns
     med = np.stack([shrunk_median(d[:, j], ref, levels, k) for j in range(4)], axis=1)
     dev = np.abs(d - med)
     scale = np.empty((G, 4))
@@ -450,7 +453,7 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     log_geom = np.logaddexp(log_one, log_e.sum(axis=1)) + np.log(0.5)
     # the compared prediction may be a stray box (background, a neighbour's looser second box) by
     # a real object the detector missed: the label is right and the offsets say nothing about it
-    w = stray_weight(np.asarray(e.support, np.float64), kind, gt_codes, pred_codes, levels, k)
+    w = stray_weight(miss, kind, gt_codes, pred_codes, k)
     log_ls = stray_log_lr(np.where(has[:, None], z, 0.0), scale, nu)
     log_geom = log_geom - np.logaddexp(np.log1p(-w), np.log(np.maximum(w, 1e-300)) + log_ls)
     lr_geom = np.exp(np.minimum(log_geom, 700.0))  # in logs until here: four large ratios overflow
@@ -462,9 +465,6 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     off_amount = np.where(mp >= 0, np.nan_to_num(d[np.arange(G), worst]), 0.0)
 
     # --- spurious: no support, against the detector's miss rate for this class, size and crowding ---
-    support = np.asarray(e.support, np.float64)
-    missed = (support < SUPPORTED).astype(np.float64)
-    miss = shrunk_rate(missed, np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
     dup = np.asarray(e.dup_evidence if e.dup_evidence is not None else np.zeros(G), np.float64)
     T_dup = shrunk_ecdf(dup, [], k, upper=True)
     lr_absent = np.where(dup > 0, 1.0 / np.maximum(T_dup, 1e-12), 1.0) / np.maximum(miss, 1e-6)
