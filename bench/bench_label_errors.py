@@ -1,6 +1,7 @@
 """Label-error benchmark (issue 12): ours vs our triage queue vs FiftyOne mistakenness vs cleanlab, label level.
 
-Run: ``python bench/bench_label_errors.py [--quick] [--seeds 1 2 3 4 5 6] [--sources bccd coco] [--csv out.csv]``
+Run: ``python bench/bench_label_errors.py [--quick] [--seeds 1 2 3 4 5 6] [--sources bccd coco] [--csv out.csv]
+[--peer-cache DIR]`` (``--peer-cache``: FiftyOne's and cleanlab's scores stored per case and read back)
 (``--from-csv a.csv b.csv`` prints the report of earlier runs' rows, e.g. seeds run in separate processes).
 
 Per source (real BCCD labels; the 100 COCO val2014 reference images, non-crowd) and seed, one case
@@ -38,7 +39,7 @@ TUNING_SEEDS = (1, 2, 3)
 HELD_OUT_SEEDS = (4, 5, 6)
 
 
-def run(sources, seeds, methods, limit=None):
+def run(sources, seeds, methods, limit=None, peer_cache=None):
     """One row per (source, seed, method, type) with every metric; prints progress per case."""
     from bench.label_errors import METRICS, build_case, evaluate, score
 
@@ -59,7 +60,7 @@ def run(sources, seeds, methods, limit=None):
                         + f"; build {time.perf_counter() - t0:.1f}s"]
                 for m in methods:
                     t = time.perf_counter()
-                    label_scores, candidates = score(case, m)
+                    label_scores, candidates = score(case, m, cache_dir=peer_cache)
                     res = evaluate(case, label_scores, candidates)
                     line.append(f"{m} {time.perf_counter() - t:.1f}s")
                     for typ, vals in res.items():
@@ -110,6 +111,8 @@ def main(argv=None):
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--csv", help="write every (source, seed, method, type) row here")
+    ap.add_argument("--peer-cache", help="directory caching FiftyOne's and cleanlab's scores per case (they do "
+                    "not read our code; a case is rebuilt identically from its source and seed)")
     ap.add_argument("--from-csv", nargs="+", help="report these earlier --csv files instead of running")
     args = ap.parse_args(argv)
     if args.from_csv:
@@ -120,7 +123,7 @@ def main(argv=None):
         print(report(df, methods))
         return 0
     seeds = args.seeds[:1] if args.quick else args.seeds
-    df = run(args.sources, seeds, args.methods, limit=80 if args.quick else None)
+    df = run(args.sources, seeds, args.methods, limit=80 if args.quick else None, peer_cache=args.peer_cache)
     if args.csv:
         df.to_csv(args.csv, index=False)
     print(report(df, args.methods))

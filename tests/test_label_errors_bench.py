@@ -242,6 +242,21 @@ def test_methods_score_every_label_of_a_small_case():
             assert 0 <= res[ALL]["auroc"] <= 1
 
 
+def test_peer_cache_gives_the_scores_of_a_fresh_run_on_a_rebuilt_case(tmp_path):
+    """A peer's scores stored from one build and read into a second build of the same source and
+    seed (new label and sample ids) give the metrics of running the peer on the second build."""
+    from bench.label_errors import score
+
+    with build_case("coco", 2, limit=12) as case:
+        stored = evaluate(case, *score(case, "cleanlab", cache_dir=tmp_path))
+    assert len(list(tmp_path.iterdir())) == 1
+    with build_case("coco", 2, limit=12) as case:
+        cached = evaluate(case, *score(case, "cleanlab", cache_dir=tmp_path))
+        fresh = evaluate(case, *score(case, "cleanlab"))
+    as_text = [json.dumps(x, sort_keys=True) for x in (stored, cached, fresh)]  # NaN-safe equality
+    assert as_text[0] == as_text[1] == as_text[2]
+
+
 @pytest.mark.parametrize("module", ["sources", "simulate", "metrics"])
 def test_worked_examples(module):
     import doctest

@@ -167,3 +167,33 @@ def test_extra_prediction_fields_are_evidence():
     assert np.all(agree.errors.possible_spurious[unsup] >= disagree.errors.possible_spurious[unsup])
     np.testing.assert_array_equal(one.gt_match, disagree.gt_match)
     assert one.metrics["tp"] == disagree.metrics["tp"]
+
+
+def test_a_confident_box_on_no_label_is_weak_evidence_where_the_detector_often_puts_such_boxes():
+    """possible_missing is the chance that an unexplained box is an unlabelled object: for class "a"
+    the detector puts one confident (0.9) box on empty background in every image, as many as its
+    right boxes, so an unexplained 0.9 "a" box is a real object about 0.05 / 0.95 * 200 / 200 of the
+    time; class "b" has no such boxes, so its one unexplained 0.9 box is almost surely real. The
+    detector's precision alone (0.5 for "a") would rank "a"'s background boxes above most label errors."""
+    from iou_audit.audits.predictions.core import compute_prediction_audit
+
+    rng = np.random.default_rng(3)
+    gt, pred = _tables(200, rng, {"a": 1.0, "b": 1.0}, 0.02)
+    # every image gets a 0.9 "a" box on empty background; image 0 also a 0.9 "b" box on an unlabelled object
+    extra = [(s, "a", np.array([0.4, 0.8, 0.5, 0.9])) for s in range(200)] + [(0, "b", np.array([0.8, 0.1, 0.95, 0.25]))]
+    rows = sorted([(int(s), str(lab), b, 0.9) for s, lab, b in zip(pred.sample_index, pred.label, pred.box)]
+                  + [(s, lab, b, 0.9) for s, lab, b in extra], key=lambda r: r[0])
+    from dataclasses import replace
+
+    counts = np.bincount([r[0] for r in rows], minlength=200)
+    pred = replace(pred, offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
+                   sample_index=np.array([r[0] for r in rows], np.int64),
+                   label_id=np.array([f"pred{i}" for i in range(len(rows))], object),
+                   label=np.array([r[1] for r in rows], object), box=np.array([r[2] for r in rows], float),
+                   confidence=np.array([r[3] for r in rows], float), iscrowd=np.zeros(len(rows), bool))
+    a = compute_prediction_audit(pred, gt, coco_metrics=False, tide=False)
+    miss = a.errors.possible_missing
+    background = (pred.label == "a") & (pred.box[:, 1] == 0.8)
+    unlabelled = (pred.label == "b") & (pred.box[:, 0] == 0.8)
+    assert background.sum() == 200 and unlabelled.sum() == 1
+    assert miss[background].max() < 0.1 and miss[unlabelled][0] > 0.9

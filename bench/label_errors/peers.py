@@ -164,9 +164,60 @@ def score_cleanlab(case):
     return label_scores, candidates
 
 
-def score(case, method: str):
-    """``(label_scores, candidates)`` of one of :data:`METHODS` on ``case``."""
+#: methods whose scores do not read our code: they can be cached per case (``score(..., cache_dir=)``)
+CACHEABLE = ("fiftyone", "cleanlab")
+
+
+def _cache_path(case, method: str, cache_dir):
+    import pathlib  # noqa: PLC0415
+
+    n = len(case.truth.labels)
+    return pathlib.Path(cache_dir) / f"{case.source}-seed{case.seed}-labels{n}-{method}.pkl"
+
+
+def save_cached(case, method: str, label_scores: dict, candidates, cache_dir) -> None:
+    """Store a peer's scores of ``case`` by position (label order of ``case.truth.labels``, sample order
+    of the dataset): a rebuilt case of the same source and seed has the same labels under new ids."""
+    import pickle
+
+    ids = case.truth.labels.index.tolist()
+    pos = {sid: i for i, sid in enumerate(case.dataset.values("id"))}
+    data = {"labels": np.array([float(label_scores.get(i, np.nan)) for i in ids]),
+            "types": case.truth.labels["type"].tolist(),
+            "candidates": [(pos[c[0]], np.asarray(c[1], float), float(c[2])) for c in candidates]}
+    path = _cache_path(case, method, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+
+
+def load_cached(case, method: str, cache_dir):
+    """``(label_scores, candidates)`` stored by :func:`save_cached` for this source, seed and label
+    count, or None (no file, or its truth differs from the case's: the case was not rebuilt the same)."""
+    import pickle
+
+    path = _cache_path(case, method, cache_dir)
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:
+        data = pickle.load(f)
+    if data["types"] != case.truth.labels["type"].tolist():
+        return None
+    sids = case.dataset.values("id")
+    label_scores = dict(zip(case.truth.labels.index.tolist(), data["labels"].tolist()))
+    return label_scores, [(sids[s], box, score) for s, box, score in data["candidates"]]
+
+
+def score(case, method: str, cache_dir=None):
+    """``(label_scores, candidates)`` of one of :data:`METHODS` on ``case``; with ``cache_dir``, the peers'
+    (:data:`CACHEABLE`) are read from there when stored for this case, else computed and stored."""
     fn = {"ours": score_ours, "triage": score_triage, "fiftyone": score_fiftyone, "cleanlab": score_cleanlab}
     if method not in fn:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    return fn[method](case)
+    if cache_dir is None or method not in CACHEABLE:
+        return fn[method](case)
+    got = load_cached(case, method, cache_dir)
+    if got is None:
+        got = fn[method](case)
+        save_cached(case, method, *got, cache_dir)
+    return got

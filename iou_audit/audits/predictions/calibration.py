@@ -20,7 +20,13 @@ image sizes are unknown). ``posterior(LR) = prior * LR / (prior * LR + 1 - prior
   to the tails of the matched labels' ``|z|`` (:func:`tail_index`), ``f1`` a Cauchy whose scale is
   the error size :data:`ERROR_SIZE` (0.1 of the box) over the noise. ``LR_geom`` = half "one edge
   wrong" (mean of the four) + half "all edges wrong" (their product); weighted by the prediction's
-  precision: ``LR = r * LR_geom + (1 - r)``; ``mislocated = posterior(LR)``.
+  precision: ``LR = r * LR_geom + (1 - r)``; ``mislocated = posterior(LR)``. The prediction compared
+  may be a stray box by a real object the detector missed (a background box, a neighbour's looser
+  second box; prior ``w = m * rho / (1 - m + m * rho)``, ``m`` the miss rate below, ``rho`` the
+  detector's loc-kind predictions per label of the class, :func:`stray_weight`), whose edges fall
+  anywhere within about a box size (:data:`STRAY_OFFSET`): ``LR_geom`` is divided by ``1 - w + w *
+  LR_stray`` (:func:`stray_log_lr`), so a box far from the label reads as a stray, not as a label
+  drawn a whole box off.
 - **possible_spurious**: ``support`` from :mod:`.errors` (the best free prediction's confidence x
   overlap ramp); the detector's miss rate ``m`` of the label's class x size = share of its labels
   with support < :data:`SUPPORTED` (shrunk with :data:`MISS_SHRINK` = 100: a group's own spurious
@@ -37,6 +43,9 @@ image sizes are unknown). ``posterior(LR) = prior * LR / (prior * LR + 1 - prior
   unexplained; every other unexplained prediction is a false positive (:func:`excess_posterior`).
   Not ``r(p)`` itself: a confident prediction is usually right, but one that falls on no label is
   usually a false positive unless the detector rarely puts such boxes there at that confidence.
+  A prediction by an unmatched label (loc, class or both kind) is that label's detection or a new
+  object next to it: it scores the same times ``1 - `` the highest ``mislocated`` / ``class_swap`` of
+  the labels it explains.
 """
 from __future__ import annotations
 
@@ -59,6 +68,8 @@ SUPPORTED = 0.5
 #: pseudo-count of the miss rate's shrinkage: larger than SHRINK because a group's unsupported share
 #: includes its own spurious labels, which gather in odd groups (a "WBC" the size of a red cell)
 MISS_SHRINK = 100.0
+#: size of a stray box's edge offsets from a label, in units of the box
+STRAY_OFFSET = 1.0
 #: confidence bins of the precision calibration
 CONF_BINS = 10
 MAD_TO_SIGMA = 1.4826
@@ -311,6 +322,52 @@ def edge_offsets(gt_boxes: np.ndarray, pred_boxes: np.ndarray, pred_of_gt: np.nd
 
 
 
+def stray_log_lr(z: np.ndarray, scale: np.ndarray, nu: float) -> np.ndarray:
+    """Per label, ``log`` of the density of its four noise-scaled offsets ``z`` if the compared
+    prediction is a stray box (each edge a Cauchy of :data:`STRAY_OFFSET` box sizes, i.e. ``STRAY_OFFSET
+    / scale`` in ``z`` units) over their density under the detector's noise (the Student t of
+    :func:`edge_likelihood_ratios`).
+
+    >>> stray_log_lr(np.array([[0., 0, 0, 0], [20, 20, 20, 20]]), np.full((2, 4), .05), 10.0).round(1).tolist()
+    [-12.9, 67.6]
+    """
+    from scipy.stats import cauchy
+    from scipy.stats import t as student_t
+
+    z = np.asarray(z, np.float64)
+    s0 = 0.6745 / student_t.ppf(0.75, nu)
+    log_f0 = student_t.logpdf(z / s0, nu) - np.log(s0)
+    ss = STRAY_OFFSET / np.maximum(np.asarray(scale, np.float64), 1e-6)
+    log_fs = cauchy.logpdf(z / ss) - np.log(ss)
+    return (log_fs - log_f0).sum(axis=1)
+
+
+def stray_weight(miss: np.ndarray, kind: np.ndarray, gt_codes: np.ndarray, pred_codes: np.ndarray,
+                 k: float = SHRINK) -> np.ndarray:
+    """Per label, the prior chance that the prediction it is compared with is a stray, not its object's
+    detection: ``w = m * rho / (1 - m + m * rho)``, ``m`` = ``miss``, the detector's miss rate of the
+    label's class and size (as for ``possible_spurious``), ``rho`` = the detector's loc-kind predictions (a
+    same-class box overlapping a label at 0.1-0.5 that matches nothing) per label of the class, shrunk
+    to all classes' rate with ``k`` pseudo-labels.
+
+    >>> from iou_audit.audits.predictions.errors import PRED_KINDS
+    >>> kind = np.array([PRED_KINDS.index("tp"), PRED_KINDS.index("loc")])
+    >>> stray_weight(np.full(2, 0.2), kind, np.zeros(2, int), np.zeros(2, int), k=0).round(3).tolist()
+    [0.111, 0.111]
+    """
+    from iou_audit.audits.predictions.errors import PRED_KINDS
+
+    G = len(gt_codes)
+    if G == 0:
+        return np.zeros(0)
+    n_cls = int(max(np.max(gt_codes, initial=-1), np.max(pred_codes, initial=-1))) + 1
+    is_loc = (np.asarray(kind) == PRED_KINDS.index("loc")).astype(np.float64)
+    n_loc = np.bincount(pred_codes, is_loc, n_cls) if len(pred_codes) else np.zeros(n_cls)
+    n_gt = np.bincount(gt_codes, minlength=n_cls).astype(np.float64)
+    rho = ((n_loc + k * n_loc.sum() / n_gt.sum()) / (n_gt + k))[gt_codes]
+    return miss * rho / (1.0 - miss + miss * rho)
+
+
 def excess_posterior(conf: np.ndarray, classes: np.ndarray, is_tp: np.ndarray, odd: np.ndarray,
                      prior: float = ERROR_PRIOR, k: float = SHRINK) -> np.ndarray:
     """Per prediction, the probability that an *odd* prediction (``odd``: one no label explains) is a
@@ -357,12 +414,17 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     prec = calibrated_precision(conf, pred_codes, kind == PRED_KINDS.index("tp"), use, k)
     prec = np.clip(prec, 0.0, 1.0 - 1e-3)
 
+    # the detector's miss rate per class x size: share of labels it leaves unsupported (spurious, strays)
+    support = np.asarray(e.support, np.float64)
+    missed = (support < SUPPORTED).astype(np.float64)
+    levels = [_group_ids(gt_codes), _group_ids(gt_codes, gt_size)]
+    miss = shrunk_rate(missed, np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
+
     # --- localization: noise-scaled edge offsets to the matched (else best loc) prediction ---
     mp = np.asarray(e.mislocated_pred, np.int64)
     d = edge_offsets(gt.box, pred.box, mp)
     ref = (mp >= 0) & (np.asarray(e.mislocated_iou) >= iou_thresh) & np.isfinite(d).all(axis=1) & ~crowd
-    # group ids computed once: (ids, count) tuples stand for a level's columns
-    levels = [_group_ids(gt_codes), _group_ids(gt_codes, gt_size)]
+    # group ids computed once (above): (ids, count) tuples stand for a level's columns
     med = np.stack([shrunk_median(d[:, j], ref, levels, k) for j in range(4)], axis=1)
     dev = np.abs(d - med)
     scale = np.empty((G, 4))
@@ -386,9 +448,15 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     nu = tail_index(np.abs(z[ref]).ravel()) if ref.any() else 5.0
     lr_edges = edge_likelihood_ratios(np.where(has[:, None], z, 0.0), scale / ERROR_SIZE, nu)
     # one edge wrong (any of four, equally likely) or all four wrong, equally likely
-    lr_one = lr_edges.mean(axis=1)
-    lr_all = np.exp(np.log(np.maximum(lr_edges, 1e-300)).sum(axis=1))
-    lr_geom = 0.5 * lr_one + 0.5 * lr_all
+    log_e = np.log(np.maximum(lr_edges, 1e-300))
+    log_one = np.logaddexp.reduce(log_e, axis=1) - np.log(4.0) if G else np.zeros(0)
+    log_geom = np.logaddexp(log_one, log_e.sum(axis=1)) + np.log(0.5)
+    # the compared prediction may be a stray box (background, a neighbour's looser second box) by
+    # a real object the detector missed: the label is right and the offsets say nothing about it
+    w = stray_weight(miss, kind, gt_codes, pred_codes, k)
+    log_ls = stray_log_lr(np.where(has[:, None], z, 0.0), scale, nu)
+    log_geom = log_geom - np.logaddexp(np.log1p(-w), np.log(np.maximum(w, 1e-300)) + log_ls)
+    lr_geom = np.exp(np.minimum(log_geom, 700.0))  # in logs until here: four large ratios overflow
     rel = np.where(mp >= 0, prec[np.maximum(mp, 0)] if P else 0.0, 0.0)
     lr_loc = np.where(has, rel * lr_geom + (1.0 - rel), 1.0)
     mislocated = np.where(crowd, 0.0, posterior(lr_loc, prior))
@@ -397,9 +465,6 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
     off_amount = np.where(mp >= 0, np.nan_to_num(d[np.arange(G), worst]), 0.0)
 
     # --- spurious: no support, against the detector's miss rate for this class, size and crowding ---
-    support = np.asarray(e.support, np.float64)
-    missed = (support < SUPPORTED).astype(np.float64)
-    miss = shrunk_rate(missed, np.ones(G), levels, MISS_SHRINK, top=MISS_RATE)
     dup = np.asarray(e.dup_evidence if e.dup_evidence is not None else np.zeros(G), np.float64)
     T_dup = shrunk_ecdf(dup, [], k, upper=True)
     lr_absent = np.where(dup > 0, 1.0 / np.maximum(T_dup, 1e-12), 1.0) / np.maximum(miss, 1e-6)
@@ -416,7 +481,20 @@ def calibrate_scores(errors, pred, gt, pred_codes: np.ndarray, gt_codes: np.ndar
 
     # --- missing objects: unlabelled real objects against the detector's unexplained false positives ---
     unexplained = np.asarray(e.possible_missing) > 0
-    missing = np.where(unexplained, excess_posterior(conf, pred_codes, kind == PRED_KINDS.index("tp"), unexplained,
-                                                     prior, k), 0.0)
+    p_new = excess_posterior(conf, pred_codes, kind == PRED_KINDS.index("tp"), unexplained, prior, k)
+    if P:
+        # a prediction by an unmatched label is that label's detection (mislocated or swapped label) or a
+        # new object next to it: a candidate too, unless the label's error explains it
+        from iou_audit.geometry.boxes import valid_boxes
+
+        near = np.isin(kind, [PRED_KINDS.index(x) for x in ("class", "loc", "both")]) & ~unexplained \
+            & valid_boxes(pred.box)
+        explained = np.zeros(P)
+        uses_mis = (mp >= 0) & ~matched_same
+        np.maximum.at(explained, mp[uses_mis], mislocated[uses_mis])
+        np.maximum.at(explained, sp[sp >= 0], class_swap[sp >= 0])
+        missing = np.where(unexplained, p_new, np.where(near, p_new * (1.0 - explained), 0.0))
+    else:
+        missing = np.where(unexplained, p_new, 0.0)
     return dataclasses.replace(e, possible_spurious=spurious, class_swap=class_swap, mislocated=mislocated,
                                possible_missing=missing, off_edge=off_edge, off_amount=off_amount)
