@@ -88,7 +88,7 @@ class RunningGroupSum:
     Example:
         >>> r = RunningGroupSum(2)
         >>> r.add(np.array([0, 1]), np.array([0.1, 5.0])); r.add(np.array([0]), np.array([0.2]))
-        >>> r.total.tolist(), r.sorted
+        >>> r.total.tolist(), bool(r.sorted)
         ([0.30000000000000004, 5.0], False)
     """
 

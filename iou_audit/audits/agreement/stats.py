@@ -140,11 +140,11 @@ def edge_offsets(tables, cluster: np.ndarray, annotator: np.ndarray, row: np.nda
     (``reduceat``: per cluster, True for those; None: none). Each cluster's mean is then the same
     sum of the same values in the same order, so the offsets are bit-identical.
 
-    Example (one object of two boxes; the first member's left edge is 0.5 of the mean width left of the mean):
+    Example (one object of two boxes; the first member's left edge lies left of the object's mean box):
         >>> from types import SimpleNamespace as T
         >>> ts = [T(box=np.array([[0., 0, .4, .4]])), T(box=np.array([[.2, 0, .4, .4]]))]
         >>> edge_offsets(ts, np.array([0, 0]), np.array([0, 1]), np.array([0, 0]), np.array([0]))[0].tolist()
-        [-0.5, 0.0, 0.0, 0.0]
+        [-0.3333333333333333, 0.0, 0.0, 0.0]
     """
     members = np.asarray(members, np.int64)
     out = np.full((len(members), 4), np.nan)
